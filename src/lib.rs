@@ -1,0 +1,16 @@
+//! postline: small Unix mail tools over one shared library.
+//!
+//! The library holds every piece of logic; the binaries in `src/bin/` are thin
+//! faces over [`tools`]. The library never prints, exits or panics on input:
+//! it returns [`exit::Error`] values whose kind decides the exit code. See
+//! `ARCHITECTURE.md` for the code map and the invariants.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod dedup;
+pub mod exit;
+pub mod mboxfmt;
+pub mod message;
+pub mod store;
+pub mod tools;

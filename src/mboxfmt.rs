@@ -1,0 +1,271 @@
+//! mbox framing: `From ` separator lines, mboxrd/mboxo quoting and
+//! unquoting, and a streaming splitter for mbox input.
+//!
+//! Owns the one rule every mbox reader depends on: inside a stored message no
+//! line may begin with `From `. mboxrd (the default) quotes `>*From ` by adding
+//! one `>`, so a reader can undo it exactly; mboxo quotes only `From ` and is
+//! lossy, kept for readers that want it. The splitter never fails on content:
+//! anything between two separators is a message.
+
+use std::io::{self, BufRead};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Which quoting an mbox uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `>*From ` gets one more `>`; reversible.
+    Mboxrd,
+    /// Only `From ` gets a `>`; what old readers expect.
+    Mboxo,
+}
+
+impl Format {
+    /// Parse `mboxrd` / `mboxo`.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "mboxrd" => Some(Format::Mboxrd),
+            "mboxo" => Some(Format::Mboxo),
+            _ => None,
+        }
+    }
+}
+
+/// Does this line need a `>` in front when stored?
+fn needs_quote(line: &[u8], format: Format) -> bool {
+    match format {
+        Format::Mboxo => line.starts_with(b"From "),
+        Format::Mboxrd => {
+            let n = line.iter().take_while(|&&c| c == b'>').count();
+            line[n..].starts_with(b"From ")
+        }
+    }
+}
+
+/// Append `msg` (LF line endings, ending in a newline) to `out`, quoted.
+pub fn quote_into(msg: &[u8], format: Format, out: &mut Vec<u8>) {
+    out.reserve(msg.len() + 64);
+    for line in msg.split_inclusive(|&c| c == b'\n') {
+        if needs_quote(line, format) {
+            out.push(b'>');
+        }
+        out.extend_from_slice(line);
+    }
+}
+
+/// Undo the quoting of one line (LF included or not).
+pub fn unquote_line(line: &[u8], format: Format) -> &[u8] {
+    match format {
+        Format::Mboxrd => {
+            let n = line.iter().take_while(|&&c| c == b'>').count();
+            if n > 0 && line[n..].starts_with(b"From ") { &line[1..] } else { line }
+        }
+        Format::Mboxo => {
+            if line.starts_with(b">From ") { &line[1..] } else { line }
+        }
+    }
+}
+
+/// The `From sender date` line (with newline) that opens a message.
+///
+/// The sender must be one token: whitespace in it is replaced, an empty
+/// sender becomes `MAILER-DAEMON` as in Postfix's local(8). The date is the
+/// asctime form in UTC, the form every reader accepts.
+pub fn from_line(sender: &str, when: SystemTime) -> Vec<u8> {
+    let s: String = sender
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .chars()
+        .map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c })
+        .collect();
+    let s = if s.is_empty() { "MAILER-DAEMON".to_string() } else { s };
+    format!("From {s} {}\n", asctime(when)).into_bytes()
+}
+
+/// `Thu Nov 25 21:58:25 2026`, UTC.
+pub fn asctime(when: SystemTime) -> String {
+    let secs = when.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}",
+        WD[days.rem_euclid(7) as usize],
+        MO[(m - 1) as usize],
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        y
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// One message read from an mbox stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The envelope sender from its `From ` line.
+    pub sender: String,
+    /// The message, unquoted, LF line endings, ending in a newline.
+    pub data: Vec<u8>,
+}
+
+/// Splits an mbox stream into messages, one at a time, in bounded memory
+/// (one message plus one line).
+///
+/// A separator is a `From ` line at the start of the stream or after an empty
+/// line, the rule mutt and Dovecot apply; the empty line before a separator
+/// belongs to the framing and is dropped. CRLF input is read as LF. Leading
+/// empty lines are skipped; content before the first separator is an error
+/// the caller reports (it is not an mbox).
+pub struct Splitter<R> {
+    input: R,
+    format: Format,
+    pending_sender: Option<String>,
+    started: bool,
+    line: Vec<u8>,
+    /// Byte offset of the line just read, for error messages.
+    pub offset: u64,
+}
+
+impl<R: BufRead> Splitter<R> {
+    /// A splitter over `input` undoing `format`'s quoting.
+    pub fn new(input: R, format: Format) -> Splitter<R> {
+        Splitter {
+            input,
+            format,
+            pending_sender: None,
+            started: false,
+            line: Vec::new(),
+            offset: 0,
+        }
+    }
+
+    fn read_line(&mut self) -> io::Result<bool> {
+        self.line.clear();
+        let n = self.input.read_until(b'\n', &mut self.line)?;
+        self.offset += n as u64;
+        if n == 0 {
+            return Ok(false);
+        }
+        if self.line.ends_with(b"\r\n") {
+            let l = self.line.len();
+            self.line.truncate(l - 2);
+            self.line.push(b'\n');
+        }
+        Ok(true)
+    }
+
+    /// The next message; `Ok(None)` at the end. `Err` with
+    /// `InvalidData` when the stream does not start with a `From ` line.
+    pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
+        if !self.started {
+            loop {
+                if !self.read_line()? {
+                    return Ok(None);
+                }
+                if self.line.trim_ascii().is_empty() {
+                    continue;
+                }
+                if self.line.starts_with(b"From ") {
+                    self.pending_sender = Some(crate::message::from_line_sender(&self.line));
+                    self.started = true;
+                    break;
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "input is not an mbox: it does not start with a \"From \" line",
+                ));
+            }
+        }
+        let Some(sender) = self.pending_sender.take() else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        let mut prev_blank = false;
+        while self.read_line()? {
+            if prev_blank && self.line.starts_with(b"From ") {
+                self.pending_sender = Some(crate::message::from_line_sender(&self.line));
+                break;
+            }
+            prev_blank = self.line == b"\n";
+            let unq = unquote_line(&self.line, self.format);
+            data.extend_from_slice(unq);
+        }
+        // The empty line before the next separator (or at the end) is framing.
+        if data.ends_with(b"\n\n") {
+            data.pop();
+        }
+        if data.last().is_some_and(|&c| c != b'\n') {
+            data.push(b'\n');
+        }
+        Ok(Some(Entry { sender, data }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mboxrd_round_trips() {
+        let msg = b"S: x\n\nFrom here\n>From there\n>>From far\nFromage\n";
+        let mut out = from_line("a@b", UNIX_EPOCH);
+        quote_into(msg, Format::Mboxrd, &mut out);
+        out.push(b'\n');
+        assert!(out.starts_with(b"From a@b Thu Jan  1 00:00:00 1970\n"));
+        let mut sp = Splitter::new(&out[..], Format::Mboxrd);
+        let e = sp.next_entry().unwrap().unwrap();
+        assert_eq!(e.data, msg);
+        assert_eq!(e.sender, "a@b");
+        assert!(sp.next_entry().unwrap().is_none());
+    }
+
+    #[test]
+    fn mboxo_quotes_only_from() {
+        let mut out = Vec::new();
+        quote_into(b"From x\n>From y\n", Format::Mboxo, &mut out);
+        assert_eq!(out, b">From x\n>From y\n");
+    }
+
+    #[test]
+    fn splits_only_after_blank_lines() {
+        let input = b"\r\nFrom a x\r\nS: 1\r\n\r\nbody\r\nFrom not a separator\r\n\r\nFrom b y\nS: 2\n\nb2";
+        let mut sp = Splitter::new(&input[..], Format::Mboxrd);
+        let a = sp.next_entry().unwrap().unwrap();
+        assert_eq!(a.data, b"S: 1\n\nbody\nFrom not a separator\n");
+        let b = sp.next_entry().unwrap().unwrap();
+        assert_eq!((b.sender.as_str(), &b.data[..]), ("b", &b"S: 2\n\nb2\n"[..]));
+        assert!(sp.next_entry().unwrap().is_none());
+    }
+
+    #[test]
+    fn not_an_mbox_is_an_error() {
+        let mut sp = Splitter::new(&b"Subject: x\n"[..], Format::Mboxrd);
+        assert_eq!(sp.next_entry().unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+        assert_eq!(asctime(UNIX_EPOCH + std::time::Duration::from_secs(1_795_643_905)), "Wed Nov 25 21:58:25 2026");
+    }
+}

@@ -1,0 +1,118 @@
+//! The tools: one module per binary with its clap `command()` and `run()`,
+//! and the one shared [`main`] that turns results into output and exit codes.
+//!
+//! This is the only part of the crate that writes to stdout/stderr. Its
+//! promises: usage errors exit 64 (not clap's 2) with a one-line message;
+//! every diagnostic is one line, `tool: context: cause`; a closed stdout
+//! (`| head`) ends output quietly and never changes what was stored.
+
+pub mod deliver;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+
+use clap::{ArgMatches, Command};
+
+use crate::exit::{self, Error, Kind};
+
+/// Every tool: its binary name and its clap command (for man-page and
+/// completion checks).
+pub fn all() -> Vec<(&'static str, fn() -> Command)> {
+    vec![("mail-deliver", deliver::command)]
+}
+
+/// Output and diagnostics for a running tool.
+pub struct Ctx {
+    name: &'static str,
+    out: io::BufWriter<io::Stdout>,
+    out_closed: bool,
+    worst: Option<Kind>,
+}
+
+impl Ctx {
+    fn new(name: &'static str) -> Ctx {
+        Ctx { name, out: io::BufWriter::new(io::stdout()), out_closed: false, worst: None }
+    }
+
+    /// Print one line on stdout. Returns false once stdout is closed (the
+    /// reader went away); the caller may stop producing output then.
+    pub fn line(&mut self, s: &str) -> bool {
+        if self.out_closed {
+            return false;
+        }
+        if writeln!(self.out, "{s}").is_err() {
+            self.out_closed = true;
+        }
+        !self.out_closed
+    }
+
+    /// Flush stdout now (so paths reach a pipeline as they are stored).
+    pub fn flush(&mut self) {
+        if !self.out_closed && self.out.flush().is_err() {
+            self.out_closed = true;
+        }
+    }
+
+    /// Report an error that does not stop the run; the exit code will be the
+    /// worst reported.
+    pub fn report(&mut self, err: &Error) {
+        self.note(err.kind());
+        let _ = writeln!(io::stderr(), "{}: {err}", self.name);
+    }
+
+    /// Count an outcome toward the exit code without printing.
+    pub fn note(&mut self, kind: Kind) {
+        self.worst = exit::worst([self.worst, Some(kind)].iter().flatten());
+    }
+
+    /// A warning line on stderr that does not change the exit code.
+    pub fn warn(&mut self, msg: &str) {
+        let _ = writeln!(io::stderr(), "{}: {msg}", self.name);
+    }
+}
+
+/// The body of every `src/bin/*.rs`: parse, run, map the result to an exit
+/// code.
+pub fn main(
+    name: &'static str,
+    command: fn() -> Command,
+    run: fn(&ArgMatches, &mut Ctx) -> Result<(), Error>,
+) -> std::process::ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let code = main_with(name, command(), run, args);
+    std::process::ExitCode::from(code as u8)
+}
+
+fn main_with(
+    name: &'static str,
+    cmd: Command,
+    run: fn(&ArgMatches, &mut Ctx) -> Result<(), Error>,
+    args: Vec<OsString>,
+) -> i32 {
+    let matches = match cmd.try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind as E;
+            return match e.kind() {
+                E::DisplayHelp | E::DisplayVersion => {
+                    let _ = e.print();
+                    exit::OK
+                }
+                _ => {
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("bad usage");
+                    let first = first.strip_prefix("error: ").unwrap_or(first);
+                    let _ = writeln!(io::stderr(), "{name}: {first} (see {name} --help)");
+                    exit::USAGE
+                }
+            };
+        }
+    };
+    let mut ctx = Ctx::new(name);
+    let res = run(&matches, &mut ctx);
+    ctx.flush();
+    if let Err(e) = res {
+        ctx.report(&e);
+    }
+    ctx.worst.map_or(exit::OK, Kind::code)
+}
