@@ -78,9 +78,26 @@ pub fn main(
     command: fn() -> Command,
     run: fn(&ArgMatches, &mut Ctx) -> Result<(), Error>,
 ) -> std::process::ExitCode {
+    ignore_file_size_signal();
     let args: Vec<OsString> = std::env::args_os().collect();
     let code = main_with(name, command(), run, args);
     std::process::ExitCode::from(code as u8)
+}
+
+/// Turn "file too large" from a signal into an error.
+///
+/// Postfix's local(8) and many shells run an MDA under a file-size limit
+/// (RLIMIT_FSIZE). Exceeding it raises SIGXFSZ, whose default action kills
+/// the process mid-write: a half-appended mbox and a bounce-free exit by
+/// signal. Ignored, the write fails with EFBIG instead, which the storage
+/// code handles like a full disk (cut back, exit 75).
+#[allow(unsafe_code)]
+fn ignore_file_size_signal() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler code, so none of the
+    // async-signal-safety hazards that make `signal` unsafe apply; it runs
+    // first thing in main, before any other thread exists.
+    let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
 }
 
 fn main_with(

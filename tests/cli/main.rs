@@ -1,0 +1,10 @@
+//! The integration tests: one binary, a module per tool, a small harness.
+//!
+//! Run with `cargo test --test cli` (or `make test`). Tests that need root
+//! (Dovecot, a tmpfs for the full-disk case) skip with a note when not root,
+//! unless `POSTLINE_REQUIRE_ALL=1` or `CI` is set, where they fail instead.
+
+mod harness;
+
+mod deliver;
+mod docs;
