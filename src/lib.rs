@@ -16,3 +16,4 @@ pub mod mboxfmt;
 pub mod message;
 pub mod store;
 pub mod tools;
+pub mod trace;

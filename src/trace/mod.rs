@@ -1,0 +1,1 @@
+//! Header tracing: Received, dates, Authentication-Results (work in progress).
