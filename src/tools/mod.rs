@@ -15,9 +15,12 @@ use clap::{ArgMatches, Command};
 
 use crate::exit::{self, Error, Kind};
 
+/// A tool's binary name and the function building its clap command.
+pub type ToolEntry = (&'static str, fn() -> Command);
+
 /// Every tool: its binary name and its clap command (for man-page and
 /// completion checks).
-pub fn all() -> Vec<(&'static str, fn() -> Command)> {
+pub fn all() -> Vec<ToolEntry> {
     vec![("mail-deliver", deliver::command)]
 }
 
