@@ -26,5 +26,8 @@ pub fn default_maildir() -> Option<String> {
         return Some(s);
     }
     let h = env::var_os("HOME").filter(|v| !v.is_empty())?;
-    Some(format!("{}/Maildir/", h.to_string_lossy().trim_end_matches('/')))
+    Some(format!(
+        "{}/Maildir/",
+        h.to_string_lossy().trim_end_matches('/')
+    ))
 }

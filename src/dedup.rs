@@ -29,7 +29,10 @@ pub struct Cache {
 /// Where the cache of `dest` lives: `DIR/<hash>.ids`, the first line naming
 /// the destination for people reading it.
 pub fn cache_path(dir: &Path, dest: &Path) -> PathBuf {
-    let abs = std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf());
+    // The same destination however it was written (md, ./md/, a symlink).
+    let abs = fs::canonicalize(dest)
+        .or_else(|_| std::path::absolute(dest))
+        .unwrap_or_else(|_| dest.to_path_buf());
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in abs.as_os_str().as_encoded_bytes() {
         h ^= u64::from(*b);
@@ -58,7 +61,14 @@ impl Cache {
         let _ = file.read_to_string(&mut text);
         let ids: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
         let seen = ids.iter().cloned().collect();
-        Ok(Cache { file, path, ids, seen, max: max.max(1), dirty: false })
+        Ok(Cache {
+            file,
+            path,
+            ids,
+            seen,
+            max: max.max(1),
+            dirty: false,
+        })
     }
 
     /// Was `id` delivered here recently?

@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn temporary_beats_permanent() {
-        assert_eq!(worst(&[Kind::Data, Kind::Temporary, Kind::NoPerm]), Some(Kind::Temporary));
+        assert_eq!(
+            worst(&[Kind::Data, Kind::Temporary, Kind::NoPerm]),
+            Some(Kind::Temporary)
+        );
         assert_eq!(worst(&[Kind::Data]), Some(Kind::Data));
         assert_eq!(worst(&[]), None);
     }

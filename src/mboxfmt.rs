@@ -57,10 +57,18 @@ pub fn unquote_line(line: &[u8], format: Format) -> &[u8] {
     match format {
         Format::Mboxrd => {
             let n = line.iter().take_while(|&&c| c == b'>').count();
-            if n > 0 && line[n..].starts_with(b"From ") { &line[1..] } else { line }
+            if n > 0 && line[n..].starts_with(b"From ") {
+                &line[1..]
+            } else {
+                line
+            }
         }
         Format::Mboxo => {
-            if line.starts_with(b">From ") { &line[1..] } else { line }
+            if line.starts_with(b">From ") {
+                &line[1..]
+            } else {
+                line
+            }
         }
     }
 }
@@ -76,9 +84,19 @@ pub fn from_line(sender: &str, when: SystemTime) -> Vec<u8> {
         .trim_start_matches('<')
         .trim_end_matches('>')
         .chars()
-        .map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
-    let s = if s.is_empty() { "MAILER-DAEMON".to_string() } else { s };
+    let s = if s.is_empty() {
+        "MAILER-DAEMON".to_string()
+    } else {
+        s
+    };
     format!("From {s} {}\n", asctime(when)).into_bytes()
 }
 
@@ -247,19 +265,26 @@ mod tests {
 
     #[test]
     fn splits_only_after_blank_lines() {
-        let input = b"\r\nFrom a x\r\nS: 1\r\n\r\nbody\r\nFrom not a separator\r\n\r\nFrom b y\nS: 2\n\nb2";
+        let input =
+            b"\r\nFrom a x\r\nS: 1\r\n\r\nbody\r\nFrom not a separator\r\n\r\nFrom b y\nS: 2\n\nb2";
         let mut sp = Splitter::new(&input[..], Format::Mboxrd);
         let a = sp.next_entry().unwrap().unwrap();
         assert_eq!(a.data, b"S: 1\n\nbody\nFrom not a separator\n");
         let b = sp.next_entry().unwrap().unwrap();
-        assert_eq!((b.sender.as_str(), &b.data[..]), ("b", &b"S: 2\n\nb2\n"[..]));
+        assert_eq!(
+            (b.sender.as_str(), &b.data[..]),
+            ("b", &b"S: 2\n\nb2\n"[..])
+        );
         assert!(sp.next_entry().unwrap().is_none());
     }
 
     #[test]
     fn not_an_mbox_is_an_error() {
         let mut sp = Splitter::new(&b"Subject: x\n"[..], Format::Mboxrd);
-        assert_eq!(sp.next_entry().unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            sp.next_entry().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 
     /// The fuzz target's property, on a few thousand pseudo-random inputs
@@ -273,7 +298,16 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let pieces: [&[u8]; 8] = [b"\n", b"From ", b">", b"x", b"\r", b" ", b"\n\n", b"\xff\x00"];
+        let pieces: [&[u8]; 8] = [
+            b"\n",
+            b"From ",
+            b">",
+            b"x",
+            b"\r",
+            b" ",
+            b"\n\n",
+            b"\xff\x00",
+        ];
         for _ in 0..3000 {
             let mut msg = Vec::new();
             for _ in 0..(next() % 40) {
@@ -301,6 +335,9 @@ mod tests {
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_782), (2026, 11, 25));
-        assert_eq!(asctime(UNIX_EPOCH + std::time::Duration::from_secs(1_795_643_905)), "Wed Nov 25 21:58:25 2026");
+        assert_eq!(
+            asctime(UNIX_EPOCH + std::time::Duration::from_secs(1_795_643_905)),
+            "Wed Nov 25 21:58:25 2026"
+        );
     }
 }

@@ -44,7 +44,10 @@ pub fn split_from_line(data: &[u8]) -> Option<(String, &[u8])> {
     if !data.starts_with(b"From ") {
         return None;
     }
-    let end = data.iter().position(|&c| c == b'\n').map_or(data.len(), |i| i + 1);
+    let end = data
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(data.len(), |i| i + 1);
     let sender = from_line_sender(&data[..end]);
     Some((sender, &data[end..]))
 }
@@ -140,8 +143,16 @@ impl Message {
     /// The Message-ID, angle brackets and surrounding space removed.
     pub fn message_id(&self) -> Option<String> {
         let v = self.header_values("Message-ID").into_iter().next()?;
-        let v = v.trim().trim_start_matches('<').trim_end_matches('>').trim();
-        if v.is_empty() { None } else { Some(v.to_string()) }
+        let v = v
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.to_string())
+        }
     }
 
     /// Does the message already carry `Delivered-To: addr`? (a mail loop)
@@ -196,7 +207,10 @@ pub fn bare_address(s: &str) -> String {
 fn find_header_end(data: &[u8]) -> usize {
     let mut pos = 0;
     while pos < data.len() {
-        let end = data[pos..].iter().position(|&c| c == b'\n').map_or(data.len(), |i| pos + i + 1);
+        let end = data[pos..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(data.len(), |i| pos + i + 1);
         let line = &data[pos..end];
         if line == b"\n" {
             return end;
@@ -228,7 +242,10 @@ pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
     let mut out: Vec<Field<'_>> = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
-        let end = block[pos..].iter().position(|&c| c == b'\n').map_or(block.len(), |i| pos + i + 1);
+        let end = block[pos..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(block.len(), |i| pos + i + 1);
         let line = &block[pos..end];
         if line == b"\n" {
             break;

@@ -4,7 +4,7 @@
 # the tests run their own Dovecot on free loopback ports). Otherwise say in
 # one line what to install, and fail.
 set -eu
-PKGS="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd mandoc openssl python3"
+PKGS="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix mandoc openssl python3"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -16,6 +16,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "tests/deps.sh: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix: "No configuration", so no system instance is set up; the tests
+# run their own with a config in a temp dir.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 # Keep the packages' own services (a system Dovecot on 143/110) from starting.
 policy=/usr/sbin/policy-rc.d
 added=0

@@ -31,7 +31,9 @@ pub struct Locking {
     pub flock: bool,
     /// Give up (temporary failure) after this long.
     pub timeout: Duration,
-    /// A dotlock without a live owner we can check, older than this, is stale.
+    /// A dotlock older than this is stale even if its pid is alive (after a
+    /// reboot the pid may name an unrelated process; over NFS it may be
+    /// another host's). procmail's default, 1024 s.
     pub stale_after: Duration,
 }
 
@@ -42,7 +44,7 @@ impl Default for Locking {
             fcntl: true,
             flock: false,
             timeout: Duration::from_secs(60),
-            stale_after: Duration::from_secs(300),
+            stale_after: Duration::from_secs(1024),
         }
     }
 }
@@ -58,8 +60,15 @@ impl Locking {
                 "dotlock" => self.dotlock = true,
                 "fcntl" => self.fcntl = true,
                 "flock" => self.flock = true,
-                other => return Err(format!("unknown locking method {other:?} (dotlock, fcntl, flock)")),
+                other => {
+                    return Err(format!(
+                        "unknown locking method {other:?} (dotlock, fcntl, flock)"
+                    ));
+                }
             }
+        }
+        if !(self.dotlock || self.fcntl || self.flock) {
+            return Err("no locking method given (dotlock, fcntl, flock)".to_string());
         }
         Ok(())
     }
@@ -91,7 +100,12 @@ impl Held {
             // automatically, which is no worse than other MDAs.
             let _ = fs::write(
                 p,
-                format!("{}\npostline-append start={} end={}\n", std::process::id(), j.start, j.end),
+                format!(
+                    "{}\npostline-append start={} end={}\n",
+                    std::process::id(),
+                    j.start,
+                    j.end
+                ),
             );
         }
     }
@@ -112,7 +126,11 @@ impl Drop for Held {
 /// Take the configured locks on `path`, whose open file is `file`.
 pub fn lock(path: &Path, file: &File, cfg: &Locking) -> Result<Held> {
     let deadline = Instant::now() + cfg.timeout;
-    let mut held = Held { dotlock: None, stale_journal: None, flocked: None };
+    let mut held = Held {
+        dotlock: None,
+        stale_journal: None,
+        flocked: None,
+    };
     if cfg.dotlock {
         let (p, j) = dotlock(path, cfg, deadline)?;
         held.dotlock = p;
@@ -122,7 +140,9 @@ pub fn lock(path: &Path, file: &File, cfg: &Locking) -> Result<Held> {
         poll(deadline, path, "fcntl lock", || fcntl_lock(file))?;
     }
     if cfg.flock {
-        let dup = file.try_clone().map_err(|e| Error::io(format!("locking {}", path.display()), &e))?;
+        let dup = file
+            .try_clone()
+            .map_err(|e| Error::io(format!("locking {}", path.display()), &e))?;
         poll(deadline, path, "flock lock", || match dup.try_lock() {
             Ok(()) => Ok(true),
             Err(fs::TryLockError::WouldBlock) => Ok(false),
@@ -134,13 +154,23 @@ pub fn lock(path: &Path, file: &File, cfg: &Locking) -> Result<Held> {
 }
 
 /// Retry `attempt` (Ok(true) = got it) with growing sleeps until `deadline`.
-fn poll(deadline: Instant, path: &Path, what: &str, mut attempt: impl FnMut() -> io::Result<bool>) -> Result<()> {
+fn poll(
+    deadline: Instant,
+    path: &Path,
+    what: &str,
+    mut attempt: impl FnMut() -> io::Result<bool>,
+) -> Result<()> {
     let mut nap = Duration::from_millis(1);
     loop {
         match attempt() {
             Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(e) => return Err(Error::io(format!("taking {what} on {}", path.display()), &e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("taking {what} on {}", path.display()),
+                    &e,
+                ));
+            }
         }
         if Instant::now() >= deadline {
             return Err(Error::new(
@@ -187,15 +217,29 @@ fn side_path(path: &Path, tag: &str) -> PathBuf {
 
 /// Create `FILE.lock` the NFS-safe way (write a unique file, link it to the
 /// lock name), breaking a stale lock when its owner is gone.
-fn dotlock(path: &Path, cfg: &Locking, deadline: Instant) -> Result<(Option<PathBuf>, Option<Journal>)> {
+fn dotlock(
+    path: &Path,
+    cfg: &Locking,
+    deadline: Instant,
+) -> Result<(Option<PathBuf>, Option<Journal>)> {
     let lock = lock_path(path);
     let tmp = side_path(path, "locktmp");
     let ctx = || format!("taking dotlock {}", lock.display());
-    let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp) {
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+    {
         Ok(f) => f,
         // A mail spool we may append to but not create files in: do as
         // procmail and Dovecot do and rely on the kernel locks alone.
-        Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EACCES) | Some(nix::libc::EROFS)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EACCES) | Some(nix::libc::EROFS)
+            ) =>
+        {
             return Ok((None, None));
         }
         Err(e) => return Err(Error::io(ctx(), &e)),
@@ -258,29 +302,41 @@ fn read_lock(lock: &Path) -> Option<(String, fs::Metadata)> {
     let mut f = File::open(lock).ok()?;
     let meta = f.metadata().ok()?;
     let mut s = String::new();
-    Read::by_ref(&mut f).take(4096).read_to_string(&mut s).ok()?;
+    Read::by_ref(&mut f)
+        .take(4096)
+        .read_to_string(&mut s)
+        .ok()?;
     Some((s, meta))
 }
 
 fn is_stale(content: &str, meta: &fs::Metadata, cfg: &Locking) -> bool {
-    let pid = content.lines().next().and_then(|l| l.trim().parse::<i32>().ok());
-    match pid {
-        Some(pid) if pid > 0 => {
-            matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(Errno::ESRCH))
-        }
-        _ => {
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .unwrap_or_default();
-            age > cfg.stale_after
-        }
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or_default();
+    if age > cfg.stale_after {
+        return true;
     }
+    let pid = content
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok());
+    // A pid we can check: stale when that process is gone (EPERM means it
+    // exists under another user). No pid: only the age can tell.
+    pid.is_some_and(|pid| {
+        pid > 0
+            && matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Err(Errno::ESRCH)
+            )
+    })
 }
 
 fn parse_journal(content: &str) -> Option<Journal> {
-    let line = content.lines().find(|l| l.starts_with("postline-append "))?;
+    let line = content
+        .lines()
+        .find(|l| l.starts_with("postline-append "))?;
     let mut start = None;
     let mut end = None;
     for kv in line.split_whitespace().skip(1) {
@@ -290,7 +346,10 @@ fn parse_journal(content: &str) -> Option<Journal> {
             _ => {}
         }
     }
-    Some(Journal { start: start?, end: end? })
+    Some(Journal {
+        start: start?,
+        end: end?,
+    })
 }
 
 #[cfg(test)]

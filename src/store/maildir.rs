@@ -42,7 +42,11 @@ fn create_dirs(path: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     if let Some(parent) = path.parent() {
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         fsync_dir(parent)?;
     }
     Ok(())
@@ -57,7 +61,15 @@ impl Maildir {
     /// Open the Maildir at `root`, creating it (and `tmp`, `new`, `cur`) when
     /// missing.
     pub fn open(root: &Path) -> Result<Maildir> {
-        if root.exists() && !root.is_dir() {
+        // Stat the path without its trailing slashes: "file/" fails with
+        // ENOTDIR, which would hide that a regular file is in the way.
+        let bare = Path::new(root.to_str().map_or("", |s| s.trim_end_matches('/')));
+        let probe = if bare.as_os_str().is_empty() {
+            root
+        } else {
+            bare
+        };
+        if probe.exists() && !probe.is_dir() {
             return Err(Error::new(
                 Kind::CantCreate,
                 root.display().to_string(),
@@ -68,7 +80,9 @@ impl Maildir {
             let p = root.join(sub);
             create_dirs(&p).map_err(|e| Error::io(format!("creating {}", p.display()), &e))?;
         }
-        Ok(Maildir { root: root.to_path_buf() })
+        Ok(Maildir {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The Maildir++ subfolder `name` (`a/b` or `a.b` -> `.a.b`), created
@@ -141,7 +155,10 @@ impl Maildir {
             && let Err(e) = syncfs(&tmp_dir)
         {
             cleanup(&written);
-            return (Vec::new(), Some(Error::io(format!("syncing {}", tmp_dir.display()), &e)));
+            return (
+                Vec::new(),
+                Some(Error::io(format!("syncing {}", tmp_dir.display()), &e)),
+            );
         }
         // 3. Link into new/ (never overwriting), then one fsync of new/.
         let mut linked: Vec<PathBuf> = Vec::with_capacity(written.len());
@@ -163,7 +180,10 @@ impl Maildir {
                 let _ = fs::remove_file(p);
             }
             cleanup(&written);
-            return (Vec::new(), Some(Error::io(format!("syncing {}", new_dir.display()), &e)));
+            return (
+                Vec::new(),
+                Some(Error::io(format!("syncing {}", new_dir.display()), &e)),
+            );
         }
         for (tmp, _) in &written[..linked.len()] {
             let _ = fs::remove_file(tmp);
@@ -182,13 +202,19 @@ fn write_tmp(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<(PathBuf, String
     for _ in 0..100 {
         let name = unique_name(data.len());
         let path = tmp_dir.join(&name);
-        let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path);
         let mut file = match file {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(format!("creating {}", path.display()), &e)),
         };
-        let res = file.write_all(data).and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        let res = file
+            .write_all(data)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         if let Err(e) = res {
             drop(file);
             let _ = fs::remove_file(&path);
@@ -196,7 +222,11 @@ fn write_tmp(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<(PathBuf, String
         }
         return Ok((path, name));
     }
-    Err(Error::new(Kind::Temporary, tmp_dir.display().to_string(), "could not find a unique file name"))
+    Err(Error::new(
+        Kind::Temporary,
+        tmp_dir.display().to_string(),
+        "could not find a unique file name",
+    ))
 }
 
 /// Hard-link `tmp` into `dir` under `name` (or a fresh name if taken).
@@ -212,7 +242,10 @@ fn link_unique(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no unique name in new/"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no unique name in new/",
+    ))
 }
 
 /// `time.MusecPpidQcounter.host,S=size`, the Maildir spec's unique name with
@@ -220,7 +253,9 @@ fn link_unique(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
 /// and `,` escaped as octal, as the spec asks.
 pub fn unique_name(size: usize) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let q = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
         "{}.M{}P{}Q{}.{},S={}",
@@ -241,7 +276,9 @@ fn host() -> &'static str {
             .and_then(|h| h.into_string().ok())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string());
-        h.replace('/', "\\057").replace(':', "\\072").replace(',', "\\054")
+        h.replace('/', "\\057")
+            .replace(':', "\\072")
+            .replace(',', "\\054")
     })
 }
 

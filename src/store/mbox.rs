@@ -1,7 +1,7 @@
 //! mbox delivery: append under lock, fsync, and never leave part of a message.
 //!
 //! Guarantee: after [`Mbox::append`] returns `Ok`, every message of the call
-//! is in the file, complete and fsynced, each after an empty line and a
+//! is in the file, complete and on disk (fdatasync), each after an empty line and a
 //! `From ` line, quoted so no body line can be taken for a separator. On any
 //! error the file is cut back to its old length before the locks are
 //! released. If the process is killed mid-write, the dotlock it leaves holds
@@ -40,7 +40,11 @@ pub struct Item<'a> {
 impl Mbox {
     /// An mbox at `path` (created on first append when missing).
     pub fn new(path: &Path, format: Format, locking: Locking) -> Mbox {
-        Mbox { path: path.to_path_buf(), format, locking }
+        Mbox {
+            path: path.to_path_buf(),
+            format,
+            locking,
+        }
     }
 
     /// The file's path.
@@ -62,17 +66,27 @@ impl Mbox {
             .map_err(|e| Error::io(ctx("opening"), &e))?;
         let meta = file.metadata().map_err(|e| Error::io(ctx("reading"), &e))?;
         if !meta.is_file() {
-            return Err(Error::new(Kind::CantCreate, p.display().to_string(), "is not a regular file, so it cannot be an mbox"));
+            return Err(Error::new(
+                Kind::CantCreate,
+                p.display().to_string(),
+                "is not a regular file, so it cannot be an mbox",
+            ));
         }
         if !existed {
-            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let parent = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             fsync_dir(parent).map_err(|e| Error::io(ctx("syncing the directory of"), &e))?;
         }
         let held = lock::lock(p, &file, &self.locking)?;
         if let Some(j) = held.stale_journal {
             repair(&file, j).map_err(|e| Error::io(ctx("repairing"), &e))?;
         }
-        let old_len = file.metadata().map_err(|e| Error::io(ctx("reading"), &e))?.len();
+        let old_len = file
+            .metadata()
+            .map_err(|e| Error::io(ctx("reading"), &e))?
+            .len();
 
         // Frame: the previous message must end with an empty line.
         let mut buf = Vec::new();
@@ -90,7 +104,10 @@ impl Mbox {
             mboxfmt::quote_into(it.data, self.format, &mut buf);
             buf.push(b'\n');
         }
-        held.record(Journal { start: old_len, end: old_len + buf.len() as u64 });
+        held.record(Journal {
+            start: old_len,
+            end: old_len + buf.len() as u64,
+        });
         let res = (&file).write_all(&buf).and_then(|()| file.sync_data());
         if let Err(e) = res {
             // Cut back whatever went in; the caller keeps the message.

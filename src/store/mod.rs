@@ -61,7 +61,11 @@ impl Destination {
                 "--folder applies to Maildir destinations only (end the path with / for a Maildir)",
             ));
         }
-        Ok(Destination::Mbox(Mbox::new(path, opts.mbox_format, opts.locking)))
+        Ok(Destination::Mbox(Mbox::new(
+            path,
+            opts.mbox_format,
+            opts.locking,
+        )))
     }
 
     /// The directory or file written to.

@@ -36,7 +36,7 @@ pub fn command() -> Command {
              every destination; exit 75 when the caller should keep it and retry.",
         )
         .after_help(
-            "Examples:\n  mail-deliver ~/Maildir/ < msg\n  mail-deliver -f \"$SENDER\" --recipient \"$RECIPIENT\" ~/Maildir/ /var/mail/me\n  mail-deliver --split --print-path ~/Maildir/ < old.mbox",
+            "Examples:\n  mail-deliver ~/Maildir/ < msg\n  mail-deliver -f \"$SENDER\" ~/Maildir/ /var/mail/me\n  mail-deliver --split --print-path ~/Maildir/ < old.mbox",
         )
         .arg(
             Arg::new("dest")
@@ -134,27 +134,42 @@ struct Settings {
 
 /// Run mail-deliver.
 pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
-    let format = Format::parse(m.get_one::<String>("mbox-format").map_or("mboxrd", String::as_str))
-        .unwrap_or(Format::Mboxrd);
+    let format = Format::parse(
+        m.get_one::<String>("mbox-format")
+            .map_or("mboxrd", String::as_str),
+    )
+    .unwrap_or(Format::Mboxrd);
     let mut locking = Locking {
         timeout: Duration::from_secs(*m.get_one::<u64>("lock-timeout").unwrap_or(&60)),
         ..Locking::default()
     };
     if let Some(l) = m.get_one::<String>("locking") {
-        locking.parse_methods(l).map_err(|e| Error::new(Kind::Usage, "--locking", e))?;
+        locking
+            .parse_methods(l)
+            .map_err(|e| Error::new(Kind::Usage, "--locking", e))?;
     }
-    let opts = Options { folder: m.get_one::<String>("folder").cloned(), mbox_format: format, locking };
+    let opts = Options {
+        folder: m.get_one::<String>("folder").cloned(),
+        mbox_format: format,
+        locking,
+    };
     let settings = Settings {
         sender: m.get_one::<String>("sender").cloned(),
         recipient: m.get_one::<String>("recipient").cloned(),
         print: m.get_flag("print-path"),
-        dedup: m.get_flag("dedup").then(|| *m.get_one::<usize>("dedup-size").unwrap_or(&5000)),
+        dedup: m
+            .get_flag("dedup")
+            .then(|| *m.get_one::<usize>("dedup-size").unwrap_or(&5000)),
         format,
     };
     let args: Vec<String> = match m.get_many::<String>("dest") {
         Some(v) => v.cloned().collect(),
         None => vec![config::default_maildir().ok_or_else(|| {
-            Error::new(Kind::Config, "no destination", "none given, and neither MAILDIR nor HOME is set")
+            Error::new(
+                Kind::Config,
+                "no destination",
+                "none given, and neither MAILDIR nor HOME is set",
+            )
         })?],
     };
     let mut dests = Vec::new();
@@ -183,14 +198,22 @@ fn single(dests: &[Destination], s: &Settings, ctx: &mut Ctx) -> Result<()> {
         .read_to_end(&mut raw)
         .map_err(|e| Error::io("reading the message from stdin", &e))?;
     if message::is_blank(&raw) {
-        return Err(Error::new(Kind::Data, "stdin", "empty message, nothing to deliver"));
+        return Err(Error::new(
+            Kind::Data,
+            "stdin",
+            "empty message, nothing to deliver",
+        ));
     }
     let (line_sender, raw) = match message::split_from_line(&raw) {
         Some((snd, rest)) => (Some(snd), rest.to_vec()),
         None => (None, raw),
     };
     if message::is_blank(&raw) {
-        return Err(Error::new(Kind::Data, "stdin", "empty message after the From_ line"));
+        return Err(Error::new(
+            Kind::Data,
+            "stdin",
+            "empty message after the From_ line",
+        ));
     }
     let p = prepare(1, message::normalize(raw), line_sender, s)?;
     deliver_group(dests, &[p], s, ctx);
@@ -212,14 +235,21 @@ fn split(dests: &[Destination], s: &Settings, ctx: &mut Ctx) -> Result<()> {
                 return Err(Error::new(Kind::Data, "stdin", e.to_string()));
             }
             Err(e) => {
-                ctx.report(&Error::io(format!("reading the mbox on stdin after message {index}"), &e));
+                ctx.report(&Error::io(
+                    format!("reading the mbox on stdin after message {index}"),
+                    &e,
+                ));
                 break;
             }
         };
         let Some(entry) = entry else { break };
         index += 1;
         if message::is_blank(&entry.data) {
-            ctx.report(&Error::new(Kind::Data, format!("message {index}"), "empty message, skipped"));
+            ctx.report(&Error::new(
+                Kind::Data,
+                format!("message {index}"),
+                "empty message, skipped",
+            ));
             continue;
         }
         match prepare(index, entry.data, Some(entry.sender), s) {
@@ -241,16 +271,27 @@ fn split(dests: &[Destination], s: &Settings, ctx: &mut Ctx) -> Result<()> {
     if !stopped && !batch.is_empty() {
         deliver_group(dests, &batch, s, ctx);
     } else if stopped {
-        ctx.warn(&format!("stopped after a temporary failure; messages after {index} were not read"));
+        ctx.warn(&format!(
+            "stopped after a temporary failure; messages after {index} were not read"
+        ));
     }
     if index == 0 {
-        return Err(Error::new(Kind::Data, "stdin", "no messages in the mbox stream"));
+        return Err(Error::new(
+            Kind::Data,
+            "stdin",
+            "no messages in the mbox stream",
+        ));
     }
     Ok(())
 }
 
 /// Loop check and the headers added at final delivery.
-fn prepare(index: usize, data: Vec<u8>, line_sender: Option<String>, s: &Settings) -> Result<Prepared> {
+fn prepare(
+    index: usize,
+    data: Vec<u8>,
+    line_sender: Option<String>,
+    s: &Settings,
+) -> Result<Prepared> {
     let mut msg = Message::new(data);
     if let Some(r) = &s.recipient
         && msg.delivered_to(r)
@@ -275,10 +316,20 @@ fn prepare(index: usize, data: Vec<u8>, line_sender: Option<String>, s: &Setting
         .sender
         .clone()
         .or(line_sender)
-        .or_else(|| msg.header_values("Return-Path").into_iter().next().map(|v| message::bare_address(&v)))
+        .or_else(|| {
+            msg.header_values("Return-Path")
+                .into_iter()
+                .next()
+                .map(|v| message::bare_address(&v))
+        })
         .unwrap_or_else(|| "MAILER-DAEMON".to_string());
     let msgid = msg.message_id();
-    Ok(Prepared { index, data: msg.into_bytes(), sender, msgid })
+    Ok(Prepared {
+        index,
+        data: msg.into_bytes(),
+        sender,
+        msgid,
+    })
 }
 
 /// Store `batch` in every destination. Returns false when a temporary
@@ -308,8 +359,18 @@ fn deliver_group(dests: &[Destination], batch: &[Prepared], s: &Settings, ctx: &
             }
             todo.push(p);
         }
-        let items: Vec<Item<'_>> = todo.iter().map(|p| Item { data: &p.data, sender: &p.sender }).collect();
-        let (stored, err): (Vec<PathBuf>, Option<Error>) = if items.is_empty() { (Vec::new(), None) } else { d.store(&items) };
+        let items: Vec<Item<'_>> = todo
+            .iter()
+            .map(|p| Item {
+                data: &p.data,
+                sender: &p.sender,
+            })
+            .collect();
+        let (stored, err): (Vec<PathBuf>, Option<Error>) = if items.is_empty() {
+            (Vec::new(), None)
+        } else {
+            d.store(&items)
+        };
         for (p, path) in todo.iter().zip(&stored) {
             if let (Some(c), Some(id)) = (cache.as_mut(), &p.msgid) {
                 c.record(id);
@@ -325,7 +386,11 @@ fn deliver_group(dests: &[Destination], batch: &[Prepared], s: &Settings, ctx: &
         }
         if let Some(e) = err {
             let first_failed = todo.get(stored.len()).map_or(0, |p| p.index);
-            let e = if batch.len() > 1 { e.within(format!("message {first_failed}")) } else { e };
+            let e = if batch.len() > 1 {
+                e.within(format!("message {first_failed}"))
+            } else {
+                e
+            };
             go_on &= !e.kind().is_temporary();
             ctx.report(&e);
         }

@@ -34,7 +34,12 @@ pub struct Ctx {
 
 impl Ctx {
     fn new(name: &'static str) -> Ctx {
-        Ctx { name, out: io::BufWriter::new(io::stdout()), out_closed: false, worst: None }
+        Ctx {
+            name,
+            out: io::BufWriter::new(io::stdout()),
+            out_closed: false,
+            worst: None,
+        }
     }
 
     /// Print one line on stdout. Returns false once stdout is closed (the

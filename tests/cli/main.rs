@@ -5,6 +5,7 @@
 //! unless `POSTLINE_REQUIRE_ALL=1` or `CI` is set, where they fail instead.
 
 mod harness;
+mod mta;
 
 mod deliver;
 mod docs;

@@ -1,0 +1,202 @@
+//! A real Postfix for tests: own config, queue and log under a temp dir,
+//! SMTP on a free loopback port, mail for the test domain handed over LMTP
+//! to the harness's Dovecot, everything else refused. Needs root (Postfix's
+//! master runs as root and drops to the `postfix` user).
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A running Postfix instance; stopped on drop.
+pub struct Postfix {
+    /// Config directory (`postfix -c`).
+    pub conf_dir: PathBuf,
+    /// Plain SMTP (STARTTLS offered) on 127.0.0.1.
+    pub smtp_port: u16,
+    /// The log file.
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Is Postfix installed?
+pub fn available() -> bool {
+    Path::new("/usr/sbin/postfix").exists()
+}
+
+impl Postfix {
+    /// Start Postfix in `dir`, relaying `domain` over LMTP to 127.0.0.1:`lmtp_port`;
+    /// `cert`/`key` are used for STARTTLS.
+    pub fn start(dir: &Path, domain: &str, lmtp_port: u16, cert: &Path, key: &Path) -> Postfix {
+        let conf = dir.join("etc");
+        let queue = dir.join("spool");
+        let data = dir.join("data");
+        for d in [&conf, &queue, &data] {
+            fs::create_dir_all(d).expect("postfix dirs");
+        }
+        let chown = Command::new("chown")
+            .arg("postfix:postfix")
+            .arg(&data)
+            .status()
+            .expect("chown");
+        assert!(chown.success(), "chown postfix data dir");
+        let smtp_port = free_port();
+        let log = dir.join("maillog");
+        fs::write(conf.join("vdomains"), format!("{domain} OK\n")).unwrap();
+        let main_cf = format!(
+            "compatibility_level = 3.6
+config_directory = {conf}
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {log}
+maillog_file_prefixes = {dir}
+myhostname = mx.{domain}
+mydomain = {domain}
+myorigin = {domain}
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_banner = $myhostname ESMTP postline-test
+biff = no
+alias_maps =
+alias_database =
+local_recipient_maps =
+virtual_mailbox_domains = {domain}
+virtual_mailbox_maps = static:OK
+virtual_transport = lmtp:inet:127.0.0.1:{lmtp_port}
+default_transport = error:postline test: no outside network
+relay_transport = error:postline test: no outside network
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+smtpd_tls_security_level = may
+smtpd_tls_received_header = yes
+smtp_tls_security_level = none
+lmtp_tls_security_level = none
+smtpd_error_sleep_time = 0
+in_flow_delay = 0
+",
+            conf = conf.display(),
+            queue = queue.display(),
+            data = data.display(),
+            log = log.display(),
+            dir = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        fs::write(conf.join("main.cf"), main_cf).unwrap();
+        let mut master = format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n");
+        for line in [
+            "pickup unix n - n 60 1 pickup",
+            "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr",
+            "tlsmgr unix - - n 1000? 1 tlsmgr",
+            "rewrite unix - - n - - trivial-rewrite",
+            "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce",
+            "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap",
+            "proxywrite unix - - n - 1 proxymap",
+            "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp",
+            "showq unix n - n - - showq",
+            "error unix - - n - - error",
+            "retry unix - - n - - error",
+            "discard unix - - n - - discard",
+            "lmtp unix - - n - - lmtp",
+            "anvil unix - - n - 1 anvil",
+            "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ] {
+            master.push_str(line);
+            master.push('\n');
+        }
+        fs::write(conf.join("master.cf"), master).unwrap();
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(&conf)
+            .arg("start")
+            .output()
+            .expect("run postfix");
+        let pf = Postfix {
+            conf_dir: conf,
+            smtp_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", smtp_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "postfix did not come up: {}{}\nlog: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                fs::read_to_string(&pf.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pf
+    }
+
+    /// Wait until the queue is empty (every message delivered or bounced).
+    pub fn wait_queue_empty(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = Command::new("postqueue")
+                .arg("-c")
+                .arg(&self.conf_dir)
+                .arg("-j")
+                .output()
+                .expect("postqueue");
+            if out.stdout.iter().all(u8::is_ascii_whitespace) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postfix queue not empty: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf_dir)
+            .arg("stop")
+            .output();
+        let pid_file = self
+            .conf_dir
+            .parent()
+            .map(|d| d.join("spool/pid/master.pid"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(p) = &pid_file {
+            let alive = fs::read_to_string(p)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                });
+            if !alive || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
