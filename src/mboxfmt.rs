@@ -159,6 +159,7 @@ pub struct Splitter<R> {
     pending_sender: Option<String>,
     started: bool,
     line: Vec<u8>,
+    headers_only: bool,
     /// Byte offset of the line just read, for error messages.
     pub offset: u64,
 }
@@ -172,8 +173,17 @@ impl<R: BufRead> Splitter<R> {
             pending_sender: None,
             started: false,
             line: Vec::new(),
+            headers_only: false,
             offset: 0,
         }
+    }
+
+    /// Keep only each message's header block (up to and including the empty
+    /// line), skipping bodies: memory stays bounded by the largest header
+    /// block, for tools that read headers of huge mailboxes.
+    pub fn headers_only(mut self) -> Splitter<R> {
+        self.headers_only = true;
+        self
     }
 
     fn read_line(&mut self) -> io::Result<bool> {
@@ -218,17 +228,22 @@ impl<R: BufRead> Splitter<R> {
         };
         let mut data = Vec::new();
         let mut prev_blank = false;
+        let mut in_body = false;
         while self.read_line()? {
             if prev_blank && self.line.starts_with(b"From ") {
                 self.pending_sender = Some(crate::message::from_line_sender(&self.line));
                 break;
             }
             prev_blank = self.line == b"\n";
+            if in_body {
+                continue;
+            }
             let unq = unquote_line(&self.line, self.format);
             data.extend_from_slice(unq);
+            in_body = self.headers_only && prev_blank;
         }
         // The empty line before the next separator (or at the end) is framing.
-        if data.ends_with(b"\n\n") {
+        if !in_body && data.ends_with(b"\n\n") {
             data.pop();
         }
         if data.last().is_some_and(|&c| c != b'\n') {
@@ -275,6 +290,15 @@ mod tests {
             (b.sender.as_str(), &b.data[..]),
             ("b", &b"S: 2\n\nb2\n"[..])
         );
+        assert!(sp.next_entry().unwrap().is_none());
+    }
+
+    #[test]
+    fn headers_only_skips_bodies() {
+        let input = b"From a x\nS: 1\n\nbody\n\nFrom b y\nS: 2\nT: 3\n\nb2\n";
+        let mut sp = Splitter::new(&input[..], Format::Mboxrd).headers_only();
+        assert_eq!(sp.next_entry().unwrap().unwrap().data, b"S: 1\n\n");
+        assert_eq!(sp.next_entry().unwrap().unwrap().data, b"S: 2\nT: 3\n\n");
         assert!(sp.next_entry().unwrap().is_none());
     }
 
