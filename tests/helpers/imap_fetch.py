@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
-"""Fetch every message of one IMAP folder, an independent reader for tests.
+"""Fetch every message of one IMAP folder: an independent reader for tests.
 
 usage: imap_fetch.py HOST PORT USER PASSWORD [FOLDER]
 
-Logs in with LOGIN over plain IMAP, selects FOLDER (default INBOX)
-read-only, and writes each message's BODY[] (exactly as the server sends
-it, CRLF line endings) to stdout in UID order as "<length>\\n<bytes>".
-Exits non-zero with a message on stderr on any failure.
+Logs in with LOGIN over plain IMAP, EXAMINEs FOLDER (default INBOX, so
+nothing is changed on the server) and writes each message's BODY[] exactly
+as the server sent it (CRLF line endings) to stdout, in UID order, each as
+"<length>\\n<bytes>". Any failure exits non-zero with a message on stderr.
 """
 import imaplib
-import re
 import sys
 
 
@@ -19,12 +18,14 @@ def main():
     host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     folder = sys.argv[5] if len(sys.argv) == 6 else "INBOX"
     out = sys.stdout.buffer
-    imap = imaplib.IMAP4(host, port, timeout=30)
+    imap = imaplib.IMAP4(host, port, timeout=60)
     try:
-        imap.login(user, password)
-        typ, data = imap.select(imaplib.IMAP4._quote(imap, folder) if " " in folder else folder, readonly=True)
+        typ, data = imap.login(user, password)
         if typ != "OK":
-            sys.exit(f"SELECT {folder} failed: {data!r}")
+            sys.exit(f"LOGIN failed: {data!r}")
+        typ, data = imap.select(folder, readonly=True)
+        if typ != "OK":
+            sys.exit(f"EXAMINE {folder} failed: {data!r}")
         typ, data = imap.uid("SEARCH", None, "ALL")
         if typ != "OK":
             sys.exit(f"UID SEARCH failed: {data!r}")
@@ -33,8 +34,8 @@ def main():
             typ, data = imap.uid("FETCH", str(uid), "(BODY.PEEK[])")
             if typ != "OK":
                 sys.exit(f"UID FETCH {uid} failed: {data!r}")
-            bodies = [part[1] for part in data if isinstance(part, tuple)
-                      and re.search(rb"BODY\[\]", part[0])]
+            bodies = [part[1] for part in data
+                      if isinstance(part, tuple) and b"BODY[]" in part[0]]
             if len(bodies) != 1:
                 sys.exit(f"UID FETCH {uid}: expected one BODY[] literal, got {data!r}")
             out.write(b"%d\n" % len(bodies[0]))

@@ -1,0 +1,1440 @@
+//! Our own parser for the value of one `Received:` (or `X-Received:`) field.
+//!
+//! This module owns turning a trace field into a [`Hop`]: who connected
+//! (`from`, `helo`, `rdns`, `ip`, `port`), who received (`by`, `by_ip`), how
+//! (`with` as written, `protocol` normalised, TLS version and cipher, SMTP
+//! AUTH), the queue `id`, the `for` recipient, `via`, the envelope sender
+//! and the date. It follows RFC 5321 section 4.4 and what real MTAs write:
+//! Postfix, Exim (old and 4.95+ `tls` forms), Sendmail, qmail, OpenSMTPD,
+//! Courier, ZMailer, Exchange and Office 365, Gmail, Dovecot LMTP, amavis,
+//! SendGrid, SES, Yahoo, PowerMTA, smap, CommuniGate, IIS SMTPSVC and more.
+//!
+//! How the connecting host's names are read (the corpus README's rules):
+//! `from` is the token after FROM as written. When the receiver wrote the
+//! greeting explicitly (`helo=x`, `HELO x`) the FROM token is the PTR name;
+//! when it wrote `from x (rdns [ip])`, `x` is the greeting and the comment
+//! holds the PTR name (`unknown` meaning none); smap's glued `host(ip)` is a
+//! PTR name with no greeting. `rdns` is never an address and never
+//! `unknown`; addresses are normalised (no brackets, no `IPv6:`, no zone id,
+//! IPv4-mapped written as IPv4) with the port apart.
+//!
+//! Guarantee: [`parse`] never fails, panics or prints. Whatever it does not
+//! understand stays in [`Hop::raw`] and is named in [`Hop::warnings`]. Work
+//! is linear in the input: comments nested any depth are matched with a
+//! counter, never by recursion, and each attempt to read a date looks at a
+//! bounded number of tokens.
+
+use super::date::{self, MailDate};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Whether and how the sender authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Auth {
+    /// Authenticated, user not recorded (`ESMTPA`, `(authenticated bits=0)`).
+    Authenticated,
+    /// Authenticated as this user (`(Authenticated sender: x)`, `account x`).
+    User(String),
+    /// A local submission by this login (Sendmail's leading `(from user@localhost)`).
+    LocalUser(String),
+}
+
+impl Auth {
+    /// A short text: `authenticated`, the user, or `local user NAME`.
+    pub fn describe(&self) -> String {
+        match self {
+            Auth::Authenticated => "authenticated".to_string(),
+            Auth::User(u) => u.clone(),
+            Auth::LocalUser(u) => format!("local user {u}"),
+        }
+    }
+}
+
+/// JSON: `true` for a bare flag, else the text of [`Auth::describe`].
+impl Serialize for Auth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Auth::Authenticated => s.serialize_bool(true),
+            other => s.serialize_str(&other.describe()),
+        }
+    }
+}
+
+/// One parsed Received field. Every field is `None` unless the header said
+/// it; nothing is guessed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Hop {
+    /// The token after FROM, as written (`[1.2.3.4]` keeps its brackets).
+    pub from: Option<String>,
+    /// The HELO/EHLO name the client gave.
+    pub helo: Option<String>,
+    /// The PTR name the receiver found (no trailing dot; never `unknown`).
+    pub rdns: Option<String>,
+    /// The connecting address, normalised.
+    pub ip: Option<String>,
+    /// The connecting port, when written.
+    pub port: Option<u16>,
+    /// The receiving host.
+    pub by: Option<String>,
+    /// The receiving host's address, when written in a comment after BY.
+    pub by_ip: Option<String>,
+    /// The WITH value as written (`esmtpsa`, `Microsoft SMTP Server`).
+    pub with: Option<String>,
+    /// The protocol normalised: `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPA`,
+    /// `ESMTPSA`, `LMTP`, `LMTPS`, `SMTPS`, `UTF8SMTPS`..., `MAPI`, `HTTP`,
+    /// `HTTPS`, `LOCAL`; other values as written (`Microsoft SMTPSVC`).
+    pub protocol: Option<String>,
+    /// TLS version, normalised to OpenSSL's names (`TLSv1`, `TLSv1.2`, `TLSv1.3`).
+    pub tls_version: Option<String>,
+    /// TLS cipher as written.
+    pub tls_cipher: Option<String>,
+    /// SMTP AUTH or local submission.
+    pub auth: Option<Auth>,
+    /// The receiver's queue id.
+    pub id: Option<String>,
+    /// The FOR recipient without angle brackets (`multiple recipients` too).
+    #[serde(rename = "for")]
+    pub for_addr: Option<String>,
+    /// The VIA value (a link type or, at Microsoft, a host name).
+    pub via: Option<String>,
+    /// The envelope sender from `(envelope-from <x>)` or `envelope-from <x>`;
+    /// `Some("")` is the null sender `<>`.
+    pub envelope_from: Option<String>,
+    /// The date stamp.
+    pub date: Option<MailDate>,
+    /// True when the date had no usable zone and was read as UTC.
+    pub tz_assumed: bool,
+    /// The receiver noted the PTR name was not forward-confirmed.
+    pub may_be_forged: bool,
+    /// The unfolded value.
+    pub raw: String,
+    /// What was not understood, in words.
+    pub warnings: Vec<String>,
+}
+
+/// Parse a Received field value (folded or not). Never fails.
+pub fn parse(value: &str) -> Hop {
+    let raw = unfold(value);
+    let mut p = Parser::new(&raw);
+    p.run();
+    p.finish()
+}
+
+/// [`parse`] for raw header bytes (decoded lossily).
+pub fn parse_bytes(value: &[u8]) -> Hop {
+    parse(&String::from_utf8_lossy(value))
+}
+
+/// Unfold: a line break before whitespace goes away, any other becomes a space.
+pub(crate) fn unfold(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' || c == '\n' {
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                chars.next();
+            }
+            if !matches!(chars.peek(), Some(' ' | '\t')) {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.trim().to_string()
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Word,
+    Comment,
+    Semi,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tok {
+    pub kind: Kind,
+    pub start: usize,
+    pub end: usize,
+    /// No whitespace between this token and the previous one.
+    pub glued: bool,
+    /// For comments: the closing parenthesis was found.
+    pub closed: bool,
+}
+
+/// Split into words, comments (matched with a depth counter, `\` quoting)
+/// and semicolons. `<...>` and `"..."` are single words. Linear.
+pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
+    let b = s.as_bytes();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    let mut ws_before = true;
+    while let Some(&c) = b.get(i) {
+        if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            ws_before = true;
+            i += 1;
+            continue;
+        }
+        let glued = !ws_before && !toks.is_empty();
+        ws_before = false;
+        let start = i;
+        match c {
+            b';' => {
+                toks.push(Tok {
+                    kind: Kind::Semi,
+                    start,
+                    end: i + 1,
+                    glued,
+                    closed: true,
+                });
+                i += 1;
+            }
+            b'(' => {
+                let mut depth = 0usize;
+                let mut closed = false;
+                while let Some(&d) = b.get(i) {
+                    i += 1;
+                    match d {
+                        b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                closed = true;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                toks.push(Tok {
+                    kind: Kind::Comment,
+                    start,
+                    end: i,
+                    glued,
+                    closed,
+                });
+            }
+            _ => {
+                if c == b'<' {
+                    // An angle address may hold spaces: `<multiple recipients>`.
+                    // The look-ahead is bounded so that many `<` stay linear.
+                    let window = b.get(i..b.len().min(i + 256)).unwrap_or(&[]);
+                    match window
+                        .iter()
+                        .position(|&x| x == b'>' || x == b'(' || x == b';')
+                    {
+                        Some(k) if b.get(i + k) == Some(&b'>') => i += k + 1,
+                        _ => i += 1,
+                    }
+                } else if c == b'"' {
+                    i += 1;
+                    while let Some(&d) = b.get(i) {
+                        i += 1;
+                        if d == b'\\' && b.get(i).is_some_and(u8::is_ascii) {
+                            i += 1;
+                        } else if d == b'"' {
+                            break;
+                        }
+                    }
+                }
+                while let Some(&d) = b.get(i) {
+                    if matches!(d, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b';') {
+                        break;
+                    }
+                    i += 1;
+                }
+                toks.push(Tok {
+                    kind: Kind::Word,
+                    start,
+                    end: i,
+                    glued,
+                    closed: true,
+                });
+            }
+        }
+    }
+    toks
+}
+
+fn slice(s: &str, a: usize, b: usize) -> &str {
+    s.get(a..b).unwrap_or("")
+}
+
+/// The text of a comment token without its parentheses.
+pub(crate) fn comment_inner<'a>(s: &'a str, t: &Tok) -> &'a str {
+    let end = if t.closed {
+        t.end.saturating_sub(1)
+    } else {
+        t.end
+    };
+    slice(s, t.start + 1, end.max(t.start + 1))
+}
+
+/// The words of a comment's inner text, at its top level.
+fn words(inner: &str) -> Vec<&str> {
+    tokenize(inner)
+        .iter()
+        .filter(|t| t.kind == Kind::Word)
+        .map(|t| slice(inner, t.start, t.end))
+        .collect()
+}
+
+// ---------------------------------------------------------------- parser
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Start,
+    From,
+    By,
+    With,
+    Via,
+    Id,
+    For,
+    EnvFrom,
+    Date,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kw {
+    From,
+    By,
+    Via,
+    With,
+    Id,
+    For,
+    EnvFrom,
+}
+
+fn keyword(w: &str) -> Option<Kw> {
+    const KWS: [(&str, Kw); 7] = [
+        ("from", Kw::From),
+        ("by", Kw::By),
+        ("via", Kw::Via),
+        ("with", Kw::With),
+        ("id", Kw::Id),
+        ("for", Kw::For),
+        ("envelope-from", Kw::EnvFrom),
+    ];
+    KWS.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(w))
+        .map(|(_, kw)| *kw)
+}
+
+/// What the FROM clause said, resolved into names at the end.
+#[derive(Default)]
+struct FromInfo {
+    present: bool,
+    value: Option<String>,
+    comments: usize,
+    /// The first comment touches the value: smap's `host(ip)`.
+    glued: bool,
+    /// A comment with TCP information (address, name, `unknown`, HELO).
+    tcp_seen: bool,
+    /// The glued comment held a name.
+    glued_named: bool,
+    explicit_helo: Option<String>,
+    comment_rdns: Option<String>,
+    /// `unknown` or a name was seen in a TCP-info comment.
+    named: bool,
+}
+
+const MAX_WARNINGS: usize = 32;
+
+struct Parser<'a> {
+    s: &'a str,
+    toks: Vec<Tok>,
+    i: usize,
+    hop: Hop,
+    ctx: Ctx,
+    from: FromInfo,
+    /// A TLS marker without version or cipher (`(TLS)`, `ESMTP/TLS`).
+    tls_flag: bool,
+    seen: [bool; 7],
+}
+
+impl<'a> Parser<'a> {
+    fn new(s: &'a str) -> Parser<'a> {
+        Parser {
+            s,
+            toks: tokenize(s),
+            i: 0,
+            hop: Hop {
+                raw: s.to_string(),
+                ..Hop::default()
+            },
+            ctx: Ctx::Start,
+            from: FromInfo::default(),
+            tls_flag: false,
+            seen: [false; 7],
+        }
+    }
+
+    fn warn(&mut self, msg: String) {
+        if self.hop.warnings.len() < MAX_WARNINGS {
+            self.hop.warnings.push(msg);
+        } else if self.hop.warnings.len() == MAX_WARNINGS {
+            self.hop
+                .warnings
+                .push("more not understood; see raw".to_string());
+        }
+    }
+
+    fn text(&self, t: &Tok) -> &'a str {
+        slice(self.s, t.start, t.end)
+    }
+
+    fn run(&mut self) {
+        while let Some(t) = self.toks.get(self.i).copied() {
+            match t.kind {
+                Kind::Semi => {
+                    self.i += 1;
+                    // The date; a word that is not one is named below.
+                    if let Some(n) = self.toks.get(self.i).copied()
+                        && n.kind != Kind::Semi
+                    {
+                        self.try_date(n.start);
+                    }
+                }
+                Kind::Comment => {
+                    if !t.closed {
+                        self.warn("unclosed comment".to_string());
+                    }
+                    self.comment(&t);
+                    self.i += 1;
+                }
+                Kind::Word => {
+                    let w = self.text(&t);
+                    if let Some(kw) = keyword(w) {
+                        self.i += 1;
+                        self.clause(kw);
+                    } else if w.eq_ignore_ascii_case("tls") && self.ctx == Ctx::With {
+                        // Exim 4.95+: `with esmtps (TLS1.3) tls CIPHER`
+                        self.i += 1;
+                        if let Some(c) = self.value_word() {
+                            self.hop.tls_cipher.get_or_insert(c);
+                        }
+                    } else if self.ctx == Ctx::From && w.eq_ignore_ascii_case("named") {
+                        // Gmail API: `from 717937561175 named unknown by gmailapi.google.com`
+                        self.i += 1;
+                        let _ = self.value_word();
+                    } else if !self.try_date(t.start) {
+                        self.warn(format!("not understood: '{}'", short(w)));
+                        self.i += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A date starting at byte `start`; on success the tokens it covers are
+    /// skipped.
+    fn try_date(&mut self, start: usize) -> bool {
+        if self.hop.date.is_some() {
+            return false;
+        }
+        let Some((d, used)) = self.s.get(start..).and_then(date::parse_prefix) else {
+            return false;
+        };
+        self.hop.date = Some(d);
+        let end = start + used;
+        while self.toks.get(self.i).is_some_and(|t| t.start < end) {
+            self.i += 1;
+        }
+        self.ctx = Ctx::Date;
+        true
+    }
+
+    /// Whether a date starts at this word (bounded work).
+    fn date_starts(&self, t: &Tok) -> bool {
+        self.hop.date.is_none() && self.s.get(t.start..).and_then(date::parse_prefix).is_some()
+    }
+
+    /// The next token if it is a word that is not a keyword; consumed.
+    fn value_word(&mut self) -> Option<String> {
+        let t = self.toks.get(self.i).copied()?;
+        if t.kind != Kind::Word || keyword(self.text(&t)).is_some() {
+            return None;
+        }
+        self.i += 1;
+        Some(self.text(&t).to_string())
+    }
+
+    /// Words up to the next keyword, comment, `;` or date (at most four).
+    fn value_words(&mut self) -> Option<String> {
+        let mut out: Vec<&str> = Vec::new();
+        while let Some(t) = self.toks.get(self.i).copied() {
+            let w = self.text(&t);
+            if t.kind != Kind::Word
+                || out.len() == 4
+                || keyword(w).is_some()
+                || w.eq_ignore_ascii_case("tls")
+                || self.date_starts(&t)
+            {
+                break;
+            }
+            out.push(w);
+            self.i += 1;
+        }
+        (!out.is_empty()).then(|| out.join(" "))
+    }
+
+    fn clause(&mut self, kw: Kw) {
+        let slot = kw as usize;
+        if self.seen.get(slot).copied().unwrap_or(false) && kw != Kw::EnvFrom {
+            self.warn(format!("repeated {kw:?} clause"));
+        }
+        if let Some(s) = self.seen.get_mut(slot) {
+            *s = true;
+        }
+        match kw {
+            Kw::From => {
+                self.ctx = Ctx::From;
+                if self.from.present {
+                    // keep the first one
+                    let _ = self.value_word();
+                    return;
+                }
+                self.from.present = true;
+                self.from.value = self.value_word();
+                if self.from.value.is_none() {
+                    self.warn("FROM without a host name".to_string());
+                }
+                if let Some(n) = self.toks.get(self.i)
+                    && n.kind == Kind::Comment
+                    && n.glued
+                    && self.from.value.is_some()
+                {
+                    self.from.glued = true;
+                }
+            }
+            Kw::By => {
+                self.ctx = Ctx::By;
+                let v = self
+                    .value_word()
+                    .map(|v| v.trim_end_matches(',').to_string());
+                if self.hop.by.is_none() {
+                    self.hop.by = v;
+                }
+            }
+            Kw::With => {
+                self.ctx = Ctx::With;
+                let v = self.value_words();
+                if self.hop.with.is_none() {
+                    self.hop.with = v;
+                }
+            }
+            Kw::Via => {
+                self.ctx = Ctx::Via;
+                let v = self
+                    .value_words()
+                    .map(|v| v.trim_end_matches(',').to_string());
+                if self.hop.via.is_none() {
+                    self.hop.via = v;
+                }
+            }
+            Kw::Id => {
+                self.ctx = Ctx::Id;
+                let v = self
+                    .value_word()
+                    .map(|v| strip_angle(v.trim_end_matches(',')));
+                if self.hop.id.is_none() {
+                    self.hop.id = v;
+                }
+            }
+            Kw::For => {
+                self.ctx = Ctx::For;
+                let v = self
+                    .value_word()
+                    .map(|v| strip_angle(v.trim_end_matches(',')));
+                if self.hop.for_addr.is_none() {
+                    self.hop.for_addr = v;
+                }
+            }
+            Kw::EnvFrom => {
+                self.ctx = Ctx::EnvFrom;
+                let v = self.value_word().map(|v| strip_angle(&v));
+                if self.hop.envelope_from.is_none() {
+                    self.hop.envelope_from = v;
+                }
+            }
+        }
+    }
+
+    fn comment(&mut self, t: &Tok) {
+        let inner = comment_inner(self.s, t).trim();
+        if self.ctx == Ctx::Start {
+            // Sendmail's local submission: `(from user@localhost)`; qmail's
+            // `(qmail 123 invoked by uid 89)`.
+            let ws = words(inner);
+            if let [f, user, ..] = ws.as_slice()
+                && f.eq_ignore_ascii_case("from")
+            {
+                let login = user.split('@').next().unwrap_or("").to_string();
+                if !login.is_empty() {
+                    self.hop.auth = Some(Auth::LocalUser(login));
+                }
+            } else if let Some(uid) = after_words(&ws, "by", "uid") {
+                self.hop.auth = Some(Auth::LocalUser(format!("uid {uid}")));
+            }
+            return;
+        }
+        let lower = inner.to_ascii_lowercase();
+        if lower.contains("may be forged") {
+            self.hop.may_be_forged = true;
+        }
+        if lower.starts_with("auth:") {
+            // Courier: `(AUTH: LOGIN user, TLS: TLSv1.2,128bits,CIPHER)`
+            if let Some(u) = words(inner).get(2) {
+                let u = u.trim_end_matches(',');
+                if !u.is_empty() {
+                    self.hop.auth = Some(Auth::User(u.to_string()));
+                }
+            }
+        }
+        if let Some((v, c)) = tls_info(inner) {
+            self.tls_flag = true;
+            if self.hop.tls_version.is_none() {
+                self.hop.tls_version = v;
+            }
+            if self.hop.tls_cipher.is_none() {
+                self.hop.tls_cipher = c;
+            }
+            return;
+        }
+        if lower.starts_with("auth:") {
+            return;
+        }
+        if lower.starts_with("envelope-from") || lower.starts_with("envelope-sender") {
+            let ws = words(inner);
+            let v = ws.get(1).map(|w| strip_angle(w));
+            if self.hop.envelope_from.is_none() {
+                self.hop.envelope_from = v;
+            }
+            return;
+        }
+        if lower.contains("authenticated") {
+            let ws = words(inner);
+            let pos = ws
+                .iter()
+                .position(|w| w.to_ascii_lowercase().starts_with("authenticated"));
+            let user = pos.and_then(|p| {
+                let next = ws.get(p + 1)?;
+                let nl = next.to_ascii_lowercase();
+                if nl == "sender:" || nl == "as" || nl == "user" {
+                    ws.get(p + 2)
+                        .map(|u| strip_angle(u.trim_end_matches([',', ')'])))
+                } else {
+                    None
+                }
+            });
+            match user {
+                Some(u) if !u.is_empty() => self.hop.auth = Some(Auth::User(u)),
+                _ => {
+                    if self.hop.auth.is_none() {
+                        self.hop.auth = Some(Auth::Authenticated);
+                    }
+                }
+            }
+            return;
+        }
+        match self.ctx {
+            Ctx::From => self.tcp_info_comment(inner),
+            Ctx::By => {
+                let ws = words(inner);
+                if self.hop.by_ip.is_none() {
+                    self.hop.by_ip = ws.iter().find_map(|w| any_ip(w).map(|(ip, _)| ip));
+                }
+                // Postfix's local submission: `by host (Postfix, from userid 1000)`
+                if let Some(uid) = after_words(&ws, "from", "userid")
+                    && self.hop.auth.is_none()
+                {
+                    self.hop.auth = Some(Auth::LocalUser(format!("uid {uid}")));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A comment in the FROM clause: TCP information in any MTA's layout.
+    fn tcp_info_comment(&mut self, inner: &str) {
+        let ws = words(inner);
+        let first = self.from.comments == 0;
+        self.from.comments += 1;
+        let lw: Vec<String> = ws.iter().map(|w| w.to_ascii_lowercase()).collect();
+        let tcp = ws.len() <= 1
+            || ws
+                .iter()
+                .any(|w| w.starts_with('[') || any_ip(w).is_some() || ident_ip(w).is_some())
+            || lw.iter().any(|w| {
+                w.starts_with("helo=") || w == "helo" || w == "account" || w.starts_with("ident=")
+            });
+        if !tcp {
+            return;
+        }
+        self.from.tcp_seen = true;
+        let mut k = 0;
+        while let Some(w) = ws.get(k).copied() {
+            let l = lw.get(k).map(String::as_str).unwrap_or("");
+            if let Some(h) = w.get(5..).filter(|_| l.starts_with("helo=")) {
+                if !h.is_empty() && self.from.explicit_helo.is_none() {
+                    self.from.explicit_helo = Some(h.to_string());
+                }
+            } else if l == "helo" || l == "account" {
+                if let Some(next) = ws.get(k + 1) {
+                    if l == "helo" {
+                        self.from
+                            .explicit_helo
+                            .get_or_insert_with(|| next.to_string());
+                    } else {
+                        self.hop.auth = Some(Auth::User(next.to_string()));
+                    }
+                }
+                k += 1;
+            } else if let Some(p) = w.get(5..).filter(|_| l.starts_with("port=")) {
+                if self.hop.port.is_none() {
+                    self.hop.port = p.parse().ok();
+                }
+            } else if l.starts_with("ident=") {
+                // RFC 1413 ident: not kept
+            } else if let Some((ip, port)) = any_ip(w).or_else(|| ident_ip(w).map(|ip| (ip, None)))
+            {
+                if self.hop.ip.is_none() {
+                    self.hop.ip = Some(ip);
+                    if port.is_some() {
+                        self.hop.port = port;
+                    }
+                }
+            } else if w.starts_with('[') {
+                // `[local]`, `[UNAVAILABLE]`: no address
+            } else if l == "unknown" {
+                self.from.named = true;
+            } else if k == 0 && !self.from.named && hostname_like(w) {
+                let name = w.trim_end_matches('.').to_string();
+                if first && self.from.glued {
+                    self.from.glued_named = true;
+                }
+                self.from.comment_rdns.get_or_insert(name);
+                self.from.named = true;
+            }
+            k += 1;
+        }
+    }
+
+    fn finish(mut self) -> Hop {
+        // Names of the connecting host.
+        let f = std::mem::take(&mut self.from);
+        if f.present {
+            let value = f.value.clone();
+            let value_ip = value.as_deref().and_then(any_ip);
+            let value_host = value
+                .as_deref()
+                .filter(|v| hostname_like(v))
+                .map(|v| v.trim_end_matches('.').to_string());
+            if let Some(h) = f.explicit_helo {
+                self.hop.helo = Some(h);
+                self.hop.rdns = f.comment_rdns.or(value_host);
+            } else if f.glued && !f.glued_named {
+                // smap / Obtuse smtpd: `from rdns(ip)`
+                self.hop.rdns = value_host;
+            } else if f.tcp_seen {
+                self.hop.helo = value.clone();
+                self.hop.rdns = f.comment_rdns;
+            } else if value_ip.is_none() {
+                self.hop.helo = value.clone();
+            }
+            if self.hop.ip.is_none()
+                && let Some((ip, port)) = value_ip
+            {
+                self.hop.ip = Some(ip);
+                if self.hop.port.is_none() {
+                    self.hop.port = port;
+                }
+            }
+            self.hop.from = value;
+        }
+        // Protocol, and what a `PROTO/TLS/CIPHER` value says.
+        if let Some(w) = self.hop.with.clone() {
+            let parts: Vec<&str> = w.split('/').collect();
+            let base = if parts.len() >= 2
+                && parts.get(1).is_some_and(|p| p.eq_ignore_ascii_case("tls"))
+            {
+                self.tls_flag = true;
+                let cipher = parts.get(2..).map(|c| c.join("/")).unwrap_or_default();
+                if !cipher.is_empty() && self.hop.tls_cipher.is_none() {
+                    self.hop.tls_cipher = Some(cipher);
+                }
+                parts.first().copied().unwrap_or("")
+            } else {
+                w.as_str()
+            };
+            let tls =
+                self.tls_flag || self.hop.tls_version.is_some() || self.hop.tls_cipher.is_some();
+            self.hop.protocol = Some(normalize_protocol(base, tls));
+        }
+        if let Some(p) = &self.hop.protocol
+            && authenticated_protocol(p)
+            && self.hop.auth.is_none()
+        {
+            self.hop.auth = Some(Auth::Authenticated);
+        }
+        // Exim's `from user by host with local`: the FROM token is a login.
+        if self.hop.protocol.as_deref() == Some("LOCAL") && !f.tcp_seen {
+            self.hop.helo = None;
+        }
+        self.hop.tz_assumed = self.hop.date.is_some_and(|d| d.tz_assumed);
+        self.hop
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn short(w: &str) -> String {
+    if w.chars().count() <= 60 {
+        w.to_string()
+    } else {
+        let mut s: String = w.chars().take(57).collect();
+        s.push_str("...");
+        s
+    }
+}
+
+/// The word after the pair `a b` (case-insensitive), if any.
+fn after_words<'w>(ws: &[&'w str], a: &str, b: &str) -> Option<&'w str> {
+    ws.windows(3)
+        .find(|w| {
+            w.first().is_some_and(|x| x.eq_ignore_ascii_case(a))
+                && w.get(1).is_some_and(|x| x.eq_ignore_ascii_case(b))
+        })
+        .and_then(|w| w.get(2).copied())
+        .map(|u| u.trim_end_matches([',', ')']))
+}
+
+fn strip_angle(v: &str) -> String {
+    let v = v.trim();
+    let v = v.strip_prefix('<').unwrap_or(v);
+    let v = v.strip_suffix('>').unwrap_or(v);
+    v.trim().to_string()
+}
+
+/// A host name: letters, digits, `-._` (and non-ASCII), not an address, not `unknown`.
+fn hostname_like(w: &str) -> bool {
+    !w.is_empty()
+        && !w.eq_ignore_ascii_case("unknown")
+        && any_ip(w).is_none()
+        && w.chars().any(|c| c.is_alphanumeric())
+        && w.chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii())
+}
+
+/// Normalise an address: `IPv6:` prefix and zone id dropped, IPv4-mapped
+/// IPv6 written as IPv4.
+pub fn normalize_ip(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = match s.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("ipv6:") => s.get(5..).unwrap_or(""),
+        _ => s,
+    };
+    let s = s.split('%').next().unwrap_or("");
+    match s.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        }),
+    }
+}
+
+/// An address with optional port: `[a]`, `[a]:port`, `[IPv6:a%z]`, a bare
+/// address, or `a.b.c.d:port`. Extra closing brackets are tolerated.
+pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
+    let w = w.trim().trim_end_matches(',');
+    if let Some(rest) = w.strip_prefix('[') {
+        let (inner, after) = match rest.find(']') {
+            Some(k) => (rest.get(..k).unwrap_or(""), rest.get(k + 1..).unwrap_or("")),
+            None => (rest, ""),
+        };
+        let ip = normalize_ip(inner)?;
+        let port = after.strip_prefix(':').and_then(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        });
+        return Some((ip, port));
+    }
+    if let Some(ip) = normalize_ip(w) {
+        return Some((ip, None));
+    }
+    let (a, p) = w.rsplit_once(':')?;
+    if a.contains(':') {
+        return None;
+    }
+    let ip = a.parse::<std::net::Ipv4Addr>().ok()?;
+    Some((ip.to_string(), Some(p.parse().ok()?)))
+}
+
+/// qmail's `ident@a.b.c.d`: the address part.
+fn ident_ip(w: &str) -> Option<String> {
+    let (_, ip) = w.rsplit_once('@')?;
+    any_ip(ip).map(|(ip, _)| ip)
+}
+
+/// Is this a TLS protocol name (`TLSv1.3`, `TLS1_2`, `TLS1.3`, `SSLv3`)?
+fn is_tls_version(w: &str) -> bool {
+    let l = w.to_ascii_lowercase();
+    let Some(rest) = l.strip_prefix("tls").or_else(|| l.strip_prefix("ssl")) else {
+        return false;
+    };
+    let rest = rest.strip_prefix('v').unwrap_or(rest);
+    !rest.is_empty()
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+}
+
+/// OpenSSL's names: `TLS1_3`, `TLS1.3`, `tlsv1.3` -> `TLSv1.3`; `TLS1_0` -> `TLSv1`.
+pub fn normalize_tls_version(w: &str) -> String {
+    if !is_tls_version(w) {
+        return w.to_string();
+    }
+    let l = w.to_ascii_lowercase();
+    let (name, rest) = if let Some(r) = l.strip_prefix("tls") {
+        ("TLS", r)
+    } else {
+        ("SSL", l.get(3..).unwrap_or(""))
+    };
+    let rest = rest.strip_prefix('v').unwrap_or(rest).replace('_', ".");
+    let rest = match (name, rest.as_str()) {
+        ("TLS", "1.0") => "1".to_string(),
+        ("SSL", "3.0") => "3".to_string(),
+        ("SSL", "2.0") => "2".to_string(),
+        _ => rest,
+    };
+    format!("{name}v{rest}")
+}
+
+/// TLS version and cipher from a comment, in every MTA's syntax; `None`
+/// when the comment is not about TLS.
+fn tls_info(inner: &str) -> Option<(Option<String>, Option<String>)> {
+    let t = inner.trim();
+    let lower = t.to_ascii_lowercase();
+    let ws = words(t);
+    let ver = |w: &str| is_tls_version(w).then(|| normalize_tls_version(w));
+    // Postfix, Stalwart: `using TLSv1.3 with cipher X (256/256 bits) ...`
+    if lower.starts_with("using ") {
+        let version = ws.get(1).and_then(|w| ver(w));
+        let cipher = ws
+            .iter()
+            .position(|w| w.eq_ignore_ascii_case("cipher"))
+            .and_then(|p| ws.get(p + 1))
+            .map(|c| c.to_string());
+        return Some((version, cipher));
+    }
+    // Sendmail, Gmail, OpenSMTPD, Exchange: `version=X cipher=Y`, maybe comma separated
+    if lower.contains("cipher=") || lower.contains("version=") {
+        let mut version = None;
+        let mut cipher = None;
+        for piece in t.split([' ', ',', '\t']) {
+            let pl = piece.to_ascii_lowercase();
+            if pl.starts_with("version=") {
+                version = piece
+                    .get(8..)
+                    .filter(|v| !v.is_empty())
+                    .map(normalize_tls_version);
+            } else if pl.starts_with("cipher=") {
+                cipher = piece.get(7..).filter(|v| !v.is_empty()).map(str::to_string);
+            }
+        }
+        if version.is_some() || cipher.is_some() {
+            return Some((version, cipher));
+        }
+    }
+    // Courier: `TLS: TLSv1.2,128bits,ECDHE-RSA-AES128-GCM-SHA256`
+    if let Some(k) = t.find("TLS: ") {
+        let rest = t.get(k + 5..).unwrap_or("");
+        let parts: Vec<&str> = rest
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let version = parts.first().map(|v| normalize_tls_version(v));
+        let cipher = parts
+            .iter()
+            .skip(1)
+            .rev()
+            .find(|p| !p.to_ascii_lowercase().ends_with("bits"))
+            .map(|c| c.to_string());
+        return Some((version, cipher));
+    }
+    if let [w] = ws.as_slice() {
+        // Exim before 4.95, old OpenSMTPD: `TLSv1.3:TLS_AES_256_GCM_SHA384:256`
+        let parts: Vec<&str> = w.split(':').collect();
+        if parts.len() >= 2 && parts.first().is_some_and(|p| is_tls_version(p)) {
+            let cipher = parts
+                .get(1)
+                .filter(|c| !c.is_empty())
+                .map(|c| c.to_string());
+            return Some((parts.first().and_then(|v| ver(v)), cipher));
+        }
+        // Exim 4.95+: `(TLS1.3)`; Exchange: `(TLS)`
+        if is_tls_version(w) {
+            return Some((ver(w), None));
+        }
+        if w.eq_ignore_ascii_case("tls") || w.eq_ignore_ascii_case("ssl") {
+            return Some((None, None));
+        }
+    }
+    // qmail TLS patch: `(DHE-RSA-AES256-SHA encrypted)`
+    if let [c, e] = ws.as_slice()
+        && e.eq_ignore_ascii_case("encrypted")
+    {
+        return Some((None, Some(c.to_string())));
+    }
+    // Gmail: `(Google Transport Security)`
+    if lower == "google transport security" {
+        return Some((None, None));
+    }
+    None
+}
+
+/// Normalise a WITH value; `tls` says whether TLS was noted anywhere.
+pub fn normalize_protocol(with: &str, tls: bool) -> String {
+    let l = with.trim().to_ascii_lowercase();
+    if l.starts_with("microsoft smtp server") {
+        return if tls { "ESMTPS" } else { "ESMTP" }.to_string();
+    }
+    const OTHERS: [&str; 14] = [
+        "http",
+        "https",
+        "mapi",
+        "local",
+        "local-esmtp",
+        "local-smtp",
+        "local-bsmtp",
+        "uucp",
+        "bsmtp",
+        "qmqp",
+        "qmtp",
+        "asmtp",
+        "imap",
+        "httprest",
+    ];
+    if smtp_family(&l) || OTHERS.contains(&l.as_str()) {
+        l.to_ascii_uppercase()
+    } else {
+        with.trim().to_string()
+    }
+}
+
+/// `[UTF8](SMTP|ESMTP|LMTP)[S][A]`, lower case.
+fn smtp_family(l: &str) -> bool {
+    let core = l.strip_prefix("utf8").unwrap_or(l);
+    let Some(rest) = ["esmtp", "smtp", "lmtp"]
+        .iter()
+        .find_map(|b| core.strip_prefix(b))
+    else {
+        return false;
+    };
+    matches!(rest, "" | "s" | "a" | "sa")
+}
+
+fn authenticated_protocol(p: &str) -> bool {
+    let l = p.to_ascii_lowercase();
+    (smtp_family(&l) && l.ends_with('a')) || l == "asmtp"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Hop {
+        parse(s)
+    }
+
+    fn utc(h: &Hop) -> Option<String> {
+        h.date.map(|d| d.to_rfc3339_utc())
+    }
+
+    #[test]
+    fn postfix_plain_tls_and_auth() {
+        let h = p(
+            "from mail.example.org (mail.example.org [192.0.2.1])\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n\t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256)\n\t(No client certificate requested)\n\tby mx.example.com (Postfix) with ESMTPS id 4Abc1x2Y3z\n\tfor <bob@example.com>; Mon,  1 Jan 2024 12:00:00 +0100 (CET)",
+        );
+        assert_eq!(h.from.as_deref(), Some("mail.example.org"));
+        assert_eq!(h.helo.as_deref(), Some("mail.example.org"));
+        assert_eq!(h.rdns.as_deref(), Some("mail.example.org"));
+        assert_eq!(h.ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(h.by.as_deref(), Some("mx.example.com"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTPS"));
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        assert_eq!(h.id.as_deref(), Some("4Abc1x2Y3z"));
+        assert_eq!(h.for_addr.as_deref(), Some("bob@example.com"));
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-01T11:00:00Z"));
+        assert_eq!(h.auth, None);
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+
+        let h = p(
+            "from laptop (unknown [198.51.100.7])\n\t(Authenticated sender: alice@example.com)\n\tby smtp.example.com (Postfix) with ESMTPSA id 1A2B3C\n\tfor <x@example.net>; Tue, 2 Jan 2024 08:00:00 +0000 (UTC)",
+        );
+        assert_eq!(h.helo.as_deref(), Some("laptop"));
+        assert_eq!(h.rdns, None);
+        assert_eq!(h.auth, Some(Auth::User("alice@example.com".into())));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTPSA"));
+
+        // UTF8 variants, LMTP, SMTPUTF8
+        let h = p(
+            "from a (a [192.0.2.9]) by b (Postfix) with UTF8SMTPSA id X; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("UTF8SMTPSA"));
+        assert_eq!(h.auth, Some(Auth::Authenticated));
+    }
+
+    #[test]
+    fn exim_forms() {
+        // 4.95+: `(TLS1.3) tls CIPHER`
+        let h = p(
+            "from mail.example.org ([192.0.2.1]:51234 helo=smtp.example.org)\n\tby mx.example.com with esmtps  (TLS1.3) tls TLS_AES_256_GCM_SHA384\n\t(Exim 4.96)\n\t(envelope-from <alice@example.org>)\n\tid 1qZ9Xy-000AbC-2D\n\tfor bob@example.com;\n\tSun, 27 Aug 2023 12:00:06 +0200",
+        );
+        assert_eq!(h.from.as_deref(), Some("mail.example.org"));
+        assert_eq!(h.rdns.as_deref(), Some("mail.example.org"));
+        assert_eq!(h.helo.as_deref(), Some("smtp.example.org"));
+        assert_eq!(h.ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(h.port, Some(51234));
+        assert_eq!(h.with.as_deref(), Some("esmtps"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTPS"));
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        assert_eq!(h.envelope_from.as_deref(), Some("alice@example.org"));
+        assert_eq!(h.id.as_deref(), Some("1qZ9Xy-000AbC-2D"));
+        assert_eq!(h.for_addr.as_deref(), Some("bob@example.com"));
+        assert_eq!(utc(&h).as_deref(), Some("2023-08-27T10:00:06Z"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+
+        // unknown rDNS with port=
+        let h = p(
+            "from [192.0.2.7] (port=40000 helo=client.example)\n\tby mx.example.com with esmtp (Exim 4.92)\n\t(envelope-from <>)\n\tid 1abcde-0001Xy-Zz; Mon, 01 Jan 2024 10:00:00 +0000",
+        );
+        assert_eq!(h.ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(h.port, Some(40000));
+        assert_eq!(h.helo.as_deref(), Some("client.example"));
+        assert_eq!(h.rdns, None);
+        assert_eq!(h.envelope_from.as_deref(), Some(""));
+
+        // local submission
+        let h = p(
+            "from alice by host.example.com with local (Exim 4.92)\n\t(envelope-from <alice@host.example.com>)\n\tid 1abcde-0001Xy-Zz; Mon, 01 Jan 2024 10:00:00 +0000",
+        );
+        assert_eq!(h.from.as_deref(), Some("alice"));
+        assert_eq!(h.helo, None);
+        assert_eq!(h.protocol.as_deref(), Some("LOCAL"));
+    }
+
+    #[test]
+    fn sendmail_and_gmail_key_value_tls() {
+        let h = p(
+            "from client.example.org (client.example.org [192.0.2.3])\n\tby mx.example.com (8.15.2/8.15.2) with ESMTPS id 40AB1c2D003456\n\t(version=TLSv1.2 cipher=ECDHE-RSA-AES256-GCM-SHA384 bits=256 verify=NOT)\n\tfor <bob@example.com>; Mon, 1 Jan 2024 10:00:00 -0500",
+        );
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.2"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("ECDHE-RSA-AES256-GCM-SHA384"));
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-01T15:00:00Z"));
+
+        let h = p(
+            "from mail-sor-f41.google.com (mail-sor-f41.google.com. [209.85.220.41])\n        by mx.google.com with SMTPS id a1sor123456qkb.12.2024.01.01.10.00.00\n        for <bob@example.com>\n        (Google Transport Security);\n        Mon, 01 Jan 2024 10:00:00 -0800 (PST)",
+        );
+        assert_eq!(h.rdns.as_deref(), Some("mail-sor-f41.google.com"));
+        assert_eq!(h.protocol.as_deref(), Some("SMTPS"));
+        assert_eq!(h.ip.as_deref(), Some("209.85.220.41"));
+
+        let h = p(
+            "from smtp.example.org (smtp.example.org. [2607:f8b0:4864:20::62b])\n        by mx.google.com with ESMTPS id x12si345678pfa.100.2024.01.01.10.00.00\n        for <bob@gmail.com>\n        (version=TLS1_3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256);\n        Mon, 01 Jan 2024 10:00:00 -0800 (PST)",
+        );
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        assert_eq!(h.ip.as_deref(), Some("2607:f8b0:4864:20::62b"));
+
+        // Gmail submission over SMTP with AUTH
+        let h = p(
+            "from [192.168.1.10] ([203.0.113.5])\n        by smtp.gmail.com with ESMTPSA id k3sm1234567wrx.50.2024.01.01.10.00.00\n        for <bob@example.com>\n        (version=TLS1_2 cipher=ECDHE-ECDSA-AES128-GCM-SHA256 bits=128/128);\n        Mon, 01 Jan 2024 10:00:00 -0800 (PST)",
+        );
+        assert_eq!(h.helo.as_deref(), Some("[192.168.1.10]"));
+        assert_eq!(h.ip.as_deref(), Some("203.0.113.5"));
+        assert_eq!(h.auth, Some(Auth::Authenticated));
+
+        // Gmail internal hop: BY is an address, no FROM
+        let h = p(
+            "by 2002:a05:6a10:a0c:b0:4f2:1a3b:5c6d with SMTP id abc123csp456789pxb;\n        Mon, 1 Jan 2024 10:00:01 -0800 (PST)",
+        );
+        assert_eq!(h.by.as_deref(), Some("2002:a05:6a10:a0c:b0:4f2:1a3b:5c6d"));
+        assert_eq!(h.by_ip, None);
+        assert_eq!(h.from, None);
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-01T18:00:01Z"));
+
+        // Sendmail local submission
+        let h = p(
+            "(from root@localhost)\n\tby host.example.com (8.15.2/8.15.2/Submit) id 401A0B1c000123;\n\tMon, 1 Jan 2024 10:00:00 GMT",
+        );
+        assert_eq!(h.auth, Some(Auth::LocalUser("root".into())));
+        assert_eq!(h.from, None);
+    }
+
+    #[test]
+    fn opensmtpd_courier_zmailer_qmail() {
+        let h = p(
+            "from mail.example.org (mail.example.org [192.0.2.1])\n\tby mx.example.com (OpenSMTPD) with ESMTPS id 1a2b3c4d (TLSv1.3:TLS_AES_256_GCM_SHA384:256:NO)\n\tfor <bob@example.com>;\n\tMon, 1 Jan 2024 10:00:00 +0000 (UTC)",
+        );
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        let h = p(
+            "from mail.example.org (mail.example.org [192.0.2.1])\n\tby mx.example.com (OpenSMTPD) with ESMTPS id 5e6f7a8b\n\t(TLS version=TLSv1.3 cipher=TLS_CHACHA20_POLY1305_SHA256 bits=256 verify=NO)\n\tfor <bob@example.com>; Mon, 1 Jan 2024 10:00:00 +0000 (UTC)",
+        );
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(
+            h.tls_cipher.as_deref(),
+            Some("TLS_CHACHA20_POLY1305_SHA256")
+        );
+
+        // Courier: AUTH and TLS in one comment, id after the date
+        let h = p(
+            "from client.example.org (client.example.org [::ffff:192.0.2.44])\n  (AUTH: LOGIN alice, TLS: TLSv1.2,256bits,ECDHE-RSA-AES256-GCM-SHA384)\n  by mail.example.com with ESMTPSA; Mon, 01 Jan 2024 10:00:00 +0000\n  id 00000000.65920000.00001234",
+        );
+        assert_eq!(h.ip.as_deref(), Some("192.0.2.44"));
+        assert_eq!(h.auth, Some(Auth::User("alice".into())));
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.2"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("ECDHE-RSA-AES256-GCM-SHA384"));
+        assert_eq!(h.id.as_deref(), Some("00000000.65920000.00001234"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+
+        // ZMailer: id in angle brackets
+        let h = p(
+            "from example.net (example.net [192.0.2.5]) by mx.example.com with ESMTP id <20240101100000Z12345-678+9>; Mon, 1 Jan 2024 12:00:00 +0200",
+        );
+        assert_eq!(h.id.as_deref(), Some("20240101100000Z12345-678+9"));
+
+        // qmail: local and network
+        let h = p("(qmail 12345 invoked by uid 89); 1 Jan 2024 10:00:00 -0000");
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-01T10:00:00Z"));
+        assert_eq!(h.auth, Some(Auth::LocalUser("uid 89".into())));
+        let h = p("(qmail 12345 invoked from network); 1 Jan 2024 10:00:00 -0000");
+        assert_eq!(h.auth, None);
+        // Postfix local submission
+        let h = p(
+            "by mail.example.com (Postfix, from userid 1000)\n\tid 4Tq1x2y3z4; Mon,  1 Jan 2024 10:00:00 +0100 (CET)",
+        );
+        assert_eq!(h.auth, Some(Auth::LocalUser("uid 1000".into())));
+        assert_eq!(h.by_ip, None);
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        // Gmail API submission
+        let h = p(
+            "from 717937561175 named unknown by gmailapi.google.com with HTTPREST; Mon, 24 Jan 2022 08:00:00 -0800",
+        );
+        assert_eq!(h.by.as_deref(), Some("gmailapi.google.com"));
+        assert_eq!(h.protocol.as_deref(), Some("HTTPREST"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        let h = p(
+            "from unknown (HELO client) (198.51.100.20)\n  by mail.example.com with SMTP; 1 Jan 2024 10:00:00 -0000",
+        );
+        assert_eq!(h.helo.as_deref(), Some("client"));
+        assert_eq!(h.rdns, None);
+        assert_eq!(h.ip.as_deref(), Some("198.51.100.20"));
+        // qmail TLS patch
+        let h = p(
+            "from unknown (HELO client) (198.51.100.20)\n  (DHE-RSA-AES256-GCM-SHA384 encrypted) by mail.example.com with ESMTPS; 1 Jan 2024 10:00:00 -0000",
+        );
+        assert_eq!(h.tls_cipher.as_deref(), Some("DHE-RSA-AES256-GCM-SHA384"));
+    }
+
+    #[test]
+    fn exchange_office365() {
+        let h = p(
+            "from DM6PR11MB1234.namprd11.prod.outlook.com (2603:10b6:5:1c0::15) by\n BN6PR11MB5678.namprd11.prod.outlook.com (2603:10b6:404:b4::20) with\n Microsoft SMTP Server (version=TLS1_2,\n cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.4308.18; Mon, 19 Jul\n 2021 18:02:21 +0000",
+        );
+        assert_eq!(
+            h.helo.as_deref(),
+            Some("DM6PR11MB1234.namprd11.prod.outlook.com")
+        );
+        assert_eq!(h.ip.as_deref(), Some("2603:10b6:5:1c0::15"));
+        assert_eq!(h.by_ip.as_deref(), Some("2603:10b6:404:b4::20"));
+        assert_eq!(h.with.as_deref(), Some("Microsoft SMTP Server"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTPS"));
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1.2"));
+        assert_eq!(
+            h.tls_cipher.as_deref(),
+            Some("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384")
+        );
+        assert_eq!(h.id.as_deref(), Some("15.20.4308.18"));
+        assert_eq!(utc(&h).as_deref(), Some("2021-07-19T18:02:21Z"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+
+        let h = p(
+            "from BN6PR11CA0012.namprd11.prod.outlook.com (2603:10b6:405:2::22) by\n DM6PR11MB1234.namprd11.prod.outlook.com (2603:10b6:5:1c0::15) with Microsoft\n SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id\n 15.20.4308.18 via Frontend Transport; Mon, 19 Jul 2021 18:02:20 +0000",
+        );
+        assert_eq!(h.via.as_deref(), Some("Frontend Transport"));
+        let h = p(
+            "from mail.example.org (192.0.2.1) by EXCH01.corp.example.com (10.0.0.5) with Microsoft SMTP Server id 14.3.468.0; Mon, 19 Jul 2021 18:02:20 +0000",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert_eq!(h.by_ip.as_deref(), Some("10.0.0.5"));
+        let h = p(
+            "from AM0PR01MB1234.eurprd01.prod.exchangelabs.com\n ([fe80::1c2d:3e4f:5a6b:7c8d]) by AM0PR01MB1234.eurprd01.prod.exchangelabs.com\n ([fe80::1c2d:3e4f:5a6b:7c8d%4]) with mapi id 15.20.4308.026; Mon, 19 Jul 2021\n 18:02:19 +0000",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("MAPI"));
+        assert_eq!(h.by_ip.as_deref(), Some("fe80::1c2d:3e4f:5a6b:7c8d"));
+        let h = p("from [IPv6:fe80::1%eth0]:25 by x with HTTPS; 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(h.ip.as_deref(), Some("fe80::1"));
+        assert_eq!(h.port, Some(25));
+        assert_eq!(h.protocol.as_deref(), Some("HTTPS"));
+    }
+
+    #[test]
+    fn senders_and_filters() {
+        // amavis
+        let h = p(
+            "from mail.example.com ([127.0.0.1])\n\tby localhost (mail.example.com [127.0.0.1]) (amavisd-new, port 10024)\n\twith ESMTP id AbCdEfGh1234 for <bob@example.com>;\n\tMon,  1 Jan 2024 10:00:00 +0100 (CET)",
+        );
+        assert_eq!(h.by.as_deref(), Some("localhost"));
+        assert_eq!(h.by_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        // Dovecot LMTP
+        let h = p(
+            "from mail.example.com\n\tby mail.example.com with LMTP\n\tid AbCdEf0123456789ab (envelope-from <alice@example.org>)\n\tfor <bob@example.com>; Mon, 01 Jan 2024 10:00:00 +0100",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("LMTP"));
+        assert_eq!(h.helo.as_deref(), Some("mail.example.com"));
+        assert_eq!(h.envelope_from.as_deref(), Some("alice@example.org"));
+        assert_eq!(h.id.as_deref(), Some("AbCdEf0123456789ab"));
+        let h = p(
+            "from mx.example.com ([192.0.2.8])\n\tby imap.example.com with LMTPS\n\tid 2ABCD (envelope-from <a@b>) for <c@d>; Mon, 01 Jan 2024 10:00:00 +0100",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("LMTPS"));
+        // SES
+        let h = p(
+            "from a8-30.smtp-out.amazonses.com (a8-30.smtp-out.amazonses.com. [54.240.8.30])\n        by mx.google.com with ESMTPS id x1si1234567qtb.123.2024.01.01.10.00.00\n        for <bob@example.com>\n        (version=TLS1_2 cipher=ECDHE-RSA-AES128-SHA bits=128/128);\n        Mon, 01 Jan 2024 10:00:00 -0800 (PST)",
+        );
+        assert_eq!(h.rdns.as_deref(), Some("a8-30.smtp-out.amazonses.com"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("ECDHE-RSA-AES128-SHA"));
+        // Yahoo modern
+        let h = p(
+            "from 10.197.33.10\n by atlas116.free.mail.bf1.yahoo.com with HTTP; Mon, 1 Jan 2024 10:00:00 +0000",
+        );
+        assert_eq!(h.ip.as_deref(), Some("10.197.33.10"));
+        assert_eq!(h.helo, None);
+        assert_eq!(h.protocol.as_deref(), Some("HTTP"));
+        let h = p(
+            "from [203.0.113.9] by smtp.mail.yahoo.com (VZM Hermes SMTP Server) with ESMTPA ID 0123456789abcdef;\n          Mon, 01 Jan 2024 10:00:00 +0000 (UTC)",
+        );
+        assert_eq!(h.id.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(h.auth, Some(Auth::Authenticated));
+        // SendGrid ISO-like date and multiple recipients
+        let h = p(
+            "by filter0001p1las1.sendgrid.net with SMTP id abc-123 for <multiple recipients> 2024-01-02 03:04:05.123 +0000 UTC",
+        );
+        assert_eq!(h.for_addr.as_deref(), Some("multiple recipients"));
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-02T03:04:05.123Z"));
+        // IronPort-style `ESMTP/TLS/cipher`
+        let h = p(
+            "from unknown (HELO x.example) ([192.0.2.1])\n  by esa.example.com with ESMTP/TLS/ECDHE-RSA-AES256-GCM-SHA384; 02 Sep 2023 04:24:06 +0200",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("ECDHE-RSA-AES256-GCM-SHA384"));
+    }
+
+    #[test]
+    fn odd_layouts() {
+        // uppercase keywords, no `;`, date before ids and FOR
+        let h = p(
+            "FROM a.example (a.example [192.0.2.1]) BY b.example WITH ESMTP ID 123 FOR <c@d> ; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.by.as_deref(), Some("b.example"));
+        assert_eq!(h.id.as_deref(), Some("123"));
+        assert_eq!(h.for_addr.as_deref(), Some("c@d"));
+        let h = p("from x ([192.0.2.1]) by y with ESMTP id ABC Mon, 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(h.id.as_deref(), Some("ABC"));
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-01T00:00:00Z"));
+        // may be forged
+        let h = p(
+            "from a.example (b.example [192.0.2.1] (may be forged)) by c; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert!(h.may_be_forged);
+        assert_eq!(h.rdns.as_deref(), Some("b.example"));
+        // asctime without zone flags tz_assumed
+        let h = p("from x by y; Sun Nov 13 14:50:12 2005");
+        assert!(h.tz_assumed);
+        // junk is kept and named
+        let h = p("from x by y zzz qqq; garbage here");
+        assert!(!h.warnings.is_empty());
+        assert_eq!(h.raw, "from x by y zzz qqq; garbage here");
+        // empty and nonsense
+        assert_eq!(p("").by, None);
+        let _ = p(";;;;((((");
+        let _ = p("from");
+        let _ = p("from (");
+        let _ = p("[[[");
+        let _ = p("from [IPv6:]");
+        let _ = p("from x (\\");
+        let _ = p("<<<<");
+        let _ = p("\"unterminated");
+        let _ = p("from é (é [é]) by é; é");
+    }
+
+    #[test]
+    fn addresses_normalise() {
+        assert_eq!(
+            normalize_ip("IPv6:2001:DB8::1").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            normalize_ip("::ffff:192.0.2.1").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(normalize_ip("fe80::1%6").as_deref(), Some("fe80::1"));
+        assert_eq!(
+            normalize_ip("2001:470:1f07:1126:0:43:6f73:7461").as_deref(),
+            Some("2001:470:1f07:1126:0:43:6f73:7461")
+        );
+        assert_eq!(
+            any_ip("[192.0.2.1]:25"),
+            Some(("192.0.2.1".into(), Some(25)))
+        );
+        assert_eq!(
+            any_ip("192.0.2.1:587"),
+            Some(("192.0.2.1".into(), Some(587)))
+        );
+        assert_eq!(any_ip("[local]"), None);
+        assert_eq!(normalize_tls_version("TLS1_2"), "TLSv1.2");
+        assert_eq!(normalize_tls_version("TLS1.3"), "TLSv1.3");
+        assert_eq!(normalize_tls_version("TLSv1"), "TLSv1");
+        assert_eq!(normalize_tls_version("TLS1_0"), "TLSv1");
+        assert_eq!(normalize_tls_version("SSLv3"), "SSLv3");
+        assert_eq!(normalize_tls_version("TLSv1/SSLv3"), "TLSv1/SSLv3");
+    }
+
+    #[test]
+    fn hostile_input_is_bounded() {
+        let deep = format!(
+            "from x ({}a{}) by y; 1 Jan 2024 00:00:00 +0000",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        let h = p(&deep);
+        assert_eq!(h.by.as_deref(), Some("y"));
+        let unclosed = format!("from x {}", "(".repeat(100_000));
+        assert!(!p(&unclosed).warnings.is_empty());
+        let many_days = "Mon, ".repeat(200_000);
+        let h = p(&many_days);
+        assert!(h.warnings.len() <= MAX_WARNINGS + 1);
+        let many_words = "from a by b with c d e f g ".repeat(40_000);
+        let _ = p(&many_words);
+        let many_comments = "1 Jan (x)".repeat(100_000);
+        let _ = p(&many_comments);
+        let big = "x".repeat(1_000_000);
+        let _ = p(&big);
+        let _ = p(&"[".repeat(1_000_000));
+        let _ = p(&"<".repeat(1_000_000));
+        let _ = p(&"\"".repeat(1_000_001));
+        let _ = p(&"\\(".repeat(500_000));
+    }
+}
