@@ -41,6 +41,20 @@ pub fn cache_path(dir: &Path, dest: &Path) -> PathBuf {
     dir.join(format!("{h:016x}.ids"))
 }
 
+/// The form an ID is kept in: one line, control characters escaped (not
+/// dropped, so `<a\tb>` and `<ab>` stay different messages).
+fn clean(id: &str) -> String {
+    id.chars()
+        .flat_map(|c| {
+            if c.is_control() || c == '\\' {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 impl Cache {
     /// Open (creating) and lock the cache of `dest` in `dir`, keeping at most `max` ids.
     pub fn open(dir: &Path, dest: &Path, max: usize) -> Result<Cache> {
@@ -73,12 +87,12 @@ impl Cache {
 
     /// Was `id` delivered here recently?
     pub fn contains(&self, id: &str) -> bool {
-        self.seen.contains(id)
+        self.seen.contains(&clean(id))
     }
 
     /// Remember `id` (call only after the message is durably stored).
     pub fn record(&mut self, id: &str) {
-        let id: String = id.chars().filter(|c| !c.is_control()).collect();
+        let id = clean(id);
         if self.seen.insert(id.clone()) {
             self.ids.push(id);
             self.dirty = true;

@@ -3,9 +3,9 @@
 //!
 //! Guarantee: while a [`Held`] lock exists no cooperating writer appends to
 //! the file. Waiting is bounded by a deadline and reported as a temporary
-//! failure. The dotlock doubles as a small journal: it records the pid and
-//! the byte range being appended, so when a writer is killed mid-append the
-//! next writer, on breaking the stale lock, can cut the partial message off.
+//! failure. The dotlock holds the owner's pid (as liblockfile writes it) and
+//! is never rewritten, so a writer killed at any point leaves either no lock
+//! or a complete one that the next writer can judge stale.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -74,41 +74,11 @@ impl Locking {
     }
 }
 
-/// What a writer killed mid-append left in its dotlock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Journal {
-    /// File length before the append.
-    pub start: u64,
-    /// File length the append would have produced.
-    pub end: u64,
-}
-
 /// Locks held on an mbox; released on drop.
 #[derive(Debug)]
 pub struct Held {
     dotlock: Option<PathBuf>,
-    /// A journal found in a stale dotlock we broke.
-    pub stale_journal: Option<Journal>,
     flocked: Option<File>,
-}
-
-impl Held {
-    /// Record in the dotlock the range about to be written (see module doc).
-    pub fn record(&self, j: Journal) {
-        if let Some(p) = &self.dotlock {
-            // Best effort: without the record a crash simply cannot be repaired
-            // automatically, which is no worse than other MDAs.
-            let _ = fs::write(
-                p,
-                format!(
-                    "{}\npostline-append start={} end={}\n",
-                    std::process::id(),
-                    j.start,
-                    j.end
-                ),
-            );
-        }
-    }
 }
 
 impl Drop for Held {
@@ -128,13 +98,10 @@ pub fn lock(path: &Path, file: &File, cfg: &Locking) -> Result<Held> {
     let deadline = Instant::now() + cfg.timeout;
     let mut held = Held {
         dotlock: None,
-        stale_journal: None,
         flocked: None,
     };
     if cfg.dotlock {
-        let (p, j) = dotlock(path, cfg, deadline)?;
-        held.dotlock = p;
-        held.stale_journal = j;
+        held.dotlock = dotlock(path, cfg, deadline)?;
     }
     if cfg.fcntl {
         poll(deadline, path, "fcntl lock", || fcntl_lock(file))?;
@@ -217,11 +184,7 @@ fn side_path(path: &Path, tag: &str) -> PathBuf {
 
 /// Create `FILE.lock` the NFS-safe way (write a unique file, link it to the
 /// lock name), breaking a stale lock when its owner is gone.
-fn dotlock(
-    path: &Path,
-    cfg: &Locking,
-    deadline: Instant,
-) -> Result<(Option<PathBuf>, Option<Journal>)> {
+fn dotlock(path: &Path, cfg: &Locking, deadline: Instant) -> Result<Option<PathBuf>> {
     let lock = lock_path(path);
     let tmp = side_path(path, "locktmp");
     let ctx = || format!("taking dotlock {}", lock.display());
@@ -240,7 +203,7 @@ fn dotlock(
                 Some(nix::libc::EACCES) | Some(nix::libc::EROFS)
             ) =>
         {
-            return Ok((None, None));
+            return Ok(None);
         }
         Err(e) => return Err(Error::io(ctx(), &e)),
     };
@@ -250,14 +213,12 @@ fn dotlock(
         let _ = fs::remove_file(&tmp);
         return Err(Error::io(ctx(), &e));
     }
-    let mut journal = None;
     let mut nap = Duration::from_millis(1);
     let result = loop {
         match fs::hard_link(&tmp, &lock) {
             Ok(()) => break Ok(Some(lock.clone())),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if let Some(j) = break_if_stale(&lock, path, cfg) {
-                    journal = j;
+                if break_if_stale(&lock, path, cfg) {
                     continue;
                 }
             }
@@ -274,28 +235,32 @@ fn dotlock(
         nap = (nap * 2).min(Duration::from_millis(50));
     };
     let _ = fs::remove_file(&tmp);
-    result.map(|l| (l, journal))
+    result
 }
 
-/// If the dotlock is stale, remove it and return `Some(journal it held)`.
-fn break_if_stale(lock: &Path, path: &Path, cfg: &Locking) -> Option<Option<Journal>> {
-    let (content, meta) = read_lock(lock)?;
+/// If the dotlock is stale, remove it and return true.
+fn break_if_stale(lock: &Path, path: &Path, cfg: &Locking) -> bool {
+    let Some((content, meta)) = read_lock(lock) else {
+        return false;
+    };
     if !is_stale(&content, &meta, cfg) {
-        return None;
+        return false;
     }
     // Move it aside atomically: of several breakers only one wins the rename.
     let aside = side_path(path, "stalelock");
-    fs::rename(lock, &aside).ok()?;
+    if fs::rename(lock, &aside).is_err() {
+        return false;
+    }
     let same = read_lock(&aside).is_some_and(|(c, m)| c == content && m.ino() == meta.ino());
     if !same {
         // Between our look and the rename another writer broke the stale lock
         // and took a fresh one: give it back and keep waiting.
         let _ = fs::hard_link(&aside, lock);
         let _ = fs::remove_file(&aside);
-        return None;
+        return false;
     }
     let _ = fs::remove_file(&aside);
-    Some(parse_journal(&content))
+    true
 }
 
 fn read_lock(lock: &Path) -> Option<(String, fs::Metadata)> {
@@ -331,37 +296,4 @@ fn is_stale(content: &str, meta: &fs::Metadata, cfg: &Locking) -> bool {
                 Err(Errno::ESRCH)
             )
     })
-}
-
-fn parse_journal(content: &str) -> Option<Journal> {
-    let line = content
-        .lines()
-        .find(|l| l.starts_with("postline-append "))?;
-    let mut start = None;
-    let mut end = None;
-    for kv in line.split_whitespace().skip(1) {
-        match kv.split_once('=') {
-            Some(("start", v)) => start = v.parse().ok(),
-            Some(("end", v)) => end = v.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(Journal {
-        start: start?,
-        end: end?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn journal_parses() {
-        assert_eq!(
-            parse_journal("12\npostline-append start=5 end=9\n"),
-            Some(Journal { start: 5, end: 9 })
-        );
-        assert_eq!(parse_journal("12\n"), None);
-    }
 }

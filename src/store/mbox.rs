@@ -4,11 +4,15 @@
 //! is in the file, complete and on disk (fdatasync), each after an empty line and a
 //! `From ` line, quoted so no body line can be taken for a separator. On any
 //! error the file is cut back to its old length before the locks are
-//! released. If the process is killed mid-write, the dotlock it leaves holds
-//! the range it was writing; the next append that breaks that stale lock cuts
-//! a partial message off (a complete one is kept).
+//! released. Before writing, the range about to be appended is recorded in
+//! a sidecar journal, `FILE.postline-append`, removed once the data is on
+//! disk. A writer that finds a journal while holding the locks knows its
+//! author died mid-append (no live writer can hold the locks with it), and
+//! cuts a partial message off (a complete one is kept). The journal stays
+//! until a writer has acted on it, so a repairer killed in turn leaves the
+//! repair to the next one.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -16,7 +20,7 @@ use std::time::SystemTime;
 
 use crate::exit::{Error, Kind, Result};
 use crate::mboxfmt::{self, Format};
-use crate::store::lock::{self, Journal, Locking};
+use crate::store::lock::{self, Locking};
 use crate::store::maildir::fsync_dir;
 
 /// An mbox file and how to write to it.
@@ -80,7 +84,8 @@ impl Mbox {
             fsync_dir(parent).map_err(|e| Error::io(ctx("syncing the directory of"), &e))?;
         }
         let held = lock::lock(p, &file, &self.locking)?;
-        if let Some(j) = held.stale_journal {
+        let journal = journal_path(p);
+        if let Some(j) = read_journal(&journal) {
             repair(&file, j).map_err(|e| Error::io(ctx("repairing"), &e))?;
         }
         let old_len = file
@@ -104,20 +109,73 @@ impl Mbox {
             mboxfmt::quote_into(it.data, self.format, &mut buf);
             buf.push(b'\n');
         }
-        held.record(Journal {
-            start: old_len,
-            end: old_len + buf.len() as u64,
-        });
+        // Best effort, like the dotlock: without it a kill cannot be repaired
+        // automatically, which is no worse than other MDAs. Written over any
+        // old journal only now, after the repair it described is done.
+        let journal_written = fs::write(
+            &journal,
+            format!(
+                "postline-append pid={} start={} end={}\n",
+                std::process::id(),
+                old_len,
+                old_len + buf.len() as u64
+            ),
+        )
+        .is_ok();
         let res = (&file).write_all(&buf).and_then(|()| file.sync_data());
         if let Err(e) = res {
             // Cut back whatever went in; the caller keeps the message.
             let _ = file.set_len(old_len);
             let _ = file.sync_data();
+            if journal_written {
+                let _ = fs::remove_file(&journal);
+            }
             return Err(Error::io(ctx("appending to"), &e));
+        }
+        if journal_written {
+            let _ = fs::remove_file(&journal);
         }
         drop(held);
         Ok(())
     }
+}
+
+/// The byte range an append is about to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Journal {
+    start: u64,
+    end: u64,
+}
+
+/// `FILE.postline-append`, the journal beside the mbox.
+fn journal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".postline-append");
+    PathBuf::from(s)
+}
+
+/// The journal left by a writer that died mid-append, if any.
+fn read_journal(path: &Path) -> Option<Journal> {
+    parse_journal(&fs::read_to_string(path).ok()?)
+}
+
+fn parse_journal(content: &str) -> Option<Journal> {
+    let line = content
+        .lines()
+        .find(|l| l.starts_with("postline-append "))?;
+    let mut start = None;
+    let mut end = None;
+    for kv in line.split_whitespace().skip(1) {
+        match kv.split_once('=') {
+            Some(("start", v)) => start = v.parse().ok(),
+            Some(("end", v)) => end = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(Journal {
+        start: start?,
+        end: end?,
+    })
 }
 
 /// The last two bytes before `len` (fewer when the file is shorter).
@@ -140,4 +198,18 @@ fn repair(file: &File, j: Journal) -> io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_parses() {
+        assert_eq!(
+            parse_journal("postline-append pid=12 start=5 end=9\n"),
+            Some(Journal { start: 5, end: 9 })
+        );
+        assert_eq!(parse_journal("12\n"), None);
+    }
 }

@@ -314,7 +314,8 @@ fn prepare(
     msg.replace_at_top(&drop, &add);
     let sender = s
         .sender
-        .clone()
+        .as_deref()
+        .map(message::bare_address)
         .or(line_sender)
         .or_else(|| {
             msg.header_values("Return-Path")
@@ -385,11 +386,12 @@ fn deliver_group(dests: &[Destination], batch: &[Prepared], s: &Settings, ctx: &
             ctx.warn(&format!("{e} (duplicates may be delivered later)"));
         }
         if let Some(e) = err {
-            let first_failed = todo.get(stored.len()).map_or(0, |p| p.index);
-            let e = if batch.len() > 1 {
-                e.within(format!("message {first_failed}"))
-            } else {
-                e
+            let e = match (todo.get(stored.len()), todo.last()) {
+                (Some(first), Some(last)) if batch.len() > 1 => e.within(format!(
+                    "messages {}-{} not stored",
+                    first.index, last.index
+                )),
+                _ => e,
             };
             go_on &= !e.kind().is_temporary();
             ctx.report(&e);

@@ -65,7 +65,16 @@ impl Ctx {
     /// worst reported.
     pub fn report(&mut self, err: &Error) {
         self.note(err.kind());
-        let _ = writeln!(io::stderr(), "{}: {err}", self.name);
+        if err.kind() == Kind::Usage {
+            let _ = writeln!(
+                io::stderr(),
+                "{}: {err} (see {} --help)",
+                self.name,
+                self.name
+            );
+        } else {
+            let _ = writeln!(io::stderr(), "{}: {err}", self.name);
+        }
     }
 
     /// Count an outcome toward the exit code without printing.
