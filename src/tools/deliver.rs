@@ -192,7 +192,8 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
 
 /// One message on stdin.
 fn single(dests: &[Destination], s: &Settings, ctx: &mut Ctx) -> Result<()> {
-    let mut raw = Vec::new();
+    // Most messages fit: one or two reads instead of a doubling series.
+    let mut raw = Vec::with_capacity(64 << 10);
     io::stdin()
         .lock()
         .read_to_end(&mut raw)
