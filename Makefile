@@ -9,7 +9,7 @@ BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 DATADIR = $(PREFIX)/share
 CARGO ?= cargo
-TOOLS = mail-deliver
+TOOLS = mail-deliver mail-trace
 DEMO_DIR ?= /var/tmp/postline-demo
 
 .PHONY: all build demo test lint deps install uninstall completions clean

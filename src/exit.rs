@@ -12,6 +12,9 @@ use std::io;
 
 /// Success.
 pub const OK: i32 = 0;
+/// A check asked for failed (mail-trace `--strict` found an anomaly); not
+/// an error of the tool.
+pub const CHECK_FAILED: i32 = 1;
 /// The command was used incorrectly (bad flag, bad argument).
 pub const USAGE: i32 = 64;
 /// The input data was incorrect (empty message, mail loop, not an mbox).

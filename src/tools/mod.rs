@@ -7,6 +7,7 @@
 //! (`| head`) ends output quietly and never changes what was stored.
 
 pub mod deliver;
+pub mod trace;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -21,7 +22,10 @@ pub type ToolEntry = (&'static str, fn() -> Command);
 /// Every tool: its binary name and its clap command (for man-page and
 /// completion checks).
 pub fn all() -> Vec<ToolEntry> {
-    vec![("mail-deliver", deliver::command)]
+    vec![
+        ("mail-deliver", deliver::command),
+        ("mail-trace", trace::command),
+    ]
 }
 
 /// Output and diagnostics for a running tool.
@@ -30,6 +34,7 @@ pub struct Ctx {
     out: io::BufWriter<io::Stdout>,
     out_closed: bool,
     worst: Option<Kind>,
+    check_failed: bool,
 }
 
 impl Ctx {
@@ -39,6 +44,7 @@ impl Ctx {
             out: io::BufWriter::new(io::stdout()),
             out_closed: false,
             worst: None,
+            check_failed: false,
         }
     }
 
@@ -80,6 +86,18 @@ impl Ctx {
     /// Count an outcome toward the exit code without printing.
     pub fn note(&mut self, kind: Kind) {
         self.worst = exit::worst([self.worst, Some(kind)].iter().flatten());
+    }
+
+    /// Record that a check the user asked for failed: exit
+    /// [`exit::CHECK_FAILED`] unless an error gives a worse code.
+    pub fn check_failed(&mut self) {
+        self.check_failed = true;
+    }
+
+    /// Is stdout a terminal?
+    pub fn stdout_is_tty(&self) -> bool {
+        use std::io::IsTerminal;
+        io::stdout().is_terminal()
     }
 
     /// A warning line on stderr that does not change the exit code.
@@ -148,5 +166,10 @@ fn main_with(
     if let Err(e) = res {
         ctx.report(&e);
     }
-    ctx.worst.map_or(exit::OK, Kind::code)
+    let fallback = if ctx.check_failed {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    };
+    ctx.worst.map_or(fallback, Kind::code)
 }

@@ -12,6 +12,7 @@
 //! cost no more than reading them.
 
 pub mod authres;
+pub mod chain;
 pub mod date;
 pub mod received;
 

@@ -89,6 +89,7 @@ pub struct Tool {
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "mail-deliver" => PathBuf::from(env!("CARGO_BIN_EXE_mail-deliver")),
+        "mail-trace" => PathBuf::from(env!("CARGO_BIN_EXE_mail-trace")),
         other => panic!("unknown binary {other}"),
     }
 }

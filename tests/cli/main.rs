@@ -9,3 +9,4 @@ mod mta;
 
 mod deliver;
 mod docs;
+mod trace;

@@ -1,0 +1,646 @@
+//! mail-trace: the path a message took, from its headers. Reads messages
+//! (stdin, message files, mboxes, Maildirs), analyses each with
+//! [`crate::trace::chain`] and prints a table with a delay timeline, JSON
+//! Lines (`--json`) or a per-relay summary (`--summary`).
+//!
+//! Only header blocks are read: mbox bodies are skipped by the splitter and
+//! a message file is read up to its first empty line. Exit 0 when traced,
+//! 65 when no header field could be read from any input (an unreadable or
+//! missing input is reported as 65 too, and the others are still traced),
+//! 1 with `--strict` when any anomaly other than `largest_delay` was found.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::path::{Path, PathBuf};
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use serde_json::{Value, json};
+
+use crate::exit::{Error, Kind, Result, describe_io};
+use crate::mboxfmt::{Format, Splitter};
+use crate::tools::Ctx;
+use crate::trace::Hop;
+use crate::trace::chain::{self, Chain, human_seconds};
+
+/// Width of the longest timeline bar, in characters.
+const BAR_WIDTH: usize = 40;
+/// Widest a table cell gets before it is cut.
+const CELL_MAX: usize = 48;
+
+/// The clap definition of mail-trace.
+pub fn command() -> Command {
+    Command::new("mail-trace")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Show the path a message took: hops, delays, TLS, authentication, from its headers")
+        .long_about(
+            "Read the Received and Authentication-Results headers of each message (stdin, message \
+             files, mboxes or Maildirs) and show the hops oldest first with their delays, TLS, \
+             anomalies and the authentication picture. Offline: no DNS.",
+        )
+        .after_help(
+            "Examples:\n  mail-trace < msg.eml\n  mail-trace --json ~/Maildir/ | jq .total_transit_s\n  mail-trace --summary archive.mbox\n  mail-trace --strict msg.eml || echo suspicious",
+        )
+        .arg(
+            Arg::new("file")
+                .value_name("FILE")
+                .num_args(0..)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("A message file, an mbox or a Maildir directory [default: stdin]"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("summary")
+                .help("Print one JSON object per message (JSON Lines), \"version\": 1"),
+        )
+        .arg(
+            Arg::new("summary")
+                .long("summary")
+                .action(ArgAction::SetTrue)
+                .help("Print, over all messages, each relay's hop count and median and max delay"),
+        )
+        .arg(
+            Arg::new("strict")
+                .long("strict")
+                .action(ArgAction::SetTrue)
+                .help("Exit 1 when any anomaly (other than largest_delay) is found"),
+        )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Table,
+    Json,
+    Summary,
+}
+
+struct State {
+    mode: Mode,
+    strict: bool,
+    colour: bool,
+    /// Messages with at least one header field.
+    traced: usize,
+    /// Messages printed so far (for the blank line between tables).
+    printed: usize,
+    /// Per relay: hops counted and the delays known.
+    relays: BTreeMap<String, (usize, Vec<f64>)>,
+    /// stdout went away: stop.
+    stopped: bool,
+}
+
+/// Run mail-trace.
+pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
+    let mode = if m.get_flag("json") {
+        Mode::Json
+    } else if m.get_flag("summary") {
+        Mode::Summary
+    } else {
+        Mode::Table
+    };
+    let colour = ctx.stdout_is_tty() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut st = State {
+        mode,
+        strict: m.get_flag("strict"),
+        colour,
+        traced: 0,
+        printed: 0,
+        relays: BTreeMap::new(),
+        stopped: false,
+    };
+    let files: Vec<PathBuf> = m
+        .get_many::<PathBuf>("file")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    if files.is_empty() {
+        let stdin = io::stdin();
+        if let Err(e) = trace_stream("-", stdin.lock(), &mut st, ctx) {
+            ctx.report(&e);
+        }
+    }
+    for f in &files {
+        if st.stopped {
+            break;
+        }
+        if let Err(e) = trace_path(f, &mut st, ctx) {
+            ctx.report(&e);
+        }
+    }
+    if st.mode == Mode::Summary && !st.stopped {
+        print_summary(&st, ctx);
+    }
+    if st.traced == 0 {
+        return Err(Error::new(
+            Kind::Data,
+            "",
+            "no header fields found in the input",
+        ));
+    }
+    Ok(())
+}
+
+fn unreadable(what: &Path, e: &io::Error) -> Error {
+    Error::new(
+        Kind::Data,
+        format!("reading {}", what.display()),
+        describe_io(e),
+    )
+}
+
+fn trace_path(path: &Path, st: &mut State, ctx: &mut Ctx) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
+    if meta.is_dir() {
+        return trace_maildir(path, st, ctx);
+    }
+    let f = File::open(path).map_err(|e| unreadable(path, &e))?;
+    trace_stream(&path.display().to_string(), BufReader::new(f), st, ctx)
+}
+
+fn trace_maildir(dir: &Path, st: &mut State, ctx: &mut Ctx) -> Result<()> {
+    let mut files = Vec::new();
+    let mut any = false;
+    for sub in ["cur", "new"] {
+        let d = dir.join(sub);
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unreadable(&d, &e)),
+        };
+        any = true;
+        for e in rd {
+            let e = e.map_err(|e| unreadable(&d, &e))?;
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                files.push(e.path());
+            }
+        }
+    }
+    if !any {
+        return Err(Error::new(
+            Kind::Data,
+            format!("reading {}", dir.display()),
+            "a directory that is not a Maildir (no cur/ or new/)",
+        ));
+    }
+    files.sort();
+    for p in files {
+        if st.stopped {
+            break;
+        }
+        let r = File::open(&p)
+            .map_err(|e| unreadable(&p, &e))
+            .and_then(|f| {
+                read_header_block(BufReader::new(f), Vec::new()).map_err(|e| unreadable(&p, &e))
+            });
+        match r {
+            Ok(block) => handle(&p.display().to_string(), &block, st, ctx),
+            Err(e) => ctx.report(&e),
+        }
+    }
+    Ok(())
+}
+
+/// Read up to and including the first empty line (LF or CRLF), after `prefix`.
+fn read_header_block<R: BufRead>(mut r: R, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+    if buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n") {
+        return Ok(buf);
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&line);
+        if line == b"\n" || line == b"\r\n" {
+            return Ok(buf);
+        }
+    }
+}
+
+/// A message or an mbox on `r`, told apart by the first non-blank line.
+fn trace_stream<R: BufRead>(name: &str, mut r: R, st: &mut State, ctx: &mut Ctx) -> Result<()> {
+    let what = || {
+        if name == "-" {
+            "standard input".to_string()
+        } else {
+            name.to_string()
+        }
+    };
+    let err = |e: io::Error| Error::new(Kind::Data, format!("reading {}", what()), describe_io(&e));
+    let mut prefix = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(err)? == 0 {
+            break;
+        }
+        prefix.extend_from_slice(&line);
+        if !line.trim_ascii().is_empty() {
+            break;
+        }
+    }
+    if line.starts_with(b"From ") {
+        let input = BufReader::new(Cursor::new(prefix).chain(r));
+        let mut sp = Splitter::new(input, Format::Mboxrd).headers_only();
+        let mut n = 0;
+        while !st.stopped {
+            let Some(entry) = sp.next_entry().map_err(err)? else {
+                break;
+            };
+            n += 1;
+            handle(&format!("{name}[{n}]"), &entry.data, st, ctx);
+        }
+        return Ok(());
+    }
+    let block = read_header_block(r, prefix).map_err(err)?;
+    handle(name, &block, st, ctx);
+    Ok(())
+}
+
+/// Trace one header block and print it the way `st.mode` asks.
+fn handle(source: &str, block: &[u8], st: &mut State, ctx: &mut Ctx) {
+    let normal = crate::message::normalize(block.to_vec());
+    if crate::message::Message::new(normal).fields().is_empty() {
+        if !block.trim_ascii().is_empty() || source != "-" {
+            ctx.warn(&format!("{source}: no header fields"));
+        }
+        return;
+    }
+    st.traced += 1;
+    let c = chain::analyse(block);
+    if st.strict && c.anomalies.iter().any(|a| a.kind != chain::LARGEST_DELAY) {
+        ctx.check_failed();
+    }
+    let ok = match st.mode {
+        Mode::Json => ctx.line(&json_line(source, &c)),
+        Mode::Table => {
+            let mut ok = true;
+            if st.printed > 0 {
+                ok = ctx.line("");
+            }
+            st.printed += 1;
+            ok && table(source, &c, st.colour, ctx)
+        }
+        Mode::Summary => {
+            for (h, d) in c.hops.iter().zip(&c.delays) {
+                let by = h.by.clone().unwrap_or_else(|| "(unnamed)".to_string());
+                let e = st.relays.entry(by).or_default();
+                e.0 += 1;
+                if let Some(d) = d {
+                    e.1.push(*d);
+                }
+            }
+            true
+        }
+    };
+    if !ok {
+        st.stopped = true;
+    }
+}
+
+fn hop_json(h: &Hop, delay: Option<f64>) -> Value {
+    json!({
+        "from": h.from,
+        "helo": h.helo,
+        "rdns": h.rdns,
+        "ip": h.ip,
+        "port": h.port,
+        "by": h.by,
+        "by_ip": h.by_ip,
+        "with": h.with,
+        "protocol": h.protocol,
+        "tls_version": h.tls_version,
+        "tls_cipher": h.tls_cipher,
+        "auth": h.auth,
+        "id": h.id,
+        "for": h.for_addr,
+        "via": h.via,
+        "envelope_from": h.envelope_from,
+        "date": h.date.map(|d| d.to_rfc3339_utc()),
+        "tz_assumed": h.tz_assumed,
+        "delay_s": delay,
+        "raw": h.raw,
+    })
+}
+
+fn json_line(source: &str, c: &Chain) -> String {
+    let hops: Vec<Value> = c
+        .hops
+        .iter()
+        .zip(&c.delays)
+        .map(|(h, d)| hop_json(h, *d))
+        .collect();
+    let xr: Vec<Value> = c.x_received.iter().map(|h| hop_json(h, None)).collect();
+    let anomalies: Vec<Value> = c
+        .anomalies
+        .iter()
+        .map(|a| json!({"kind": a.kind, "hop": a.hop, "text": a.text}))
+        .collect();
+    let results: Vec<Value> = c
+        .auth
+        .iter()
+        .map(|e| {
+            json!({
+                "authserv_id": e.authserv_id,
+                "hop": e.hop,
+                "verdicts": e.verdicts.iter().map(|v| json!({
+                    "method": v.method, "result": v.result, "domain": v.domain,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let a = &c.alignment;
+    let v = json!({
+        "version": 1,
+        "source": source,
+        "hops": hops,
+        "x_received": xr,
+        "date": c.date.map(|d| d.to_rfc3339_utc()),
+        "total_transit_s": c.total_transit_s,
+        "anomalies": anomalies,
+        "auth": {
+            "results": results,
+            "alignment": {
+                "from_domain": a.from_domain,
+                "spf_pass_domains": a.spf_pass_domains,
+                "dkim_pass_domains": a.dkim_pass_domains,
+                "spf_aligned": a.spf_aligned,
+                "dkim_aligned": a.dkim_aligned,
+                "dmarc_pass": a.dmarc_pass,
+                "method": a.method,
+            },
+        },
+        "warnings": c.warnings,
+    });
+    v.to_string()
+}
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// Cut `s` to `max` characters, marking the cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('~');
+        t
+    }
+}
+
+fn from_cell(h: &Hop) -> String {
+    let name = h
+        .from
+        .clone()
+        .or_else(|| h.rdns.clone())
+        .unwrap_or_else(|| "-".to_string());
+    let mut extra = Vec::new();
+    if let Some(helo) = &h.helo
+        && !helo.eq_ignore_ascii_case(&name)
+    {
+        extra.push(helo.clone());
+    }
+    if let Some(ip) = &h.ip
+        && name.trim_matches(|c| c == '[' || c == ']') != ip
+    {
+        extra.push(ip.clone());
+    }
+    if extra.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", extra.join("/"))
+    }
+}
+
+fn delay_cell(d: Option<f64>) -> String {
+    match d {
+        Some(d) if d >= 0.0 => format!("+{}", human_seconds(d)),
+        Some(d) => human_seconds(d),
+        None => "-".to_string(),
+    }
+}
+
+fn table(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> bool {
+    let p = Paint { on: colour };
+    let mut head = format!(
+        "{source}: {} hop{}",
+        c.hops.len(),
+        if c.hops.len() == 1 { "" } else { "s" }
+    );
+    if let Some(d) = c.date {
+        head.push_str(&format!(", Date {}", d.to_rfc3339_utc()));
+    }
+    if let Some(t) = c.total_transit_s {
+        head.push_str(&format!(", total transit {}", human_seconds(t)));
+    }
+    if !c.x_received.is_empty() {
+        head.push_str(&format!(", {} X-Received apart", c.x_received.len()));
+    }
+    let mut lines = vec![p.wrap("1", &head)];
+    let header = [
+        "#",
+        "delay",
+        "date (UTC)",
+        "from (helo/ip)",
+        "by",
+        "protocol",
+        "TLS",
+    ];
+    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_string)];
+    for (i, (h, d)) in c.hops.iter().zip(&c.delays).enumerate() {
+        rows.push([
+            (i + 1).to_string(),
+            delay_cell(*d),
+            h.date
+                .map(|d| {
+                    d.to_rfc3339_utc()
+                        .replace('T', " ")
+                        .trim_end_matches('Z')
+                        .to_string()
+                })
+                .unwrap_or_else(|| "-".to_string()),
+            cut(&from_cell(h), CELL_MAX),
+            cut(h.by.as_deref().unwrap_or("-"), CELL_MAX),
+            h.protocol.clone().unwrap_or_else(|| "-".to_string()),
+            h.tls_version.clone().unwrap_or_else(|| "-".to_string()),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for (n, r) in rows.iter().enumerate() {
+        let mut s = String::from(" ");
+        for (k, (w, cell)) in widths.iter().zip(r).enumerate() {
+            let pad = w - cell.chars().count();
+            let padded = if k <= 1 {
+                format!("{}{cell}", " ".repeat(pad))
+            } else if k == 6 {
+                cell.clone()
+            } else {
+                format!("{cell}{}", " ".repeat(pad))
+            };
+            let painted = if n == 0 {
+                p.wrap("4", &padded)
+            } else if k == 1 && cell.starts_with('-') && cell != "-" {
+                p.wrap("31", &padded)
+            } else {
+                padded
+            };
+            s.push(' ');
+            s.push_str(&painted);
+        }
+        lines.push(s.trim_end().to_string());
+    }
+    // The timeline.
+    let max = c
+        .delays
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, d| m.max(d.abs()));
+    if c.delays.iter().any(Option::is_some) {
+        lines.push("timeline:".to_string());
+        let byw = c
+            .hops
+            .iter()
+            .map(|h| cut(h.by.as_deref().unwrap_or("-"), 32).chars().count())
+            .max()
+            .unwrap_or(1);
+        let numw = c.hops.len().to_string().len();
+        for (i, (h, d)) in c.hops.iter().zip(&c.delays).enumerate() {
+            let by = cut(h.by.as_deref().unwrap_or("-"), 32);
+            let pad = " ".repeat(byw - by.chars().count());
+            let (bar, label) = match d {
+                Some(d) => {
+                    let len = if max > 0.0 {
+                        ((d.abs() / max) * BAR_WIDTH as f64).round() as usize
+                    } else {
+                        0
+                    };
+                    let len = if *d != 0.0 { len.max(1) } else { 0 };
+                    let ch = if *d < 0.0 {
+                        "<"
+                    } else if colour {
+                        "\u{2588}"
+                    } else {
+                        "#"
+                    };
+                    let bar = ch.repeat(len);
+                    let code = if *d < 0.0 { "31" } else { "36" };
+                    (p.wrap(code, &bar), delay_cell(Some(*d)))
+                }
+                None => (String::new(), "no date".to_string()),
+            };
+            let sep = if bar.is_empty() { "" } else { " " };
+            lines.push(format!("  {:>numw$} {by}{pad} |{bar}{sep}{label}", i + 1));
+        }
+    }
+    if !c.anomalies.is_empty() {
+        lines.push("anomalies:".to_string());
+        for a in &c.anomalies {
+            let code = if a.kind == chain::LARGEST_DELAY {
+                "33"
+            } else {
+                "31"
+            };
+            lines.push(format!(
+                "  {} {}",
+                p.wrap(code, &format!("[{}]", a.kind)),
+                a.text
+            ));
+        }
+    }
+    if !c.auth.is_empty() {
+        lines.push("authentication:".to_string());
+        for e in &c.auth {
+            let who = e.authserv_id.as_deref().unwrap_or("(no authserv-id)");
+            let at = e.hop.map(|h| format!(" (hop {h})")).unwrap_or_default();
+            let vs: Vec<String> = e
+                .verdicts
+                .iter()
+                .map(|v| match &v.domain {
+                    Some(d) => format!("{}={} ({d})", v.method, v.result),
+                    None => format!("{}={}", v.method, v.result),
+                })
+                .collect();
+            lines.push(format!("  {who}{at}: {}", vs.join(" ")));
+        }
+        let a = &c.alignment;
+        if let Some(fd) = &a.from_domain {
+            let yn = |b: bool| if b { "aligned" } else { "not aligned" };
+            let verdict = if a.dmarc_pass {
+                p.wrap("32", "pass")
+            } else {
+                p.wrap("31", "fail")
+            };
+            lines.push(format!(
+                "  DMARC alignment of From {fd}: SPF {}, DKIM {} -> {verdict} ({})",
+                yn(a.spf_aligned),
+                yn(a.dkim_aligned),
+                a.method
+            ));
+        }
+    }
+    for w in &c.warnings {
+        lines.push(format!("warning: {w}"));
+    }
+    lines.into_iter().all(|l| ctx.line(&l))
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+fn print_summary(st: &State, ctx: &mut Ctx) {
+    let mut rows: Vec<(&String, &(usize, Vec<f64>))> = st.relays.iter().collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+    let w = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let fmt = |d: Option<f64>| d.map_or_else(|| "-".to_string(), human_seconds);
+    if !ctx.line(&format!(
+        "{:<w$}  {:>6}  {:>8}  {:>8}",
+        "relay", "hops", "median", "max"
+    )) {
+        return;
+    }
+    for (by, (count, delays)) in rows {
+        let max = delays.iter().copied().reduce(f64::max);
+        let line = format!(
+            "{by:<w$}  {count:>6}  {:>8}  {:>8}",
+            fmt(median(delays)),
+            fmt(max)
+        );
+        if !ctx.line(&line) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,572 @@
+//! The path a message took, computed from its parsed [`Trace`]: the hop
+//! chain oldest first, the delay of every hop, the total transit time, the
+//! anomalies worth a second look, and the authentication picture.
+//!
+//! This module owns the analysis, not the parsing (see [`super::received`],
+//! [`super::date`], [`super::authres`]) and not the presentation (see
+//! `tools::trace`). Like the rest of [`super`], it never prints, fails or
+//! panics.
+//!
+//! Conventions: hops are numbered from 1, oldest first, in [`Anomaly::hop`]
+//! and [`AuthEntry::hop`]. Only `Received:` fields make the chain;
+//! `X-Received:` fields (Gmail's internal hops) are kept apart in
+//! [`Chain::x_received`], oldest first, and never spliced in.
+//!
+//! DMARC alignment is computed offline and approximately: the organisational
+//! domain of a name is taken to be its last two labels (`mail.example.co.uk`
+//! gives `co.uk`), with no Public Suffix List. That is good enough to see
+//! whether SPF and DKIM passed for the From domain's organisation, and is
+//! said so in [`Alignment::method`].
+
+use super::date::{self, MailDate};
+use super::received::{Hop, normalize_ip};
+use super::{AuthResults, HopKind, Trace};
+
+/// Anomaly kind: a hop dated before the hop (or Date header) before it.
+pub const CLOCK_SKEW: &str = "clock_skew";
+/// Anomaly kind: the Date header is later than the first hop's date.
+pub const DATE_AFTER_FIRST_HOP: &str = "date_after_first_hop";
+/// Anomaly kind: the hop whose delay is larger than every other hop's
+/// (informational; not reported when the largest delay is shared).
+pub const LARGEST_DELAY: &str = "largest_delay";
+/// Anomaly kind: a hop's sender does not match the previous hop's receiver.
+pub const CHAIN_GAP: &str = "chain_gap";
+/// Anomaly kind: the HELO is an address literal other than the connecting address.
+pub const HELO_IP_MISMATCH: &str = "helo_ip_mismatch";
+/// Anomaly kind: the receiver noted `(may be forged)`.
+pub const MAY_BE_FORGED: &str = "may_be_forged";
+/// Anomaly kind: a date without a usable zone, read as UTC.
+pub const TZ_ASSUMED: &str = "tz_assumed";
+/// Anomaly kind: a hop without a readable date.
+pub const NO_DATE: &str = "no_date";
+
+/// Something in the trace worth a second look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// One of the `const` kinds of this module (`clock_skew`, ...).
+    pub kind: &'static str,
+    /// The hop concerned, numbered from 1 oldest first; `None` for the
+    /// message as a whole.
+    pub hop: Option<usize>,
+    /// A sentence for people.
+    pub text: String,
+}
+
+/// One method's verdict, reduced to what the picture needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `spf`, `dkim`, `dmarc`, ...
+    pub method: String,
+    /// `pass`, `fail`, ...
+    pub result: String,
+    /// The domain the verdict is about: `smtp.mailfrom`'s domain for SPF,
+    /// `header.d` for DKIM, `header.from` for DMARC, when given.
+    pub domain: Option<String>,
+}
+
+/// One `Authentication-Results` field, tied to a hop when its authserv-id
+/// names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthEntry {
+    /// The authserv-id (`None` at Microsoft 365).
+    pub authserv_id: Option<String>,
+    /// The newest hop whose `by` equals the authserv-id (case-insensitive),
+    /// numbered from 1 oldest first.
+    pub hop: Option<usize>,
+    /// The verdicts in order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// DMARC alignment of the From domain, computed offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alignment {
+    /// The domain of the From header's address.
+    pub from_domain: Option<String>,
+    /// Domains SPF passed for (from `smtp.mailfrom`).
+    pub spf_pass_domains: Vec<String>,
+    /// Domains DKIM passed for (`header.d`).
+    pub dkim_pass_domains: Vec<String>,
+    /// An SPF pass for a domain in the From domain's organisation.
+    pub spf_aligned: bool,
+    /// A DKIM pass for a domain in the From domain's organisation.
+    pub dkim_aligned: bool,
+    /// Either aligned: DMARC would pass (policy aside).
+    pub dmarc_pass: bool,
+    /// How it was computed, in words.
+    pub method: &'static str,
+}
+
+/// The analysis of one message's trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain {
+    /// `Received:` hops, oldest first.
+    pub hops: Vec<Hop>,
+    /// Seconds each hop took, parallel to `hops`: from the previous dated
+    /// hop (the Date header for the first), `None` when either date is missing.
+    pub delays: Vec<Option<f64>>,
+    /// `X-Received:` hops, oldest first, apart from the chain.
+    pub x_received: Vec<Hop>,
+    /// The Date header.
+    pub date: Option<MailDate>,
+    /// Seconds from the Date header to the last hop.
+    pub total_transit_s: Option<f64>,
+    /// Anomalies in hop order, message-wide ones last.
+    pub anomalies: Vec<Anomaly>,
+    /// Every `Authentication-Results`, in header order (newest first).
+    pub auth: Vec<AuthEntry>,
+    /// DMARC alignment from the newest `Authentication-Results`.
+    pub alignment: Alignment,
+    /// What could not be read, in words.
+    pub warnings: Vec<String>,
+}
+
+/// The text of [`Alignment::method`].
+pub const ALIGNMENT_METHOD: &str = "relaxed; organisational domain = last two labels (no Public Suffix List); from the newest Authentication-Results";
+
+/// Analyse a header block (or a whole message): [`super::collect`] plus the
+/// `Date:` and `From:` headers.
+pub fn analyse(message: &[u8]) -> Chain {
+    let data = crate::message::normalize(message.to_vec());
+    let msg = crate::message::Message::new(data);
+    let mut date_header = None;
+    let mut from_header = None;
+    let mut warnings = Vec::new();
+    for f in msg.fields() {
+        if f.is("Date") && date_header.is_none() {
+            let t = f.text();
+            date_header = date::parse(&t);
+            if date_header.is_none() {
+                warnings.push(format!("Date header not understood: {t}"));
+            }
+        } else if f.is("From") && from_header.is_none() {
+            from_header = Some(f.text());
+        }
+    }
+    let trace = super::collect(msg.bytes());
+    let mut c = build(&trace, date_header, from_header.as_deref());
+    warnings.append(&mut c.warnings);
+    c.warnings = warnings;
+    c
+}
+
+/// Build the chain from a trace, the Date header and the From header's value.
+pub fn build(trace: &Trace, date_header: Option<MailDate>, from_header: Option<&str>) -> Chain {
+    let mut hops = Vec::new();
+    let mut x_received = Vec::new();
+    let mut warnings = Vec::new();
+    for (kind, hop) in trace.hops.iter().rev() {
+        match kind {
+            HopKind::Received => hops.push(hop.clone()),
+            HopKind::XReceived => x_received.push(hop.clone()),
+        }
+    }
+    for (i, h) in hops.iter().enumerate() {
+        for w in &h.warnings {
+            warnings.push(format!("hop {}: {w}", i + 1));
+        }
+    }
+
+    let mut delays = Vec::with_capacity(hops.len());
+    let mut prev = date_header;
+    for h in &hops {
+        delays.push(match (prev, h.date) {
+            (Some(a), Some(b)) => Some(seconds_between(&a, &b)),
+            _ => None,
+        });
+        if h.date.is_some() {
+            prev = h.date;
+        }
+    }
+    let total_transit_s = match (date_header, hops.iter().rev().find_map(|h| h.date)) {
+        (Some(a), Some(b)) if !hops.is_empty() => Some(seconds_between(&a, &b)),
+        _ => None,
+    };
+
+    let anomalies = anomalies(&hops, &delays, date_header);
+    let auth = auth_entries(&trace.auth_results, &hops);
+    let alignment = alignment(trace.auth_results.first(), from_header);
+    Chain {
+        hops,
+        delays,
+        x_received,
+        date: date_header,
+        total_transit_s,
+        anomalies,
+        auth,
+        alignment,
+        warnings,
+    }
+}
+
+/// `b - a` in seconds, fractions kept.
+fn seconds_between(a: &MailDate, b: &MailDate) -> f64 {
+    let s = b.unix.saturating_sub(a.unix) as f64;
+    s + (f64::from(b.nanos) - f64::from(a.nanos)) / 1e9
+}
+
+/// Seconds as people read them: `0s`, `1.5s`, `2m03s`, `1h02m`, `-3s`.
+pub fn human_seconds(s: f64) -> String {
+    let neg = s < 0.0;
+    let a = s.abs();
+    let body = if a < 10.0 && a.fract() != 0.0 {
+        format!("{a:.1}s")
+    } else if a < 60.0 {
+        format!("{}s", a.round() as i64)
+    } else if a < 3600.0 {
+        let t = a.round() as i64;
+        format!("{}m{:02}s", t / 60, t % 60)
+    } else if a < 86400.0 * 2.0 {
+        let t = (a / 60.0).round() as i64;
+        format!("{}h{:02}m", t / 60, t % 60)
+    } else {
+        format!("{}d", (a / 86400.0).round() as i64)
+    };
+    if neg { format!("-{body}") } else { body }
+}
+
+fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    let mut largest: Option<(usize, f64)> = None;
+    let mut runner_up = f64::NEG_INFINITY;
+    for (i, h) in hops.iter().enumerate() {
+        let n = i + 1;
+        match delays[i] {
+            Some(d) if d < 0.0 && i == 0 => out.push(Anomaly {
+                kind: DATE_AFTER_FIRST_HOP,
+                hop: Some(n),
+                text: format!(
+                    "the Date header is {} after the first hop's date (sender's clock or a rewritten Date)",
+                    human_seconds(-d)
+                ),
+            }),
+            Some(d) if d < 0.0 => out.push(Anomaly {
+                kind: CLOCK_SKEW,
+                hop: Some(n),
+                text: format!(
+                    "hop {n} is dated {} before the hop before it (clock skew at {})",
+                    human_seconds(-d),
+                    h.by.as_deref().unwrap_or("an unnamed receiver")
+                ),
+            }),
+            Some(d) => {
+                match largest {
+                    Some((_, m)) if d <= m => runner_up = runner_up.max(d),
+                    Some((_, m)) => {
+                        runner_up = m;
+                        largest = Some((i, d));
+                    }
+                    None => largest = Some((i, d)),
+                }
+            }
+            None => {}
+        }
+        if h.date.is_none() {
+            out.push(Anomaly {
+                kind: NO_DATE,
+                hop: Some(n),
+                text: format!("hop {n} has no readable date"),
+            });
+        }
+        if h.tz_assumed {
+            out.push(Anomaly {
+                kind: TZ_ASSUMED,
+                hop: Some(n),
+                text: format!("hop {n}'s date has no usable time zone; read as UTC"),
+            });
+        }
+        if h.may_be_forged {
+            out.push(Anomaly {
+                kind: MAY_BE_FORGED,
+                hop: Some(n),
+                text: format!(
+                    "the receiver of hop {n} noted the reverse DNS of {} may be forged",
+                    h.ip.as_deref().unwrap_or("the client")
+                ),
+            });
+        }
+        if let Some(helo) = h.helo.as_deref()
+            && let Some(helo_ip) = literal_ip(helo)
+            && let Some(ip) = h.ip.as_deref()
+            && normalize_ip(ip).as_deref().unwrap_or(ip) != helo_ip
+        {
+            out.push(Anomaly {
+                kind: HELO_IP_MISMATCH,
+                hop: Some(n),
+                text: format!("hop {n}: HELO claims {helo_ip} but the client connected from {ip}"),
+            });
+        }
+        if i > 0
+            && let Some(by) = hops[i - 1].by.as_deref()
+            && let Some(text) = gap(n, by, &hops[i - 1], h)
+        {
+            out.push(Anomaly {
+                kind: CHAIN_GAP,
+                hop: Some(n),
+                text,
+            });
+        }
+    }
+    if let Some((i, d)) = largest
+        && d > 0.0
+        && d > runner_up
+        && runner_up > f64::NEG_INFINITY
+    {
+        out.push(Anomaly {
+            kind: LARGEST_DELAY,
+            hop: Some(i + 1),
+            text: format!(
+                "the largest delay, {}, is at hop {}",
+                human_seconds(d),
+                i + 1
+            ),
+        });
+    }
+    if let Some(d) = date_header
+        && d.tz_assumed
+    {
+        out.push(Anomaly {
+            kind: TZ_ASSUMED,
+            hop: None,
+            text: "the Date header has no usable time zone; read as UTC".to_string(),
+        });
+    }
+    out
+}
+
+/// An address literal (`[1.2.3.4]`, `1.2.3.4`, `[IPv6:...]`), normalised.
+fn literal_ip(s: &str) -> Option<String> {
+    let t = s.trim().trim_start_matches('[').trim_end_matches(']');
+    let t = t
+        .strip_prefix("IPv6:")
+        .or_else(|| t.strip_prefix("ipv6:"))
+        .unwrap_or(t);
+    if t.parse::<std::net::IpAddr>().is_err() {
+        return None;
+    }
+    normalize_ip(t)
+}
+
+/// The last two labels of a host name, lower case.
+pub fn org_domain(name: &str) -> String {
+    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = n.split('.').filter(|l| !l.is_empty()).collect();
+    if labels.len() <= 2 {
+        labels.join(".")
+    } else {
+        labels[labels.len() - 2..].join(".")
+    }
+}
+
+/// Why hop `n` does not continue from the previous hop's `by`, if it does not.
+fn gap(n: usize, by: &str, prev: &Hop, h: &Hop) -> Option<String> {
+    // An address as the receiver's name (Gmail's internal hops) says
+    // nothing checkable about the next sender's names.
+    if literal_ip(by).is_some() {
+        return None;
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for n in [h.from.as_deref(), h.helo.as_deref(), h.rdns.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+    {
+        if !n.is_empty() && !names.iter().any(|m| m.eq_ignore_ascii_case(n)) {
+            names.push(n);
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let by_l = by.trim().trim_end_matches('.');
+    for name in &names {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if bare.eq_ignore_ascii_case(by_l) {
+            return None;
+        }
+        if let (Some(ip), Some(by_ip)) = (literal_ip(bare), prev.by_ip.as_deref())
+            && Some(ip) == normalize_ip(by_ip)
+        {
+            return None;
+        }
+        if literal_ip(bare).is_none() && by_l.contains('.') && org_domain(bare) == org_domain(by_l)
+        {
+            return None;
+        }
+    }
+    // A hop from the loopback (a content filter on the same host) continues
+    // from whatever the previous hop's receiver was.
+    if h.ip.as_deref().is_some_and(is_loopback) {
+        return None;
+    }
+    Some(format!(
+        "hop {n} comes from {} but the previous hop was received by {by}",
+        names.join(" / ")
+    ))
+}
+
+fn is_loopback(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_loopback())
+}
+
+/// The domain of an address (`Name <a@b.example>`, `a@b`), lower case.
+pub fn address_domain(s: &str) -> Option<String> {
+    let bare = crate::message::bare_address(s);
+    let (_, d) = bare.rsplit_once('@')?;
+    let d = d.trim().trim_end_matches('>').trim_end_matches('.');
+    if d.is_empty() {
+        None
+    } else {
+        Some(d.to_ascii_lowercase())
+    }
+}
+
+fn verdicts(ar: &AuthResults) -> Vec<Verdict> {
+    ar.results
+        .iter()
+        .map(|r| {
+            let domain = match r.method.as_str() {
+                "spf" => r
+                    .property("smtp", "mailfrom")
+                    .map(|v| address_domain(v).unwrap_or_else(|| v.to_ascii_lowercase()))
+                    .or_else(|| r.property("smtp", "helo").map(str::to_ascii_lowercase)),
+                "dkim" => r
+                    .property("header", "d")
+                    .map(str::to_ascii_lowercase)
+                    .or_else(|| {
+                        r.property("header", "i")
+                            .and_then(|i| i.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+                    }),
+                "dmarc" => r.property("header", "from").map(str::to_ascii_lowercase),
+                _ => None,
+            };
+            Verdict {
+                method: r.method.clone(),
+                result: r.result.clone(),
+                domain,
+            }
+        })
+        .collect()
+}
+
+fn auth_entries(results: &[AuthResults], hops: &[Hop]) -> Vec<AuthEntry> {
+    results
+        .iter()
+        .map(|ar| {
+            let hop = ar.authserv_id.as_deref().and_then(|id| {
+                hops.iter()
+                    .rposition(|h| h.by.as_deref().is_some_and(|b| b.eq_ignore_ascii_case(id)))
+                    .map(|i| i + 1)
+            });
+            AuthEntry {
+                authserv_id: ar.authserv_id.clone(),
+                hop,
+                verdicts: verdicts(ar),
+            }
+        })
+        .collect()
+}
+
+fn alignment(newest: Option<&AuthResults>, from_header: Option<&str>) -> Alignment {
+    let from_domain = from_header.and_then(address_domain);
+    let vs = newest.map(verdicts).unwrap_or_default();
+    let pass_domains = |method: &str| -> Vec<String> {
+        let mut v: Vec<String> = vs
+            .iter()
+            .filter(|x| x.method == method && x.result == "pass")
+            .filter_map(|x| x.domain.clone())
+            .collect();
+        v.dedup();
+        v
+    };
+    let spf = pass_domains("spf");
+    let dkim = pass_domains("dkim");
+    let aligned = |ds: &[String]| {
+        from_domain
+            .as_deref()
+            .is_some_and(|f| ds.iter().any(|d| org_domain(d) == org_domain(f)))
+    };
+    let spf_aligned = aligned(&spf);
+    let dkim_aligned = aligned(&dkim);
+    Alignment {
+        from_domain,
+        spf_pass_domains: spf,
+        dkim_pass_domains: dkim,
+        spf_aligned,
+        dkim_aligned,
+        dmarc_pass: spf_aligned || dkim_aligned,
+        method: ALIGNMENT_METHOD,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(s: &str) -> Chain {
+        analyse(s.as_bytes())
+    }
+
+    const SKEW: &str = "Received: from b.example (b.example [192.0.2.2]) by c.example with ESMTP id 3; Mon, 1 Jan 2024 10:00:05 +0000\n\
+Received: from a.example (a.example [192.0.2.1]) by b.example with ESMTP id 2; Mon, 1 Jan 2024 10:00:10 +0000\n\
+Received: from client.example (client.example [192.0.2.9]) by a.example with ESMTPSA id 1; Mon, 1 Jan 2024 10:00:02 +0000\n\
+From: A <a@a.example>\n\
+Date: Mon, 1 Jan 2024 10:00:00 +0000\n\n";
+
+    #[test]
+    fn delays_oldest_first() {
+        let c = block(SKEW);
+        assert_eq!(c.hops.len(), 3);
+        assert_eq!(c.hops[0].by.as_deref(), Some("a.example"));
+        assert_eq!(c.delays, vec![Some(2.0), Some(8.0), Some(-5.0)]);
+        assert_eq!(c.total_transit_s, Some(5.0));
+        let kinds: Vec<_> = c.anomalies.iter().map(|a| (a.kind, a.hop)).collect();
+        assert_eq!(kinds, vec![(CLOCK_SKEW, Some(3)), (LARGEST_DELAY, Some(2))]);
+    }
+
+    #[test]
+    fn gap_and_helo_literal() {
+        let c = block(
+            "Received: from other.example (other.example [198.51.100.1]) by c.example with ESMTP; Mon, 1 Jan 2024 10:00:05 +0000\n\
+Received: from [10.0.0.1] (x.example [192.0.2.1]) by b.example with ESMTP; Mon, 1 Jan 2024 10:00:01 +0000\n\n",
+        );
+        let kinds: Vec<_> = c.anomalies.iter().map(|a| (a.kind, a.hop)).collect();
+        assert!(kinds.contains(&(HELO_IP_MISMATCH, Some(1))), "{kinds:?}");
+        assert!(kinds.contains(&(CHAIN_GAP, Some(2))), "{kinds:?}");
+    }
+
+    #[test]
+    fn same_organisation_is_no_gap() {
+        let c = block(
+            "Received: from relay.example.org (relay.example.org [192.0.2.3]) by mx.example.net; Mon, 1 Jan 2024 10:00:05 +0000\n\
+Received: from c (c [192.0.2.1]) by out.example.org; Mon, 1 Jan 2024 10:00:01 +0000\n\n",
+        );
+        assert!(
+            c.anomalies.iter().all(|a| a.kind != CHAIN_GAP),
+            "{:?}",
+            c.anomalies
+        );
+    }
+
+    #[test]
+    fn alignment_relaxed() {
+        let c = block(
+            "Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=bounce@mail.example.org; dkim=pass header.d=other.example\n\
+Received: from a (a [192.0.2.1]) by mx.example.net; Mon, 1 Jan 2024 10:00:01 +0000\n\
+From: x@example.org\n\n",
+        );
+        assert_eq!(c.auth[0].hop, Some(1));
+        assert!(c.alignment.spf_aligned);
+        assert!(!c.alignment.dkim_aligned);
+        assert!(c.alignment.dmarc_pass);
+        assert_eq!(c.alignment.from_domain.as_deref(), Some("example.org"));
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(human_seconds(0.0), "0s");
+        assert_eq!(human_seconds(1.5), "1.5s");
+        assert_eq!(human_seconds(123.0), "2m03s");
+        assert_eq!(human_seconds(-3.0), "-3s");
+    }
+}
