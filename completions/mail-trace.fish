@@ -1,5 +1,5 @@
 complete -c mail-trace -l json -d 'Print one JSON object per message (JSON Lines), "version": 1'
 complete -c mail-trace -l summary -d 'Print, over all messages, each relay\'s hop count and median and max delay'
-complete -c mail-trace -l strict -d 'Exit 1 when any anomaly (other than largest_delay) is found'
+complete -c mail-trace -l strict -d 'Exit 1 when any anomaly is found (informational ones aside)'
 complete -c mail-trace -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mail-trace -s V -l version -d 'Print version'

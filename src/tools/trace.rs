@@ -7,7 +7,8 @@
 //! a message file is read up to its first empty line. Exit 0 when traced,
 //! 65 when no header field could be read from any input (an unreadable or
 //! missing input is reported as 65 too, and the others are still traced),
-//! 1 with `--strict` when any anomaly other than `largest_delay` was found.
+//! 1 with `--strict` when any anomaly that is not informational
+//! ([`chain::INFORMATIONAL`]) was found.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,7 +16,7 @@ use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::exit::{Error, Kind, Result, describe_io};
 use crate::mboxfmt::{Format, Splitter};
@@ -65,7 +66,7 @@ pub fn command() -> Command {
             Arg::new("strict")
                 .long("strict")
                 .action(ArgAction::SetTrue)
-                .help("Exit 1 when any anomaly (other than largest_delay) is found"),
+                .help("Exit 1 when any anomaly is found (informational ones aside)"),
         )
 }
 
@@ -269,7 +270,7 @@ fn handle(source: &str, block: &[u8], st: &mut State, ctx: &mut Ctx) {
     }
     st.traced += 1;
     let c = chain::analyse(block);
-    if st.strict && c.anomalies.iter().any(|a| a.kind != chain::LARGEST_DELAY) {
+    if st.strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
         ctx.check_failed();
     }
     let ok = match st.mode {
@@ -299,81 +300,232 @@ fn handle(source: &str, block: &[u8], st: &mut State, ctx: &mut Ctx) {
     }
 }
 
-fn hop_json(h: &Hop, delay: Option<f64>) -> Value {
-    json!({
-        "from": h.from,
-        "helo": h.helo,
-        "rdns": h.rdns,
-        "ip": h.ip,
-        "port": h.port,
-        "by": h.by,
-        "by_ip": h.by_ip,
-        "with": h.with,
-        "protocol": h.protocol,
-        "tls_version": h.tls_version,
-        "tls_cipher": h.tls_cipher,
-        "auth": h.auth,
-        "id": h.id,
-        "for": h.for_addr,
-        "via": h.via,
-        "envelope_from": h.envelope_from,
-        "date": h.date.map(|d| d.to_rfc3339_utc()),
-        "tz_assumed": h.tz_assumed,
-        "delay_s": delay,
-        "raw": h.raw,
-    })
+/// A hop in `--json`, keys in the documented order.
+#[derive(Serialize)]
+struct HopOut<'a> {
+    from: &'a Option<String>,
+    helo: &'a Option<String>,
+    rdns: &'a Option<String>,
+    ip: &'a Option<String>,
+    port: Option<u16>,
+    by: &'a Option<String>,
+    by_ip: &'a Option<String>,
+    with: &'a Option<String>,
+    protocol: &'a Option<String>,
+    tls_version: &'a Option<String>,
+    tls_cipher: &'a Option<String>,
+    auth: &'a Option<crate::trace::Auth>,
+    id: &'a Option<String>,
+    #[serde(rename = "for")]
+    for_addr: &'a Option<String>,
+    via: &'a Option<String>,
+    envelope_from: &'a Option<String>,
+    date: Option<String>,
+    tz_assumed: bool,
+    delay_s: Option<f64>,
+    raw: &'a str,
+}
+
+fn hop_out(h: &Hop, delay: Option<f64>) -> HopOut<'_> {
+    HopOut {
+        from: &h.from,
+        helo: &h.helo,
+        rdns: &h.rdns,
+        ip: &h.ip,
+        port: h.port,
+        by: &h.by,
+        by_ip: &h.by_ip,
+        with: &h.with,
+        protocol: &h.protocol,
+        tls_version: &h.tls_version,
+        tls_cipher: &h.tls_cipher,
+        auth: &h.auth,
+        id: &h.id,
+        for_addr: &h.for_addr,
+        via: &h.via,
+        envelope_from: &h.envelope_from,
+        date: h.date.map(|d| d.to_rfc3339_utc()),
+        tz_assumed: h.tz_assumed,
+        delay_s: delay,
+        raw: &h.raw,
+    }
+}
+
+/// A message in `--json`, keys in the documented order.
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    version: u32,
+    source: &'a str,
+    hops: Vec<HopOut<'a>>,
+    x_received: Vec<HopOut<'a>>,
+    date: Option<String>,
+    total_transit_s: Option<f64>,
+    anomalies: Vec<AnomalyOut<'a>>,
+    auth: AuthOut<'a>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct AnomalyOut<'a> {
+    kind: &'a str,
+    hop: Option<usize>,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct AuthOut<'a> {
+    results: Vec<EntryOut<'a>>,
+    arc: Vec<ArcOut<'a>>,
+    received_spf: Vec<SpfOut<'a>>,
+    dkim_signatures: Vec<SigOut<'a>>,
+    alignment: AlignmentOut<'a>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    authserv_id: &'a Option<String>,
+    hop: Option<usize>,
+    verdicts: Vec<VerdictOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct VerdictOut<'a> {
+    method: &'a str,
+    result: &'a str,
+    domain: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct ArcOut<'a> {
+    instance: u32,
+    cv: &'a Option<String>,
+    seal: SigOut<'a>,
+    signature: SigOut<'a>,
+    results: Option<EntryOut<'a>>,
+    complete: bool,
+}
+
+#[derive(Serialize)]
+struct SpfOut<'a> {
+    result: &'a Option<String>,
+    client_ip: &'a Option<String>,
+    envelope_from: &'a Option<String>,
+    helo: &'a Option<String>,
+    receiver: &'a Option<String>,
+    hop: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct SigOut<'a> {
+    domain: &'a Option<String>,
+    selector: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct AlignmentOut<'a> {
+    from_domain: &'a Option<String>,
+    spf_pass_domains: &'a [String],
+    dkim_pass_domains: &'a [String],
+    spf_aligned: bool,
+    dkim_aligned: bool,
+    dmarc_pass: bool,
+    method: &'a str,
+}
+
+fn entry_out(e: &chain::AuthEntry) -> EntryOut<'_> {
+    EntryOut {
+        authserv_id: &e.authserv_id,
+        hop: e.hop,
+        verdicts: e
+            .verdicts
+            .iter()
+            .map(|v| VerdictOut {
+                method: &v.method,
+                result: &v.result,
+                domain: &v.domain,
+            })
+            .collect(),
+    }
 }
 
 fn json_line(source: &str, c: &Chain) -> String {
-    let hops: Vec<Value> = c
-        .hops
-        .iter()
-        .zip(&c.delays)
-        .map(|(h, d)| hop_json(h, *d))
-        .collect();
-    let xr: Vec<Value> = c.x_received.iter().map(|h| hop_json(h, None)).collect();
-    let anomalies: Vec<Value> = c
-        .anomalies
-        .iter()
-        .map(|a| json!({"kind": a.kind, "hop": a.hop, "text": a.text}))
-        .collect();
-    let results: Vec<Value> = c
-        .auth
-        .iter()
-        .map(|e| {
-            json!({
-                "authserv_id": e.authserv_id,
-                "hop": e.hop,
-                "verdicts": e.verdicts.iter().map(|v| json!({
-                    "method": v.method, "result": v.result, "domain": v.domain,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     let a = &c.alignment;
-    let v = json!({
-        "version": 1,
-        "source": source,
-        "hops": hops,
-        "x_received": xr,
-        "date": c.date.map(|d| d.to_rfc3339_utc()),
-        "total_transit_s": c.total_transit_s,
-        "anomalies": anomalies,
-        "auth": {
-            "results": results,
-            "alignment": {
-                "from_domain": a.from_domain,
-                "spf_pass_domains": a.spf_pass_domains,
-                "dkim_pass_domains": a.dkim_pass_domains,
-                "spf_aligned": a.spf_aligned,
-                "dkim_aligned": a.dkim_aligned,
-                "dmarc_pass": a.dmarc_pass,
-                "method": a.method,
+    let out = MessageOut {
+        version: 1,
+        source,
+        hops: c
+            .hops
+            .iter()
+            .zip(&c.delays)
+            .map(|(h, d)| hop_out(h, *d))
+            .collect(),
+        x_received: c.x_received.iter().map(|h| hop_out(h, None)).collect(),
+        date: c.date.map(|d| d.to_rfc3339_utc()),
+        total_transit_s: c.total_transit_s,
+        anomalies: c
+            .anomalies
+            .iter()
+            .map(|a| AnomalyOut {
+                kind: a.kind,
+                hop: a.hop,
+                text: &a.text,
+            })
+            .collect(),
+        auth: AuthOut {
+            results: c.auth.iter().map(entry_out).collect(),
+            arc: c
+                .arc
+                .iter()
+                .map(|s| ArcOut {
+                    instance: s.instance,
+                    cv: &s.cv,
+                    seal: SigOut {
+                        domain: &s.seal_domain,
+                        selector: &s.seal_selector,
+                    },
+                    signature: SigOut {
+                        domain: &s.signature_domain,
+                        selector: &s.signature_selector,
+                    },
+                    results: s.results.as_ref().map(entry_out),
+                    complete: s.complete,
+                })
+                .collect(),
+            received_spf: c
+                .received_spf
+                .iter()
+                .map(|s| SpfOut {
+                    result: &s.result,
+                    client_ip: &s.client_ip,
+                    envelope_from: &s.envelope_from,
+                    helo: &s.helo,
+                    receiver: &s.receiver,
+                    hop: s.hop,
+                })
+                .collect(),
+            dkim_signatures: c
+                .dkim_signatures
+                .iter()
+                .map(|s| SigOut {
+                    domain: &s.domain,
+                    selector: &s.selector,
+                })
+                .collect(),
+            alignment: AlignmentOut {
+                from_domain: &a.from_domain,
+                spf_pass_domains: &a.spf_pass_domains,
+                dkim_pass_domains: &a.dkim_pass_domains,
+                spf_aligned: a.spf_aligned,
+                dkim_aligned: a.dkim_aligned,
+                dmarc_pass: a.dmarc_pass,
+                method: a.method,
             },
         },
-        "warnings": c.warnings,
-    });
-    v.to_string()
+        warnings: &c.warnings,
+    };
+    // Serialising plain structs of strings and numbers cannot fail; a NaN
+    // delay is impossible (dates are whole seconds plus nanoseconds).
+    serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"version\":1,\"error\":\"{e}\"}}"))
 }
 
 struct Paint {
@@ -553,7 +705,7 @@ fn table(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> bool {
     if !c.anomalies.is_empty() {
         lines.push("anomalies:".to_string());
         for a in &c.anomalies {
-            let code = if a.kind == chain::LARGEST_DELAY {
+            let code = if chain::is_informational(a.kind) {
                 "33"
             } else {
                 "31"
@@ -565,23 +717,82 @@ fn table(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> bool {
             ));
         }
     }
-    if !c.auth.is_empty() {
+    let has_auth = !c.auth.is_empty()
+        || !c.arc.is_empty()
+        || !c.received_spf.is_empty()
+        || !c.dkim_signatures.is_empty();
+    if has_auth {
         lines.push("authentication:".to_string());
-        for e in &c.auth {
-            let who = e.authserv_id.as_deref().unwrap_or("(no authserv-id)");
-            let at = e.hop.map(|h| format!(" (hop {h})")).unwrap_or_default();
-            let vs: Vec<String> = e
-                .verdicts
+        let verdict_text = |e: &chain::AuthEntry| {
+            e.verdicts
                 .iter()
                 .map(|v| match &v.domain {
                     Some(d) => format!("{}={} ({d})", v.method, v.result),
                     None => format!("{}={}", v.method, v.result),
                 })
-                .collect();
-            lines.push(format!("  {who}{at}: {}", vs.join(" ")));
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let at = |h: Option<usize>| h.map(|h| format!(" (hop {h})")).unwrap_or_default();
+        for e in &c.auth {
+            let who = e.authserv_id.as_deref().unwrap_or("(no authserv-id)");
+            lines.push(format!("  {who}{}: {}", at(e.hop), verdict_text(e)));
+        }
+        for s in &c.received_spf {
+            let mut parts = vec![format!("spf={}", s.result.as_deref().unwrap_or("?"))];
+            if let Some(ip) = &s.client_ip {
+                parts.push(format!("client-ip={ip}"));
+            }
+            if let Some(f) = &s.envelope_from {
+                parts.push(format!("envelope-from=<{f}>"));
+            }
+            if let Some(h) = &s.helo {
+                parts.push(format!("helo={h}"));
+            }
+            lines.push(format!(
+                "  Received-SPF{}{}: {}",
+                s.receiver
+                    .as_deref()
+                    .map(|r| format!(" by {r}"))
+                    .unwrap_or_default(),
+                at(s.hop),
+                parts.join(" ")
+            ));
+        }
+        for s in &c.dkim_signatures {
+            lines.push(format!(
+                "  DKIM-Signature: d={} s={}",
+                s.domain.as_deref().unwrap_or("?"),
+                s.selector.as_deref().unwrap_or("?")
+            ));
+        }
+        for set in &c.arc {
+            let mut l = format!(
+                "  ARC i={} cv={} seal d={} s={}, signature d={} s={}",
+                set.instance,
+                set.cv.as_deref().unwrap_or("?"),
+                set.seal_domain.as_deref().unwrap_or("?"),
+                set.seal_selector.as_deref().unwrap_or("?"),
+                set.signature_domain.as_deref().unwrap_or("?"),
+                set.signature_selector.as_deref().unwrap_or("?"),
+            );
+            if let Some(e) = &set.results {
+                l.push_str(&format!(
+                    "; {}{}: {}",
+                    e.authserv_id.as_deref().unwrap_or("(no authserv-id)"),
+                    at(e.hop),
+                    verdict_text(e)
+                ));
+            }
+            if !set.complete {
+                l.push_str(" (incomplete set)");
+            }
+            lines.push(l);
         }
         let a = &c.alignment;
-        if let Some(fd) = &a.from_domain {
+        if let Some(fd) = &a.from_domain
+            && !c.auth.is_empty()
+        {
             let yn = |b: bool| if b { "aligned" } else { "not aligned" };
             let verdict = if a.dmarc_pass {
                 p.wrap("32", "pass")

@@ -212,6 +212,61 @@ pub fn parse_received_spf(value: &str) -> ReceivedSpf {
     out
 }
 
+/// A DKIM-style tag list (`DKIM-Signature`, `ARC-Seal`,
+/// `ARC-Message-Signature`, RFC 6376 3.2), read simply: `tag=value` pairs
+/// between semicolons, tags lower case, all whitespace removed from values.
+/// Pairs without `=` are skipped. Never fails.
+pub fn parse_tags(value: &str) -> Vec<(String, String)> {
+    value
+        .split(';')
+        .filter_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            let k = k.trim().to_ascii_lowercase();
+            if k.is_empty() {
+                return None;
+            }
+            let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+            Some((k, v))
+        })
+        .collect()
+}
+
+/// The parts of a `DKIM-Signature`, `ARC-Seal` or `ARC-Message-Signature`
+/// the authentication picture needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Signature {
+    /// `i=`: the ARC instance, or for DKIM the agent identity (kept in `identity`).
+    pub instance: Option<u32>,
+    /// `d=`, lower case.
+    pub domain: Option<String>,
+    /// `s=`.
+    pub selector: Option<String>,
+    /// DKIM's `i=` (`user@domain`), as written.
+    pub identity: Option<String>,
+    /// ARC-Seal's `cv=` (`none`, `pass`, `fail`), lower case.
+    pub cv: Option<String>,
+}
+
+/// Read a `DKIM-Signature` (`arc` false) or an ARC-Seal /
+/// ARC-Message-Signature (`arc` true: `i=` is the instance number).
+pub fn parse_signature(value: &str, arc: bool) -> Signature {
+    let mut out = Signature::default();
+    for (k, v) in parse_tags(value) {
+        let v = v.trim_matches('"').to_string();
+        match k.as_str() {
+            "d" if out.domain.is_none() => {
+                out.domain = Some(v.trim_end_matches('.').to_ascii_lowercase());
+            }
+            "s" if out.selector.is_none() => out.selector = Some(v),
+            "i" if arc && out.instance.is_none() => out.instance = v.parse().ok(),
+            "i" if !arc && out.identity.is_none() => out.identity = Some(v),
+            "cv" if out.cv.is_none() => out.cv = Some(v.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn strip_angle(v: &str) -> String {
     let v = v.trim();
     let v = v.strip_prefix('<').unwrap_or(v);
@@ -618,5 +673,28 @@ mod tests {
         let big = "spf=pass a.b=c; ".repeat(60_000);
         assert_eq!(parse(&big).results.len(), 60_000);
         let _ = parse_received_spf(&"k=v ".repeat(200_000));
+        for s in ["", ";;", "=", "d", "i=; cv=", "i=99999999999999999999"] {
+            let _ = parse_signature(s, true);
+            let _ = parse_signature(s, false);
+        }
+    }
+
+    #[test]
+    fn signatures() {
+        let d = parse_signature(
+            "v=1; a=rsa-sha256; c=relaxed/relaxed;\n d=Example.COM; s=sel 2024;\n i=@example.com; h=from:to; bh=abc; b=de\n f",
+            false,
+        );
+        assert_eq!(d.domain.as_deref(), Some("example.com"));
+        assert_eq!(d.selector.as_deref(), Some("sel2024"));
+        assert_eq!(d.identity.as_deref(), Some("@example.com"));
+        assert_eq!(d.instance, None);
+        let a = parse_signature(
+            "i=2; a=rsa-sha256; t=1; cv=Fail; d=fwd.example; s=arc; b=x",
+            true,
+        );
+        assert_eq!(a.instance, Some(2));
+        assert_eq!(a.cv.as_deref(), Some("fail"));
+        assert_eq!(a.domain.as_deref(), Some("fwd.example"));
     }
 }

@@ -39,6 +39,39 @@ pub const MAY_BE_FORGED: &str = "may_be_forged";
 pub const TZ_ASSUMED: &str = "tz_assumed";
 /// Anomaly kind: a hop without a readable date.
 pub const NO_DATE: &str = "no_date";
+/// Anomaly kind (informational): a hop from the loopback address
+/// (127.0.0.0/8, `::1`): one host handing the message to itself.
+pub const LOOPBACK: &str = "loopback";
+/// Anomaly kind (informational): a hop into or out of a content filter
+/// (amavis, SpamAssassin, ClamAV, ... or received `by localhost`).
+pub const CONTENT_FILTER: &str = "content_filter";
+/// Anomaly kind (informational): a mailing list or forwarding boundary: a
+/// `List-Id`/`List-Post` header (message-wide) or a hop whose `for`
+/// address differs from the previous hop's.
+pub const LIST_BOUNDARY: &str = "list_boundary";
+/// Anomaly kind: a `DKIM-Signature` for a domain no
+/// `Authentication-Results` (nor ARC-Authentication-Results) gives a
+/// `dkim` result for, although some receiver did report results.
+pub const DKIM_UNVERIFIED: &str = "dkim_unverified";
+/// Anomaly kind: one receiver reports `pass` and another `fail` or
+/// `softfail` for the same method (and domain, when both name one).
+pub const AUTH_CONFLICT: &str = "auth_conflict";
+/// Anomaly kind: an `Authentication-Results` reports `dmarc=pass` but the
+/// offline alignment of its own SPF and DKIM passes with From fails.
+pub const DMARC_MISALIGNED: &str = "dmarc_misaligned";
+/// Anomaly kind: an ARC-Seal with `cv=fail`.
+pub const ARC_FAIL: &str = "arc_fail";
+/// Anomaly kind: an ARC set whose ARC-Seal, ARC-Message-Signature or
+/// ARC-Authentication-Results is missing.
+pub const ARC_INCOMPLETE: &str = "arc_incomplete";
+
+/// Anomaly kinds that are information, not warnings: `--strict` ignores them.
+pub const INFORMATIONAL: &[&str] = &[LARGEST_DELAY, LOOPBACK, CONTENT_FILTER, LIST_BOUNDARY];
+
+/// Whether an anomaly kind is informational (see [`INFORMATIONAL`]).
+pub fn is_informational(kind: &str) -> bool {
+    INFORMATIONAL.contains(&kind)
+}
 
 /// Something in the trace worth a second look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +108,55 @@ pub struct AuthEntry {
     pub hop: Option<usize>,
     /// The verdicts in order.
     pub verdicts: Vec<Verdict>,
+}
+
+/// One ARC set (RFC 8617): the three fields sharing an instance `i=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArcSet {
+    /// `i=`.
+    pub instance: u32,
+    /// The ARC-Seal's `cv=` (`none`, `pass`, `fail`).
+    pub cv: Option<String>,
+    /// The ARC-Seal's `d=` and `s=`.
+    pub seal_domain: Option<String>,
+    /// The ARC-Seal's `s=`.
+    pub seal_selector: Option<String>,
+    /// The ARC-Message-Signature's `d=`.
+    pub signature_domain: Option<String>,
+    /// The ARC-Message-Signature's `s=`.
+    pub signature_selector: Option<String>,
+    /// The ARC-Authentication-Results, tied to a hop like an
+    /// `Authentication-Results`.
+    pub results: Option<AuthEntry>,
+    /// All three fields are present.
+    pub complete: bool,
+}
+
+/// One `Received-SPF` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpfEntry {
+    /// The result, lower case.
+    pub result: Option<String>,
+    /// `client-ip=`.
+    pub client_ip: Option<String>,
+    /// `envelope-from=`.
+    pub envelope_from: Option<String>,
+    /// `helo=`.
+    pub helo: Option<String>,
+    /// `receiver=`.
+    pub receiver: Option<String>,
+    /// The newest hop whose `by` is the receiver, else whose `ip` is the
+    /// client address; numbered from 1 oldest first.
+    pub hop: Option<usize>,
+}
+
+/// One `DKIM-Signature` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimSig {
+    /// `d=`, lower case.
+    pub domain: Option<String>,
+    /// `s=`.
+    pub selector: Option<String>,
 }
 
 /// DMARC alignment of the From domain, computed offline.
@@ -114,6 +196,12 @@ pub struct Chain {
     pub anomalies: Vec<Anomaly>,
     /// Every `Authentication-Results`, in header order (newest first).
     pub auth: Vec<AuthEntry>,
+    /// ARC sets by instance, lowest first.
+    pub arc: Vec<ArcSet>,
+    /// Every `Received-SPF`, in header order.
+    pub received_spf: Vec<SpfEntry>,
+    /// Every `DKIM-Signature`, in header order.
+    pub dkim_signatures: Vec<DkimSig>,
     /// DMARC alignment from the newest `Authentication-Results`.
     pub alignment: Alignment,
     /// What could not be read, in words.
@@ -182,9 +270,35 @@ pub fn build(trace: &Trace, date_header: Option<MailDate>, from_header: Option<&
         _ => None,
     };
 
-    let anomalies = anomalies(&hops, &delays, date_header);
+    let mut anomalies = anomalies(&hops, &delays, date_header);
     let auth = auth_entries(&trace.auth_results, &hops);
     let alignment = alignment(trace.auth_results.first(), from_header);
+    let arc = arc_sets(trace, &hops);
+    let received_spf = spf_entries(trace, &hops);
+    let dkim_signatures: Vec<DkimSig> = trace
+        .dkim_signatures
+        .iter()
+        .map(|s| DkimSig {
+            domain: s.domain.clone(),
+            selector: s.selector.clone(),
+        })
+        .collect();
+    for l in &trace.list_headers {
+        anomalies.push(Anomaly {
+            kind: LIST_BOUNDARY,
+            hop: None,
+            text: format!("the message passed through a mailing list ({l})"),
+        });
+    }
+    auth_anomalies(
+        trace,
+        &auth,
+        &arc,
+        &received_spf,
+        &dkim_signatures,
+        from_header,
+        &mut anomalies,
+    );
     Chain {
         hops,
         delays,
@@ -193,6 +307,9 @@ pub fn build(trace: &Trace, date_header: Option<MailDate>, from_header: Option<&
         total_transit_s,
         anomalies,
         auth,
+        arc,
+        received_spf,
+        dkim_signatures,
         alignment,
         warnings,
     }
@@ -281,6 +398,35 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
                 text: format!(
                     "the receiver of hop {n} noted the reverse DNS of {} may be forged",
                     h.ip.as_deref().unwrap_or("the client")
+                ),
+            });
+        }
+        if let Some(what) = content_filter(h) {
+            out.push(Anomaly {
+                kind: CONTENT_FILTER,
+                hop: Some(n),
+                text: format!("hop {n} passes through a content filter ({what})"),
+            });
+        } else if h.ip.as_deref().is_some_and(is_loopback) {
+            out.push(Anomaly {
+                kind: LOOPBACK,
+                hop: Some(n),
+                text: format!(
+                    "hop {n} comes from the loopback address: {} handed the message to itself",
+                    h.by.as_deref().unwrap_or("the receiver")
+                ),
+            });
+        }
+        if i > 0
+            && let Some(prev) = hops[i - 1].for_addr.as_deref().and_then(single_rcpt)
+            && let Some(cur) = h.for_addr.as_deref().and_then(single_rcpt)
+            && !prev.eq_ignore_ascii_case(cur)
+        {
+            out.push(Anomaly {
+                kind: LIST_BOUNDARY,
+                hop: Some(n),
+                text: format!(
+                    "hop {n} is for {cur} but the hop before was for {prev} (a list or forward)"
                 ),
             });
         }
@@ -404,6 +550,40 @@ fn gap(n: usize, by: &str, prev: &Hop, h: &Hop) -> Option<String> {
     ))
 }
 
+/// A `for` value naming one recipient (not `multiple recipients`), bare.
+fn single_rcpt(f: &str) -> Option<&str> {
+    let f = f
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (f.contains('@') && !f.contains(char::is_whitespace)).then_some(f)
+}
+
+/// Words that name a content filter in a Received field.
+const FILTER_WORDS: &[&str] = &[
+    "amavis",
+    "spamassassin",
+    "spamd",
+    "clamav",
+    "clamsmtp",
+    "mimedefang",
+    "rspamd",
+    "dspam",
+];
+
+/// What makes `h` a content-filter hop, if anything: a filter's name in
+/// the field, or a receiver called `localhost`.
+fn content_filter(h: &Hop) -> Option<String> {
+    let raw = h.raw.to_ascii_lowercase();
+    if let Some(w) = FILTER_WORDS.iter().find(|w| raw.contains(**w)) {
+        return Some((*w).to_string());
+    }
+    let by = h.by.as_deref()?.trim().trim_end_matches('.');
+    (by.eq_ignore_ascii_case("localhost") || by.eq_ignore_ascii_case("localhost.localdomain"))
+        .then(|| format!("received by {by}"))
+}
+
 fn is_loopback(ip: &str) -> bool {
     ip.parse::<std::net::IpAddr>()
         .is_ok_and(|a| a.is_loopback())
@@ -453,11 +633,7 @@ fn auth_entries(results: &[AuthResults], hops: &[Hop]) -> Vec<AuthEntry> {
     results
         .iter()
         .map(|ar| {
-            let hop = ar.authserv_id.as_deref().and_then(|id| {
-                hops.iter()
-                    .rposition(|h| h.by.as_deref().is_some_and(|b| b.eq_ignore_ascii_case(id)))
-                    .map(|i| i + 1)
-            });
+            let hop = ar.authserv_id.as_deref().and_then(|id| hop_by(hops, id));
             AuthEntry {
                 authserv_id: ar.authserv_id.clone(),
                 hop,
@@ -465,6 +641,271 @@ fn auth_entries(results: &[AuthResults], hops: &[Hop]) -> Vec<AuthEntry> {
             }
         })
         .collect()
+}
+
+/// The newest hop whose `by` is `id` (case-insensitive), numbered from 1.
+fn hop_by(hops: &[Hop], id: &str) -> Option<usize> {
+    let id = id.trim().trim_end_matches('.');
+    hops.iter()
+        .rposition(|h| {
+            h.by.as_deref()
+                .is_some_and(|b| b.trim_end_matches('.').eq_ignore_ascii_case(id))
+        })
+        .map(|i| i + 1)
+}
+
+fn arc_sets(trace: &Trace, hops: &[Hop]) -> Vec<ArcSet> {
+    let mut ids: Vec<u32> = trace
+        .arc_seals
+        .iter()
+        .chain(&trace.arc_message_signatures)
+        .filter_map(|s| s.instance)
+        .chain(trace.arc_auth_results.iter().filter_map(|a| a.instance))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .map(|i| {
+            let seal = trace.arc_seals.iter().find(|s| s.instance == Some(i));
+            let sig = trace
+                .arc_message_signatures
+                .iter()
+                .find(|s| s.instance == Some(i));
+            let aar = trace
+                .arc_auth_results
+                .iter()
+                .find(|a| a.instance == Some(i));
+            ArcSet {
+                instance: i,
+                cv: seal.and_then(|s| s.cv.clone()),
+                seal_domain: seal.and_then(|s| s.domain.clone()),
+                seal_selector: seal.and_then(|s| s.selector.clone()),
+                signature_domain: sig.and_then(|s| s.domain.clone()),
+                signature_selector: sig.and_then(|s| s.selector.clone()),
+                results: aar.map(|a| AuthEntry {
+                    authserv_id: a.authserv_id.clone(),
+                    hop: a.authserv_id.as_deref().and_then(|id| hop_by(hops, id)),
+                    verdicts: verdicts(a),
+                }),
+                complete: seal.is_some() && sig.is_some() && aar.is_some(),
+            }
+        })
+        .collect()
+}
+
+fn spf_entries(trace: &Trace, hops: &[Hop]) -> Vec<SpfEntry> {
+    trace
+        .received_spf
+        .iter()
+        .map(|s| {
+            let hop = s
+                .receiver
+                .as_deref()
+                .and_then(|r| hop_by(hops, r))
+                .or_else(|| {
+                    let ip = normalize_ip(s.client_ip.as_deref()?)?;
+                    hops.iter()
+                        .rposition(|h| h.ip.as_deref() == Some(ip.as_str()))
+                        .map(|i| i + 1)
+                });
+            SpfEntry {
+                result: s.result.clone(),
+                client_ip: s.client_ip.clone(),
+                envelope_from: s.envelope_from.clone(),
+                helo: s.helo.clone(),
+                receiver: s.receiver.clone(),
+                hop,
+            }
+        })
+        .collect()
+}
+
+fn is_failure(result: &str) -> bool {
+    matches!(result, "fail" | "softfail" | "permerror")
+}
+
+/// The contradictions in the authentication picture.
+fn auth_anomalies(
+    trace: &Trace,
+    auth: &[AuthEntry],
+    arc: &[ArcSet],
+    spf: &[SpfEntry],
+    dkim: &[DkimSig],
+    from_header: Option<&str>,
+    out: &mut Vec<Anomaly>,
+) {
+    // Every verdict with who gave it: A-R, ARC-A-R, Received-SPF.
+    let mut all: Vec<(String, Option<usize>, Verdict)> = Vec::new();
+    for e in auth {
+        let who = e
+            .authserv_id
+            .clone()
+            .unwrap_or_else(|| "(no authserv-id)".to_string());
+        for v in &e.verdicts {
+            all.push((who.clone(), e.hop, v.clone()));
+        }
+    }
+    for set in arc {
+        if let Some(e) = &set.results {
+            let who = format!(
+                "{} (ARC i={})",
+                e.authserv_id.as_deref().unwrap_or("(no authserv-id)"),
+                set.instance
+            );
+            for v in &e.verdicts {
+                all.push((who.clone(), e.hop, v.clone()));
+            }
+        }
+    }
+    for s in spf {
+        if let Some(r) = &s.result {
+            let domain = s
+                .envelope_from
+                .as_deref()
+                .and_then(address_domain)
+                .or_else(|| s.helo.as_ref().map(|h| h.to_ascii_lowercase()));
+            let who = format!(
+                "Received-SPF{}",
+                s.receiver
+                    .as_deref()
+                    .map(|r| format!(" by {r}"))
+                    .unwrap_or_default()
+            );
+            all.push((
+                who,
+                s.hop,
+                Verdict {
+                    method: "spf".to_string(),
+                    result: r.clone(),
+                    domain,
+                },
+            ));
+        }
+    }
+    // DKIM signatures nobody verified.
+    if !all.is_empty() {
+        for sig in dkim {
+            let Some(d) = sig.domain.as_deref() else {
+                continue;
+            };
+            let seen = all.iter().any(|(_, _, v)| {
+                v.method == "dkim"
+                    && v.domain
+                        .as_deref()
+                        .is_none_or(|x| x.eq_ignore_ascii_case(d))
+            });
+            if !seen {
+                out.push(Anomaly {
+                    kind: DKIM_UNVERIFIED,
+                    hop: None,
+                    text: format!(
+                        "a DKIM-Signature for d={d} (s={}) has no dkim result in any Authentication-Results",
+                        sig.selector.as_deref().unwrap_or("?")
+                    ),
+                });
+            }
+        }
+    }
+    // pass here, fail there.
+    let mut reported: Vec<(String, Option<String>)> = Vec::new();
+    for (who_p, hop_p, p) in all.iter().filter(|(_, _, v)| v.result == "pass") {
+        if !matches!(p.method.as_str(), "spf" | "dkim" | "dmarc") {
+            continue;
+        }
+        for (who_f, hop_f, f) in all.iter().filter(|(_, _, v)| is_failure(&v.result)) {
+            let same_domain = match (&p.domain, &f.domain) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => p.method != "dkim",
+            };
+            let key = (p.method.clone(), p.domain.clone());
+            if f.method != p.method || !same_domain || reported.contains(&key) {
+                continue;
+            }
+            reported.push(key);
+            let at = |h: &Option<usize>| h.map(|h| format!(" (hop {h})")).unwrap_or_default();
+            out.push(Anomaly {
+                kind: AUTH_CONFLICT,
+                hop: hop_f.or(*hop_p),
+                text: format!(
+                    "{}=pass{} from {who_p}{} but {}={} from {who_f}{}",
+                    p.method,
+                    p.domain
+                        .as_deref()
+                        .map(|d| format!(" for {d}"))
+                        .unwrap_or_default(),
+                    at(hop_p),
+                    f.method,
+                    f.result,
+                    at(hop_f)
+                ),
+            });
+        }
+    }
+    // dmarc=pass that the receiver's own verdicts do not support.
+    if let Some(fd) = from_header.and_then(address_domain) {
+        for (ar, e) in trace.auth_results.iter().zip(auth) {
+            if !e
+                .verdicts
+                .iter()
+                .any(|v| v.method == "dmarc" && v.result == "pass")
+            {
+                continue;
+            }
+            let a = alignment(Some(ar), from_header);
+            if !a.dmarc_pass {
+                out.push(Anomaly {
+                    kind: DMARC_MISALIGNED,
+                    hop: e.hop,
+                    text: format!(
+                        "{} reports dmarc=pass but no SPF or DKIM pass it reports is aligned with From {fd}",
+                        e.authserv_id.as_deref().unwrap_or("an Authentication-Results without authserv-id")
+                    ),
+                });
+            }
+        }
+    }
+    for set in arc {
+        if set.cv.as_deref() == Some("fail") {
+            out.push(Anomaly {
+                kind: ARC_FAIL,
+                hop: set.results.as_ref().and_then(|r| r.hop),
+                text: format!(
+                    "ARC-Seal i={} ({}) says the chain before it failed (cv=fail)",
+                    set.instance,
+                    set.seal_domain.as_deref().unwrap_or("no d=")
+                ),
+            });
+        }
+        if !set.complete {
+            out.push(Anomaly {
+                kind: ARC_INCOMPLETE,
+                hop: set.results.as_ref().and_then(|r| r.hop),
+                text: format!(
+                    "ARC set i={} lacks its {}",
+                    set.instance,
+                    [
+                        (!trace
+                            .arc_seals
+                            .iter()
+                            .any(|s| s.instance == Some(set.instance)))
+                        .then_some("ARC-Seal"),
+                        (!trace
+                            .arc_message_signatures
+                            .iter()
+                            .any(|s| s.instance == Some(set.instance)))
+                        .then_some("ARC-Message-Signature"),
+                        set.results
+                            .is_none()
+                            .then_some("ARC-Authentication-Results"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+                ),
+            });
+        }
+    }
 }
 
 fn alignment(newest: Option<&AuthResults>, from_header: Option<&str>) -> Alignment {

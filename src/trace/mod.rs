@@ -18,10 +18,12 @@ pub mod received;
 
 #[cfg(test)]
 mod corpus_tests;
+#[cfg(test)]
+mod noise_tests;
 
 use serde::Serialize;
 
-pub use authres::{AuthResults, MethodResult, Property, ReceivedSpf};
+pub use authres::{AuthResults, MethodResult, Property, ReceivedSpf, Signature};
 pub use date::MailDate;
 pub use received::{Auth, Hop};
 
@@ -46,6 +48,14 @@ pub struct Trace {
     pub arc_auth_results: Vec<AuthResults>,
     /// `Received-SPF:` fields.
     pub received_spf: Vec<ReceivedSpf>,
+    /// `DKIM-Signature:` fields (`d=`, `s=`, `i=`).
+    pub dkim_signatures: Vec<Signature>,
+    /// `ARC-Seal:` fields (`i=`, `cv=`, `d=`, `s=`).
+    pub arc_seals: Vec<Signature>,
+    /// `ARC-Message-Signature:` fields (`i=`, `d=`, `s=`).
+    pub arc_message_signatures: Vec<Signature>,
+    /// `List-Id:` and `List-Post:` fields, as `Name: value`.
+    pub list_headers: Vec<String>,
 }
 
 /// Parse the trace fields of a header block (or of a whole message: the
@@ -72,6 +82,31 @@ pub fn collect(message: &[u8]) -> Trace {
                 .push(authres::parse_received_spf(&String::from_utf8_lossy(
                     f.value,
                 )));
+        } else if f.is("DKIM-Signature") {
+            t.dkim_signatures.push(authres::parse_signature(
+                &String::from_utf8_lossy(f.value),
+                false,
+            ));
+        } else if f.is("ARC-Seal") {
+            t.arc_seals.push(authres::parse_signature(
+                &String::from_utf8_lossy(f.value),
+                true,
+            ));
+        } else if f.is("List-Id") || f.is("List-Post") {
+            let name = if f.is("List-Id") {
+                "List-Id"
+            } else {
+                "List-Post"
+            };
+            t.list_headers.push(format!(
+                "{name}: {}",
+                received::unfold(&String::from_utf8_lossy(f.value)).trim()
+            ));
+        } else if f.is("ARC-Message-Signature") {
+            t.arc_message_signatures.push(authres::parse_signature(
+                &String::from_utf8_lossy(f.value),
+                true,
+            ));
         }
     }
     t

@@ -10,3 +10,4 @@ mod mta;
 mod deliver;
 mod docs;
 mod trace;
+mod trace_mta;

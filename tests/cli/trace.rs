@@ -370,3 +370,271 @@ fn broken_pipe_is_quiet() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The keys of a JSON object in the order they were written, with each
+/// value kept for a further look (serde_json's `Value` sorts its keys).
+#[derive(Debug)]
+enum Ordered {
+    Object(Vec<(String, Ordered)>),
+    Array(Vec<Ordered>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, x)) = m.next_entry::<String, Ordered>()? {
+                    v.push((k, x));
+                }
+                Ok(Ordered::Object(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = s.next_element::<Ordered>()? {
+                    v.push(x);
+                }
+                Ok(Ordered::Array(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Ordered {
+    fn keys(&self) -> Vec<&str> {
+        match self {
+            Ordered::Object(v) => v.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => panic!("not an object: {self:?}"),
+        }
+    }
+    fn get(&self, key: &str) -> &Ordered {
+        match self {
+            Ordered::Object(v) => &v.iter().find(|(k, _)| k == key).expect(key).1,
+            _ => panic!("not an object: {self:?}"),
+        }
+    }
+    fn items(&self) -> &[Ordered] {
+        match self {
+            Ordered::Array(v) => v,
+            _ => panic!("not an array: {self:?}"),
+        }
+    }
+}
+
+#[test]
+fn json_keys_are_in_the_documented_order() {
+    let home = TempDir::new();
+    for name in [
+        "gmail-to-postfix.eml",
+        "auth-contradictions.eml",
+        "delays.eml",
+    ] {
+        let out = Tool::new("mail-trace", home.path())
+            .arg("--json")
+            .stdin(fx(name))
+            .run()
+            .success();
+        let line = out.stdout();
+        let v: Ordered = serde_json::from_str(line.trim_end()).expect("JSON");
+        assert_eq!(v.keys(), MESSAGE_KEYS, "{name}");
+        let hops = v
+            .get("hops")
+            .items()
+            .iter()
+            .chain(v.get("x_received").items());
+        let mut n = 0;
+        for h in hops {
+            assert_eq!(h.keys(), HOP_KEYS, "{name}");
+            n += 1;
+        }
+        assert!(n > 0, "{name}");
+        for a in v.get("anomalies").items() {
+            assert_eq!(a.keys(), ["kind", "hop", "text"], "{name}");
+        }
+        assert_eq!(
+            v.get("auth").keys(),
+            [
+                "results",
+                "arc",
+                "received_spf",
+                "dkim_signatures",
+                "alignment"
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn authentication_picture_and_contradictions() {
+    let home = TempDir::new();
+    let v = trace_json(&home, fx("auth-contradictions.eml"));
+    let k = kinds(&v);
+    for want in [
+        ("dkim_unverified", None),
+        ("auth_conflict", Some(5)),
+        ("dmarc_misaligned", Some(5)),
+        ("arc_fail", None),
+        ("arc_incomplete", None),
+    ] {
+        assert!(
+            k.contains(&(want.0.to_string(), want.1)),
+            "missing {want:?} in {k:?}"
+        );
+    }
+    let dkim_unverified: Vec<&Value> = v["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "dkim_unverified")
+        .collect();
+    assert_eq!(dkim_unverified.len(), 1, "{v}");
+    assert!(
+        dkim_unverified[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("other.example")
+    );
+
+    let auth = &v["auth"];
+    assert_eq!(auth["results"][0]["authserv_id"], "mx.example.net");
+    assert_eq!(auth["results"][0]["hop"], 5);
+    assert_eq!(auth["results"][1]["authserv_id"], "list.example.org");
+    assert_eq!(auth["results"][1]["hop"], 2);
+    let arc = auth["arc"].as_array().unwrap();
+    assert_eq!(arc.len(), 2);
+    assert_eq!(arc[0]["instance"], 1);
+    assert_eq!(arc[0]["cv"], "none");
+    assert_eq!(arc[0]["seal"]["domain"], "example.org");
+    assert_eq!(arc[0]["signature"]["selector"], "arc1");
+    assert_eq!(arc[0]["results"]["authserv_id"], "list.example.org");
+    assert_eq!(arc[0]["results"]["hop"], 2);
+    assert_eq!(arc[0]["complete"], true);
+    assert_eq!(arc[1]["instance"], 2);
+    assert_eq!(arc[1]["cv"], "fail");
+    assert_eq!(arc[1]["results"], Value::Null);
+    assert_eq!(arc[1]["complete"], false);
+    let spf = &auth["received_spf"][0];
+    assert_eq!(spf["result"], "fail");
+    assert_eq!(spf["client_ip"], "198.51.100.7");
+    assert_eq!(spf["envelope_from"], "a@sender.example");
+    assert_eq!(spf["hop"], 5);
+    let sigs = auth["dkim_signatures"].as_array().unwrap();
+    assert_eq!(sigs.len(), 2);
+    assert_eq!(sigs[0]["domain"], "sender.example");
+    assert_eq!(sigs[0]["selector"], "s1");
+    assert_eq!(sigs[1]["domain"], "other.example");
+
+    Tool::new("mail-trace", home.path())
+        .arg("--strict")
+        .stdin(fx("auth-contradictions.eml"))
+        .run()
+        .code_is(1);
+    let out = Tool::new("mail-trace", home.path())
+        .stdin(fx("auth-contradictions.eml"))
+        .run()
+        .success();
+    let text = out.stdout();
+    for want in [
+        "authentication:",
+        "Received-SPF by mx.example.net (hop 5): spf=fail",
+        "DKIM-Signature: d=other.example s=x",
+        "ARC i=1 cv=none",
+        "ARC i=2 cv=fail",
+        "[auth_conflict]",
+        "[dmarc_misaligned]",
+    ] {
+        assert!(text.contains(want), "missing {want}: {text}");
+    }
+}
+
+#[test]
+fn an_honest_message_has_no_auth_contradictions() {
+    let home = TempDir::new();
+    for name in ["gmail-to-postfix.eml", "office365.eml"] {
+        let v = trace_json(&home, fx(name));
+        for (kind, _) in kinds(&v) {
+            assert!(
+                ![
+                    "dkim_unverified",
+                    "auth_conflict",
+                    "dmarc_misaligned",
+                    "arc_fail"
+                ]
+                .contains(&kind.as_str()),
+                "{name}: {kind} in {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn internal_hops_and_list_boundaries_are_informational() {
+    let home = TempDir::new();
+    let v = trace_json(&home, fx("internal.eml"));
+    let k = kinds(&v);
+    assert!(
+        k.contains(&("content_filter".to_string(), Some(2))),
+        "{k:?}"
+    );
+    assert!(k.contains(&("loopback".to_string(), Some(3))), "{k:?}");
+    assert!(!k.iter().any(|(x, _)| x == "chain_gap"), "{k:?}");
+    // Only informational anomalies: --strict is content.
+    Tool::new("mail-trace", home.path())
+        .arg("--strict")
+        .stdin(fx("internal.eml"))
+        .run()
+        .success();
+
+    let v = trace_json(&home, fx("auth-contradictions.eml"));
+    let k = kinds(&v);
+    assert!(k.contains(&("list_boundary".to_string(), Some(3))), "{k:?}");
+    assert!(k.contains(&("list_boundary".to_string(), None)), "{k:?}");
+    assert!(
+        k.contains(&("content_filter".to_string(), Some(4))),
+        "{k:?}"
+    );
+    assert!(k.contains(&("loopback".to_string(), Some(5))), "{k:?}");
+
+    // A List-Id alone is informational too.
+    let mut msg = b"List-Id: <l.example.org>\n".to_vec();
+    msg.extend(fx("delays.eml"));
+    let v = trace_json(&home, msg.clone());
+    assert!(kinds(&v).contains(&("list_boundary".to_string(), None)));
+    Tool::new("mail-trace", home.path())
+        .arg("--strict")
+        .stdin(msg)
+        .run()
+        .success();
+}
