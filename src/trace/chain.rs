@@ -412,7 +412,7 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
                 kind: LOOPBACK,
                 hop: Some(n),
                 text: format!(
-                    "hop {n} comes from the loopback address: {} handed the message to itself",
+                    "hop {n} comes from the loopback address: a program on the same host as {} handed it over",
                     h.by.as_deref().unwrap_or("the receiver")
                 ),
             });
@@ -578,6 +578,11 @@ fn content_filter(h: &Hop) -> Option<String> {
     let raw = h.raw.to_ascii_lowercase();
     if let Some(w) = FILTER_WORDS.iter().find(|w| raw.contains(**w)) {
         return Some((*w).to_string());
+    }
+    // Final delivery over LMTP (Dovecot, Cyrus) is often stamped `by
+    // localhost` too; that is a mailbox server, not a filter.
+    if h.protocol.as_deref().is_some_and(|p| p.starts_with("LMTP")) {
+        return None;
     }
     let by = h.by.as_deref()?.trim().trim_end_matches('.');
     (by.eq_ignore_ascii_case("localhost") || by.eq_ignore_ascii_case("localhost.localdomain"))
