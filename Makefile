@@ -4,6 +4,7 @@
 #   make test         every test (installs missing Debian test packages as root)
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make completions  regenerate completions/ from the clap definitions
+#   make fuzz         run every cargo-fuzz target FUZZ_SECONDS each (nightly + cargo-fuzz)
 PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
@@ -12,7 +13,7 @@ CARGO ?= cargo
 TOOLS = mail-deliver mail-trace
 DEMO_DIR ?= /var/tmp/postline-demo
 
-.PHONY: all build demo test lint deps install uninstall completions clean
+.PHONY: all build demo test lint deps install uninstall completions fuzz clean
 
 all: build
 
@@ -55,6 +56,12 @@ uninstall:
 
 completions:
 	$(CARGO) run --locked --example gen-completions
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for t in $$(cargo fuzz list); do \
+	  cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean
