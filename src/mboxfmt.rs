@@ -201,6 +201,48 @@ impl<R: BufRead> Splitter<R> {
         Ok(true)
     }
 
+    /// Skip a body (just after the empty line ending a header block) up to
+    /// and including the next separator line, whose sender becomes pending;
+    /// or up to the end of input. Lines wholly inside the reader's buffer are
+    /// scanned in place; only a separator or a line crossing the buffer's end
+    /// goes through [`Self::read_line`]. Same rules, same `offset`.
+    fn skip_body(&mut self) -> io::Result<()> {
+        let mut prev_blank = true;
+        loop {
+            let (used, at_separator) = {
+                let buf = self.input.fill_buf()?;
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                let mut pos = 0;
+                let mut at_separator = false;
+                while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
+                    let line = &buf[pos..=pos + i];
+                    if prev_blank && line.starts_with(b"From ") {
+                        at_separator = true;
+                        break;
+                    }
+                    prev_blank = line == b"\n" || line == b"\r\n";
+                    pos += i + 1;
+                }
+                (pos, at_separator)
+            };
+            self.input.consume(used);
+            self.offset += used as u64;
+            if used > 0 && !at_separator {
+                continue;
+            }
+            if !self.read_line()? {
+                return Ok(());
+            }
+            if prev_blank && self.line.starts_with(b"From ") {
+                self.pending_sender = Some(crate::message::from_line_sender(&self.line));
+                return Ok(());
+            }
+            prev_blank = self.line == b"\n";
+        }
+    }
+
     /// The next message; `Ok(None)` at the end. `Err` with
     /// `InvalidData` when the stream does not start with a `From ` line.
     pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
@@ -235,12 +277,13 @@ impl<R: BufRead> Splitter<R> {
                 break;
             }
             prev_blank = self.line == b"\n";
-            if in_body {
-                continue;
-            }
             let unq = unquote_line(&self.line, self.format);
             data.extend_from_slice(unq);
             in_body = self.headers_only && prev_blank;
+            if in_body {
+                self.skip_body()?;
+                break;
+            }
         }
         // The empty line before the next separator (or at the end) is framing.
         if !in_body && data.ends_with(b"\n\n") {
@@ -300,6 +343,54 @@ mod tests {
         assert_eq!(sp.next_entry().unwrap().unwrap().data, b"S: 1\n\n");
         assert_eq!(sp.next_entry().unwrap().unwrap().data, b"S: 2\nT: 3\n\n");
         assert!(sp.next_entry().unwrap().is_none());
+    }
+
+    /// headers_only gives each message's header portion as full mode sees
+    /// it, whatever the bodies hold and however the reader's buffer cuts them.
+    #[test]
+    fn headers_only_matches_full_mode() {
+        let input: &[u8] = b"From a x\nS: 1\n\nbody\nFrom not after a blank\n>From quoted\n\n\
+            From b y\r\nS: 2\r\nT: 3\r\n\r\nline\r\nFrom still body\r\n\r\n\r\nmore\r\n\r\n\
+            From c z\nS: 3\n\n\nFrom d w\nS: 4\n\nlast line without newline\n\nFrom e v\nS: 5\n\nend";
+        let header_part = |d: &[u8]| -> Vec<u8> {
+            match d.windows(2).position(|w| w == b"\n\n") {
+                Some(i) => d[..i + 2].to_vec(),
+                None => d.to_vec(),
+            }
+        };
+        let all = |sp: &mut dyn FnMut() -> Option<Entry>| {
+            let mut v = Vec::new();
+            while let Some(e) = sp() {
+                v.push(e);
+            }
+            v
+        };
+        let mut full = Splitter::new(input, Format::Mboxrd);
+        let full = all(&mut || full.next_entry().unwrap());
+        assert_eq!(full.len(), 5);
+        for cap in [1, 2, 3, 5, 7, 16, 4096] {
+            let mut sp = Splitter::new(io::BufReader::with_capacity(cap, input), Format::Mboxrd)
+                .headers_only();
+            let heads = all(&mut || sp.next_entry().unwrap());
+            assert_eq!(sp.offset, input.len() as u64, "capacity {cap}");
+            assert_eq!(heads.len(), full.len(), "capacity {cap}");
+            for (h, f) in heads.iter().zip(&full) {
+                assert_eq!(h.sender, f.sender, "capacity {cap}");
+                assert_eq!(h.data, header_part(&f.data), "capacity {cap}");
+            }
+        }
+        // The last message ends without a blank line or newline; the body of
+        // the first holds a `From ` line that is not a separator.
+        assert_eq!(full[4].data, b"S: 5\n\nend\n");
+        assert!(
+            full[0]
+                .data
+                .ends_with(b"From not after a blank\nFrom quoted\n")
+        );
+        assert_eq!(
+            full[1].data,
+            b"S: 2\nT: 3\n\nline\nFrom still body\n\n\nmore\n"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Ctx {
     fn new(name: &'static str) -> Ctx {
         Ctx {
             name,
-            out: io::BufWriter::new(io::stdout()),
+            out: io::BufWriter::with_capacity(1 << 16, io::stdout()),
             out_closed: false,
             worst: None,
             check_failed: false,
@@ -55,6 +55,23 @@ impl Ctx {
             return false;
         }
         if writeln!(self.out, "{s}").is_err() {
+            self.out_closed = true;
+        }
+        !self.out_closed
+    }
+
+    /// [`Ctx::line`] for bytes (UTF-8 the caller made): one write into
+    /// the buffer, no formatting.
+    pub fn line_bytes(&mut self, s: &[u8]) -> bool {
+        if self.out_closed {
+            return false;
+        }
+        if self
+            .out
+            .write_all(s)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .is_err()
+        {
             self.out_closed = true;
         }
         !self.out_closed

@@ -11,6 +11,7 @@
 //! ([`chain::INFORMATIONAL`]) was found.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,8 @@ struct State {
     relays: BTreeMap<String, (usize, Vec<f64>)>,
     /// stdout went away: stop.
     stopped: bool,
+    /// The `--json` line being built, reused from message to message.
+    json: Vec<u8>,
 }
 
 /// Run mail-trace.
@@ -109,6 +112,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         printed: 0,
         relays: BTreeMap::new(),
         stopped: false,
+        json: Vec::new(),
     };
     let files: Vec<PathBuf> = m
         .get_many::<PathBuf>("file")
@@ -194,7 +198,7 @@ fn trace_maildir(dir: &Path, st: &mut State, ctx: &mut Ctx) -> Result<()> {
                 read_header_block(BufReader::new(f), Vec::new()).map_err(|e| unreadable(&p, &e))
             });
         match r {
-            Ok(block) => handle(&p.display().to_string(), &block, st, ctx),
+            Ok(block) => handle(&p.display().to_string(), block, st, ctx),
             Err(e) => ctx.report(&e),
         }
     }
@@ -242,39 +246,48 @@ fn trace_stream<R: BufRead>(name: &str, mut r: R, st: &mut State, ctx: &mut Ctx)
         }
     }
     if line.starts_with(b"From ") {
-        let input = BufReader::new(Cursor::new(prefix).chain(r));
+        let input = BufReader::with_capacity(1 << 16, Cursor::new(prefix).chain(r));
         let mut sp = Splitter::new(input, Format::Mboxrd).headers_only();
         let mut n = 0;
+        let mut source = String::new();
         while !st.stopped {
             let Some(entry) = sp.next_entry().map_err(err)? else {
                 break;
             };
             n += 1;
-            handle(&format!("{name}[{n}]"), &entry.data, st, ctx);
+            source.clear();
+            let _ = write!(source, "{name}[{n}]");
+            handle(&source, entry.data, st, ctx);
         }
         return Ok(());
     }
     let block = read_header_block(r, prefix).map_err(err)?;
-    handle(name, &block, st, ctx);
+    handle(name, block, st, ctx);
     Ok(())
 }
 
 /// Trace one header block and print it the way `st.mode` asks.
-fn handle(source: &str, block: &[u8], st: &mut State, ctx: &mut Ctx) {
-    let normal = crate::message::normalize(block.to_vec());
-    if crate::message::Message::new(normal).fields().is_empty() {
-        if !block.trim_ascii().is_empty() || source != "-" {
+fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
+    // Normalising only adds a final newline and turns CRLF into LF, so the
+    // block is blank after it exactly when it was blank before.
+    let msg = crate::message::Message::new(crate::message::normalize(block));
+    let fields = msg.fields();
+    if fields.is_empty() {
+        if !msg.bytes().trim_ascii().is_empty() || source != "-" {
             ctx.warn(&format!("{source}: no header fields"));
         }
         return;
     }
     st.traced += 1;
-    let c = chain::analyse(block);
+    let c = chain::analyse_message(&msg, &fields);
     if st.strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
         ctx.check_failed();
     }
     let ok = match st.mode {
-        Mode::Json => ctx.line(&json_line(source, &c)),
+        Mode::Json => {
+            json_line(source, &c, &mut st.json);
+            ctx.line_bytes(&st.json)
+        }
         Mode::Table => {
             let mut ok = true;
             if st.printed > 0 {
@@ -448,7 +461,8 @@ fn entry_out(e: &chain::AuthEntry) -> EntryOut<'_> {
     }
 }
 
-fn json_line(source: &str, c: &Chain) -> String {
+/// The `--json` line for one message (no newline), into `buf`.
+fn json_line(source: &str, c: &Chain, buf: &mut Vec<u8>) {
     let a = &c.alignment;
     let out = MessageOut {
         version: 1,
@@ -525,7 +539,11 @@ fn json_line(source: &str, c: &Chain) -> String {
     };
     // Serialising plain structs of strings and numbers cannot fail; a NaN
     // delay is impossible (dates are whole seconds plus nanoseconds).
-    serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"version\":1,\"error\":\"{e}\"}}"))
+    buf.clear();
+    if let Err(e) = serde_json::to_writer(&mut *buf, &out) {
+        buf.clear();
+        buf.extend_from_slice(format!("{{\"version\":1,\"error\":\"{e}\"}}").as_bytes());
+    }
 }
 
 struct Paint {

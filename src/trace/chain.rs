@@ -216,10 +216,20 @@ pub const ALIGNMENT_METHOD: &str = "relaxed; organisational domain = last two la
 pub fn analyse(message: &[u8]) -> Chain {
     let data = crate::message::normalize(message.to_vec());
     let msg = crate::message::Message::new(data);
+    analyse_message(&msg, &msg.fields())
+}
+
+/// [`analyse`] of a message already normalised by
+/// [`crate::message::normalize`], given its `fields()`: the same result
+/// without copying and splitting the header block again.
+pub fn analyse_message(
+    msg: &crate::message::Message,
+    fields: &[crate::message::Field<'_>],
+) -> Chain {
     let mut date_header = None;
     let mut from_header = None;
     let mut warnings = Vec::new();
-    for f in msg.fields() {
+    for f in fields {
         if f.is("Date") && date_header.is_none() {
             let t = f.text();
             date_header = date::parse(&t);
@@ -230,7 +240,13 @@ pub fn analyse(message: &[u8]) -> Chain {
             from_header = Some(f.text());
         }
     }
-    let trace = super::collect(msg.bytes());
+    // `collect` normalises again. That changes nothing unless a CR is left
+    // before a newline (from `\r\r\n`), so only then is the copy needed.
+    let trace = if msg.bytes().windows(2).any(|w| w == b"\r\n") {
+        super::collect(msg.bytes())
+    } else {
+        super::collect_fields(fields)
+    };
     let mut c = build(&trace, date_header, from_header.as_deref());
     warnings.append(&mut c.warnings);
     c.warnings = warnings;

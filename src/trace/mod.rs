@@ -63,8 +63,14 @@ pub struct Trace {
 pub fn collect(message: &[u8]) -> Trace {
     let data = crate::message::normalize(message.to_vec());
     let msg = crate::message::Message::new(data);
+    collect_fields(&msg.fields())
+}
+
+/// [`collect`] over the fields of a header block that is already
+/// normalised (see [`crate::message::normalize`]).
+pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace {
     let mut t = Trace::default();
-    for f in msg.fields() {
+    for f in fields {
         if f.is("Received") {
             t.hops
                 .push((HopKind::Received, received::parse_bytes(f.value)));

@@ -127,21 +127,31 @@ pub fn parse_bytes(value: &[u8]) -> Hop {
 
 /// Unfold: a line break before whitespace goes away, any other becomes a space.
 pub(crate) fn unfold(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let mut chars = v.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\r' || c == '\n' {
-            if c == '\r' && chars.peek() == Some(&'\n') {
-                chars.next();
-            }
-            if !matches!(chars.peek(), Some(' ' | '\t')) {
-                out.push(' ');
-            }
-        } else {
-            out.push(c);
+    // Only ASCII CR and LF are removed or replaced, so the result stays UTF-8;
+    // runs between line breaks are copied whole.
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(j) = memchr::memchr2(b'\r', b'\n', &b[i..]) {
+        let mut k = i + j;
+        out.extend_from_slice(&b[i..k]);
+        if b[k] == b'\r' && b.get(k + 1) == Some(&b'\n') {
+            k += 1;
         }
+        if !matches!(b.get(k + 1), Some(b' ' | b'\t')) {
+            out.push(b' ');
+        }
+        i = k + 1;
     }
-    out.trim().to_string()
+    out.extend_from_slice(&b[i..]);
+    let out = String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let t = out.trim();
+    if t.len() == out.len() {
+        out
+    } else {
+        t.to_string()
+    }
 }
 
 // ---------------------------------------------------------------- tokens
