@@ -14,6 +14,7 @@ pub mod dedup;
 pub mod exit;
 pub mod mboxfmt;
 pub mod message;
+pub mod smtp;
 pub mod store;
 pub mod tools;
 pub mod trace;

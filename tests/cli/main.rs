@@ -9,5 +9,6 @@ mod mta;
 
 mod deliver;
 mod docs;
+mod smtp;
 mod trace;
 mod trace_mta;

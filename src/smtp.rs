@@ -1,0 +1,879 @@
+//! The one SMTP/LMTP client core that mail-send, mail-queue and mail-fetch share.
+//!
+//! This module owns the client side of the dialogue over any `Read + Write`
+//! stream (so TLS can wrap the stream later): reply parsing, the greeting,
+//! EHLO/HELO or LHLO and the capabilities they announce, one mail
+//! transaction ([`Client::send`]) with PIPELINING when offered, the DATA
+//! encoding ([`encode_data`]) and QUIT.
+//!
+//! Guarantees:
+//!
+//! - **No panic on any server bytes.** A malformed reply, a reply line longer
+//!   than [`MAX_LINE`] or a reply of more than [`MAX_REPLY_LINES`] lines is a
+//!   [`Kind::Temporary`] error, as are connection errors, EOF and timeouts.
+//! - **A 4xx is temporary at every stage** (greeting, hello, MAIL, RCPT,
+//!   DATA, after the final dot). A 5xx is permanent: [`Kind::NoUser`] for
+//!   550, 551 and 553 on RCPT TO (the mailbox is unknown or unusable), and
+//!   [`Kind::Unavailable`] for every other 5xx.
+//! - **The body cannot end the DATA early.** Every bare LF and bare CR
+//!   becomes CRLF, lines starting with `.` are dot-stuffed, a final CRLF is
+//!   added when missing and `.` CRLF ends the payload; the whole payload is
+//!   written with one `write_all`. So the "SMTP smuggling" shapes `\n.\n`,
+//!   `\r\n.\r` and `\n.\r\n` arrive as dot-stuffed lines, never as an end of
+//!   data.
+//! - **Per-recipient outcomes.** [`Client::send`] reports every recipient's
+//!   fate with the server's reply; DATA is sent only when at least one
+//!   recipient was accepted; with LMTP each accepted recipient gets its own
+//!   reply after the final dot.
+//! - **No command injection.** Addresses holding CR, LF, NUL, `<` or `>` are
+//!   refused ([`Kind::Data`]) before anything is written.
+//!
+//! Not here (yet): STARTTLS negotiation and AUTH (only their capabilities are
+//! parsed), DSN parameters (NOTIFY/RET/ENVID), the transcript for `-v`.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::exit::{Error, Kind, Result};
+
+/// The longest reply line accepted, CRLF included (RFC 5321 asks for 512;
+/// real servers send longer EHLO and error lines).
+pub const MAX_LINE: usize = 4096;
+/// The most lines one reply may have.
+pub const MAX_REPLY_LINES: usize = 1000;
+
+/// Which protocol the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// SMTP (RFC 5321): EHLO, falling back to HELO on a 5xx.
+    Smtp,
+    /// LMTP (RFC 2033): LHLO, one reply per accepted recipient after DATA.
+    Lmtp,
+}
+
+/// One server reply: the code, the enhanced status code when the first line
+/// carries one, and the text of every line (without code and separator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit code.
+    pub code: u16,
+    /// The RFC 3463 enhanced status (`"5.1.1"`), when present.
+    pub enhanced: Option<String>,
+    /// The text of each line, the enhanced status removed from the first.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// 2xx or 3xx.
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    /// 4xx: try again later.
+    pub fn is_temporary(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx: refused for good.
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// The reply as one line: `550 5.1.1 text text`.
+    pub fn text(&self) -> String {
+        let mut s = self.code.to_string();
+        if let Some(e) = &self.enhanced {
+            s.push(' ');
+            s.push_str(e);
+        }
+        for l in &self.lines {
+            if !l.is_empty() {
+                s.push(' ');
+                s.push_str(l);
+            }
+        }
+        s
+    }
+
+    /// The kind of a non-positive reply at `stage` (see the module docs).
+    pub fn kind(&self, stage: Stage) -> Kind {
+        if self.code < 500 {
+            Kind::Temporary
+        } else if stage == Stage::Rcpt && matches!(self.code, 550 | 551 | 553) {
+            Kind::NoUser
+        } else {
+            Kind::Unavailable
+        }
+    }
+
+    fn error(&self, context: &str, stage: Stage) -> Error {
+        Error::new(
+            self.kind(stage),
+            context,
+            format!("server said: {}", self.text()),
+        )
+    }
+}
+
+/// One line of a reply: code, whether it is the last line, and its text.
+///
+/// Accepts `250-text`, `250 text` and a bare `250`; anything else is a
+/// temporary error (a server speaking nonsense may be fine tomorrow).
+pub fn parse_reply_line(line: &[u8]) -> Result<(u16, bool, &[u8])> {
+    let bad = || {
+        Error::new(
+            Kind::Temporary,
+            "reading the server's reply",
+            format!("malformed reply line {:?}", String::from_utf8_lossy(line)),
+        )
+    };
+    if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    if !(b'2'..=b'5').contains(&line[0]) {
+        return Err(bad());
+    }
+    let code =
+        (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16;
+    match line.get(3) {
+        None => Ok((code, true, &[])),
+        Some(b' ') => Ok((code, true, &line[4..])),
+        Some(b'-') => Ok((code, false, &line[4..])),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// Split an RFC 3463 status (`x.y.z` whose class matches the code) off `text`.
+fn split_enhanced(code: u16, text: &str) -> (Option<String>, String) {
+    let (word, rest) = match text.find(' ') {
+        Some(i) => (&text[..i], text[i + 1..].to_string()),
+        None => (text, String::new()),
+    };
+    let parts: Vec<&str> = word.split('.').collect();
+    let ok = parts.len() == 3
+        && parts[0].len() == 1
+        && parts[0].as_bytes()[0] == b'0' + (code / 100) as u8
+        && parts[1..]
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()));
+    if ok {
+        (Some(word.to_string()), rest)
+    } else {
+        (None, text.to_string())
+    }
+}
+
+/// Parse a complete reply from its lines (CRLF or LF already removed).
+pub fn parse_reply<'a, I: IntoIterator<Item = &'a [u8]>>(lines: I) -> Result<Reply> {
+    let mut code = None;
+    let mut texts = Vec::new();
+    let mut done = false;
+    for line in lines {
+        if done {
+            return Err(Error::new(
+                Kind::Temporary,
+                "reading the server's reply",
+                "lines after the last line of a reply",
+            ));
+        }
+        let (c, last, text) = parse_reply_line(line)?;
+        if *code.get_or_insert(c) != c {
+            return Err(Error::new(
+                Kind::Temporary,
+                "reading the server's reply",
+                format!(
+                    "reply codes differ within one reply ({} and {c})",
+                    code.unwrap_or(c)
+                ),
+            ));
+        }
+        texts.push(String::from_utf8_lossy(text).into_owned());
+        done = last;
+    }
+    let Some(code) = code.filter(|_| done) else {
+        return Err(Error::new(
+            Kind::Temporary,
+            "reading the server's reply",
+            "incomplete reply",
+        ));
+    };
+    let (enhanced, first) = split_enhanced(code, &texts[0]);
+    texts[0] = first;
+    Ok(Reply {
+        code,
+        enhanced,
+        lines: texts,
+    })
+}
+
+/// Encode a message for DATA: bare LF and bare CR become CRLF, lines starting
+/// with `.` get another `.`, a final CRLF is added when missing, and `.` CRLF
+/// ends it. The result is the exact bytes to write after the 354.
+pub fn encode_data(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + msg.len() / 32 + 5);
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < msg.len() {
+        let b = msg[i];
+        match b {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if msg.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                at_line_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// What the server announced in its EHLO/LHLO reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// EHLO or LHLO succeeded (false after a HELO fallback).
+    pub extended: bool,
+    /// PIPELINING (RFC 2920).
+    pub pipelining: bool,
+    /// SIZE (RFC 1870); `Some(0)` when no limit was given.
+    pub size: Option<u64>,
+    /// 8BITMIME (RFC 6152).
+    pub eightbitmime: bool,
+    /// SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
+    /// DSN (RFC 3461).
+    pub dsn: bool,
+    /// STARTTLS (RFC 3207).
+    pub starttls: bool,
+    /// ENHANCEDSTATUSCODES (RFC 2034).
+    pub enhanced_status: bool,
+    /// AUTH mechanisms, upper case (also from the old `AUTH=` form).
+    pub auth: Vec<String>,
+}
+
+impl Capabilities {
+    /// Parse the lines after the first of an EHLO/LHLO reply.
+    pub fn parse(reply: &Reply) -> Capabilities {
+        let mut c = Capabilities {
+            extended: true,
+            ..Capabilities::default()
+        };
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let Some(kw) = words.next() else { continue };
+            let kw = kw.to_ascii_uppercase();
+            match kw.as_str() {
+                "PIPELINING" => c.pipelining = true,
+                "SIZE" => c.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "8BITMIME" => c.eightbitmime = true,
+                "SMTPUTF8" => c.smtputf8 = true,
+                "DSN" => c.dsn = true,
+                "STARTTLS" => c.starttls = true,
+                "ENHANCEDSTATUSCODES" => c.enhanced_status = true,
+                _ => {}
+            }
+            let mechs: Vec<&str> = if kw == "AUTH" {
+                words.collect()
+            } else if let Some(first) = kw.strip_prefix("AUTH=") {
+                let mut v = vec![first];
+                v.extend(line.split_ascii_whitespace().skip(1));
+                v
+            } else {
+                continue;
+            };
+            for m in mechs {
+                let m = m.to_ascii_uppercase();
+                if !m.is_empty() && !c.auth.contains(&m) {
+                    c.auth.push(m);
+                }
+            }
+        }
+        c
+    }
+}
+
+/// The stage of a transaction a reply answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// MAIL FROM.
+    Mail,
+    /// RCPT TO.
+    Rcpt,
+    /// The DATA command (before the payload).
+    Data,
+    /// The reply after the final dot.
+    Final,
+}
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Delivered (or accepted for delivery): the final reply.
+    Accepted(Reply),
+    /// 4xx at `Stage`: keep the message, retry later.
+    Temporary(Stage, Reply),
+    /// 5xx at `Stage`: refused for good.
+    Permanent(Stage, Reply),
+}
+
+/// One recipient and its fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptResult {
+    /// The address as given to [`Client::send`].
+    pub rcpt: String,
+    /// What happened.
+    pub status: Status,
+}
+
+impl RcptResult {
+    /// `None` when accepted, else the failure's kind.
+    pub fn kind(&self) -> Option<Kind> {
+        match &self.status {
+            Status::Accepted(_) => None,
+            Status::Temporary(..) => Some(Kind::Temporary),
+            Status::Permanent(stage, r) => Some(r.kind(*stage)),
+        }
+    }
+}
+
+/// The outcome of one transaction, recipient by recipient, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Every recipient's result.
+    pub recipients: Vec<RcptResult>,
+}
+
+impl Outcome {
+    /// The worst failure (temporary outranks permanent), `None` if all were accepted.
+    pub fn worst(&self) -> Option<Kind> {
+        let kinds: Vec<Kind> = self
+            .recipients
+            .iter()
+            .filter_map(RcptResult::kind)
+            .collect();
+        crate::exit::worst(&kinds)
+    }
+
+    /// Were all recipients accepted?
+    pub fn all_accepted(&self) -> bool {
+        self.worst().is_none()
+    }
+}
+
+/// An SMTP or LMTP client over a stream.
+pub struct Client<S: Read + Write> {
+    stream: S,
+    protocol: Protocol,
+    buf: Vec<u8>,
+    caps: Capabilities,
+}
+
+impl Client<TcpStream> {
+    /// Connect to `addr` within `timeout`, with TCP_NODELAY and `timeout` as
+    /// the read and write timeout of every later operation.
+    pub fn connect_tcp(addr: SocketAddr, timeout: Duration, protocol: Protocol) -> Result<Self> {
+        let ctx = format!("connecting to {addr}");
+        let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| Error::io(&*ctx, &e))?;
+        let set = |r: io::Result<()>| r.map_err(|e| Error::io(&*ctx, &e));
+        set(s.set_nodelay(true))?;
+        set(s.set_read_timeout(Some(timeout)))?;
+        set(s.set_write_timeout(Some(timeout)))?;
+        Ok(Client::new(s, protocol))
+    }
+}
+
+fn check_address(a: &str) -> Result<()> {
+    if a.bytes()
+        .any(|b| matches!(b, b'\r' | b'\n' | 0 | b'<' | b'>'))
+    {
+        return Err(Error::new(
+            Kind::Data,
+            format!("address {a:?}"),
+            "contains a character not allowed in an address",
+        ));
+    }
+    Ok(())
+}
+
+impl<S: Read + Write> Client<S> {
+    /// Wrap a connected stream; nothing is read or written yet.
+    pub fn new(stream: S, protocol: Protocol) -> Self {
+        Client {
+            stream,
+            protocol,
+            buf: Vec::new(),
+            caps: Capabilities::default(),
+        }
+    }
+
+    /// What the server announced (empty before [`Client::hello`]).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// The stream, e.g. to wrap it in TLS after STARTTLS.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    /// Read one reply line (without its line end), at most [`MAX_LINE`] bytes.
+    fn read_line(&mut self) -> Result<Vec<u8>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.buf.len() >= MAX_LINE {
+                return Err(Error::new(
+                    Kind::Temporary,
+                    "reading the server's reply",
+                    format!("reply line longer than {MAX_LINE} bytes"),
+                ));
+            }
+            let mut chunk = [0u8; 1024];
+            let want = (MAX_LINE - self.buf.len()).min(chunk.len());
+            let n = loop {
+                match self.stream.read(&mut chunk[..want]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("reading the server's reply", &e)),
+                }
+            };
+            if n == 0 {
+                return Err(Error::new(
+                    Kind::Temporary,
+                    "reading the server's reply",
+                    "connection closed by the server",
+                ));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Read one complete (possibly multi-line) reply.
+    pub fn read_reply(&mut self) -> Result<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let (_, last, _) = parse_reply_line(&line)?;
+            lines.push(line);
+            if last {
+                break;
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(Error::new(
+                    Kind::Temporary,
+                    "reading the server's reply",
+                    format!("reply longer than {MAX_REPLY_LINES} lines"),
+                ));
+            }
+        }
+        parse_reply(lines.iter().map(Vec::as_slice))
+    }
+
+    fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        self.stream
+            .write_all(data)
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| Error::io(format!("sending {what}"), &e))
+    }
+
+    /// Send one command line (CRLF added) and read its reply.
+    pub fn command(&mut self, line: &str) -> Result<Reply> {
+        let verb = line.split(' ').next().unwrap_or(line).to_string();
+        self.write(format!("{line}\r\n").as_bytes(), &verb)?;
+        self.read_reply().map_err(|e| e.within(verb))
+    }
+
+    /// Read the greeting; anything but 220 is an error (4xx temporary).
+    pub fn greeting(&mut self) -> Result<Reply> {
+        let r = self.read_reply().map_err(|e| e.within("greeting"))?;
+        if r.code != 220 {
+            return Err(r.error("greeting", Stage::Mail));
+        }
+        Ok(r)
+    }
+
+    /// EHLO (HELO when EHLO gets a 5xx) for SMTP, LHLO for LMTP; returns the
+    /// capabilities announced.
+    pub fn hello(&mut self, name: &str) -> Result<&Capabilities> {
+        check_address(name)?;
+        let verb = match self.protocol {
+            Protocol::Smtp => "EHLO",
+            Protocol::Lmtp => "LHLO",
+        };
+        let r = self.command(&format!("{verb} {name}"))?;
+        if r.code == 250 {
+            self.caps = Capabilities::parse(&r);
+            return Ok(&self.caps);
+        }
+        if self.protocol == Protocol::Lmtp || !r.is_permanent() {
+            return Err(r.error(verb, Stage::Mail));
+        }
+        let r = self.command(&format!("HELO {name}"))?;
+        if r.code != 250 {
+            return Err(r.error("HELO", Stage::Mail));
+        }
+        self.caps = Capabilities::default();
+        Ok(&self.caps)
+    }
+
+    /// One mail transaction: MAIL FROM `from` (empty for the null sender),
+    /// RCPT TO each of `rcpts`, DATA with `message` (see [`encode_data`]).
+    ///
+    /// Everything the server says is in the [`Outcome`], per recipient. An
+    /// `Err` means the dialogue itself failed (connection lost, timeout,
+    /// malformed reply, bad address): the fate of every recipient is then
+    /// unknown and the whole message must be kept ([`Kind::Temporary`]).
+    pub fn send(&mut self, from: &str, rcpts: &[&str], message: &[u8]) -> Result<Outcome> {
+        if rcpts.is_empty() {
+            return Err(Error::new(
+                Kind::Usage,
+                "sending a message",
+                "no recipients",
+            ));
+        }
+        check_address(from)?;
+        for r in rcpts {
+            check_address(r)?;
+        }
+        let payload = encode_data(message);
+        let mut mail = format!("MAIL FROM:<{from}>");
+        if self.caps.size.is_some() {
+            // The message size: the payload without the terminating ".\r\n".
+            mail.push_str(&format!(" SIZE={}", payload.len() - 3));
+        }
+        if self.caps.eightbitmime && message.iter().any(|&b| b >= 0x80) {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if self.caps.smtputf8 && (!from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii())) {
+            mail.push_str(" SMTPUTF8");
+        }
+        let rcpt_lines: Vec<String> = rcpts.iter().map(|r| format!("RCPT TO:<{r}>")).collect();
+
+        let (mail_reply, rcpt_replies) = if self.caps.pipelining {
+            let mut batch = format!("{mail}\r\n");
+            for l in &rcpt_lines {
+                batch.push_str(l);
+                batch.push_str("\r\n");
+            }
+            self.write(batch.as_bytes(), "MAIL FROM and RCPT TO")?;
+            let m = self.read_reply().map_err(|e| e.within("MAIL FROM"))?;
+            let mut rs = Vec::with_capacity(rcpts.len());
+            for _ in rcpts {
+                rs.push(self.read_reply().map_err(|e| e.within("RCPT TO"))?);
+            }
+            (m, rs)
+        } else {
+            let m = self.command(&mail)?;
+            let mut rs = Vec::with_capacity(rcpts.len());
+            if m.is_positive() {
+                for l in &rcpt_lines {
+                    rs.push(self.command(l)?);
+                }
+            }
+            (m, rs)
+        };
+
+        let fail = |stage: Stage, r: &Reply| {
+            if r.is_permanent() {
+                Status::Permanent(stage, r.clone())
+            } else {
+                Status::Temporary(stage, r.clone())
+            }
+        };
+        let mut results: Vec<RcptResult> = rcpts
+            .iter()
+            .map(|r| RcptResult {
+                rcpt: r.to_string(),
+                status: fail(Stage::Mail, &mail_reply),
+            })
+            .collect();
+        if !mail_reply.is_positive() {
+            self.reset();
+            return Ok(Outcome {
+                recipients: results,
+            });
+        }
+        let mut accepted = Vec::new();
+        for (i, r) in rcpt_replies.iter().enumerate() {
+            if r.is_positive() {
+                accepted.push(i);
+                results[i].status = Status::Accepted(r.clone());
+            } else {
+                results[i].status = fail(Stage::Rcpt, r);
+            }
+        }
+        if accepted.is_empty() {
+            self.reset();
+            return Ok(Outcome {
+                recipients: results,
+            });
+        }
+        let data = self.command("DATA")?;
+        if data.code != 354 {
+            for &i in &accepted {
+                results[i].status = fail(Stage::Data, &data);
+            }
+            self.reset();
+            return Ok(Outcome {
+                recipients: results,
+            });
+        }
+        self.write(&payload, "the message")?;
+        let finals = match self.protocol {
+            Protocol::Smtp => 1,
+            Protocol::Lmtp => accepted.len(),
+        };
+        for k in 0..finals {
+            let r = self.read_reply().map_err(|e| e.within("end of DATA"))?;
+            let targets: &[usize] = match self.protocol {
+                Protocol::Smtp => &accepted,
+                Protocol::Lmtp => &accepted[k..=k],
+            };
+            for &i in targets {
+                results[i].status = if r.is_positive() {
+                    Status::Accepted(r.clone())
+                } else {
+                    fail(Stage::Final, &r)
+                };
+            }
+        }
+        Ok(Outcome {
+            recipients: results,
+        })
+    }
+
+    /// RSET after a failed transaction; its own failure does not change an
+    /// outcome already known (a broken connection shows at the next use).
+    fn reset(&mut self) {
+        let _ = self.command("RSET");
+    }
+
+    /// QUIT and read the reply (its content does not matter).
+    pub fn quit(&mut self) -> Result<()> {
+        self.command("QUIT").map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(s: &[u8]) -> Result<Reply> {
+        let lines: Vec<&[u8]> = s.split(|&b| b == b'\n').collect();
+        parse_reply(lines)
+    }
+
+    #[test]
+    fn parses_single_and_multi_line_replies() {
+        let r = reply(b"550 5.1.1 <x@y>: user unknown").unwrap();
+        assert_eq!(r.code, 550);
+        assert_eq!(r.enhanced.as_deref(), Some("5.1.1"));
+        assert_eq!(r.lines, vec!["<x@y>: user unknown"]);
+        assert_eq!(r.text(), "550 5.1.1 <x@y>: user unknown");
+        let r = reply(b"250-mx.example\n250-PIPELINING\n250-SIZE 1000\n250-AUTH PLAIN login\n250-AUTH=XOAUTH2\n250 8BITMIME").unwrap();
+        assert_eq!(r.lines.len(), 6);
+        let c = Capabilities::parse(&r);
+        assert!(c.pipelining && c.eightbitmime && !c.starttls);
+        assert_eq!(c.size, Some(1000));
+        assert_eq!(c.auth, vec!["PLAIN", "LOGIN", "XOAUTH2"]);
+        let r = reply(b"250").unwrap();
+        assert_eq!((r.code, r.enhanced.clone()), (250, None));
+        // A class that does not match the code is text, not a status.
+        assert_eq!(reply(b"250 5.1.1 ok").unwrap().enhanced, None);
+    }
+
+    #[test]
+    fn malformed_replies_are_temporary_errors() {
+        for bad in [
+            &b""[..],
+            b"25",
+            b"abc hello",
+            b"650 nope",
+            b"250x",
+            b"250-a\n251 b",
+            b"250-a",
+            b"250 a\n250 b",
+            b"\xff\xfe\xfd",
+        ] {
+            let e = reply(bad).unwrap_err();
+            assert_eq!(e.kind(), Kind::Temporary, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encodes_data_safely() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),
+            (b"a\nb", b"a\r\nb\r\n.\r\n"),
+            (b"", b".\r\n"),
+            (b"a\n.\nb\n", b"a\r\n..\r\nb\r\n.\r\n"),
+            (b"a\r\n.\rb", b"a\r\n..\r\nb\r\n.\r\n"),
+            (b"a\n.\r\nb\r\n", b"a\r\n..\r\nb\r\n.\r\n"),
+            (b".\n..x\n", b"..\r\n...x\r\n.\r\n"),
+            (b"a\rb\r", b"a\r\nb\r\n.\r\n"),
+            (b"x.y\n", b"x.y\r\n.\r\n"),
+            (b"\r\r\n\n", b"\r\n\r\n\r\n.\r\n"),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(
+                String::from_utf8_lossy(&encode_data(msg)),
+                String::from_utf8_lossy(want),
+                "{:?}",
+                String::from_utf8_lossy(msg)
+            );
+        }
+        // No shape ends the data early: the only "\r\n.\r\n" is the end.
+        let nasty = b"x\n.\n\r\n.\r\r.\n\n.\r\n.\r\r\n.\r\n";
+        let enc = encode_data(nasty);
+        let end = enc.windows(5).position(|w| w == b"\r\n.\r\n").unwrap();
+        assert_eq!(end + 5, enc.len());
+        assert!(!enc.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
+    }
+
+    /// A scripted server: the replies it sends, and what the client wrote.
+    struct Script {
+        input: io::Cursor<Vec<u8>>,
+        written: Vec<u8>,
+        writes: usize,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            self.input.read(b)
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            self.written.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn client(protocol: Protocol, replies: &str) -> Client<Script> {
+        Client::new(
+            Script {
+                input: io::Cursor::new(replies.as_bytes().to_vec()),
+                written: Vec::new(),
+                writes: 0,
+            },
+            protocol,
+        )
+    }
+
+    #[test]
+    fn pipelined_send_with_per_recipient_results() {
+        let mut c = client(
+            Protocol::Smtp,
+            "220 hi\r\n250-mx\r\n250-PIPELINING\r\n250 SIZE\r\n250 ok\r\n250 ok\r\n550 5.1.1 no\r\n451 later\r\n354 go\r\n250 queued\r\n221 bye\r\n",
+        );
+        c.greeting().unwrap();
+        c.hello("me.test").unwrap();
+        let o = c
+            .send("s@x", &["a@x", "b@x", "c@x"], b"Subject: t\n\nhi\n")
+            .unwrap();
+        c.quit().unwrap();
+        assert!(matches!(o.recipients[0].status, Status::Accepted(_)));
+        assert_eq!(o.recipients[1].kind(), Some(Kind::NoUser));
+        assert_eq!(o.recipients[2].kind(), Some(Kind::Temporary));
+        assert_eq!(o.worst(), Some(Kind::Temporary));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(w.contains("MAIL FROM:<s@x> SIZE=18\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n"), "{w}");
+        assert!(w.ends_with("Subject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n"), "{w}");
+    }
+
+    #[test]
+    fn no_data_without_an_accepted_recipient_and_lmtp_replies() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250 mx\r\n250 ok\r\n550 no\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        let o = c.send("", &["a@x"], b"x").unwrap();
+        assert_eq!(o.worst(), Some(Kind::NoUser));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(!w.contains("DATA") && w.ends_with("RSET\r\n"), "{w}");
+
+        let mut c = client(
+            Protocol::Lmtp,
+            "250-lmtp\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 a done\r\n452 4.2.2 b over quota\r\n",
+        );
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x", "b@x"], b"x\n").unwrap();
+        assert!(matches!(o.recipients[0].status, Status::Accepted(_)));
+        assert!(matches!(
+            o.recipients[1].status,
+            Status::Temporary(Stage::Final, _)
+        ));
+        let s = c.into_inner();
+        assert!(
+            String::from_utf8(s.written)
+                .unwrap()
+                .starts_with("LHLO me\r\n")
+        );
+    }
+
+    #[test]
+    fn helo_fallback_errors_and_bounds() {
+        let mut c = client(Protocol::Smtp, "500 what\r\n250 hi\r\n");
+        assert!(!c.hello("me").unwrap().extended);
+        let mut c = client(Protocol::Smtp, "421 busy\r\n");
+        assert_eq!(c.greeting().unwrap_err().kind(), Kind::Temporary);
+        let mut c = client(Protocol::Smtp, "554 go away\r\n");
+        assert_eq!(c.greeting().unwrap_err().kind(), Kind::Unavailable);
+        let mut c = client(Protocol::Smtp, "220 hi");
+        assert_eq!(c.greeting().unwrap_err().kind(), Kind::Temporary);
+        let long = format!("220 {}\r\n", "x".repeat(MAX_LINE * 3));
+        let mut c = client(Protocol::Smtp, &long);
+        assert_eq!(c.greeting().unwrap_err().kind(), Kind::Temporary);
+        let many = "250-x\r\n".repeat(MAX_REPLY_LINES + 5);
+        let mut c = client(Protocol::Smtp, &many);
+        assert_eq!(c.read_reply().unwrap_err().kind(), Kind::Temporary);
+        let mut c = client(Protocol::Smtp, "250 mx\r\n");
+        c.hello("me").unwrap();
+        assert_eq!(
+            c.send("a\r\nRSET", &["b@x"], b"x").unwrap_err().kind(),
+            Kind::Data
+        );
+        assert_eq!(c.into_inner().writes, 1);
+    }
+
+    #[test]
+    fn data_payload_is_one_write() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n",
+        );
+        c.hello("me").unwrap();
+        c.send("s@x", &["a@x"], &b"line\n".repeat(1000)).unwrap();
+        // EHLO, MAIL, RCPT, DATA, payload.
+        assert_eq!(c.into_inner().writes, 5);
+    }
+}
