@@ -200,3 +200,47 @@ impl Drop for Postfix {
         }
     }
 }
+
+/// The usual end-to-end pair: a Dovecot with user `alice` (INBOX a Maildir
+/// at `DIR/mail/alice`) behind a Postfix that takes `alice@example.test`
+/// and hands it over LMTP. `None` (after a skip note, or a failure under CI)
+/// when not root or Postfix is missing.
+pub struct Pair {
+    /// The mailbox server.
+    pub dovecot: crate::harness::Dovecot,
+    /// The MTA in front of it.
+    pub postfix: Postfix,
+    /// alice's Maildir.
+    pub maildir: PathBuf,
+}
+
+/// The test domain the pair accepts.
+pub const DOMAIN: &str = "example.test";
+
+impl Pair {
+    /// Start the pair under `dir`.
+    pub fn start(dir: &Path) -> Option<Pair> {
+        use crate::harness::{is_root, skip_unless};
+        if skip_unless(is_root(), "Dovecot and Postfix need root")
+            || skip_unless(available(), "Postfix is not installed")
+        {
+            return None;
+        }
+        let maildir = dir.join("mail/alice");
+        let mut dovecot = crate::harness::Dovecot::start(&dir.join("dovecot"));
+        // Dovecot's LMTP looks up the local part (auth_username_format = %Ln).
+        dovecot.add_user("alice", &maildir);
+        let postfix = Postfix::start(
+            &dir.join("postfix"),
+            DOMAIN,
+            dovecot.lmtp_port,
+            &dovecot.cert,
+            &dovecot.key,
+        );
+        Some(Pair {
+            dovecot,
+            postfix,
+            maildir,
+        })
+    }
+}

@@ -11,7 +11,7 @@ use postline::exit::Kind;
 use postline::smtp::{Client, Protocol, Stage, Status};
 
 use crate::harness::{Dovecot, TempDir, assert_bytes_eq, dir_names, is_root, skip_unless};
-use crate::mta::{self, Postfix};
+use crate::mta;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,23 +78,11 @@ fn check_identical(got: &[u8], sent: &[u8]) {
 
 #[test]
 fn sends_through_postfix_with_per_recipient_results() {
-    if skip_unless(is_root(), "Dovecot and Postfix need root") {
-        return;
-    }
-    if skip_unless(mta::available(), "Postfix is not installed") {
-        return;
-    }
     let t = TempDir::new();
-    let maildir = t.join("mail/alice");
-    let mut dc = Dovecot::start(&t.join("dovecot"));
-    dc.add_user("alice", &maildir);
-    let pf = Postfix::start(
-        &t.join("postfix"),
-        "example.test",
-        dc.lmtp_port,
-        &dc.cert,
-        &dc.key,
-    );
+    let Some(pair) = mta::Pair::start(t.path()) else {
+        return;
+    };
+    let (dc, pf, maildir) = (&pair.dovecot, &pair.postfix, &pair.maildir);
 
     let mut c = connect(pf.smtp_port, Protocol::Smtp);
     assert!(c.capabilities().pipelining, "{:?}", c.capabilities());
@@ -125,7 +113,7 @@ fn sends_through_postfix_with_per_recipient_results() {
 
     pf.wait_queue_empty(TIMEOUT);
     let log = || std::fs::read_to_string(&pf.log).unwrap_or_default() + &dc.logs();
-    let got = wait_delivered(&maildir, "via postfix", &log);
+    let got = wait_delivered(maildir, "via postfix", &log);
     check_identical(&got, &msg);
     assert_eq!(dc.log_errors(), Vec::<String>::new());
 }

@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Dovecot, TempDir, Tool, dir_names, is_root, skip_unless};
+use crate::harness::{Dovecot, TempDir, Tool, dir_names};
 use crate::mta::{self, Postfix};
-
-const DOMAIN: &str = "example.test";
 
 /// Send one message with Python's smtplib to 127.0.0.1:`port`, with
 /// STARTTLS (certificate not verified: the sender side is not under test)
@@ -152,24 +150,16 @@ fn check(v: &Value, tls: bool) {
 
 #[test]
 fn traces_what_postfix_and_dovecot_lmtp_wrote() {
-    if skip_unless(is_root(), "Dovecot and Postfix need root") {
-        return;
-    }
-    if skip_unless(mta::available(), "Postfix is not installed") {
-        return;
-    }
     let t = TempDir::new();
-    let maildir = t.join("mail/alice");
-    let mut dc = Dovecot::start(&t.join("dovecot"));
-    // Postfix hands over alice@example.test; Dovecot's LMTP looks up the
-    // local part (auth_username_format = %Ln), so the user is "alice".
-    dc.add_user("alice", &maildir);
-    let pf = Postfix::start(&t.join("postfix"), DOMAIN, dc.lmtp_port, &dc.cert, &dc.key);
+    let Some(pair) = mta::Pair::start(t.path()) else {
+        return;
+    };
+    let (dc, pf, maildir) = (&pair.dovecot, &pair.postfix, &pair.maildir);
 
     for (subject, tls) in [("plain smtp", false), ("with starttls", true)] {
         send(pf.smtp_port, subject, tls);
         pf.wait_queue_empty(Duration::from_secs(10));
-        let data = wait_delivered(&maildir, subject, &pf, &dc);
+        let data = wait_delivered(maildir, subject, pf, dc);
         let msg = t.join(format!("{}.eml", subject.replace(' ', "-")));
         std::fs::write(&msg, &data).expect("copy message");
         let v = trace(&t, &msg);
