@@ -556,8 +556,8 @@ fn sender_sets_return_path_and_replaces_an_old_one() {
     );
 }
 
-/// Known bug (see the report): with `-f "Name <addr>"` the Return-Path is
-/// right but the mbox From_ line gets the whole string, mangled.
+/// Regression: with `-f "Name <addr>"` the mbox From_ line once got the
+/// whole string, mangled; it must carry the bare address, like Return-Path.
 #[test]
 fn from_line_uses_the_bare_sender_address() {
     let t = TempDir::new();
@@ -936,10 +936,10 @@ fn usage_errors_exit_64_with_one_line() {
     assert!(!mb.exists(), "a usage error created the mbox");
 }
 
-/// Known discrepancy (see the report): the man page promises that a usage
-/// error line ends with "(see mail-deliver --help)", but only errors found
-/// by the argument parser do; those found later (--folder with an mbox, an
-/// empty DEST, a bad folder name, a bad --locking list) do not.
+/// The man page promises that a usage error line ends with "(see
+/// mail-deliver --help)": also for errors found after argument parsing
+/// (--folder with an mbox, an empty DEST, a bad folder name, a bad
+/// --locking list).
 #[test]
 fn every_usage_error_points_to_help() {
     let t = TempDir::new();
@@ -1194,10 +1194,9 @@ fn dedup_cache_key_ignores_how_the_destination_is_spelled() {
     );
 }
 
-/// Known bug (see the report): `record` strips control characters from an
-/// ID but `contains` compares the raw ID, so an ID with a TAB is never
-/// deduplicated, and a *different* message whose ID equals the stripped
-/// form is dropped.
+/// Regression: control characters in a Message-ID once made `record` and
+/// `contains` disagree, so an ID with a TAB was never deduplicated and a
+/// *different* message whose ID equalled the stripped form was dropped.
 #[test]
 fn dedup_handles_message_ids_with_control_characters() {
     let t = TempDir::new();
@@ -1817,13 +1816,12 @@ fn stale_dotlocks_are_broken() {
 /// start, messages Python must read afterwards besides the two delivered)
 type RepairCase = (&'static str, Vec<u8>, usize, Vec<Vec<u8>>);
 
-/// Known bug (see the report): `Held::record` rewrites the dotlock with
-/// `fs::write` (open with O_TRUNC, then write). A writer killed between the
-/// two leaves an empty dotlock: no pid to check, so it counts as stale only
-/// after 1024 s, and every delivery to the mbox until then waits for the
-/// lock timeout and exits 75. strace's fault injection kills the writer at
-/// exactly that point (its second write(2): the first writes the pid into
-/// the lock's temporary file).
+/// Regression: the append record was once written into the dotlock with
+/// `fs::write` (O_TRUNC, then write); a writer killed between the two left
+/// an empty dotlock that blocked the mbox for 1024 s. The record now lives
+/// in `FILE.postline-append`; strace's fault injection kills the writer at
+/// its second write(2) (the first writes the pid into the lock's temporary
+/// file), and the next delivery must not wait.
 #[test]
 fn a_writer_killed_while_recording_its_journal_does_not_block_the_mbox() {
     if skip_unless(
@@ -2409,7 +2407,7 @@ fn kill_mbox_rounds(repair_each_round: bool) {
     let small_frame = fs::read(t.join("warm-small")).unwrap().len() as u64;
     let args = ["--lock-timeout".to_string(), "20".to_string(), arg(&mb)];
     // `committed`: length of the file made of complete messages only.
-    let (mut committed, mut complete, mut empty_locks) = (0u64, 0usize, 0);
+    let (mut committed, mut complete) = (0u64, 0usize);
     let (mut killed_before, mut killed_after, mut completed, mut mid_write) = (0, 0, 0, 0);
     for round in 0..KILL_ROUNDS {
         let mut rng = Rng::new(2000 + round);
@@ -2418,20 +2416,14 @@ fn kill_mbox_rounds(repair_each_round: bool) {
             || fs::metadata(&mb).is_ok_and(|m| m.len() > committed && m.len() != len_before);
         let watching: Option<&dyn Fn() -> bool> = if round % 3 == 2 { Some(&watch) } else { None };
         let killed = spawn_and_kill(&t, &args, &input, &mut rng, typical, watching);
-        // Known bug (see a_writer_killed_while_recording_its_journal_...):
-        // killed inside `Held::record`, a writer leaves an empty dotlock that
-        // blocks the mbox until it is 1024 s old. Nothing was written then;
-        // age the lock as that wait would, so the rounds go on.
+        // The dotlock is created whole (write a temp file, link it) and never
+        // rewritten, so a killed writer can leave a stale lock but never an
+        // empty one, which would block the mbox until it aged (1024 s).
         let lock = t.join("mbox.lock");
-        if fs::read(&lock).is_ok_and(|c| c.is_empty()) {
-            empty_locks += 1;
-            File::options()
-                .write(true)
-                .open(&lock)
-                .unwrap()
-                .set_modified(SystemTime::now() - Duration::from_secs(2000))
-                .unwrap();
-        }
+        assert!(
+            !fs::read(&lock).is_ok_and(|c| c.is_empty()),
+            "round {round}: a killed writer left an empty dotlock"
+        );
         let len = fs::metadata(&mb).map_or(0, |m| m.len());
         assert!(
             len <= committed + frame,
@@ -2513,12 +2505,6 @@ fn kill_mbox_rounds(repair_each_round: bool) {
         !t.join("mbox.lock").exists(),
         "dotlock left after a normal delivery"
     );
-    if empty_locks > 0 {
-        eprintln!(
-            "kill -9 mbox: KNOWN BUG hit {empty_locks} time(s): a writer killed while rewriting its \
-             dotlock left it empty, which blocks the mbox for 1024 s (aged here to go on)"
-        );
-    }
     let litter: Vec<String> = dir_names(t.path())
         .into_iter()
         .filter(|n| n.starts_with("mbox."))
@@ -2541,24 +2527,20 @@ fn kill_9_never_leaves_a_partial_message_in_an_mbox() {
     kill_mbox_rounds(true);
 }
 
-/// Known bug (see the report and
-/// `a_killed_lock_breaker_does_not_lose_the_repair_journal`): when the
-/// writer that breaks a killed writer's stale dotlock is itself killed
-/// before it cuts the partial message off, the journal is gone and the
-/// partial message stays for good. Kills in a row hit that now and then
-/// (about one run in ten here).
+/// Kills in a row: a writer that would repair a killed writer's partial
+/// append may itself be killed before it does; the journal stays until a
+/// writer has acted on it, so no partial message is ever kept (this failed
+/// about one run in ten while the journal lived in the dotlock).
 #[test]
 fn kill_9_in_a_row_never_leaves_a_partial_message_in_an_mbox() {
     kill_mbox_rounds(false);
 }
 
-/// Known bug (see the report): the repair journal of a killed writer lives
-/// only in its dotlock; the next writer renames that lock aside, deletes it
-/// and keeps the journal in memory until it has taken its own lock and cut
-/// the file back. Killed in between, it takes the journal with it: the
-/// partial message is never removed, and later messages are appended after
-/// it. strace kills the breaker at its second link(2) (taking its own lock),
-/// just after it deleted the stale one.
+/// Regression: when the repair journal lived in the dotlock, a lock breaker
+/// killed between deleting the stale lock and cutting the file back took
+/// the journal with it, and the partial message stayed for good. strace
+/// kills the breaker at its second link(2) (taking its own lock), just
+/// after it moved the stale one aside; the next delivery must still repair.
 #[test]
 fn a_killed_lock_breaker_does_not_lose_the_repair_journal() {
     if skip_unless(
