@@ -1,8 +1,25 @@
-//! Configuration shared by the tools: for now the XDG paths where postline
-//! keeps its state. Owns the rule for where files go, so every tool agrees.
+//! Configuration shared by the tools: the XDG paths where postline keeps its
+//! state, and the TOML config file with its `[account.NAME]` blocks (used by
+//! mail-send, mail-queue and mail-fetch alike) and `[queue]` settings.
+//!
+//! Guarantees: a config file with an unknown key, a wrong type or a bad
+//! value is a [`Kind::Config`] error naming the file and the key (a typo is
+//! never silently ignored); a missing *default* config file is an empty
+//! config, a missing file named with `--config` is an error. Passwords are
+//! never stored in the file: only `password_command` (run with `sh -c`) or
+//! `password_env`, and the value is a [`Secret`] that never prints.
 
+use std::collections::BTreeMap;
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit::{Error, Kind, Result};
+use crate::sasl::Secret;
+use crate::tls::TlsMode;
 
 /// `$XDG_STATE_HOME/postline`, else `$HOME/.local/state/postline`, else
 /// `./.postline-state` when there is no home at all (cron with a bare env).
@@ -14,6 +31,16 @@ pub fn state_dir() -> PathBuf {
         return PathBuf::from(h).join(".local/state/postline");
     }
     PathBuf::from(".postline-state")
+}
+
+/// `$XDG_CONFIG_HOME/postline/config.toml`, else
+/// `$HOME/.config/postline/config.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    if let Some(x) = env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("postline/config.toml"));
+    }
+    let h = env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(h).join(".config/postline/config.toml"))
 }
 
 /// The default Maildir: `$MAILDIR`, else `$HOME/Maildir/`.
@@ -30,4 +57,381 @@ pub fn default_maildir() -> Option<String> {
         "{}/Maildir/",
         h.to_string_lossy().trim_end_matches('/')
     ))
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[account.NAME]` blocks, by name (sorted, so "every account" has a
+    /// stable order).
+    #[serde(default)]
+    pub account: BTreeMap<String, Account>,
+    /// `[queue]`: the spool and its retry policy.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// `[send]`: defaults for mail-send.
+    #[serde(default)]
+    pub send: SendConfig,
+    /// Where the config was read from (None: no file).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// One server account: a smarthost for mail-send, a mailbox for mail-fetch.
+/// Keys are named like the command-line flags (`tls_ca_file` is
+/// `--tls-ca-file`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// `smtp` (default for sending), `lmtp`, `pop3` or `imap`.
+    pub protocol: Option<String>,
+    /// Server host name or address.
+    pub host: Option<String>,
+    /// Server port (default by protocol and TLS mode).
+    pub port: Option<u16>,
+    /// `starttls` (default), `implicit` or `none`.
+    pub tls: Option<TlsMode>,
+    /// An extra trusted CA certificate (PEM).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Pin the server certificate's SHA-256 fingerprint.
+    pub tls_fingerprint: Option<String>,
+    /// Login name.
+    pub user: Option<String>,
+    /// A shell command printing the password (or OAuth2 token) on stdout.
+    pub password_command: Option<String>,
+    /// An environment variable holding the password (or token).
+    pub password_env: Option<String>,
+    /// SASL mechanism: `plain`, `login`, `xoauth2` (default: the best offered
+    /// of plain and login).
+    pub auth: Option<String>,
+    /// Connect/read timeout in seconds (default 60).
+    pub timeout: Option<u64>,
+
+    // --- sending ---
+    /// Envelope-sender patterns this account sends for (`*@example.org`,
+    /// `me@example.org`, `example.org`); mail-send picks the first account
+    /// whose pattern matches the sender (msmtp's `--read-envelope-from`).
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// Use this account when no `from` pattern matches.
+    #[serde(default)]
+    pub default: bool,
+    /// The name to say in EHLO (default: the host name).
+    pub helo: Option<String>,
+    /// Envelope sender to use when none is given.
+    pub envelope_from: Option<String>,
+
+    // --- fetching ---
+    /// IMAP folders to fetch (default `INBOX`).
+    #[serde(default)]
+    pub folders: Vec<String>,
+    /// Leave messages on the server (fetch only new ones next time).
+    #[serde(default)]
+    pub keep: bool,
+    /// IMAP: find new mail by `UNSEEN` instead of by UID.
+    #[serde(default)]
+    pub unseen: bool,
+    /// IMAP: mark fetched messages \Seen (when kept).
+    pub mark_seen: Option<bool>,
+    /// Fetch at most this many messages per run.
+    pub max_messages: Option<u64>,
+    /// Leave messages larger than this many bytes on the server (reported).
+    pub max_size: Option<u64>,
+    /// Deliver into this Maildir.
+    pub maildir: Option<String>,
+    /// Deliver into this mbox file.
+    pub mbox: Option<String>,
+    /// Deliver through this MDA command (`%F` sender, `%T` recipient).
+    pub mda: Option<String>,
+    /// Hand to this SMTP server, `HOST[:PORT]`.
+    pub smtp: Option<String>,
+    /// Hand to this LMTP server, `HOST[:PORT]` or a socket path.
+    pub lmtp: Option<String>,
+    /// Envelope recipient for SMTP/LMTP/MDA targets.
+    pub recipient: Option<String>,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The spool directory (default `$XDG_STATE_HOME/postline/queue`).
+    pub dir: Option<PathBuf>,
+    /// First retry after this long (e.g. `5m`; default 5 minutes).
+    pub retry_min: Option<String>,
+    /// Retries are at most this far apart (e.g. `4h`; default 4 hours).
+    pub retry_max: Option<String>,
+    /// Send a "delayed" DSN to the sender after this long (off when unset).
+    pub warn_after: Option<String>,
+    /// Bounce after this long (default `5d`).
+    pub expire: Option<String>,
+}
+
+/// `[send]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendConfig {
+    /// Deliver to recipients' MX hosts when no account matches.
+    #[serde(default)]
+    pub direct: bool,
+    /// DNS server for MX lookups, `IP[:PORT]`.
+    pub resolver: Option<String>,
+    /// SMTP port on MX hosts (default 25).
+    pub mx_port: Option<u16>,
+    /// Never queue: exit 75 on a temporary failure.
+    #[serde(default)]
+    pub no_queue: bool,
+}
+
+impl Config {
+    /// Read the config: `path` when given (must exist), else the default
+    /// path when it exists, else an empty config.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => match default_config_path() {
+                Some(p) => (p, false),
+                None => return Ok(Config::default()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default());
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    Kind::Config,
+                    format!("reading {}", path.display()),
+                    crate::exit::describe_io(&e),
+                ));
+            }
+        };
+        let mut c = Config::parse(&text).map_err(|e| e.within(path.display()))?;
+        c.path = Some(path);
+        Ok(c)
+    }
+
+    /// Parse config text.
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            Error::new(
+                Kind::Config,
+                match line {
+                    Some(l) => format!("line {l}"),
+                    None => "config".to_string(),
+                },
+                msg,
+            )
+        })
+    }
+
+    /// The account called `name`, or a config error naming the known ones.
+    pub fn account(&self, name: &str) -> Result<&Account> {
+        self.account.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.account.keys().map(String::as_str).collect();
+            Error::new(
+                Kind::Config,
+                format!("account {name:?}"),
+                if known.is_empty() {
+                    match &self.path {
+                        Some(p) => format!("no accounts in {}", p.display()),
+                        None => "no config file".to_string(),
+                    }
+                } else {
+                    format!("not in the config (known: {})", known.join(", "))
+                },
+            )
+        })
+    }
+}
+
+impl Account {
+    /// The password or token: from `password_env`, else the first line of
+    /// `password_command`'s output. `Ok(None)` when neither is set.
+    pub fn password(&self, account: &str) -> Result<Option<Secret>> {
+        get_password(
+            account,
+            self.password_env.as_deref(),
+            self.password_command.as_deref(),
+        )
+    }
+
+    /// Does this account's `from` list match `sender`? Patterns: an exact
+    /// address, `*@domain`, `@domain` or `domain` (case-insensitive).
+    pub fn matches_from(&self, sender: &str) -> bool {
+        self.from.iter().any(|p| from_pattern_matches(p, sender))
+    }
+}
+
+/// Does `pattern` match the address `sender`? See [`Account::matches_from`].
+pub fn from_pattern_matches(pattern: &str, sender: &str) -> bool {
+    let p = pattern.trim().to_ascii_lowercase();
+    let s = sender.trim().to_ascii_lowercase();
+    let domain = s.rsplit_once('@').map_or("", |(_, d)| d);
+    if let Some(d) = p.strip_prefix("*@").or_else(|| p.strip_prefix('@')) {
+        return d == domain;
+    }
+    if !p.contains('@') {
+        return p == domain;
+    }
+    p == s
+}
+
+/// Fetch a secret from an env var or a command (see [`Account::password`]).
+pub fn get_password(
+    account: &str,
+    env_var: Option<&str>,
+    command: Option<&str>,
+) -> Result<Option<Secret>> {
+    if let Some(var) = env_var {
+        return match env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
+            _ => Err(Error::new(
+                Kind::Config,
+                format!("account {account}: password_env"),
+                format!("${var} is not set"),
+            )),
+        };
+    }
+    let Some(cmd) = command else {
+        return Ok(None);
+    };
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            Error::new(
+                Kind::Config,
+                format!("account {account}: running password_command"),
+                crate::exit::describe_io(&e),
+            )
+        })?;
+    if !out.status.success() {
+        // The status, never the output: it may hold the secret.
+        return Err(Error::new(
+            Kind::Config,
+            format!("account {account}: password_command"),
+            format!("failed ({})", out.status),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or("").to_string();
+    if first.is_empty() {
+        return Err(Error::new(
+            Kind::Config,
+            format!("account {account}: password_command"),
+            "printed nothing",
+        ));
+    }
+    Ok(Some(Secret::new(first)))
+}
+
+/// Parse a duration: a number with an optional unit `s`, `m`, `h`, `d`, `w`
+/// (seconds when none), e.g. `90s`, `5m`, `4h`, `5d`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        Error::new(
+            Kind::Config,
+            format!("duration {s:?}"),
+            "expected a number with an optional unit s, m, h, d or w (e.g. 5m, 4h, 5d)",
+        )
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_parse_with_every_key() {
+        let c = Config::parse(
+            r#"
+[account.work]
+host = "smtp.example.org"
+port = 587
+tls = "starttls"
+user = "me"
+password_command = "echo secret"
+from = ["*@example.org"]
+
+[account.home]
+protocol = "imap"
+host = "imap.example.net"
+tls = "implicit"
+folders = ["INBOX", "Lists"]
+keep = true
+maildir = "~/Maildir/"
+
+[queue]
+expire = "3d"
+"#,
+        )
+        .unwrap();
+        let w = c.account("work").unwrap();
+        assert_eq!(w.tls, Some(TlsMode::Starttls));
+        assert!(w.matches_from("Me@Example.org"));
+        assert!(!w.matches_from("me@example.com"));
+        assert_eq!(w.password("work").unwrap().unwrap().expose(), "secret");
+        assert_eq!(c.account("home").unwrap().folders.len(), 2);
+        assert_eq!(c.queue.expire.as_deref(), Some("3d"));
+        let e = c.account("nope").unwrap_err().to_string();
+        assert!(e.contains("known: home, work"), "{e}");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_config_errors_with_a_line() {
+        let e = Config::parse("[account.a]\nhost = \"x\"\npasword_command = \"y\"\n").unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert!(e.to_string().contains("pasword_command"), "{e}");
+        let e = Config::parse("[account.a]\ntls = \"startls\"\n").unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+    }
+
+    #[test]
+    fn passwords_fail_loudly_and_never_echo() {
+        let e = get_password("a", None, Some("echo hunter2; exit 3")).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(get_password("a", Some("POSTLINE_SURELY_UNSET_VAR"), None).is_err());
+        assert!(get_password("a", None, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("5d").unwrap().as_secs(), 432_000);
+        assert!(parse_duration("5 years").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn from_patterns() {
+        assert!(from_pattern_matches("example.org", "a@EXAMPLE.org"));
+        assert!(from_pattern_matches("@example.org", "a@example.org"));
+        assert!(!from_pattern_matches("*@example.org", "a@sub.example.org"));
+        assert!(from_pattern_matches("a@example.org", "A@example.org"));
+    }
 }

@@ -4,7 +4,7 @@
 # the tests run their own Dovecot on free loopback ports). Otherwise say in
 # one line what to install, and fail.
 set -eu
-PKGS="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix mandoc openssl python3 strace util-linux"
+PKGS="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix dnsmasq-base mandoc openssl libssl-dev pkg-config python3 strace util-linux"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

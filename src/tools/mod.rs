@@ -7,6 +7,9 @@
 //! (`| head`) ends output quietly and never changes what was stored.
 
 pub mod deliver;
+pub mod fetch;
+pub mod queue;
+pub mod send;
 pub mod trace;
 
 use std::ffi::OsString;
@@ -25,6 +28,9 @@ pub fn all() -> Vec<ToolEntry> {
     vec![
         ("mail-deliver", deliver::command),
         ("mail-trace", trace::command),
+        ("mail-send", send::command),
+        ("mail-queue", queue::command),
+        ("mail-fetch", fetch::command),
     ]
 }
 

@@ -90,6 +90,9 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "mail-deliver" => PathBuf::from(env!("CARGO_BIN_EXE_mail-deliver")),
         "mail-trace" => PathBuf::from(env!("CARGO_BIN_EXE_mail-trace")),
+        "mail-send" => PathBuf::from(env!("CARGO_BIN_EXE_mail-send")),
+        "mail-queue" => PathBuf::from(env!("CARGO_BIN_EXE_mail-queue")),
+        "mail-fetch" => PathBuf::from(env!("CARGO_BIN_EXE_mail-fetch")),
         other => panic!("unknown binary {other}"),
     }
 }

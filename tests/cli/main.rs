@@ -9,6 +9,9 @@ mod mta;
 
 mod deliver;
 mod docs;
+mod fetch;
+mod queue;
+mod send;
 mod smtp;
 mod trace;
 mod trace_mta;

@@ -1,0 +1,106 @@
+//! The protocol transcript behind `-v`: every line a client sends (`C:`) and
+//! receives (`S:`), written to a sink the tool supplies (stderr).
+//!
+//! Guarantee: credentials never reach the sink. Clients send secrets only
+//! through [`Transcript::sent_secret`], which writes the command verb and
+//! `<redacted>` instead of the argument; SASL continuation lines go through
+//! it too.
+
+use std::io::Write;
+
+/// Where protocol lines go; off by default.
+#[derive(Default)]
+pub struct Transcript {
+    sink: Option<Box<dyn Write + Send>>,
+    prefix: String,
+}
+
+impl Transcript {
+    /// No transcript.
+    pub fn off() -> Transcript {
+        Transcript::default()
+    }
+
+    /// Write lines to `sink`, each starting with `prefix` (e.g.
+    /// `mail-send: smtp.example.org: `).
+    pub fn to(sink: Box<dyn Write + Send>, prefix: impl Into<String>) -> Transcript {
+        Transcript {
+            sink: Some(sink),
+            prefix: prefix.into(),
+        }
+    }
+
+    /// Is a transcript being written?
+    pub fn is_on(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    fn emit(&mut self, dir: &str, data: &[u8]) {
+        if let Some(w) = self.sink.as_mut() {
+            let text = String::from_utf8_lossy(data);
+            for line in text.split_inclusive('\n') {
+                let line = line.trim_end_matches(['\r', '\n']);
+                let _ = writeln!(w, "{}{dir} {line}", self.prefix);
+            }
+        }
+    }
+
+    /// Lines sent (one or several, CRLF-separated).
+    pub fn sent(&mut self, data: &[u8]) {
+        self.emit("C:", data);
+    }
+
+    /// Lines received.
+    pub fn received(&mut self, data: &[u8]) {
+        self.emit("S:", data);
+    }
+
+    /// A line carrying a secret: only `shown` (e.g. `AUTH PLAIN`) is
+    /// written, followed by `<redacted>`.
+    pub fn sent_secret(&mut self, shown: &str) {
+        let shown = if shown.is_empty() {
+            "<redacted>".to_string()
+        } else {
+            format!("{shown} <redacted>")
+        };
+        self.emit("C:", shown.as_bytes());
+    }
+
+    /// A note that is not protocol traffic (e.g. "TLS established").
+    pub fn note(&mut self, text: &str) {
+        self.emit("--", text.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_prefixed_and_secrets_redacted() {
+        let buf = Buf::default();
+        let mut t = Transcript::to(Box::new(buf.clone()), "x: ");
+        t.sent(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+        t.received(b"250 ok\r\n");
+        t.sent_secret("AUTH PLAIN");
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            out,
+            "x: C: MAIL FROM:<a@b>\nx: C: RCPT TO:<c@d>\nx: S: 250 ok\nx: C: AUTH PLAIN <redacted>\n"
+        );
+        assert!(!Transcript::off().is_on());
+    }
+}

@@ -1,0 +1,1 @@
+//! mail-send tests.
