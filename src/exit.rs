@@ -49,6 +49,10 @@ pub enum Kind {
     CantCreate,
     /// Permission denied that retrying will not fix.
     NoPerm,
+    /// The server refused our credentials (wrong password, expired token).
+    /// Exit code 77 like [`Kind::NoPerm`]; a separate kind so tools with
+    /// their own codes (mail-fetch follows fetchmail: 3) can tell it apart.
+    Auth,
     /// The configuration is wrong.
     Config,
     /// May succeed later: disk full, quota, lock timeout, I/O error.
@@ -65,6 +69,7 @@ impl Kind {
             Kind::Unavailable => UNAVAILABLE,
             Kind::CantCreate => CANTCREAT,
             Kind::NoPerm => NOPERM,
+            Kind::Auth => NOPERM,
             Kind::Config => CONFIG,
             Kind::Temporary => TEMPFAIL,
         }
@@ -87,6 +92,7 @@ impl Kind {
             Kind::Usage => 80,
             Kind::CantCreate => 70,
             Kind::NoPerm => 60,
+            Kind::Auth => 65,
             Kind::Unavailable => 50,
             Kind::NoUser => 40,
             Kind::Data => 30,
