@@ -22,3 +22,15 @@ pub fn run(_m: &ArgMatches, _ctx: &mut Ctx) -> Result<()> {
         "not implemented yet",
     ))
 }
+
+/// Run mail-queue with `args` (without the program name) on behalf of
+/// another tool: mail-send's `-bp` and `-q`, and `mailq`.
+pub fn run_args(args: &[String], ctx: &mut Ctx) -> Result<()> {
+    let argv = std::iter::once("mail-queue".to_string()).chain(args.iter().cloned());
+    let m = command().try_get_matches_from(argv).map_err(|e| {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("bad usage").to_string();
+        Error::new(Kind::Usage, "mail-queue", first)
+    })?;
+    run(&m, ctx)
+}
