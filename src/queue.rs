@@ -33,6 +33,11 @@
 //!   time; an id from the command line is accepted only in that form
 //!   ([`parse_id`]), so no path can be smuggled through one.
 
+pub mod dsn;
+mod run;
+
+pub use run::{EntryReport, Outcome, Runner, Select, WATCH_POLL};
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
