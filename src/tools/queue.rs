@@ -518,10 +518,7 @@ fn pass(env: &Env, select: &Select, print: bool, json: bool, ctx: &mut Ctx) -> R
     let mut runner = Runner::new(&env.spool, sender(env), env.policy.clone());
     let mut waiting = false;
     runner.pass(select, &mut |r| {
-        if matches!(
-            r.outcome,
-            Outcome::Deferred(_) | Outcome::Held | Outcome::Busy
-        ) {
+        if matches!(r.outcome, Outcome::Deferred(_) | Outcome::Held) {
             waiting = true;
         }
         if print {
