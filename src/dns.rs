@@ -45,7 +45,11 @@ pub fn parse_server(s: &str) -> Result<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
-    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, 53));
     }
     Err(Error::new(
@@ -216,10 +220,7 @@ mod tests {
             parse_server("127.0.0.1:5353").unwrap(),
             "127.0.0.1:5353".parse().unwrap()
         );
-        assert_eq!(
-            parse_server("::1").unwrap(),
-            "[::1]:53".parse().unwrap()
-        );
+        assert_eq!(parse_server("::1").unwrap(), "[::1]:53".parse().unwrap());
         assert_eq!(parse_server("dns.example").unwrap_err().kind(), Kind::Usage);
     }
 

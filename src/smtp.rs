@@ -776,7 +776,12 @@ impl<S: Read + Write> Client<S> {
                 recipients: results,
             });
         }
-        self.log(|t| t.note(&format!("({} bytes of message and the final dot)", payload.len())));
+        self.log(|t| {
+            t.note(&format!(
+                "({} bytes of message and the final dot)",
+                payload.len()
+            ))
+        });
         self.write_quiet(&payload, "the message")?;
         let finals = match self.protocol {
             Protocol::Smtp => 1,
@@ -813,9 +818,10 @@ impl<S: Read + Write> Client<S> {
     pub fn auth(&mut self, mech: Mechanism, user: &str, secret: &Secret) -> Result<()> {
         let ctx = format!("AUTH {} as {user}", mech.name());
         let mut r = match mech {
-            Mechanism::Plain => {
-                self.secret_line(&format!("AUTH PLAIN {}", sasl::plain(user, secret)), "AUTH PLAIN")?
-            }
+            Mechanism::Plain => self.secret_line(
+                &format!("AUTH PLAIN {}", sasl::plain(user, secret)),
+                "AUTH PLAIN",
+            )?,
             Mechanism::XOAuth2 => self.secret_line(
                 &format!("AUTH XOAUTH2 {}", sasl::xoauth2(user, secret)),
                 "AUTH XOAUTH2",
