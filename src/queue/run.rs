@@ -1,0 +1,407 @@
+//! Running the queue: trying entries, recording every recipient's fate,
+//! backing off, warning, expiring and bouncing.
+//!
+//! Guarantees (on top of the spool's, see [`crate::queue`]):
+//!
+//! - **At most the entry in flight is sent twice.** An entry is locked, sent,
+//!   and its new state saved (or the entry removed) before the next entry is
+//!   touched; a runner killed at any point leaves every other entry as it
+//!   was, and the one in flight with its old state (sent again next time:
+//!   a duplicate, never a loss).
+//! - **Bounces are never lost.** A failure notice is queued as an entry of
+//!   its own (null sender, the same route) and durable *before* the failed
+//!   recipients are marked as reported; a crash between the two may send a
+//!   notice twice, never zero times. Notices to the null sender are never
+//!   made (a bounce of a bounce), and a failed notice is dropped, not
+//!   bounced.
+//! - **One connection per destination for the whole run**: the runner
+//!   hands every entry to one [`Sender`], which keeps its connections open
+//!   (quitting them at the end of each pass). A destination that could not
+//!   be reached at all is not dialled again in the same pass: the other
+//!   entries for it are deferred with the same reason, so a dead server
+//!   costs one connection timeout per run, not one per entry.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::exit::Result;
+use crate::queue::dsn::{self, Action, Notice};
+use crate::queue::{Policy, RcptStatus, Spool, State, now};
+use crate::send::{Envelope, Fate, RcptOutcome, Sender};
+
+/// Which entries a pass tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    /// Those due (next try reached, or expired): `mail-queue run`.
+    Due,
+    /// All, ignoring the backoff: `mail-queue flush`.
+    All,
+    /// These, ignoring the backoff: `mail-queue flush ID...`.
+    Ids(Vec<String>),
+}
+
+/// What became of an entry in a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished: nothing is left pending (failures, if any, reported);
+    /// the entry is removed.
+    Done,
+    /// Some recipients are still pending; next try at this time.
+    Deferred(u64),
+    /// Held by an admin; not tried.
+    Held,
+    /// Another runner holds it; not tried.
+    Busy,
+    /// Removed by someone else since the listing.
+    Gone,
+}
+
+/// One entry's result in a pass (for the tool to print).
+#[derive(Debug, Clone)]
+pub struct EntryReport {
+    /// The entry's id.
+    pub id: String,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// The recipients tried in this pass and their fates.
+    pub tried: Vec<RcptOutcome>,
+    /// Recipients given up on because the entry expired.
+    pub expired: Vec<String>,
+    /// Id of the failure notice queued for the sender.
+    pub bounce: Option<String>,
+    /// Id of the delay warning queued for the sender.
+    pub warning: Option<String>,
+    /// Failed recipients of a null-sender entry: dropped, not bounced.
+    pub dropped: Vec<String>,
+}
+
+impl EntryReport {
+    fn new(id: &str, outcome: Outcome) -> EntryReport {
+        EntryReport {
+            id: id.to_string(),
+            outcome,
+            tried: Vec::new(),
+            expired: Vec::new(),
+            bounce: None,
+            warning: None,
+            dropped: Vec::new(),
+        }
+    }
+}
+
+/// Removals between two fsyncs of the spool directory.
+const SYNC_EVERY: u32 = 64;
+
+/// Runs passes over a spool with one [`Sender`].
+pub struct Runner<'a> {
+    spool: &'a Spool,
+    sender: Sender,
+    policy: Policy,
+    hostname: String,
+    removals: u32,
+    /// Routes (by their JSON form) that could not be reached in this pass.
+    dead: HashMap<String, String>,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner over `spool`, sending with `sender`, retrying by `policy`.
+    pub fn new(spool: &'a Spool, sender: Sender, policy: Policy) -> Runner<'a> {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        Runner {
+            spool,
+            sender,
+            policy,
+            hostname,
+            removals: 0,
+            dead: HashMap::new(),
+        }
+    }
+
+    /// One pass over the entries `select` picks, oldest first, then over
+    /// the notices queued during the pass. `report` is called for every
+    /// entry tried or skipped (entries merely not due are not reported).
+    /// An `Err` is a spool failure (I/O), not a delivery failure.
+    pub fn pass(&mut self, select: &Select, report: &mut dyn FnMut(&EntryReport)) -> Result<()> {
+        self.spool.clean_tmp();
+        self.dead.clear();
+        let (ids, force) = match select {
+            Select::Due => (self.spool.ids()?, false),
+            Select::All => (self.spool.ids()?, true),
+            Select::Ids(v) => (v.clone(), true),
+        };
+        let mut notices = Vec::new();
+        let res = (|| {
+            for id in &ids {
+                if let Some(r) = self.entry(id, force, &mut notices)? {
+                    report(&r);
+                }
+            }
+            // Notices queued in this pass go out in it too (they are due).
+            let mut i = 0;
+            while i < notices.len() {
+                let id = notices[i].clone();
+                if let Some(r) = self.entry(&id, true, &mut notices)? {
+                    report(&r);
+                }
+                i += 1;
+            }
+            Ok(())
+        })();
+        self.sender.finish();
+        let synced = if self.removals > 0 {
+            self.removals = 0;
+            self.spool.sync()
+        } else {
+            Ok(())
+        };
+        res.and(synced)
+    }
+
+    fn expired(&self, s: &State, t: u64) -> bool {
+        t >= s.created.saturating_add(self.policy.expire.as_secs())
+    }
+
+    /// Try one entry. `Ok(None)`: not due.
+    fn entry(
+        &mut self,
+        id: &str,
+        force: bool,
+        notices: &mut Vec<String>,
+    ) -> Result<Option<EntryReport>> {
+        // A cheap look before locking: most entries of a `run` are not due.
+        if !force {
+            match self.spool.load(id) {
+                Ok(s) if s.held => return Ok(None),
+                Ok(s)
+                    if s.next_try > now()
+                        && !self.expired(&s, now())
+                        && !s.pending().is_empty() =>
+                {
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == crate::exit::Kind::NoUser => return Ok(None),
+                _ => {}
+            }
+        }
+        let Some(mut l) = self.spool.lock(id, false)? else {
+            let outcome = if self.spool.exists(id) {
+                Outcome::Busy
+            } else {
+                Outcome::Gone
+            };
+            return Ok(Some(EntryReport::new(id, outcome)));
+        };
+        if l.state.held {
+            return Ok(Some(EntryReport::new(id, Outcome::Held)));
+        }
+        let t = now();
+        if !force
+            && l.state.next_try > t
+            && !self.expired(&l.state, t)
+            && !l.state.pending().is_empty()
+        {
+            return Ok(None);
+        }
+        let mut rep = EntryReport::new(id, Outcome::Done);
+        let pending = l.state.pending();
+        if !pending.is_empty() {
+            let route_key = serde_json::to_string(&l.state.route).unwrap_or_default();
+            let env = Envelope {
+                from: l.state.from.clone(),
+                rcpts: pending,
+                dsn: l.state.dsn.clone(),
+            };
+            let outcomes = match self.dead.get(&route_key) {
+                Some(reason) => env
+                    .rcpts
+                    .iter()
+                    .map(|r| RcptOutcome {
+                        rcpt: r.clone(),
+                        fate: Fate::Temporary,
+                        reply: reason.clone(),
+                        host: None,
+                    })
+                    .collect(),
+                None => {
+                    let msg = l.message()?;
+                    let o = self.sender.deliver(&l.state.route, &env, &msg);
+                    // No server answered for anyone: the destination is down.
+                    if !o.is_empty()
+                        && o.iter()
+                            .all(|r| r.fate == Fate::Temporary && r.host.is_none())
+                    {
+                        self.dead.insert(route_key, o[0].reply.clone());
+                    }
+                    o
+                }
+            };
+            let t = now();
+            let mut reasons = Vec::new();
+            for (addr, o) in env.rcpts.iter().zip(&outcomes) {
+                let Some(r) = l.state.rcpts.iter_mut().find(|r| &r.addr == addr) else {
+                    continue;
+                };
+                r.reply = Some(o.reply.clone());
+                r.host = o.host.clone();
+                match o.fate {
+                    Fate::Delivered => r.status = RcptStatus::Delivered,
+                    Fate::Temporary => {
+                        reasons.push(format!("{addr}: {}", o.reply));
+                    }
+                    Fate::Permanent { .. } => {
+                        r.status = RcptStatus::Failed;
+                        reasons.push(format!("{addr}: {}", o.reply));
+                    }
+                }
+            }
+            l.state.attempts = l.state.attempts.saturating_add(1);
+            let summary = if reasons.is_empty() {
+                "delivered".to_string()
+            } else if reasons.len() > 1 && outcomes.iter().all(|o| o.reply == outcomes[0].reply) {
+                outcomes[0].reply.clone()
+            } else {
+                reasons.join("; ")
+            };
+            l.state.log_attempt(t, summary);
+            rep.tried = outcomes;
+        }
+
+        let t = now();
+        let still = l.state.pending();
+        if !still.is_empty() {
+            if self.expired(&l.state, t) {
+                for r in l.state.rcpts.iter_mut() {
+                    if r.status == RcptStatus::Pending {
+                        r.status = RcptStatus::Failed;
+                        r.expired = true;
+                        rep.expired.push(r.addr.clone());
+                    }
+                }
+            } else {
+                let next = t.saturating_add(self.policy.backoff(l.state.attempts).as_secs());
+                l.state.next_try = next;
+                rep.outcome = Outcome::Deferred(next);
+                let warn_due = self
+                    .policy
+                    .warn_after
+                    .is_some_and(|w| t >= l.state.created.saturating_add(w.as_secs()));
+                if warn_due && !l.state.warned && !l.state.from.is_empty() {
+                    let msg = l.message()?;
+                    let pending: Vec<&super::Rcpt> = l
+                        .state
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Pending)
+                        .collect();
+                    let until = l.state.created.saturating_add(self.policy.expire.as_secs());
+                    let id =
+                        self.notify(&l.state, id, Action::Delayed, pending, Some(until), &msg)?;
+                    rep.warning = Some(id.clone());
+                    notices.push(id);
+                    l.state.warned = true;
+                }
+            }
+        }
+
+        let unreported: Vec<&super::Rcpt> = l
+            .state
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Failed && !r.bounced)
+            .collect();
+        if !unreported.is_empty() {
+            if l.state.from.is_empty() {
+                rep.dropped = unreported.iter().map(|r| r.addr.clone()).collect();
+            } else {
+                let msg = l.message()?;
+                let id = self.notify(&l.state, id, Action::Failed, unreported, None, &msg)?;
+                rep.bounce = Some(id.clone());
+                notices.push(id);
+            }
+            for r in l.state.rcpts.iter_mut() {
+                if r.status == RcptStatus::Failed {
+                    r.bounced = true;
+                }
+            }
+        }
+
+        if l.state.is_done() {
+            rep.outcome = Outcome::Done;
+            l.remove()?;
+            self.removals += 1;
+            if self.removals >= SYNC_EVERY {
+                self.removals = 0;
+                self.spool.sync()?;
+            }
+        } else {
+            l.save()?;
+        }
+        Ok(Some(rep))
+    }
+
+    /// Queue a notice about `rcpts` of entry `id` to its sender (durable
+    /// when this returns); returns the notice's id.
+    fn notify(
+        &self,
+        s: &State,
+        id: &str,
+        action: Action,
+        rcpts: Vec<&super::Rcpt>,
+        retry_until: Option<u64>,
+        original: &[u8],
+    ) -> Result<String> {
+        let notice = Notice {
+            action,
+            reporting_mta: &self.hostname,
+            queue_id: id,
+            sender: &s.from,
+            arrival: s.created,
+            now: now(),
+            retry_until,
+            rcpts,
+            original,
+        };
+        let msg = dsn::build(&notice);
+        let env = Envelope {
+            from: String::new(),
+            rcpts: vec![s.from.clone()],
+            dsn: Default::default(),
+        };
+        self.spool.enqueue(&s.route, &env, &msg, "")
+    }
+
+    /// Hand the sender back (e.g. to reuse it).
+    pub fn into_sender(self) -> Sender {
+        self.sender
+    }
+}
+
+impl Spool {
+    /// When the next entry falls due (its next try or its expiry), `None`
+    /// for an empty queue (held entries never fall due).
+    pub fn next_due(&self, policy: &Policy) -> Result<Option<u64>> {
+        let mut best: Option<u64> = None;
+        for l in self.list()? {
+            let Ok(s) = l.state else { continue };
+            if s.held {
+                continue;
+            }
+            let expiry = s.created.saturating_add(policy.expire.as_secs());
+            let due = if s.pending().is_empty() {
+                // Only a bounce left to queue: due now.
+                0
+            } else {
+                s.next_try.min(expiry)
+            };
+            best = Some(best.map_or(due, |b| b.min(due)));
+        }
+        Ok(best)
+    }
+}
+
+/// How long `run --watch` sleeps at most between looks at the spool.
+pub const WATCH_POLL: Duration = Duration::from_secs(1);
