@@ -567,3 +567,70 @@ fn direct_null_mx_and_nxdomain_are_permanent_and_dns_down_is_temporary() {
     pair.postfix.wait_queue_empty(TIMEOUT);
     assert!(pair.dovecot.imap_fetch_all("alice").is_empty());
 }
+
+/// The config of [`config`] with the default account's port replaced.
+fn config_port(t: &TempDir, pair: &Pair, port: u16) {
+    config(t, pair);
+    let p = t.join(".config/postline/config.toml");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        &format!("port = {}\n", pair.postfix.submission_port),
+        &format!("port = {port}\n"),
+    );
+    std::fs::write(&p, text).unwrap();
+}
+
+#[test]
+fn server_down_queues_then_the_queue_delivers_once() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let down = crate::harness::free_ports(1)[0];
+    config_port(&t, &pair, down);
+    let msg = message("queued");
+    let out = send(t.path())
+        .args(["-i", "alice@example.test"])
+        .stdin(msg.clone())
+        .run()
+        .success()
+        .stderr_has("queued as ");
+    let err = out.stderr();
+    let id: String = err
+        .split("queued as ")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    assert_eq!(id.len(), 20, "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{down}")), "the reason: {err}");
+    // -bp lists it (as mail-queue list does).
+    let out = send(t.path()).arg("-bp").run().success();
+    assert!(out.stdout().contains(&id), "{}", out.stdout());
+
+    // The server comes back (the account now points at it): one flush
+    // delivers it, a second finds nothing to do.
+    config(&t, &pair);
+    Tool::new("mail-queue", t.path()).arg("flush").run().success();
+    Tool::new("mail-queue", t.path()).arg("flush").run().success();
+    pair.postfix.wait_queue_empty(TIMEOUT);
+    let got = inbox(&pair, "alice", 1);
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    check_identical(&got[0], &msg, &["Date:", "Message-ID:"]);
+    let out = send(t.path()).arg("-bp").run().success();
+    assert!(!out.stdout().contains(&id), "{}", out.stdout());
+}
+
+#[test]
+fn installed_as_mailq_it_lists_the_queue() {
+    let t = TempDir::new();
+    let link = t.join("mailq");
+    std::os::unix::fs::symlink(crate::harness::bin("mail-send"), &link).unwrap();
+    let out = std::process::Command::new(&link)
+        .env_clear()
+        .env("HOME", t.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // An empty queue: no entries (JSON lines: none), nothing on stderr.
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
