@@ -1060,4 +1060,99 @@ mod tests {
         // EHLO, MAIL, RCPT, DATA, payload.
         assert_eq!(c.into_inner().writes, 5);
     }
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn traced(c: &mut Client<Script>) -> Sink {
+        let sink = Sink::default();
+        c.set_transcript(Some(Arc::new(Mutex::new(Transcript::to(
+            Box::new(sink.clone()),
+            "",
+        )))));
+        sink
+    }
+
+    #[test]
+    fn auth_mechanisms_never_reach_the_transcript_and_535_is_auth() {
+        let pw = Secret::new("hunter2");
+        let mut c = client(Protocol::Smtp, "235 ok\r\n");
+        let sink = traced(&mut c);
+        c.auth(Mechanism::Plain, "me", &pw).unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert_eq!(w, format!("AUTH PLAIN {}\r\n", sasl::plain("me", &pw)));
+        let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(t, "C: AUTH PLAIN <redacted>\nS: 235 ok\n");
+
+        let mut c = client(
+            Protocol::Smtp,
+            "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.8 bad\r\n",
+        );
+        let sink = traced(&mut c);
+        let e = c.auth(Mechanism::Login, "me", &pw).unwrap_err();
+        assert_eq!(e.kind(), Kind::Auth);
+        let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(!t.contains("aHVudGVyMg") && !t.contains("hunter2"), "{t}");
+        assert!(t.contains("C: <redacted>"), "{t}");
+
+        // XOAUTH2's error comes as a challenge; an empty line ends it.
+        let mut c = client(Protocol::Smtp, "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 no\r\n");
+        let e = c.auth(Mechanism::XOAuth2, "me", &pw).unwrap_err();
+        assert_eq!(e.kind(), Kind::Auth);
+        assert!(
+            String::from_utf8(c.into_inner().written)
+                .unwrap()
+                .ends_with("\r\n\r\n")
+        );
+
+        let mut c = client(Protocol::Smtp, "454 4.7.0 try later\r\n");
+        let e = c.auth(Mechanism::Plain, "me", &pw).unwrap_err();
+        assert_eq!(e.kind(), Kind::Temporary);
+    }
+
+    #[test]
+    fn dsn_and_8bit_parameters_when_offered() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250-DSN\r\n250-8BITMIME\r\n250 SIZE 100000\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n",
+        );
+        let sink = traced(&mut c);
+        c.hello("me").unwrap();
+        let p = MailParams {
+            ret: Some("HDRS"),
+            envid: Some("a+b=c"),
+            notify: Some("NEVER"),
+        };
+        c.send_with("s@x", &["a@x"], "Subject: \u{e9}\n\nx\n".as_bytes(), &p)
+            .unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(
+            w.contains("MAIL FROM:<s@x> SIZE=18 BODY=8BITMIME RET=HDRS ENVID=a+2Bb+3Dc\r\n"),
+            "{w}"
+        );
+        assert!(w.contains("RCPT TO:<a@x> NOTIFY=NEVER\r\n"), "{w}");
+        // The message body is not in the transcript, only its size.
+        let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(t.contains("-- (21 bytes of message"), "{t}");
+        assert!(!t.contains("Subject"), "{t}");
+
+        // Without DSN offered, no DSN parameters.
+        let mut c = client(
+            Protocol::Smtp,
+            "250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n",
+        );
+        c.hello("me").unwrap();
+        c.send_with("s@x", &["a@x"], b"x\n", &p).unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(w.contains("MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"), "{w}");
+    }
 }

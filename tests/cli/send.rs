@@ -601,7 +601,10 @@ fn server_down_queues_then_the_queue_delivers_once() {
         .take_while(char::is_ascii_alphanumeric)
         .collect();
     assert_eq!(id.len(), 20, "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{down}")), "the reason: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{down}")),
+        "the reason: {err}"
+    );
     // -bp lists it (as mail-queue list does).
     let out = send(t.path()).arg("-bp").run().success();
     assert!(out.stdout().contains(&id), "{}", out.stdout());
@@ -609,8 +612,14 @@ fn server_down_queues_then_the_queue_delivers_once() {
     // The server comes back (the account now points at it): one flush
     // delivers it, a second finds nothing to do.
     config(&t, &pair);
-    Tool::new("mail-queue", t.path()).arg("flush").run().success();
-    Tool::new("mail-queue", t.path()).arg("flush").run().success();
+    Tool::new("mail-queue", t.path())
+        .arg("flush")
+        .run()
+        .success();
+    Tool::new("mail-queue", t.path())
+        .arg("flush")
+        .run()
+        .success();
     pair.postfix.wait_queue_empty(TIMEOUT);
     let got = inbox(&pair, "alice", 1);
     assert_eq!(got.len(), 1, "delivered exactly once");
@@ -630,7 +639,65 @@ fn installed_as_mailq_it_lists_the_queue() {
         .arg("--json")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An empty queue: no entries (JSON lines: none), nothing on stderr.
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mixed_outcomes_queue_only_the_failed_recipient_and_never_resend_the_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new();
+    let Some(mut pair) = start(&t) else { return };
+    let carol = t.join("mail/carol");
+    pair.dovecot.add_user("carol", &carol);
+    // carol's mailbox cannot be written for now: Dovecot answers 4xx.
+    std::fs::set_permissions(&carol, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let msg = message("mixed");
+    let lmtp = format!("127.0.0.1:{}", pair.dovecot.lmtp_port);
+    let out = send(t.path())
+        .args([
+            "--lmtp",
+            &lmtp,
+            "-i",
+            "alice@example.test",
+            "carol@example.test",
+        ])
+        .stdin(msg.clone())
+        .run()
+        .success()
+        .stderr_has("queued as ");
+    assert!(
+        out.stderr().contains("<carol@example.test>"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        !out.stderr().contains("<alice@example.test>"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(inbox(&pair, "alice", 1).len(), 1);
+
+    std::fs::set_permissions(&carol, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Tool::new("mail-queue", t.path())
+        .arg("flush")
+        .run()
+        .success();
+    let got = inbox(&pair, "carol", 1);
+    check_identical(&got[0], &msg, &["Date:", "Message-ID:"]);
+    assert_eq!(
+        pair.dovecot.imap_fetch_all("alice").len(),
+        1,
+        "alice got it once"
+    );
 }
