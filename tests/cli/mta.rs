@@ -16,6 +16,12 @@ pub struct Postfix {
     pub conf_dir: PathBuf,
     /// Plain SMTP (STARTTLS offered) on 127.0.0.1.
     pub smtp_port: u16,
+    /// Submission: STARTTLS required, AUTH (through Dovecot) required.
+    pub submission_port: u16,
+    /// SMTPS: implicit TLS, AUTH required.
+    pub smtps_port: u16,
+    /// Plain SMTP that offers no STARTTLS.
+    pub plain_port: u16,
     /// The log file.
     pub log: PathBuf,
 }
@@ -36,6 +42,19 @@ impl Postfix {
     /// Start Postfix in `dir`, relaying `domain` over LMTP to 127.0.0.1:`lmtp_port`;
     /// `cert`/`key` are used for STARTTLS.
     pub fn start(dir: &Path, domain: &str, lmtp_port: u16, cert: &Path, key: &Path) -> Postfix {
+        Postfix::start_with_auth(dir, domain, lmtp_port, cert, key, None)
+    }
+
+    /// [`Postfix::start`], with SMTP AUTH on the submission and smtps ports
+    /// checked through the Dovecot auth socket `sasl_socket` (when given).
+    pub fn start_with_auth(
+        dir: &Path,
+        domain: &str,
+        lmtp_port: u16,
+        cert: &Path,
+        key: &Path,
+        sasl_socket: Option<&Path>,
+    ) -> Postfix {
         let conf = dir.join("etc");
         let queue = dir.join("spool");
         let data = dir.join("data");
@@ -49,6 +68,7 @@ impl Postfix {
             .expect("chown");
         assert!(chown.success(), "chown postfix data dir");
         let smtp_port = free_port();
+        let (submission_port, smtps_port, plain_port) = (free_port(), free_port(), free_port());
         let log = dir.join("maillog");
         fs::write(conf.join("vdomains"), format!("{domain} OK\n")).unwrap();
         let main_cf = format!(
@@ -87,7 +107,12 @@ smtp_tls_security_level = none
 lmtp_tls_security_level = none
 smtpd_error_sleep_time = 0
 in_flow_delay = 0
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {sasl}
+smtpd_sasl_auth_enable = no
+smtpd_sasl_authenticated_header = no
 ",
+            sasl = sasl_socket.map_or(String::new(), |p| p.display().to_string()),
             conf = conf.display(),
             queue = queue.display(),
             data = data.display(),
@@ -98,6 +123,25 @@ in_flow_delay = 0
         );
         fs::write(conf.join("main.cf"), main_cf).unwrap();
         let mut master = format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n");
+        master.push_str(&format!(
+            "127.0.0.1:{plain_port} inet n - n - - smtpd\n  -o smtpd_tls_security_level=none\n"
+        ));
+        if sasl_socket.is_some() {
+            master.push_str(&format!(
+                "127.0.0.1:{submission_port} inet n - n - - smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+127.0.0.1:{smtps_port} inet n - n - - smtpd
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+"
+            ));
+        }
         for line in [
             "pickup unix n - n 60 1 pickup",
             "cleanup unix n - n - 0 cleanup",
@@ -135,10 +179,20 @@ in_flow_delay = 0
         let pf = Postfix {
             conf_dir: conf,
             smtp_port,
+            submission_port,
+            smtps_port,
+            plain_port,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", smtp_port)).is_err() {
+        let mut ports = vec![smtp_port, plain_port];
+        if sasl_socket.is_some() {
+            ports.extend([submission_port, smtps_port]);
+        }
+        while ports
+            .iter()
+            .any(|&p| TcpStream::connect(("127.0.0.1", p)).is_err())
+        {
             assert!(
                 Instant::now() < deadline,
                 "postfix did not come up: {}{}\nlog: {}",
@@ -230,12 +284,14 @@ impl Pair {
         let mut dovecot = crate::harness::Dovecot::start(&dir.join("dovecot"));
         // Dovecot's LMTP looks up the local part (auth_username_format = %Ln).
         dovecot.add_user("alice", &maildir);
-        let postfix = Postfix::start(
+        let sasl = dovecot.dir.join("run/auth-postfix");
+        let postfix = Postfix::start_with_auth(
             &dir.join("postfix"),
             DOMAIN,
             dovecot.lmtp_port,
             &dovecot.cert,
             &dovecot.key,
+            Some(&sasl),
         );
         Some(Pair {
             dovecot,
