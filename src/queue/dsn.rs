@@ -128,9 +128,12 @@ fn enhanced_of(reply: &str) -> Option<String> {
 }
 
 /// Is `reply` a server's reply (starts with a 3-digit code)?
-fn is_server_reply(reply: &str) -> bool {
+pub fn is_server_reply(reply: &str) -> bool {
     let b = reply.as_bytes();
-    b.len() >= 3 && (b'2'..=b'5').contains(&b[0]) && b[..3].iter().all(u8::is_ascii_digit)
+    b.len() >= 3
+        && (b'2'..=b'5').contains(&b[0])
+        && b[..3].iter().all(u8::is_ascii_digit)
+        && matches!(b.get(3), None | Some(b' ') | Some(b'-'))
 }
 
 /// The Status field for a recipient.
@@ -306,6 +309,17 @@ mod tests {
             expired,
             bounced: false,
         }
+    }
+
+    #[test]
+    fn server_replies_are_told_from_our_reasons() {
+        assert!(is_server_reply("421 4.3.2 shutting down"));
+        assert!(is_server_reply("250"));
+        assert!(!is_server_reply(
+            "203.0.113.5:25: connecting: Connection refused"
+        ));
+        assert!(!is_server_reply("connection closed by the server"));
+        assert!(!is_server_reply("600 odd"));
     }
 
     #[test]

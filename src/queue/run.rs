@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::exit::Result;
 use crate::queue::dsn::{self, Action, Notice};
 use crate::queue::{Policy, RcptStatus, Spool, State, now};
-use crate::send::{Envelope, Fate, RcptOutcome, Sender};
+use crate::send::{Envelope, Fate, RcptOutcome, Route, Sender};
 
 /// Which entries a pass tries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +209,7 @@ impl<'a> Runner<'a> {
         let mut rep = EntryReport::new(id, Outcome::Done);
         let pending = l.state.pending();
         if !pending.is_empty() {
-            let route_key = serde_json::to_string(&l.state.route).unwrap_or_default();
+            let route_key = dead_key(&l.state.route, &l.state.pending());
             let env = Envelope {
                 from: l.state.from.clone(),
                 rcpts: pending,
@@ -222,18 +222,20 @@ impl<'a> Runner<'a> {
                     .map(|r| RcptOutcome {
                         rcpt: r.clone(),
                         fate: Fate::Temporary,
-                        reply: reason.clone(),
+                        reply: format!("{reason} (not dialled again in this pass)"),
                         host: None,
                     })
                     .collect(),
                 None => {
                     let msg = l.message()?;
-                    let o = self.sender.deliver(&l.state.route, &env, &msg);
-                    // No server answered for anyone: the destination is down.
-                    if !o.is_empty()
-                        && o.iter()
-                            .all(|r| r.fate == Fate::Temporary && r.host.is_none())
-                    {
+                    let mut o = self.deliver(&l.state.route, &env, &msg);
+                    // A connection that broke (a server closing an idle or
+                    // busy connection, 421) is worth one fresh try at once:
+                    // the sender has dropped it and dials again.
+                    if unreachable(&o) {
+                        o = self.deliver(&l.state.route, &env, &msg);
+                    }
+                    if unreachable(&o) {
                         self.dead.insert(route_key, o[0].reply.clone());
                     }
                     o
@@ -343,6 +345,18 @@ impl<'a> Runner<'a> {
         Ok(Some(rep))
     }
 
+    /// One delivery through the sender, with failures of our own setup
+    /// made temporary (see [`own_failure`]).
+    fn deliver(&mut self, route: &Route, env: &Envelope, msg: &[u8]) -> Vec<RcptOutcome> {
+        let mut o = self.sender.deliver(route, env, msg);
+        for r in o.iter_mut() {
+            if own_failure(&r.fate) {
+                r.fate = Fate::Temporary;
+            }
+        }
+        o
+    }
+
     /// Queue a notice about `rcpts` of entry `id` to its sender (durable
     /// when this returns); returns the notice's id.
     fn notify(
@@ -378,6 +392,45 @@ impl<'a> Runner<'a> {
     pub fn into_sender(self) -> Sender {
         self.sender
     }
+}
+
+/// Is a "permanent" failure really ours (a config error, refused
+/// credentials)? In the queue it then waits for an admin to fix it instead
+/// of bouncing every queued message; mail-send, run by a person or a
+/// script, reports it at once instead.
+fn own_failure(f: &Fate) -> bool {
+    matches!(f, Fate::Permanent { code } if *code == crate::exit::CONFIG || *code == crate::exit::NOPERM)
+}
+
+/// Did no server answer for any recipient (a connection failure, or a
+/// server closing the session with 421)?
+fn unreachable(o: &[RcptOutcome]) -> bool {
+    !o.is_empty()
+        && o.iter().all(|r| {
+            r.fate == Fate::Temporary
+                && (!dsn::is_server_reply(&r.reply) || r.reply.starts_with("421"))
+        })
+}
+
+/// The key under which an unreachable destination is remembered for the
+/// rest of a pass: the route, and for direct delivery also the recipient
+/// domains (each has its own MX hosts).
+fn dead_key(route: &Route, rcpts: &[String]) -> String {
+    let mut key = serde_json::to_string(route).unwrap_or_default();
+    if let Route::Direct { .. } = route {
+        let mut domains: Vec<String> = rcpts
+            .iter()
+            .map(|r| {
+                r.rsplit_once('@')
+                    .map_or("", |(_, d)| d)
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        domains.sort();
+        domains.dedup();
+        key.push_str(&domains.join(","));
+    }
+    key
 }
 
 impl Spool {

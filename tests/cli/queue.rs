@@ -743,3 +743,50 @@ fn run_watch_sends_new_entries_as_they_arrive() {
     assert_eq!(count_subject(&msgs, "watch-1"), 1);
     assert_eq!(count_subject(&msgs, "watch-2"), 1);
 }
+
+#[test]
+fn a_dead_destination_is_dialled_once_per_pass() {
+    let tmp = TempDir::new();
+    let q = tmp.join("q");
+    let route = smtp_route(dead_port());
+    let other = smtp_route(dead_port());
+    let a = enqueue(&q, &route, &["a@example.org"], &message("d1"), "");
+    let b = enqueue(&q, &route, &["b@example.org"], &message("d2"), "");
+    let c = enqueue(&q, &other, &["c@example.org"], &message("d3"), "");
+    let out = mq(tmp.path(), &q).arg("flush").run().code_is(75).stdout();
+    let line = |id: &str| {
+        out.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no line for {id} in {out}"))
+            .to_string()
+    };
+    assert!(!line(&a).contains("not dialled again"), "{out}");
+    assert!(line(&b).contains("not dialled again in this pass"), "{out}");
+    // Another destination is tried on its own.
+    assert!(!line(&c).contains("not dialled again"), "{out}");
+    for id in [&a, &b, &c] {
+        let s = state(&q, id);
+        assert_eq!(s.attempts, 1);
+        assert!(s.last_error().unwrap().contains("refused"), "{s:?}");
+    }
+}
+
+#[test]
+fn a_config_problem_keeps_entries_queued_instead_of_bouncing_them() {
+    let tmp = TempDir::new();
+    let q = tmp.join("q");
+    let route = Route::Account {
+        name: "work".into(),
+    };
+    let id = enqueue(&q, &route, &["a@example.org"], &message("cfg"), "");
+    let out = mq(tmp.path(), &q).arg("flush").run().code_is(75).stdout();
+    assert!(out.contains("deferred until"), "{out}");
+    assert!(!out.contains("notice"), "{out}");
+    let s = state(&q, &id);
+    assert_eq!(s.rcpts[0].status, RcptStatus::Pending);
+    assert!(
+        s.last_error().unwrap().contains("account \"work\""),
+        "{s:?}"
+    );
+    assert_eq!(ids(&q), vec![id]);
+}
