@@ -599,6 +599,45 @@ impl Spool {
         }))
     }
 
+    /// Delete entry `id` whatever its state (an unreadable state file
+    /// included), after waiting for its lock; durable when this returns.
+    /// Unknown id: [`Kind::NoUser`].
+    pub fn delete(&self, id: &str) -> Result<()> {
+        let id = parse_id(id)?;
+        let dir = self.entry_dir(&id);
+        if !dir.is_dir() {
+            return Err(Error::new(
+                Kind::NoUser,
+                format!("queue id {id}"),
+                "no such entry in the queue",
+            ));
+        }
+        let ctx = || format!("deleting queue entry {id}");
+        // Held while the entry is renamed away, so no runner is sending it.
+        let _held = match File::open(dir.join(MESSAGE)) {
+            Ok(f) => {
+                f.lock().map_err(|e| io_err(ctx(), &e))?;
+                Some(f)
+            }
+            Err(_) => None,
+        };
+        let to = self.dir.join("tmp").join(format!("{id}.del"));
+        match fs::rename(&dir, &to) {
+            Ok(()) => {}
+            // A runner finished it while we waited.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::new(
+                    Kind::NoUser,
+                    format!("queue id {id}"),
+                    "no such entry in the queue",
+                ));
+            }
+            Err(e) => return Err(io_err(ctx(), &e)),
+        }
+        let _ = fs::remove_dir_all(&to);
+        self.sync()
+    }
+
     /// Make removals durable (fsync the spool directory).
     pub fn sync(&self) -> Result<()> {
         fsync_dir(&self.dir).map_err(|e| io_err(format!("syncing {}", self.dir.display()), &e))

@@ -54,6 +54,9 @@ pub enum Outcome {
     Busy,
     /// Removed by someone else since the listing.
     Gone,
+    /// Could not be handled (its state is unreadable, saving failed): why.
+    /// The entry stays as it was, or with the state last saved.
+    Failed(String),
 }
 
 /// One entry's result in a pass (for the tool to print).
@@ -133,32 +136,30 @@ impl<'a> Runner<'a> {
             Select::All => (self.spool.ids()?, true),
             Select::Ids(v) => (v.clone(), true),
         };
-        let mut notices = Vec::new();
-        let res = (|| {
-            for id in &ids {
-                if let Some(r) = self.entry(id, force, &mut notices)? {
-                    report(&r);
-                }
+        let mut notices: Vec<String> = Vec::new();
+        // An entry that cannot be handled (unreadable state, a failed
+        // save) is reported and skipped: one bad entry never stalls the
+        // queue. Notices queued in this pass go out in it too (they are
+        // due), after the entries selected.
+        let mut i = 0;
+        while i < ids.len() + notices.len() {
+            let (id, force) = match ids.get(i) {
+                Some(id) => (id.clone(), force),
+                None => (notices[i - ids.len()].clone(), true),
+            };
+            i += 1;
+            match self.entry(&id, force, &mut notices) {
+                Ok(Some(r)) => report(&r),
+                Ok(None) => {}
+                Err(e) => report(&EntryReport::new(&id, Outcome::Failed(e.to_string()))),
             }
-            // Notices queued in this pass go out in it too (they are due).
-            let mut i = 0;
-            while i < notices.len() {
-                let id = notices[i].clone();
-                if let Some(r) = self.entry(&id, true, &mut notices)? {
-                    report(&r);
-                }
-                i += 1;
-            }
-            Ok(())
-        })();
+        }
         self.sender.finish();
-        let synced = if self.removals > 0 {
+        if self.removals > 0 {
             self.removals = 0;
-            self.spool.sync()
-        } else {
-            Ok(())
-        };
-        res.and(synced)
+            self.spool.sync()?;
+        }
+        Ok(())
     }
 
     fn expired(&self, s: &State, t: u64) -> bool {
@@ -291,7 +292,11 @@ impl<'a> Runner<'a> {
                     .policy
                     .warn_after
                     .is_some_and(|w| t >= l.state.created.saturating_add(w.as_secs()));
-                if warn_due && !l.state.warned && !l.state.from.is_empty() {
+                if warn_due
+                    && !l.state.warned
+                    && !l.state.from.is_empty()
+                    && notify_wants(&l.state, "DELAY")
+                {
                     let msg = l.message()?;
                     let pending: Vec<&super::Rcpt> = l
                         .state
@@ -316,7 +321,7 @@ impl<'a> Runner<'a> {
             .filter(|r| r.status == RcptStatus::Failed && !r.bounced)
             .collect();
         if !unreported.is_empty() {
-            if l.state.from.is_empty() {
+            if l.state.from.is_empty() || !notify_wants(&l.state, "FAILURE") {
                 rep.dropped = unreported.iter().map(|r| r.addr.clone()).collect();
             } else {
                 let msg = l.message()?;
@@ -400,6 +405,15 @@ impl<'a> Runner<'a> {
 /// script, reports it at once instead.
 fn own_failure(f: &Fate) -> bool {
     matches!(f, Fate::Permanent { code } if *code == crate::exit::CONFIG || *code == crate::exit::NOPERM)
+}
+
+/// Does the sender want `what` notices (RFC 3461 `NOTIFY=`: absent means
+/// failures and delays, `NEVER` none)?
+fn notify_wants(s: &State, what: &str) -> bool {
+    match s.dsn.notify.as_deref() {
+        None => true,
+        Some(n) => n.split(',').any(|w| w.trim().eq_ignore_ascii_case(what)),
+    }
 }
 
 /// Did no server answer for any recipient (a connection failure, or a

@@ -459,6 +459,7 @@ fn report_lines(r: &EntryReport, json: bool) -> Vec<String> {
             Outcome::Held => "held",
             Outcome::Busy => "busy",
             Outcome::Gone => "gone",
+            Outcome::Failed(_) => "error",
         };
         let mut v = serde_json::json!({
             "id": r.id,
@@ -469,8 +470,16 @@ fn report_lines(r: &EntryReport, json: bool) -> Vec<String> {
             "warning": r.warning,
             "dropped": r.dropped,
         });
-        if let (Outcome::Deferred(t), serde_json::Value::Object(m)) = (&r.outcome, &mut v) {
-            m.insert("next_try".into(), (*t).into());
+        if let serde_json::Value::Object(m) = &mut v {
+            match &r.outcome {
+                Outcome::Deferred(t) => {
+                    m.insert("next_try".into(), (*t).into());
+                }
+                Outcome::Failed(e) => {
+                    m.insert("error".into(), e.clone().into());
+                }
+                _ => {}
+            }
         }
         return vec![v.to_string()];
     }
@@ -508,7 +517,9 @@ fn report_lines(r: &EntryReport, json: bool) -> Vec<String> {
         out.push(format!("{id}: delay notice to the sender queued as {w}"));
     }
     for d in &r.dropped {
-        out.push(format!("{id}: {d}: failed; no notice (null sender)"));
+        out.push(format!(
+            "{id}: {d}: failed; no notice sent (null sender, or NOTIFY without FAILURE)"
+        ));
     }
     out
 }
@@ -518,6 +529,14 @@ fn pass(env: &Env, select: &Select, print: bool, json: bool, ctx: &mut Ctx) -> R
     let mut runner = Runner::new(&env.spool, sender(env), env.policy.clone());
     let mut waiting = false;
     runner.pass(select, &mut |r| {
+        if let Outcome::Failed(e) = &r.outcome {
+            // Shown whatever the mode: the entry needs an admin.
+            ctx.report(&Error::new(
+                Kind::Temporary,
+                format!("queue entry {}", r.id),
+                e,
+            ));
+        }
         if matches!(r.outcome, Outcome::Deferred(_) | Outcome::Held) {
             waiting = true;
         }
@@ -569,6 +588,11 @@ fn watch(env: &Env, json: bool, ctx: &mut Ctx) -> Result<()> {
 fn change(env: &Env, cmd: &str, ids: &[String], ctx: &mut Ctx) -> Result<()> {
     for id in ids {
         let res = (|| -> Result<()> {
+            if cmd == "delete" {
+                env.spool.delete(id)?;
+                ctx.line(&format!("{id}: deleted"));
+                return Ok(());
+            }
             // Waits for a runner that is sending it; a delivery attempt is
             // bounded by the connection timeouts.
             let Some(mut l) = env.spool.lock(id, true)? else {
@@ -578,24 +602,15 @@ fn change(env: &Env, cmd: &str, ids: &[String], ctx: &mut Ctx) -> Result<()> {
                     "no such entry in the queue",
                 ));
             };
-            match cmd {
-                "hold" => {
-                    l.state.held = true;
-                    l.save()?;
-                    ctx.line(&format!("{id}: held"));
-                }
-                "release" => {
-                    l.state.held = false;
-                    l.state.next_try = now();
-                    l.save()?;
-                    ctx.line(&format!("{id}: released"));
-                }
-                _ => {
-                    l.remove()?;
-                    env.spool.sync()?;
-                    ctx.line(&format!("{id}: deleted"));
-                }
+            l.state.held = cmd == "hold";
+            if cmd == "release" {
+                l.state.next_try = now();
             }
+            l.save()?;
+            ctx.line(&format!(
+                "{id}: {}",
+                if cmd == "hold" { "held" } else { "released" }
+            ));
             Ok(())
         })();
         if let Err(e) = res {

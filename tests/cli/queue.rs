@@ -535,13 +535,32 @@ fn null_sender_failures_are_dropped_not_bounced() {
             "",
         )
         .unwrap();
+    // NOTIFY=NEVER (RFC 3461): the sender asked for no notices.
+    let env = Envelope {
+        from: format!("alice@{DOMAIN}"),
+        rcpts: vec![format!("nobody@{DOMAIN}")],
+        dsn: postline::send::Dsn {
+            notify: Some("NEVER".into()),
+            ..Default::default()
+        },
+    };
+    let never = spool(&q)
+        .enqueue(
+            &lmtp_route(pair.dovecot.lmtp_port),
+            &env,
+            &message("never"),
+            "",
+        )
+        .unwrap();
     let out = mq(tmp.path(), &q).args(["flush"]).run().success().stdout();
-    assert!(
-        out.contains(&format!(
-            "{id}: nobody@{DOMAIN}: failed; no notice (null sender)"
-        )),
-        "{out}"
-    );
+    for i in [&id, &never] {
+        assert!(
+            out.contains(&format!(
+                "{i}: nobody@{DOMAIN}: failed; no notice sent (null sender"
+            )),
+            "{out}"
+        );
+    }
     assert!(ids(&q).is_empty());
     assert!(pair.dovecot.imap_fetch("alice", "INBOX").is_empty());
 }
@@ -789,4 +808,37 @@ fn a_config_problem_keeps_entries_queued_instead_of_bouncing_them() {
         "{s:?}"
     );
     assert_eq!(ids(&q), vec![id]);
+}
+
+#[test]
+fn an_unreadable_entry_is_reported_and_never_stalls_the_others() {
+    let tmp = TempDir::new();
+    let q = tmp.join("q");
+    let route = smtp_route(dead_port());
+    let bad = enqueue(&q, &route, &["a@example.org"], &message("bad"), "");
+    let good = enqueue(&q, &route, &["b@example.org"], &message("good"), "");
+    fs::write(q.join(&bad).join("state.json"), "{ not json").unwrap();
+    let out = mq(tmp.path(), &q).arg("run").run().code_is(75);
+    let err = out.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("queue entry {bad}")), "{err}");
+    // The good one was tried all the same.
+    assert_eq!(state(&q, &good).attempts, 1);
+    let list = mq(tmp.path(), &q).run().success().stdout();
+    assert!(list.contains(&format!("{bad}  (unreadable: ")), "{list}");
+    assert!(list.contains(&good), "{list}");
+    let json = mq(tmp.path(), &q)
+        .args(["list", "--json"])
+        .run()
+        .success()
+        .stdout();
+    assert!(json.lines().next().unwrap().contains("\"error\""), "{json}");
+    // An admin can still delete it.
+    let out = mq(tmp.path(), &q)
+        .args(["delete", &bad])
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(out, format!("{bad}: deleted\n"));
+    assert_eq!(ids(&q), vec![good]);
 }
