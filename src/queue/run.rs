@@ -244,10 +244,13 @@ impl<'a> Runner<'a> {
             };
             let t = now();
             let mut reasons = Vec::new();
-            for (addr, o) in env.rcpts.iter().zip(&outcomes) {
-                let Some(r) = l.state.rcpts.iter_mut().find(|r| &r.addr == addr) else {
-                    continue;
-                };
+            // Outcomes come in the order of the pending recipients (the
+            // same address twice is two recipients, each with its own fate).
+            let slots: Vec<usize> = (0..l.state.rcpts.len())
+                .filter(|&i| l.state.rcpts[i].status == RcptStatus::Pending)
+                .collect();
+            for ((addr, o), i) in env.rcpts.iter().zip(&outcomes).zip(slots) {
+                let r = &mut l.state.rcpts[i];
                 r.reply = Some(o.reply.clone());
                 r.host = o.host.clone();
                 match o.fate {
@@ -472,3 +475,78 @@ impl Spool {
 
 /// How long `run --watch` sleeps at most between looks at the spool.
 pub const WATCH_POLL: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(fate: Fate, reply: &str) -> RcptOutcome {
+        RcptOutcome {
+            rcpt: "a@x".into(),
+            fate,
+            reply: reply.into(),
+            host: Some("h".into()),
+        }
+    }
+
+    #[test]
+    fn unreachable_means_no_server_answered() {
+        assert!(unreachable(&[out(
+            Fate::Temporary,
+            "127.0.0.1:25: connecting: Connection refused"
+        )]));
+        assert!(unreachable(&[out(Fate::Temporary, "421 4.3.2 closing")]));
+        assert!(!unreachable(&[out(Fate::Temporary, "451 4.3.0 later")]));
+        assert!(!unreachable(&[
+            out(Fate::Temporary, "connection lost"),
+            out(Fate::Delivered, "250 ok")
+        ]));
+        assert!(!unreachable(&[]));
+    }
+
+    #[test]
+    fn own_failures_are_config_and_credentials() {
+        assert!(own_failure(&Fate::Permanent {
+            code: crate::exit::CONFIG
+        }));
+        assert!(own_failure(&Fate::Permanent {
+            code: crate::exit::NOPERM
+        }));
+        assert!(!own_failure(&Fate::Permanent {
+            code: crate::exit::NOUSER
+        }));
+        assert!(!own_failure(&Fate::Temporary));
+    }
+
+    #[test]
+    fn direct_routes_are_dead_per_domain() {
+        let d = Route::Direct {
+            resolver: None,
+            mx_port: None,
+        };
+        let a = dead_key(&d, &["x@A.org".into(), "y@a.org".into()]);
+        assert_eq!(a, dead_key(&d, &["z@a.org".into()]));
+        assert_ne!(a, dead_key(&d, &["z@b.org".into()]));
+        let l = Route::Lmtp {
+            target: "h:24".into(),
+        };
+        assert_eq!(
+            dead_key(&l, &["x@a.org".into()]),
+            dead_key(&l, &["x@b.org".into()])
+        );
+    }
+
+    #[test]
+    fn notify_lists() {
+        let mut s: State = serde_json::from_str(
+            r#"{"version":1,"created":0,"size":0,"route":{"route":"lmtp","target":"h"},
+                "from":"a@x","rcpts":[],"next_try":0,"attempts":0}"#,
+        )
+        .unwrap();
+        assert!(notify_wants(&s, "FAILURE") && notify_wants(&s, "DELAY"));
+        s.dsn.notify = Some("NEVER".into());
+        assert!(!notify_wants(&s, "FAILURE"));
+        s.dsn.notify = Some("success, failure".into());
+        assert!(notify_wants(&s, "FAILURE") && !notify_wants(&s, "DELAY"));
+    }
+}
