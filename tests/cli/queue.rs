@@ -842,3 +842,60 @@ fn an_unreadable_entry_is_reported_and_never_stalls_the_others() {
     assert_eq!(out, format!("{bad}: deleted\n"));
     assert_eq!(ids(&q), vec![good]);
 }
+
+/// Copy the fixture spool `name` (tests/fixtures/mail-queue/NAME) to `to`.
+fn fixture_spool(name: &str, to: &Path) {
+    let src = crate::harness::project_dir()
+        .join("tests/fixtures/mail-queue")
+        .join(name);
+    for e in fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        fs::create_dir_all(&dst).unwrap();
+        for f in fs::read_dir(e.path()).unwrap() {
+            let f = f.unwrap();
+            fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn version_1_entries_stay_readable_and_keep_their_fields() {
+    let tmp = TempDir::new();
+    let q = tmp.join("q");
+    fixture_spool("v1", &q);
+    let id = "1A2155BF21C0052A8000";
+    let before = state(&q, id);
+    assert!(before.held);
+    assert_eq!(before.dsn.envid.as_deref(), Some("v1-envid"));
+    let out = mq(tmp.path(), &q).run().success().stdout();
+    assert!(out.contains(&format!("{id}! ")), "{out}");
+    // Only the pending recipient is listed.
+    assert!(
+        out.contains("carol@example.org") && !out.contains("bob@example.org"),
+        "{out}"
+    );
+    let out = mq(tmp.path(), &q)
+        .args(["show", id])
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        out.contains("  bob@example.org  delivered  250 2.0.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Subject: a queued message in the version 1 format"),
+        "{out}"
+    );
+    // Released and tried (port 9: nothing listens), the state keeps every
+    // field it had and never resends the delivered recipient.
+    mq(tmp.path(), &q).args(["release", id]).run().success();
+    mq(tmp.path(), &q).args(["flush", id]).run().code_is(75);
+    let after = state(&q, id);
+    assert_eq!(after.rcpts[0], before.rcpts[0]);
+    assert_eq!(after.attempts, 2);
+    assert_eq!(after.dsn, before.dsn);
+    assert_eq!((after.created, after.size), (before.created, before.size));
+    assert!(!after.held);
+}
