@@ -182,7 +182,9 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         policy,
         verbose: sm.get_flag("verbose"),
     };
-    let json = sm.try_get_one::<bool>("json").ok().flatten() == Some(&true);
+    let flag = |m: &ArgMatches| m.try_get_one::<bool>("json").ok().flatten() == Some(&true);
+    // `mail-queue --json list` as well as `mail-queue list --json`.
+    let json = flag(sm) || flag(m);
     match sub {
         None | Some(("list", _)) => list(&env, json, ctx),
         Some(("show", s)) => show(&env, id_of(s)?, json, ctx),
