@@ -424,6 +424,7 @@ pub struct Client<S: Read + Write> {
     buf: Vec<u8>,
     caps: Capabilities,
     transcript: Option<SharedTranscript>,
+    data_sent: bool,
 }
 
 impl Client<TcpStream> {
@@ -510,7 +511,15 @@ impl<S: Read + Write> Client<S> {
             buf: Vec::new(),
             caps: Capabilities::default(),
             transcript: None,
+            data_sent: false,
         }
+    }
+
+    /// Did the last transaction get as far as writing the message? When it
+    /// did not and it failed, sending it again (on a new connection) can
+    /// never duplicate it.
+    pub fn data_was_sent(&self) -> bool {
+        self.data_sent
     }
 
     /// Write every line sent and received to `t` (for `-v`).
@@ -668,6 +677,7 @@ impl<S: Read + Write> Client<S> {
         message: &[u8],
         params: &MailParams<'_>,
     ) -> Result<Outcome> {
+        self.data_sent = false;
         if rcpts.is_empty() {
             return Err(Error::new(
                 Kind::Usage,
@@ -782,6 +792,7 @@ impl<S: Read + Write> Client<S> {
                 payload.len()
             ))
         });
+        self.data_sent = true;
         self.write_quiet(&payload, "the message")?;
         let finals = match self.protocol {
             Protocol::Smtp => 1,

@@ -252,13 +252,28 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             ctx.warn(&format!("ignoring sendmail option with value {o:?}"));
         }
     }
+    // -bp and -q hand over to mail-queue, with the same config and spool.
+    let queue = |what: &str, ctx: &mut Ctx| {
+        let mut args = Vec::new();
+        for id in ["config", "queue-dir"] {
+            if let Some(p) = m.get_one::<PathBuf>(id) {
+                args.push(format!("--{id}"));
+                args.push(p.display().to_string());
+            }
+        }
+        if verbose {
+            args.push("-v".to_string());
+        }
+        args.push(what.to_string());
+        crate::tools::queue::run_args(&args, ctx)
+    };
     match m.get_one::<String>("mode").map(String::as_str) {
-        Some("p") => return crate::tools::queue::run_args(&["list".to_string()], ctx),
+        Some("p") => return queue("list", ctx),
         Some("s") => return run_bs(m, ctx),
         _ => {}
     }
-    if m.contains_id("runqueue") && m.value_source("runqueue").is_some() {
-        return crate::tools::queue::run_args(&["run".to_string()], ctx);
+    if m.value_source("runqueue").is_some() {
+        return queue("run", ctx);
     }
 
     let mut input = Vec::new();
@@ -275,12 +290,26 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         .flatten()
         .flat_map(|r| parse_address_list(r))
         .collect();
-    let (msg, env) = prepare(m, input, argv_rcpts, None)?;
+    let (msg, mut env) = prepare(m, input, argv_rcpts, None)?;
     let plan = plan(m, &env)?;
+    use_envelope_from(m, &plan, &mut env);
     if m.get_flag("explain") {
         return explain(&plan, &env, ctx);
     }
     send_one(&plan, &env, &msg, ctx).map(|_| ())
+}
+
+/// An account's `envelope_from` is the sender when `-f` was not given.
+fn use_envelope_from(m: &ArgMatches, plan: &Plan, env: &mut Envelope) {
+    if m.get_one::<String>("from").is_some() {
+        return;
+    }
+    if let Route::Account { name } = &plan.route
+        && let Ok(a) = plan.config.account(name)
+        && let Some(f) = &a.envelope_from
+    {
+        env.from = f.clone();
+    }
 }
 
 /// Without `-i`, a line holding only `.` ends the input (sendmail's rule).
@@ -872,9 +901,15 @@ fn report(
         }
     }
     if temporary.is_empty() {
+        // In -bs, 554 only when nobody got it: a 554 after a partial
+        // delivery would make the client send it again (refusals are on
+        // stderr and in the exit status).
+        let all_refused = outcomes
+            .iter()
+            .all(|o| matches!(o.fate, Fate::Permanent { .. }));
         return Ok(match refused {
-            Some(r) => Result1::Refused(r),
-            None => Result1::Done(None),
+            Some(r) if all_refused => Result1::Refused(r),
+            _ => Result1::Done(None),
         });
     }
     let reason = temporary
@@ -900,8 +935,14 @@ fn report(
         .map_err(|e| e.within(format!("after a temporary failure ({reason})")))?;
     ctx.warn(&format!("queued as {id}: {reason}"));
     Ok(match refused {
-        Some(r) => Result1::Refused(r),
-        None => Result1::Done(Some(id)),
+        Some(r)
+            if outcomes
+                .iter()
+                .all(|o| matches!(o.fate, Fate::Permanent { .. })) =>
+        {
+            Result1::Refused(r)
+        }
+        _ => Result1::Done(Some(id)),
     })
 }
 
