@@ -3,16 +3,28 @@
 //!
 //! Owns: what a route is ([`Route`], stored in queue entries, so it is
 //! serialisable and holds no secrets), the envelope ([`Envelope`]), and the
-//! [`Sender`], which connects (TLS, AUTH), keeps one open connection per
-//! destination for many messages, and reports every recipient's fate
+//! [`Sender`], which connects (TLS policy, STARTTLS, AUTH), keeps one open
+//! connection per destination for many messages, resolves MX hosts for
+//! direct delivery (recipients grouped per domain, MX hosts by preference,
+//! each address in turn) and reports every recipient's fate
 //! ([`RcptOutcome`]).
 //!
-//! Guarantee: [`Sender::deliver`] never returns an error and never panics:
-//! every failure, including a lost connection or a DNS error, becomes a
-//! per-recipient outcome. A recipient is [`Fate::Delivered`] only after the
-//! server's final 2xx for it; when the dialogue breaks after DATA and before
-//! that reply, the recipient is [`Fate::Temporary`] (sending again may
-//! duplicate, never lose).
+//! Guarantees:
+//!
+//! - [`Sender::deliver`] never returns an error and never panics: every
+//!   failure, including a lost connection or a DNS error, becomes a
+//!   per-recipient outcome. A recipient is [`Fate::Delivered`] only after
+//!   the server's final 2xx for it; when the dialogue breaks after DATA and
+//!   before that reply, the recipient is [`Fate::Temporary`] (sending again
+//!   may duplicate, never lose).
+//! - **TLS as the route says, never less.** An account's `starttls` is
+//!   required: a server that does not offer it gets no MAIL and no password.
+//!   Only direct MX delivery is opportunistic (RFC 7435: STARTTLS when
+//!   offered, any certificate, plain text after a failed handshake).
+//! - A kept connection that the server closed while idle is replaced once,
+//!   and only when the message had not been written yet (no duplicate).
+//! - On direct delivery a recipient moves to the next MX (or address) only
+//!   while its failure is temporary; a 5xx is final.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
