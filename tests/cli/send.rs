@@ -481,6 +481,8 @@ host-record=dead.example.test,::1
 host-record=mx.example.test,127.0.0.1
 dns-rr=nullmx.test,15,000000
 host-record=nullmx.test,127.0.0.1
+host-record=nomx.test,127.0.0.1
+server=/servfail.test/127.0.0.1#9
 {extra}"
     )
 }
@@ -836,4 +838,41 @@ fn a_queue_flush_reuses_one_connection_per_destination() {
     assert_eq!(err.matches("C: AUTH PLAIN <redacted>").count(), 1, "{err}");
     assert_eq!(err.matches("C: DATA").count(), 3, "{err}");
     assert_eq!(inbox(&pair, "alice", 3).len(), 3);
+}
+
+#[test]
+fn direct_without_mx_uses_the_address_and_servfail_is_temporary() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let Some(dns) = dns(&t) else { return };
+    let out = direct(&t, &dns, &pair)
+        .args([
+            "--timeout",
+            "2",
+            "--explain",
+            "bob@nomx.test",
+            "carol@servfail.test",
+        ])
+        .stdin(message("implicit"))
+        .run()
+        .success();
+    let o = out.stdout();
+    assert!(
+        o.contains("mx: nomx.test has no MX; its own address (implicit MX) 127.0.0.1:"),
+        "{o}"
+    );
+    assert!(o.contains("mx: servfail.test: temporary failure"), "{o}");
+    // The implicit MX is really used: the harness Postfix there refuses
+    // the foreign domain at RCPT, and says so.
+    direct(&t, &dns, &pair)
+        .args(["--no-queue", "bob@nomx.test"])
+        .stdin(message("implicit"))
+        .run()
+        .code_is(67)
+        .stderr_has("no outside network");
+    direct(&t, &dns, &pair)
+        .args(["--timeout", "2", "--no-queue", "carol@servfail.test"])
+        .stdin(message("servfail"))
+        .run()
+        .code_is(75);
 }
