@@ -643,10 +643,12 @@ impl Locked<'_> {
 
     /// The message.
     pub fn message(&self) -> Result<Vec<u8>> {
-        use std::io::Read;
+        use std::io::{Read, Seek, SeekFrom};
         let mut buf = Vec::with_capacity(self.state.size as usize);
+        // From the start whatever an earlier read left the offset at.
         (&self.file)
-            .read_to_end(&mut buf)
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| (&self.file).read_to_end(&mut buf))
             .map_err(|e| io_err(format!("reading queue entry {}", self.id), &e))?;
         Ok(buf)
     }
@@ -764,6 +766,7 @@ mod tests {
         let mut l = spool.lock(&id, false).unwrap().unwrap();
         // A second lock (another open file description) is refused.
         assert!(spool.lock(&id, false).unwrap().is_none());
+        assert_eq!(l.message().unwrap(), b"Subject: t\n\nhi\n");
         assert_eq!(l.message().unwrap(), b"Subject: t\n\nhi\n");
         l.state.rcpts[0].status = RcptStatus::Delivered;
         l.save().unwrap();

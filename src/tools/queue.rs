@@ -66,7 +66,7 @@ pub fn command() -> Command {
              and bounced to their sender (a DSN) when they expire.",
         )
         .after_help(
-            "Examples:\n  mail-queue\n  mail-queue show 0192F3A8B1C0001A2F000\n  mail-queue flush\n  \
+            "Examples:\n  mail-queue\n  mail-queue show 1A2155BF21C0052A8000\n  mail-queue flush\n  \
              */5 * * * * mail-queue run      (crontab)\n  mail-queue run --watch",
         )
         .args_conflicts_with_subcommands(false)
@@ -518,10 +518,7 @@ fn pass(env: &Env, select: &Select, print: bool, json: bool, ctx: &mut Ctx) -> R
     let mut runner = Runner::new(&env.spool, sender(env), env.policy.clone());
     let mut waiting = false;
     runner.pass(select, &mut |r| {
-        if matches!(
-            r.outcome,
-            Outcome::Deferred(_) | Outcome::Held | Outcome::Busy
-        ) {
+        if matches!(r.outcome, Outcome::Deferred(_) | Outcome::Held) {
             waiting = true;
         }
         if print {
