@@ -59,7 +59,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("from")
                 .short('f')
-                .short_alias('r')
+                .visible_short_alias('r')
                 .value_name("ADDRESS")
                 .help("Envelope sender (<> or empty for the null sender)"),
         )
@@ -118,13 +118,22 @@ pub fn command() -> Command {
         .arg(
             Arg::new("ignored")
                 .short('O')
-                .short_alias('C')
-                .short_alias('L')
-                .short_alias('X')
-                .short_alias('A')
+                .visible_short_alias('C')
+                .visible_short_alias('L')
+                .visible_short_alias('X')
+                .visible_short_alias('A')
                 .value_name("VALUE")
                 .action(ArgAction::Append)
                 .help("Other sendmail options with a value (-O, -C, -L, -X, -A): ignored"),
+        )
+        .arg(
+            Arg::new("ignored-flag")
+                .short('U')
+                .visible_short_alias('n')
+                .visible_short_alias('G')
+                .visible_short_alias('m')
+                .action(ArgAction::Count)
+                .help("Other sendmail flags (-U, -n, -G, -m): ignored"),
         )
         .arg(
             Arg::new("verbose")
@@ -250,6 +259,9 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     if verbose {
         for o in m.get_many::<String>("ignored").into_iter().flatten() {
             ctx.warn(&format!("ignoring sendmail option with value {o:?}"));
+        }
+        if m.get_count("ignored-flag") > 0 {
+            ctx.warn("ignoring sendmail flags -U, -n, -G, -m");
         }
     }
     // -bp and -q hand over to mail-queue, with the same config and spool.

@@ -876,3 +876,80 @@ fn direct_without_mx_uses_the_address_and_servfail_is_temporary() {
         .run()
         .code_is(75);
 }
+
+#[test]
+fn fields_added_when_missing_and_a_lone_dot_ends_input_without_dash_i() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let lmtp = format!("127.0.0.1:{}", pair.dovecot.lmtp_port);
+    let bare = b"Subject: bare\n\nbody\n.\nafter the dot\n".to_vec();
+    send(t.path())
+        .args([
+            "--lmtp",
+            &lmtp,
+            "-FCron Daemon",
+            "-f",
+            "root@client.example.test",
+        ])
+        .args(["-U", "-n", "-Am", "alice@example.test"])
+        .stdin(bare)
+        .run()
+        .success();
+    let got = inbox(&pair, "alice", 1);
+    let added = check_identical(
+        &got[0],
+        b"Subject: bare\n\nbody\n",
+        &["From:", "Date:", "Message-ID:"],
+    );
+    assert!(
+        added.contains("From: Cron Daemon <root@client.example.test>\n"),
+        "{added}"
+    );
+    assert!(
+        added.contains("Message-ID: <") && added.contains("@client.example.test>\n"),
+        "{added}"
+    );
+}
+
+#[test]
+fn installed_as_sendmail_it_is_mail_send_and_dash_q_runs_the_queue() {
+    let t = TempDir::new();
+    let link = t.join("sendmail");
+    std::os::unix::fs::symlink(crate::harness::bin("mail-send"), &link).unwrap();
+    let run = |args: &[&str], stdin: &[u8]| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(&link)
+            .env_clear()
+            .env("HOME", t.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = run(
+        &["--explain", "--lmtp", "/run/x.sock", "-t", "-i"],
+        b"To: a@b.test\n\nx\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        o.contains("to <a@b.test>") && o.contains("/run/x.sock"),
+        "{o}"
+    );
+    let out = run(&["-q"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
