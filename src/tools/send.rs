@@ -289,10 +289,15 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     }
 
     let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|e| Error::io("reading the message from stdin", &e))?;
+    // --explain from a terminal needs no message (it only looks at the
+    // From field to pick an account).
+    let skip = m.get_flag("explain") && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !skip {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut input)
+            .map_err(|e| Error::io("reading the message from stdin", &e))?;
+    }
     if !ignore_dots {
         cut_at_lone_dot(&mut input);
     }
@@ -349,9 +354,7 @@ fn prepare(
     mut rcpts: Vec<String>,
     smtp_from: Option<String>,
 ) -> Result<(Vec<u8>, Envelope)> {
-    if input.is_empty() {
-        return Err(Error::new(Kind::Data, "reading the message", "empty input"));
-    }
+    // Empty input is a message of header fields only, as with sendmail.
     let mut msg = Message::new(input);
     let header_rcpts = m.get_flag("t") && smtp_from.is_none();
     if header_rcpts {
