@@ -3,7 +3,8 @@
 //! This module owns the client side of the dialogue over any `Read + Write`
 //! stream (so TLS can wrap the stream later): reply parsing, the greeting,
 //! EHLO/HELO or LHLO and the capabilities they announce, one mail
-//! transaction ([`Client::send`]) with PIPELINING when offered, the DATA
+//! transaction ([`Client::send`]) with PIPELINING when offered (MAIL, every
+//! RCPT and DATA in one write: one round trip), the DATA
 //! encoding ([`encode_data`]) and QUIT.
 //!
 //! Guarantees:
@@ -717,18 +718,23 @@ impl<S: Read + Write> Client<S> {
             .map(|r| format!("RCPT TO:<{r}>{notify}"))
             .collect();
 
+        // With PIPELINING, DATA goes in the same batch (RFC 2920 allows it
+        // last): one round trip for the whole envelope.
+        let mut piped_data = None;
         let (mail_reply, rcpt_replies) = if self.caps.pipelining {
             let mut batch = format!("{mail}\r\n");
             for l in &rcpt_lines {
                 batch.push_str(l);
                 batch.push_str("\r\n");
             }
-            self.write(batch.as_bytes(), "MAIL FROM and RCPT TO")?;
+            batch.push_str("DATA\r\n");
+            self.write(batch.as_bytes(), "MAIL FROM, RCPT TO and DATA")?;
             let m = self.read_reply().map_err(|e| e.within("MAIL FROM"))?;
             let mut rs = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
                 rs.push(self.read_reply().map_err(|e| e.within("RCPT TO"))?);
             }
+            piped_data = Some(self.read_reply().map_err(|e| e.within("DATA"))?);
             (m, rs)
         } else {
             let m = self.command(&mail)?;
@@ -756,7 +762,7 @@ impl<S: Read + Write> Client<S> {
             })
             .collect();
         if !mail_reply.is_positive() {
-            self.reset();
+            self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
             });
@@ -771,12 +777,15 @@ impl<S: Read + Write> Client<S> {
             }
         }
         if accepted.is_empty() {
-            self.reset();
+            self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
             });
         }
-        let data = self.command("DATA")?;
+        let data = match piped_data {
+            Some(d) => d,
+            None => self.command("DATA")?,
+        };
         if data.code != 354 {
             for &i in &accepted {
                 results[i].status = fail(Stage::Data, &data);
@@ -815,6 +824,18 @@ impl<S: Read + Write> Client<S> {
         Ok(Outcome {
             recipients: results,
         })
+    }
+
+    /// End a transaction that has no recipient: a pipelined DATA that a
+    /// server accepted anyway gets an empty payload (and its refusal), then
+    /// RSET.
+    fn abandon_data(&mut self, piped: Option<&Reply>) -> Result<()> {
+        if piped.is_some_and(|d| d.code == 354) {
+            self.write(b".\r\n", "the end of an empty DATA")?;
+            self.read_reply().map_err(|e| e.within("end of DATA"))?;
+        }
+        self.reset();
+        Ok(())
     }
 
     /// RSET after a failed transaction; its own failure does not change an
@@ -1165,5 +1186,30 @@ mod tests {
         c.send_with("s@x", &["a@x"], b"x\n", &p).unwrap();
         let w = String::from_utf8(c.into_inner().written).unwrap();
         assert!(w.contains("MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"), "{w}");
+    }
+
+    #[test]
+    fn pipelined_data_is_ended_cleanly_when_no_recipient_was_accepted() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n554 no valid recipients\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x"], b"secret body\n").unwrap();
+        assert_eq!(o.worst(), Some(Kind::NoUser));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(w.ends_with("RCPT TO:<a@x>\r\nDATA\r\nRSET\r\n"), "{w}");
+        // A server that says 354 anyway gets an empty payload, not the message.
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n354 go\r\n554 no\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        c.send("s@x", &["a@x"], b"secret body\n").unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(
+            w.ends_with("DATA\r\n.\r\nRSET\r\n") && !w.contains("secret"),
+            "{w}"
+        );
     }
 }
