@@ -691,10 +691,31 @@ impl<S: Read + Write> Client<S> {
             check_address(r)?;
         }
         let payload = encode_data(message);
+        // The message size: the payload without the terminating ".\r\n".
+        let size = payload.len() - 3;
+        if let Some(limit) = self.caps.size.filter(|&l| l > 0 && size as u64 > l) {
+            // The server announced it would refuse this: do not send it
+            // (RFC 1870), refuse it the way the server would (552 5.3.4).
+            let r = Reply {
+                code: 552,
+                enhanced: Some("5.3.4".into()),
+                lines: vec![format!(
+                    "message size {size} exceeds the server's limit of {limit} bytes (not sent)"
+                )],
+            };
+            return Ok(Outcome {
+                recipients: rcpts
+                    .iter()
+                    .map(|rc| RcptResult {
+                        rcpt: rc.to_string(),
+                        status: Status::Permanent(Stage::Mail, r.clone()),
+                    })
+                    .collect(),
+            });
+        }
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
-            // The message size: the payload without the terminating ".\r\n".
-            mail.push_str(&format!(" SIZE={}", payload.len() - 3));
+            mail.push_str(&format!(" SIZE={size}"));
         }
         if self.caps.eightbitmime && message.iter().any(|&b| b >= 0x80) {
             mail.push_str(" BODY=8BITMIME");
@@ -1211,5 +1232,15 @@ mod tests {
             w.ends_with("DATA\r\n.\r\nRSET\r\n") && !w.contains("secret"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn a_message_over_the_announced_size_is_refused_without_sending() {
+        let mut c = client(Protocol::Smtp, "250-mx\r\n250 SIZE 10\r\n");
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x"], b"0123456789abcdef\n").unwrap();
+        assert_eq!(o.worst(), Some(Kind::Unavailable));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert_eq!(w, "EHLO me\r\n");
     }
 }

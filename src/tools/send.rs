@@ -893,7 +893,9 @@ fn report(
     ctx: &mut Ctx,
 ) -> Result<Result1> {
     let mut temporary: Vec<&RcptOutcome> = Vec::new();
-    let mut refused = None;
+    // Refusals with the same reply (an AUTH failure, a 5xx to MAIL) are
+    // one line naming every recipient.
+    let mut refusals: Vec<(Kind, String, Vec<&str>)> = Vec::new();
     for o in outcomes {
         match &o.fate {
             Fate::Delivered => {
@@ -902,19 +904,27 @@ fn report(
                 }
             }
             Fate::Temporary => temporary.push(o),
-            Fate::Permanent { .. } => {
-                let kind = o.kind().unwrap_or(Kind::Unavailable);
-                let kind = if o.fate == (Fate::Permanent { code: 77 }) {
+            Fate::Permanent { code } => {
+                let kind = if *code == crate::exit::NOPERM {
                     Kind::Auth
                 } else {
-                    kind
+                    o.kind().unwrap_or(Kind::Unavailable)
                 };
-                let e = Error::new(kind, format!("<{}>", o.rcpt), &o.reply);
-                ctx.report(&e);
-                refused = Some(o.reply.clone());
+                match refusals
+                    .iter_mut()
+                    .find(|(k, r, _)| *k == kind && *r == o.reply)
+                {
+                    Some((_, _, who)) => who.push(&o.rcpt),
+                    None => refusals.push((kind, o.reply.clone(), vec![&o.rcpt])),
+                }
             }
         }
     }
+    for (kind, reply, who) in &refusals {
+        let who: Vec<String> = who.iter().map(|r| format!("<{r}>")).collect();
+        ctx.report(&Error::new(*kind, who.join(", "), reply));
+    }
+    let refused = refusals.first().map(|(_, r, _)| r.clone());
     if temporary.is_empty() {
         // In -bs, 554 only when nobody got it: a 554 after a partial
         // delivery would make the client send it again (refusals are on
