@@ -425,3 +425,45 @@ fn a_failing_callback_stops_and_only_stored_messages_are_deleted() {
         .collect();
     assert_eq!(s.remaining(), want);
 }
+
+#[test]
+fn apop_logs_in_with_the_greeting_timestamp() {
+    let Some(s) = setup(2) else { return };
+    let mut p = s.connect(TlsMode::None);
+    // The harness enables Dovecot's APOP mechanism (its passdb holds plain
+    // passwords), so the greeting carries a timestamp.
+    assert!(p.capabilities().apop, "{:?}", p.capabilities());
+    let e = p
+        .login("alice", &Secret::new("wrong"), Login::Apop)
+        .unwrap_err();
+    assert_eq!(e.kind(), Kind::Auth, "{e}");
+    let sink = Sink::default();
+    let mut p = s
+        .try_connect(
+            TlsMode::None,
+            &TlsOptions::default(),
+            Transcript::to(Box::new(sink.clone()), ""),
+        )
+        .unwrap();
+    p.login("alice", &pass(), Login::Apop)
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.dc.logs()));
+    assert_eq!(p.stat().unwrap().0, 2);
+    p.quit().unwrap();
+    let t = sink.text();
+    assert!(t.contains("C: APOP alice <redacted>\n"), "{t}");
+    // Auto never picks APOP, even when the greeting offers it.
+    let sink = Sink::default();
+    let mut p = s
+        .try_connect(
+            TlsMode::None,
+            &TlsOptions::default(),
+            Transcript::to(Box::new(sink.clone()), ""),
+        )
+        .unwrap();
+    assert!(p.capabilities().apop);
+    p.login("alice", &pass(), Login::Auto).unwrap();
+    p.quit().unwrap();
+    let t = sink.text();
+    assert!(t.contains("C: AUTH PLAIN <redacted>\n"), "{t}");
+    assert!(!t.contains("C: APOP"), "{t}");
+}
