@@ -1743,4 +1743,25 @@ mod tests {
         let ir = lines[1].strip_prefix("AUTH PLAIN ").unwrap();
         assert_eq!(sasl::unb64(ir).unwrap(), b"bob\0admin\0pw");
     }
+
+    #[test]
+    fn a_silent_server_times_out_as_a_temporary_error() {
+        let (port, h) = serve(vec![Step::Send(GREET), Step::Expect("CAPA")]);
+        let e = Pop3::connect(
+            "127.0.0.1",
+            port,
+            TlsMode::None,
+            &TlsOptions::default(),
+            Duration::from_millis(300),
+            Transcript::off(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), Kind::Temporary);
+        assert_eq!(
+            e.to_string(),
+            format!("POP3 127.0.0.1:{port}: CAPA: timed out waiting for the server")
+        );
+        assert_eq!(h.join().unwrap(), vec!["CAPA"]);
+    }
 }
