@@ -14,6 +14,7 @@ pub mod dedup;
 pub mod exit;
 pub mod mboxfmt;
 pub mod message;
+pub mod pop3;
 pub mod queue;
 pub mod sasl;
 pub mod send;
