@@ -24,6 +24,9 @@ bench_init() {
   TRASH=$W/trash
   mkdir -p "$W/bin" "$W/state" "$RES" "$TRASH"
   chmod 755 "$W"
+  # the same for reset snippets run by hyperfine: $W/bin/discard PATH...
+  printf '#!/bin/sh\nfor f in "$@"; do [ ! -e "$f" ] || mv "$f" "$(mktemp -d %s/t.XXXXXX)/"; done\n' "$TRASH" > "$W/bin/discard"
+  chmod 755 "$W/bin/discard"
   ln -sfn "$1-$STAMP" "$BENCH_DIR/results/$1-latest"
   START=$(date +%s)
   exec > >(tee "$RES/report.txt") 2>&1
@@ -133,13 +136,15 @@ EOF
   chmod 755 "$W/state/hook.sh"
 }
 
-# preflight ID CMD - run a one-message version of a case (CMD, with its reset
-# and check) before timing; a failing case is dropped with its error shown,
-# so a broken tool costs seconds, not a whole hyperfine run.
+# preflight ID CMD [RESET] - run a one-message version of a case (CMD, after
+# RESET, default the case's own reset; then the case's check, which must print
+# PREFLIGHT_EXPECT[ID]) before timing; a failing case is dropped with its
+# error shown, so a broken tool costs seconds, not a whole hyperfine run.
 PREFLIGHT_FAILED=()
 preflight() {
   local id=$1 cmd=$2 got
-  if ! bash "$W/state/reset-$id.sh" > "$W/state/preflight-$id.log" 2>&1 \
+  printf '%s\n' "${3:-$(cat "$W/state/reset-$id.sh")}" > "$W/state/preflight-reset-$id.sh"
+  if ! bash "$W/state/preflight-reset-$id.sh" > "$W/state/preflight-$id.log" 2>&1 \
      || ! bash -c "$cmd" >> "$W/state/preflight-$id.log" 2>&1; then
     say "SKIP $id: its one-message trial failed:"; tail -n 5 "$W/state/preflight-$id.log" | sed 's/^/    /'
     PREFLIGHT_FAILED+=("$id"); return 1
