@@ -47,6 +47,8 @@
 #                       readout-pop3, and the same with -imap, plus mbsync-imap)
 #   PROTOCOLS="pop3 imap"
 #   SEED=2              message generator seed
+#   PROBE=1             count each tool's sync calls in a one-message run
+#                       (strace -f -c; 0: skip)
 # Needs root (the private Dovecot), hyperfine, python3, dovecot; the peers
 # are skipped with a note when missing.
 set -euo pipefail
@@ -58,6 +60,7 @@ N=${1:-10000}
 RUNS=${RUNS:-3}
 SEED=${SEED:-2}
 PROTOCOLS=${PROTOCOLS:-pop3 imap}
+PROBE=${PROBE:-1}
 case "$N$RUNS$SEED" in *[!0-9]*) echo "fetch.sh: N, RUNS and SEED must be numbers" >&2; exit 64 ;; esac
 [ "$N" -gt 0 ] && [ "$RUNS" -gt 0 ] || { echo "fetch.sh: N and RUNS must be positive" >&2; exit 64; }
 
@@ -151,7 +154,19 @@ add_fetch() {
     "$($chk "$dest")" "$note"
   [ -n "${C_CMD[$id]:-}" ] || return 0
   PREFLIGHT_EXPECT[$id]=1
-  preflight "$id" "READOUT_EXPECT=1; $cmd" "$(reset "$TPL1" "$dest" "$kind" "$owner" "$@")" || true
+  local r1
+  r1=$(reset "$TPL1" "$dest" "$kind" "$owner" "$@")
+  preflight "$id" "READOUT_EXPECT=1; $cmd" "$r1" || return 0
+  # The durability each tool pays: sync calls in a one-message run (the
+  # tool and its children; the server's own are not counted).
+  if [ "$PROBE" = 1 ] && have strace && [ "$kind" != none ]; then
+    local out=$W/state/strace-$id syncs
+    bash -c "$r1" > /dev/null 2>&1
+    strace -f -c -o "$out" -e trace=fsync,fdatasync,syncfs,sync_file_range,msync \
+      bash -c "READOUT_EXPECT=1; $cmd" > /dev/null 2>&1 || true
+    syncs=$(awk '$NF ~ /^(fsync|fdatasync|syncfs|sync_file_range|msync)$/ { d = d sprintf("%s%s %d", (d ? " + " : ""), $NF, $4) } END { print (d ? d : "none") }' "$out")
+    C_NOTE[$id]="syncs in a 1-message run: $syncs${C_NOTE[$id]:+; ${C_NOTE[$id]}}"
+  fi
 }
 
 # ------------------------------------------------------------ the cases ---

@@ -213,6 +213,11 @@ for r in json.load(open(js))["results"]:
     print("| %s | %s | %s | %.3f | %.3f-%.3f | %d | %s | %s |" % (
         label, wl, rate, med, r["min"], r["max"], len(r["times"]), check, note))
 PY
+  for id in "${CASES[@]}"; do
+    [[ " ${PREFLIGHT_FAILED[*]:-} " == *" $id "* ]] || continue
+    echo "| ${C_LABEL[$id]} | ${C_WL[$id]} | - | - | - | 0 | **SKIPPED**: its one-message trial failed ($W/state/preflight-$id.log) | ${C_NOTE[$id]} |" \
+      | tee -a "$RES/table.md"
+  done
 }
 
 bench_header() {  # bench_header SCRIPT-DESCRIPTION
@@ -228,4 +233,8 @@ bench_header() {  # bench_header SCRIPT-DESCRIPTION
 bench_end() {
   say "# load after: $(cut -d' ' -f1-3 /proc/loadavg); took $(( $(date +%s) - START )) s; raw: $RES"
   rm -rf "$TRASH"
+  if grep -q 'FAILED\|SKIPPED' "$RES/table.md" 2>/dev/null; then
+    say "# SOME CASES FAILED THEIR CHECK OR WERE SKIPPED (see the tables above)"
+    exit 1
+  fi
 }
