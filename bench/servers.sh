@@ -173,13 +173,13 @@ protocol pop3 {
 }
 EOF
   chmod 644 "$SRV_DOVECOT_CONF"
-  rm -f "$d/run/master.pid"
-  dovecot -c "$SRV_DOVECOT_CONF" < /dev/null >> "$d/startup.log" 2>&1 \
-    || { cat "$d/startup.log" >&2; srv_die "dovecot did not start"; }
+  # In the foreground as our child: its pid is known at once, whatever happens next.
+  dovecot -F -c "$SRV_DOVECOT_CONF" < /dev/null >> "$d/startup.log" 2>&1 &
+  SRV_DOVECOT_PID=$!
   for p in "$SRV_IMAP_PORT" "$SRV_POP3_PORT" "$SRV_LMTP_PORT"; do
-    srv_wait_port "$p" || { tail -20 "$d/dovecot.log" >&2; srv_die "dovecot does not listen on $p"; }
+    srv_wait_port "$p" && srv_pid_alive "$SRV_DOVECOT_PID" \
+      || { tail -n 20 "$d/startup.log" "$d/dovecot.log" >&2; srv_die "dovecot does not listen on $p"; }
   done
-  SRV_DOVECOT_PID=$(tr -dc 0-9 < "$d/run/master.pid")
   SRV_MAILDIR=$SRV_DIR/home/$SRV_USER/Maildir
   SRV_AUTH_SOCKET=$d/run/auth-postfix
 }
@@ -267,9 +267,9 @@ EOF
       echo "$l"
     done
   } > "$e/master.cf"
+  SRV_POSTFIX_UP=1   # from here on, srv_stop stops it (harmless if it never came up)
   postfix -c "$e" start < /dev/null >> "$p/startup.log" 2>&1 \
     || { tail -20 "$p/startup.log" >&2; srv_die "postfix did not start"; }
-  SRV_POSTFIX_UP=1
   srv_wait_port "$SRV_SMTP_PORT" && srv_wait_port "$SRV_SUBMISSION_PORT" \
     || { tail -20 "$SRV_MAILLOG" >&2; srv_die "postfix does not listen"; }
 }
