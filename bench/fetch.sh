@@ -107,8 +107,14 @@ PY
   chmod -R go-rwx "$dir"
 }
 bench_msgs "$N" "$SEED"
-TPL=$W/template-$N
-TPL1=$W/template-1
+# Named after the generator's seed and version: a changed genmsg.py or SEED
+# makes new templates instead of reusing stale ones.
+GEN=$(cut -d' ' -f1,2 "$MSGS/.stamp" | tr ' ' -)
+TPL=$W/template-$GEN-$N
+TPL1=$W/template-$GEN-1
+for old in "$W"/template-*; do
+  case "$old" in "$TPL"|"$TPL1"|"$W/template-*") ;; *) discard "$old" ;; esac
+done
 template "$TPL" "$N"
 template "$TPL1" 1
 TPL_BYTES=$(du -sb "$TPL" | cut -f1)

@@ -228,11 +228,20 @@ bench_header() {  # bench_header SCRIPT-DESCRIPTION
   say "# $1, $(date -u '+%F %T UTC')"
   say "# machine: $(nproc) cores, $cpu, $mem RAM, kernel $(uname -r), $BENCH_DIR on $fsinfo"
   say "# load before: $(cut -d' ' -f1-3 /proc/loadavg); git: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo "?")"
+  # deliver.sh's cooldown file: on an ext4 without a journal, file creation is
+  # slow for minutes after a mass delete (see BENCHMARKS.md, "Deliver").
+  local last ago
+  last=$(cat "$BENCH_DIR/.cleaned" 2>/dev/null || echo 0)
+  ago=$(( $(date +%s) - last ))
+  if [ "$ago" -lt 360 ]; then
+    say "# WARNING: a benchmark deleted its files $ago s ago; on an ext4 without a journal file"
+    say "#          creation is slower for about 6 minutes after that. Numbers may be low."
+  fi
 }
 
 bench_end() {
   say "# load after: $(cut -d' ' -f1-3 /proc/loadavg); took $(( $(date +%s) - START )) s; raw: $RES"
-  rm -rf "$TRASH"
+  if [ -n "$(ls -A "$TRASH" 2>/dev/null)" ]; then rm -rf "$TRASH"; date +%s > "$BENCH_DIR/.cleaned"; fi
   if grep -q 'FAILED\|SKIPPED' "$RES/table.md" 2>/dev/null; then
     say "# SOME CASES FAILED THEIR CHECK OR WERE SKIPPED (see the tables above)"
     exit 1
