@@ -23,13 +23,17 @@ _mail__send() {
 
     case "${cmd}" in
         mail__send)
-            opts="-t -i -f -F -N -R -V -B -o -b -q -O -v -a -h --version --verbose --config --account --host --port --tls --user --password-command --password-env --tls-ca-file --tls-fingerprint --auth --helo --timeout --lmtp --direct --resolver --mx-port --no-queue --queue-dir --explain --help"
+            opts="-t -i -r -f -F -N -R -V -B -o -b -q -C -L -X -A -O -n -G -m -U -v -a -h --version --verbose --config --account --host --port --tls --user --password-command --password-env --tls-ca-file --tls-fingerprint --auth --helo --timeout --lmtp --direct --resolver --mx-port --no-queue --queue-dir --explain --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -66,6 +70,22 @@ _mail__send() {
                     return 0
                     ;;
                 -O)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -C)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -L)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -X)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -A)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

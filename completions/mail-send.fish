@@ -1,4 +1,4 @@
-complete -c mail-send -s f -d 'Envelope sender (<> or empty for the null sender)' -r
+complete -c mail-send -s f -s r -d 'Envelope sender (<> or empty for the null sender)' -r
 complete -c mail-send -s F -d 'Sender\'s full name for a From: field that is added' -r
 complete -c mail-send -s N -d 'DSN NOTIFY: never, or success,failure,delay' -r
 complete -c mail-send -s R -d 'DSN RET: full or hdrs' -r
@@ -9,7 +9,7 @@ complete -c mail-send -s b -d '-bm: send (default); -bs: SMTP on stdin/stdout; -
 s\t''
 p\t''"
 complete -c mail-send -s q -d 'Run the queue (mail-queue run)' -r
-complete -c mail-send -s O -d 'Other sendmail options with a value (-O, -C, -L, -X, -A): ignored' -r
+complete -c mail-send -s O -s C -s L -s X -s A -d 'Other sendmail options with a value (-O, -C, -L, -X, -A): ignored' -r
 complete -c mail-send -l config -d 'Config file (default ~/.config/postline/config.toml)' -r -F
 complete -c mail-send -s a -l account -d 'Send through this [account.NAME]' -r
 complete -c mail-send -l host -d 'One-off smarthost (no config needed)' -r
@@ -30,6 +30,7 @@ complete -c mail-send -l queue-dir -d 'The queue spool directory' -r -F
 complete -c mail-send -l version -d 'Print the version'
 complete -c mail-send -s t -d 'Read recipients from To, Cc and Bcc; remove Bcc'
 complete -c mail-send -s i -d 'A line with a single dot does not end the input'
+complete -c mail-send -s U -s n -s G -s m -d 'Other sendmail flags (-U, -n, -G, -m): ignored'
 complete -c mail-send -s v -l verbose -d 'Show the SMTP transcript (AUTH redacted) and each recipient\'s outcome'
 complete -c mail-send -l direct -d 'Deliver straight to each recipient domain\'s MX hosts'
 complete -c mail-send -l no-queue -d 'On a temporary failure exit 75 instead of queueing'

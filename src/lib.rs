@@ -15,6 +15,7 @@ pub mod dns;
 pub mod exit;
 pub mod mboxfmt;
 pub mod message;
+pub mod pop3;
 pub mod queue;
 pub mod sasl;
 pub mod send;

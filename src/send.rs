@@ -3,16 +3,28 @@
 //!
 //! Owns: what a route is ([`Route`], stored in queue entries, so it is
 //! serialisable and holds no secrets), the envelope ([`Envelope`]), and the
-//! [`Sender`], which connects (TLS, AUTH), keeps one open connection per
-//! destination for many messages, and reports every recipient's fate
+//! [`Sender`], which connects (TLS policy, STARTTLS, AUTH), keeps one open
+//! connection per destination for many messages, resolves MX hosts for
+//! direct delivery (recipients grouped per domain, MX hosts by preference,
+//! each address in turn) and reports every recipient's fate
 //! ([`RcptOutcome`]).
 //!
-//! Guarantee: [`Sender::deliver`] never returns an error and never panics:
-//! every failure, including a lost connection or a DNS error, becomes a
-//! per-recipient outcome. A recipient is [`Fate::Delivered`] only after the
-//! server's final 2xx for it; when the dialogue breaks after DATA and before
-//! that reply, the recipient is [`Fate::Temporary`] (sending again may
-//! duplicate, never lose).
+//! Guarantees:
+//!
+//! - [`Sender::deliver`] never returns an error and never panics: every
+//!   failure, including a lost connection or a DNS error, becomes a
+//!   per-recipient outcome. A recipient is [`Fate::Delivered`] only after
+//!   the server's final 2xx for it; when the dialogue breaks after DATA and
+//!   before that reply, the recipient is [`Fate::Temporary`] (sending again
+//!   may duplicate, never lose).
+//! - **TLS as the route says, never less.** An account's `starttls` is
+//!   required: a server that does not offer it gets no MAIL and no password.
+//!   Only direct MX delivery is opportunistic (RFC 7435: STARTTLS when
+//!   offered, any certificate, plain text after a failed handshake).
+//! - A kept connection that the server closed while idle is replaced once,
+//!   and only when the message had not been written yet (no duplicate).
+//! - On direct delivery a recipient moves to the next MX (or address) only
+//!   while its failure is temporary; a 5xx is final.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,7 +38,7 @@ use crate::config::{Account, Config};
 use crate::dns;
 use crate::exit::{Error, Kind, Result};
 use crate::sasl::Mechanism;
-use crate::smtp::{Client, MailParams, Outcome, Protocol, SharedTranscript, Status};
+use crate::smtp::{Client, MailParams, Outcome, Protocol, SharedTranscript, Stage, Status};
 use crate::tls::{self, Stream, TlsMode, TlsOptions};
 use crate::transcript::Transcript;
 
@@ -175,6 +187,13 @@ impl Conn {
         }
     }
 
+    fn data_was_sent(&self) -> bool {
+        match self {
+            Conn::Net(c) => c.data_was_sent(),
+            Conn::Unix(c) => c.data_was_sent(),
+        }
+    }
+
     fn quit(&mut self) {
         let _ = match self {
             Conn::Net(c) => c.quit(),
@@ -190,6 +209,9 @@ enum Policy {
     Account,
     /// Direct MX delivery: STARTTLS when offered, any certificate (RFC 7435).
     Opportunistic,
+    /// Direct MX delivery after a failed TLS handshake with this host: plain
+    /// text, as Postfix falls back (the alternative is not delivering).
+    PlainFallback,
 }
 
 /// Delivers messages, keeping one connection open per destination.
@@ -199,6 +221,7 @@ pub struct Sender {
     transcript: Option<SharedTranscript>,
     conns: HashMap<String, Conn>,
     resolvers: HashMap<Option<String>, dns::Resolver>,
+    tls_failed: bool,
 }
 
 impl Sender {
@@ -211,6 +234,7 @@ impl Sender {
             transcript,
             conns: HashMap::new(),
             resolvers: HashMap::new(),
+            tls_failed: false,
         }
     }
 
@@ -308,27 +332,47 @@ impl Sender {
             };
             all_failed(&sub, e, Some(&host))
         };
-        if !self.conns.contains_key(key) {
-            match self.connect(name, server, policy) {
-                Ok(c) => {
-                    self.conns.insert(key.to_string(), c);
+        let mut reused = self.conns.contains_key(key);
+        let outcome = loop {
+            if !self.conns.contains_key(key) {
+                match self.connect_with_fallback(name, server, policy) {
+                    Ok(c) => {
+                        self.conns.insert(key.to_string(), c);
+                    }
+                    Err(e) => return fail(&e),
                 }
-                Err(e) => return fail(&e),
             }
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return fail(&Error::new(
-                Kind::Temporary,
-                "connecting",
-                "lost connection",
-            ));
-        };
-        let outcome = match conn.send(env, rcpts, msg) {
-            Ok(o) => o,
-            Err(e) => {
-                // The connection is in an unknown state: drop it.
-                self.conns.remove(key);
-                return fail(&e);
+            let Some(conn) = self.conns.get_mut(key) else {
+                return fail(&Error::new(
+                    Kind::Temporary,
+                    "connecting",
+                    "lost connection",
+                ));
+            };
+            match conn.send(env, rcpts, msg) {
+                // A kept connection the server timed out says 421 and closes.
+                Ok(o) if reused && o.recipients.iter().all(|r| {
+                    matches!(&r.status, Status::Temporary(Stage::Mail, rep) if rep.code == 421)
+                }) => {
+                    self.conns.remove(key);
+                    reused = false;
+                    continue;
+                }
+                Ok(o) => break o,
+                Err(e) => {
+                    // The connection is in an unknown state: drop it.
+                    let data_sent = conn.data_was_sent();
+                    self.conns.remove(key);
+                    // A kept connection the server closed while idle fails
+                    // before the message went out: one fresh try cannot
+                    // duplicate anything.
+                    if reused && !data_sent && e.kind() == Kind::Temporary {
+                        self.note(&format!("{host}: reused connection failed ({e}); reconnecting"));
+                        reused = false;
+                        continue;
+                    }
+                    return fail(&e);
+                }
             }
         };
         outcome
@@ -373,6 +417,18 @@ impl Sender {
         resolver: Option<&str>,
         domain: &str,
     ) -> Result<Vec<(String, Result<Vec<IpAddr>>)>> {
+        // An address literal (`user@[192.0.2.1]`) names the host itself.
+        if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let ip = lit.strip_prefix("IPv6:").unwrap_or(lit);
+            let addr = ip.parse::<IpAddr>().map(|a| vec![a]).map_err(|_| {
+                Error::new(
+                    Kind::Unavailable,
+                    format!("address literal {domain}"),
+                    "not an IP address",
+                )
+            });
+            return Ok(vec![(domain.to_string(), addr)]);
+        }
         let r = self.resolver(resolver)?;
         let hosts = match r.mx(domain)? {
             dns::MxAnswer::Hosts(h) => h.into_iter().map(|(_, h)| h).collect(),
@@ -510,6 +566,25 @@ impl Sender {
         out
     }
 
+    /// [`Sender::connect`]; for direct MX delivery, a failed TLS handshake
+    /// is followed by one plain-text attempt (RFC 7435: opportunistic TLS
+    /// must not make delivery worse than plain text).
+    fn connect_with_fallback(
+        &mut self,
+        name: &str,
+        server: &Account,
+        policy: Policy,
+    ) -> Result<Conn> {
+        self.tls_failed = false;
+        match self.connect(name, server, policy) {
+            Err(e) if policy == Policy::Opportunistic && self.tls_failed => {
+                self.note(&format!("TLS failed ({e}); trying again in plain text"));
+                self.connect(name, server, Policy::PlainFallback)
+            }
+            r => r,
+        }
+    }
+
     fn connect(&mut self, name: &str, server: &Account, policy: Policy) -> Result<Conn> {
         let protocol = match server.protocol.as_deref() {
             Some("lmtp") => Protocol::Lmtp,
@@ -565,8 +640,14 @@ impl Sender {
         client.hello(&helo).map_err(within)?;
         if mode == TlsMode::Starttls {
             let offered = client.capabilities().starttls;
-            if offered || policy == Policy::Account {
-                client = client.starttls(&host, &tls_opts, &helo).map_err(within)?;
+            if policy == Policy::Account || (offered && policy == Policy::Opportunistic) {
+                client = match client.starttls(&host, &tls_opts, &helo) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.tls_failed = offered;
+                        return Err(within(e));
+                    }
+                };
             } else {
                 self.note(&format!(
                     "{shown}: no STARTTLS offered; sending in plain text (opportunistic)"

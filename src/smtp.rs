@@ -3,7 +3,8 @@
 //! This module owns the client side of the dialogue over any `Read + Write`
 //! stream (so TLS can wrap the stream later): reply parsing, the greeting,
 //! EHLO/HELO or LHLO and the capabilities they announce, one mail
-//! transaction ([`Client::send`]) with PIPELINING when offered, the DATA
+//! transaction ([`Client::send`]) with PIPELINING when offered (MAIL, every
+//! RCPT and DATA in one write: one round trip), the DATA
 //! encoding ([`encode_data`]) and QUIT.
 //!
 //! Guarantees:
@@ -424,6 +425,7 @@ pub struct Client<S: Read + Write> {
     buf: Vec<u8>,
     caps: Capabilities,
     transcript: Option<SharedTranscript>,
+    data_sent: bool,
 }
 
 impl Client<TcpStream> {
@@ -510,7 +512,15 @@ impl<S: Read + Write> Client<S> {
             buf: Vec::new(),
             caps: Capabilities::default(),
             transcript: None,
+            data_sent: false,
         }
+    }
+
+    /// Did the last transaction get as far as writing the message? When it
+    /// did not and it failed, sending it again (on a new connection) can
+    /// never duplicate it.
+    pub fn data_was_sent(&self) -> bool {
+        self.data_sent
     }
 
     /// Write every line sent and received to `t` (for `-v`).
@@ -668,6 +678,7 @@ impl<S: Read + Write> Client<S> {
         message: &[u8],
         params: &MailParams<'_>,
     ) -> Result<Outcome> {
+        self.data_sent = false;
         if rcpts.is_empty() {
             return Err(Error::new(
                 Kind::Usage,
@@ -680,10 +691,31 @@ impl<S: Read + Write> Client<S> {
             check_address(r)?;
         }
         let payload = encode_data(message);
+        // The message size: the payload without the terminating ".\r\n".
+        let size = payload.len() - 3;
+        if let Some(limit) = self.caps.size.filter(|&l| l > 0 && size as u64 > l) {
+            // The server announced it would refuse this: do not send it
+            // (RFC 1870), refuse it the way the server would (552 5.3.4).
+            let r = Reply {
+                code: 552,
+                enhanced: Some("5.3.4".into()),
+                lines: vec![format!(
+                    "message size {size} exceeds the server's limit of {limit} bytes (not sent)"
+                )],
+            };
+            return Ok(Outcome {
+                recipients: rcpts
+                    .iter()
+                    .map(|rc| RcptResult {
+                        rcpt: rc.to_string(),
+                        status: Status::Permanent(Stage::Mail, r.clone()),
+                    })
+                    .collect(),
+            });
+        }
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
-            // The message size: the payload without the terminating ".\r\n".
-            mail.push_str(&format!(" SIZE={}", payload.len() - 3));
+            mail.push_str(&format!(" SIZE={size}"));
         }
         if self.caps.eightbitmime && message.iter().any(|&b| b >= 0x80) {
             mail.push_str(" BODY=8BITMIME");
@@ -707,18 +739,23 @@ impl<S: Read + Write> Client<S> {
             .map(|r| format!("RCPT TO:<{r}>{notify}"))
             .collect();
 
+        // With PIPELINING, DATA goes in the same batch (RFC 2920 allows it
+        // last): one round trip for the whole envelope.
+        let mut piped_data = None;
         let (mail_reply, rcpt_replies) = if self.caps.pipelining {
             let mut batch = format!("{mail}\r\n");
             for l in &rcpt_lines {
                 batch.push_str(l);
                 batch.push_str("\r\n");
             }
-            self.write(batch.as_bytes(), "MAIL FROM and RCPT TO")?;
+            batch.push_str("DATA\r\n");
+            self.write(batch.as_bytes(), "MAIL FROM, RCPT TO and DATA")?;
             let m = self.read_reply().map_err(|e| e.within("MAIL FROM"))?;
             let mut rs = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
                 rs.push(self.read_reply().map_err(|e| e.within("RCPT TO"))?);
             }
+            piped_data = Some(self.read_reply().map_err(|e| e.within("DATA"))?);
             (m, rs)
         } else {
             let m = self.command(&mail)?;
@@ -746,7 +783,7 @@ impl<S: Read + Write> Client<S> {
             })
             .collect();
         if !mail_reply.is_positive() {
-            self.reset();
+            self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
             });
@@ -761,12 +798,15 @@ impl<S: Read + Write> Client<S> {
             }
         }
         if accepted.is_empty() {
-            self.reset();
+            self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
             });
         }
-        let data = self.command("DATA")?;
+        let data = match piped_data {
+            Some(d) => d,
+            None => self.command("DATA")?,
+        };
         if data.code != 354 {
             for &i in &accepted {
                 results[i].status = fail(Stage::Data, &data);
@@ -782,6 +822,7 @@ impl<S: Read + Write> Client<S> {
                 payload.len()
             ))
         });
+        self.data_sent = true;
         self.write_quiet(&payload, "the message")?;
         let finals = match self.protocol {
             Protocol::Smtp => 1,
@@ -804,6 +845,18 @@ impl<S: Read + Write> Client<S> {
         Ok(Outcome {
             recipients: results,
         })
+    }
+
+    /// End a transaction that has no recipient: a pipelined DATA that a
+    /// server accepted anyway gets an empty payload (and its refusal), then
+    /// RSET.
+    fn abandon_data(&mut self, piped: Option<&Reply>) -> Result<()> {
+        if piped.is_some_and(|d| d.code == 354) {
+            self.write(b".\r\n", "the end of an empty DATA")?;
+            self.read_reply().map_err(|e| e.within("end of DATA"))?;
+        }
+        self.reset();
+        Ok(())
     }
 
     /// RSET after a failed transaction; its own failure does not change an
@@ -1154,5 +1207,40 @@ mod tests {
         c.send_with("s@x", &["a@x"], b"x\n", &p).unwrap();
         let w = String::from_utf8(c.into_inner().written).unwrap();
         assert!(w.contains("MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"), "{w}");
+    }
+
+    #[test]
+    fn pipelined_data_is_ended_cleanly_when_no_recipient_was_accepted() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n554 no valid recipients\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x"], b"secret body\n").unwrap();
+        assert_eq!(o.worst(), Some(Kind::NoUser));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(w.ends_with("RCPT TO:<a@x>\r\nDATA\r\nRSET\r\n"), "{w}");
+        // A server that says 354 anyway gets an empty payload, not the message.
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n354 go\r\n554 no\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        c.send("s@x", &["a@x"], b"secret body\n").unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(
+            w.ends_with("DATA\r\n.\r\nRSET\r\n") && !w.contains("secret"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_announced_size_is_refused_without_sending() {
+        let mut c = client(Protocol::Smtp, "250-mx\r\n250 SIZE 10\r\n");
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x"], b"0123456789abcdef\n").unwrap();
+        assert_eq!(o.worst(), Some(Kind::Unavailable));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert_eq!(w, "EHLO me\r\n");
     }
 }

@@ -59,7 +59,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("from")
                 .short('f')
-                .short_alias('r')
+                .visible_short_alias('r')
                 .value_name("ADDRESS")
                 .help("Envelope sender (<> or empty for the null sender)"),
         )
@@ -118,13 +118,22 @@ pub fn command() -> Command {
         .arg(
             Arg::new("ignored")
                 .short('O')
-                .short_alias('C')
-                .short_alias('L')
-                .short_alias('X')
-                .short_alias('A')
+                .visible_short_alias('C')
+                .visible_short_alias('L')
+                .visible_short_alias('X')
+                .visible_short_alias('A')
                 .value_name("VALUE")
                 .action(ArgAction::Append)
                 .help("Other sendmail options with a value (-O, -C, -L, -X, -A): ignored"),
+        )
+        .arg(
+            Arg::new("ignored-flag")
+                .short('U')
+                .visible_short_alias('n')
+                .visible_short_alias('G')
+                .visible_short_alias('m')
+                .action(ArgAction::Count)
+                .help("Other sendmail flags (-U, -n, -G, -m): ignored"),
         )
         .arg(
             Arg::new("verbose")
@@ -251,21 +260,44 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         for o in m.get_many::<String>("ignored").into_iter().flatten() {
             ctx.warn(&format!("ignoring sendmail option with value {o:?}"));
         }
+        if m.get_count("ignored-flag") > 0 {
+            ctx.warn("ignoring sendmail flags -U, -n, -G, -m");
+        }
     }
+    // -bp and -q hand over to mail-queue, with the same config and spool.
+    let queue = |what: &str, ctx: &mut Ctx| {
+        let mut args = Vec::new();
+        for id in ["config", "queue-dir"] {
+            if let Some(p) = m.get_one::<PathBuf>(id) {
+                args.push(format!("--{id}"));
+                args.push(p.display().to_string());
+            }
+        }
+        if verbose {
+            args.push("-v".to_string());
+        }
+        args.push(what.to_string());
+        crate::tools::queue::run_args(&args, ctx)
+    };
     match m.get_one::<String>("mode").map(String::as_str) {
-        Some("p") => return crate::tools::queue::run_args(&["list".to_string()], ctx),
+        Some("p") => return queue("list", ctx),
         Some("s") => return run_bs(m, ctx),
         _ => {}
     }
-    if m.contains_id("runqueue") && m.value_source("runqueue").is_some() {
-        return crate::tools::queue::run_args(&["run".to_string()], ctx);
+    if m.value_source("runqueue").is_some() {
+        return queue("run", ctx);
     }
 
     let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|e| Error::io("reading the message from stdin", &e))?;
+    // --explain from a terminal needs no message (it only looks at the
+    // From field to pick an account).
+    let skip = m.get_flag("explain") && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !skip {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut input)
+            .map_err(|e| Error::io("reading the message from stdin", &e))?;
+    }
     if !ignore_dots {
         cut_at_lone_dot(&mut input);
     }
@@ -275,12 +307,26 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         .flatten()
         .flat_map(|r| parse_address_list(r))
         .collect();
-    let (msg, env) = prepare(m, input, argv_rcpts, None)?;
+    let (msg, mut env) = prepare(m, input, argv_rcpts, None)?;
     let plan = plan(m, &env)?;
+    use_envelope_from(m, &plan, &mut env);
     if m.get_flag("explain") {
         return explain(&plan, &env, ctx);
     }
     send_one(&plan, &env, &msg, ctx).map(|_| ())
+}
+
+/// An account's `envelope_from` is the sender when `-f` was not given.
+fn use_envelope_from(m: &ArgMatches, plan: &Plan, env: &mut Envelope) {
+    if m.get_one::<String>("from").is_some() {
+        return;
+    }
+    if let Route::Account { name } = &plan.route
+        && let Ok(a) = plan.config.account(name)
+        && let Some(f) = &a.envelope_from
+    {
+        env.from = f.clone();
+    }
 }
 
 /// Without `-i`, a line holding only `.` ends the input (sendmail's rule).
@@ -308,9 +354,7 @@ fn prepare(
     mut rcpts: Vec<String>,
     smtp_from: Option<String>,
 ) -> Result<(Vec<u8>, Envelope)> {
-    if input.is_empty() {
-        return Err(Error::new(Kind::Data, "reading the message", "empty input"));
-    }
+    // Empty input is a message of header fields only, as with sendmail.
     let mut msg = Message::new(input);
     let header_rcpts = m.get_flag("t") && smtp_from.is_none();
     if header_rcpts {
@@ -849,7 +893,9 @@ fn report(
     ctx: &mut Ctx,
 ) -> Result<Result1> {
     let mut temporary: Vec<&RcptOutcome> = Vec::new();
-    let mut refused = None;
+    // Refusals with the same reply (an AUTH failure, a 5xx to MAIL) are
+    // one line naming every recipient.
+    let mut refusals: Vec<(Kind, String, Vec<&str>)> = Vec::new();
     for o in outcomes {
         match &o.fate {
             Fate::Delivered => {
@@ -858,23 +904,37 @@ fn report(
                 }
             }
             Fate::Temporary => temporary.push(o),
-            Fate::Permanent { .. } => {
-                let kind = o.kind().unwrap_or(Kind::Unavailable);
-                let kind = if o.fate == (Fate::Permanent { code: 77 }) {
+            Fate::Permanent { code } => {
+                let kind = if *code == crate::exit::NOPERM {
                     Kind::Auth
                 } else {
-                    kind
+                    o.kind().unwrap_or(Kind::Unavailable)
                 };
-                let e = Error::new(kind, format!("<{}>", o.rcpt), &o.reply);
-                ctx.report(&e);
-                refused = Some(o.reply.clone());
+                match refusals
+                    .iter_mut()
+                    .find(|(k, r, _)| *k == kind && *r == o.reply)
+                {
+                    Some((_, _, who)) => who.push(&o.rcpt),
+                    None => refusals.push((kind, o.reply.clone(), vec![&o.rcpt])),
+                }
             }
         }
     }
+    for (kind, reply, who) in &refusals {
+        let who: Vec<String> = who.iter().map(|r| format!("<{r}>")).collect();
+        ctx.report(&Error::new(*kind, who.join(", "), reply));
+    }
+    let refused = refusals.first().map(|(_, r, _)| r.clone());
     if temporary.is_empty() {
+        // In -bs, 554 only when nobody got it: a 554 after a partial
+        // delivery would make the client send it again (refusals are on
+        // stderr and in the exit status).
+        let all_refused = outcomes
+            .iter()
+            .all(|o| matches!(o.fate, Fate::Permanent { .. }));
         return Ok(match refused {
-            Some(r) => Result1::Refused(r),
-            None => Result1::Done(None),
+            Some(r) if all_refused => Result1::Refused(r),
+            _ => Result1::Done(None),
         });
     }
     let reason = temporary
@@ -900,8 +960,14 @@ fn report(
         .map_err(|e| e.within(format!("after a temporary failure ({reason})")))?;
     ctx.warn(&format!("queued as {id}: {reason}"));
     Ok(match refused {
-        Some(r) => Result1::Refused(r),
-        None => Result1::Done(Some(id)),
+        Some(r)
+            if outcomes
+                .iter()
+                .all(|o| matches!(o.fate, Fate::Permanent { .. })) =>
+        {
+            Result1::Refused(r)
+        }
+        _ => Result1::Done(Some(id)),
     })
 }
 

@@ -481,6 +481,8 @@ host-record=dead.example.test,::1
 host-record=mx.example.test,127.0.0.1
 dns-rr=nullmx.test,15,000000
 host-record=nullmx.test,127.0.0.1
+host-record=nomx.test,127.0.0.1
+server=/servfail.test/127.0.0.1#9
 {extra}"
     )
 }
@@ -699,5 +701,255 @@ fn mixed_outcomes_queue_only_the_failed_recipient_and_never_resend_the_others() 
         pair.dovecot.imap_fetch_all("alice").len(),
         1,
         "alice got it once"
+    );
+}
+
+#[test]
+fn certificates_are_verified_unless_pinned() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let port = pair.postfix.submission_port.to_string();
+    // Self-signed and not trusted: refused, nothing sent, no password.
+    let out = as_alice(send(t.path()))
+        .args(["--host", "127.0.0.1", "--port", &port, "-v", "--no-queue"])
+        .arg("alice@example.test")
+        .stdin(message("untrusted"))
+        .run()
+        .code_is(75)
+        .stderr_has("TLS handshake");
+    assert!(!out.stderr().contains("C: AUTH"), "{}", out.stderr());
+    // Pinned by its SHA-256: accepted.
+    let fp = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pair.dovecot.cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout);
+    let fp = fp.trim().rsplit('=').next().unwrap().to_string();
+    as_alice(send(t.path()))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--tls-fingerprint",
+            &fp,
+        ])
+        .args(["-i", "alice@example.test"])
+        .stdin(message("pinned"))
+        .run()
+        .success();
+    // A wrong pin: refused.
+    let wrong = format!("{}00", &fp[..fp.len() - 2]).replace(":00", ":01");
+    as_alice(send(t.path()))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--tls-fingerprint",
+            &wrong,
+        ])
+        .args(["--no-queue", "alice@example.test"])
+        .stdin(message("wrong pin"))
+        .run()
+        .code_is(75)
+        .stderr_has("does not match the pinned");
+    let got = inbox(&pair, "alice", 1);
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: pinned\n"));
+}
+
+#[test]
+fn dsn_and_8bitmime_parameters_reach_postfix_and_8bit_arrives_intact() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let mut msg = message("eight bit");
+    msg.extend_from_slice("caf\u{e9} \u{2603}\n".as_bytes());
+    let out = via(send(t.path()), &pair, pair.postfix.smtp_port, "starttls")
+        .args([
+            "-v",
+            "-i",
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "env 1",
+        ])
+        .arg("alice@example.test")
+        .stdin(msg.clone())
+        .run()
+        .success();
+    let err = out.stderr();
+    assert!(
+        err.contains(" BODY=8BITMIME RET=HDRS ENVID=env+201"),
+        "{err}"
+    );
+    assert!(
+        err.contains("RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE"),
+        "{err}"
+    );
+    let got = inbox(&pair, "alice", 1);
+    check_identical(&got[0], &msg, &["Date:", "Message-ID:"]);
+}
+
+#[test]
+fn lmtp_over_a_unix_socket() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let sock = pair.dovecot.dir.join("run/lmtp");
+    if crate::harness::skip_unless(sock.exists(), "Dovecot has no LMTP unix socket") {
+        return;
+    }
+    let msg = message("unix lmtp");
+    send(t.path())
+        .arg("--lmtp")
+        .arg(&sock)
+        .args(["-i", "alice@example.test"])
+        .stdin(msg.clone())
+        .run()
+        .success();
+    let got = inbox(&pair, "alice", 1);
+    check_identical(&got[0], &msg, &["Date:", "Message-ID:"]);
+}
+
+#[test]
+fn a_queue_flush_reuses_one_connection_per_destination() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let down = crate::harness::free_ports(1)[0];
+    config_port(&t, &pair, down);
+    for i in 0..3 {
+        send(t.path())
+            .args(["-i", "alice@example.test"])
+            .stdin(message(&format!("reuse {i}")))
+            .run()
+            .success()
+            .stderr_has("queued as ");
+    }
+    config(&t, &pair);
+    let out = Tool::new("mail-queue", t.path())
+        .args(["-v", "flush"])
+        .run()
+        .success();
+    let err = out.stderr();
+    assert_eq!(err.matches("C: STARTTLS").count(), 1, "{err}");
+    assert_eq!(err.matches("C: AUTH PLAIN <redacted>").count(), 1, "{err}");
+    assert_eq!(err.matches("C: DATA").count(), 3, "{err}");
+    assert_eq!(inbox(&pair, "alice", 3).len(), 3);
+}
+
+#[test]
+fn direct_without_mx_uses_the_address_and_servfail_is_temporary() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let Some(dns) = dns(&t) else { return };
+    let out = direct(&t, &dns, &pair)
+        .args([
+            "--timeout",
+            "2",
+            "--explain",
+            "bob@nomx.test",
+            "carol@servfail.test",
+        ])
+        .stdin(message("implicit"))
+        .run()
+        .success();
+    let o = out.stdout();
+    assert!(
+        o.contains("mx: nomx.test has no MX; its own address (implicit MX) 127.0.0.1:"),
+        "{o}"
+    );
+    assert!(o.contains("mx: servfail.test: temporary failure"), "{o}");
+    // The implicit MX is really used: the harness Postfix there refuses
+    // the foreign domain at RCPT, and says so.
+    direct(&t, &dns, &pair)
+        .args(["--no-queue", "bob@nomx.test"])
+        .stdin(message("implicit"))
+        .run()
+        .code_is(67)
+        .stderr_has("no outside network");
+    direct(&t, &dns, &pair)
+        .args(["--timeout", "2", "--no-queue", "carol@servfail.test"])
+        .stdin(message("servfail"))
+        .run()
+        .code_is(75);
+}
+
+#[test]
+fn fields_added_when_missing_and_a_lone_dot_ends_input_without_dash_i() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let lmtp = format!("127.0.0.1:{}", pair.dovecot.lmtp_port);
+    let bare = b"Subject: bare\n\nbody\n.\nafter the dot\n".to_vec();
+    send(t.path())
+        .args([
+            "--lmtp",
+            &lmtp,
+            "-FCron Daemon",
+            "-f",
+            "root@client.example.test",
+        ])
+        .args(["-U", "-n", "-Am", "alice@example.test"])
+        .stdin(bare)
+        .run()
+        .success();
+    let got = inbox(&pair, "alice", 1);
+    let added = check_identical(
+        &got[0],
+        b"Subject: bare\n\nbody\n",
+        &["From:", "Date:", "Message-ID:"],
+    );
+    assert!(
+        added.contains("From: Cron Daemon <root@client.example.test>\n"),
+        "{added}"
+    );
+    assert!(
+        added.contains("Message-ID: <") && added.contains("@client.example.test>\n"),
+        "{added}"
+    );
+}
+
+#[test]
+fn installed_as_sendmail_it_is_mail_send_and_dash_q_runs_the_queue() {
+    let t = TempDir::new();
+    let link = t.join("sendmail");
+    std::os::unix::fs::symlink(crate::harness::bin("mail-send"), &link).unwrap();
+    let run = |args: &[&str], stdin: &[u8]| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(&link)
+            .env_clear()
+            .env("HOME", t.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = run(
+        &["--explain", "--lmtp", "/run/x.sock", "-t", "-i"],
+        b"To: a@b.test\n\nx\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        o.contains("to <a@b.test>") && o.contains("/run/x.sock"),
+        "{o}"
+    );
+    let out = run(&["-q"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
