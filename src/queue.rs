@@ -708,14 +708,23 @@ impl Locked<'_> {
     /// Remove the entry (see the module docs for why the spool directory
     /// is not fsynced here: call [`Spool::sync`] after a batch).
     pub fn remove(self) -> Result<()> {
+        let litter = self.unlink()?;
+        let _ = fs::remove_dir_all(&litter);
+        Ok(())
+    }
+
+    /// Make the entry vanish (one rename into `tmp/`) and unlock it;
+    /// returns the directory left to delete. The entry is gone for every
+    /// process once this returns; deleting the litter (unlinking its
+    /// files) may then happen anywhere, e.g. on another thread while the
+    /// next entry is being sent, and if it never happens the next run
+    /// cleans it up.
+    pub fn unlink(self) -> Result<PathBuf> {
         let from = self.spool.entry_dir(&self.id);
         let to = self.spool.dir.join("tmp").join(format!("{}.del", self.id));
         fs::rename(&from, &to)
             .map_err(|e| io_err(format!("removing queue entry {}", self.id), &e))?;
-        // The entry is gone for everyone now; what is left is litter that
-        // the next run would clean up if this fails.
-        let _ = fs::remove_dir_all(&to);
-        Ok(())
+        Ok(to)
     }
 }
 
