@@ -899,3 +899,51 @@ fn version_1_entries_stay_readable_and_keep_their_fields() {
     assert_eq!((after.created, after.size), (before.created, before.size));
     assert!(!after.held);
 }
+
+#[test]
+fn a_flush_sends_many_entries_over_one_connection_and_v_shows_the_dialogue() {
+    let tmp = TempDir::new();
+    let Some(pair) = Pair::start(tmp.path()) else {
+        return;
+    };
+    let q = tmp.join("q");
+    let route = smtp_route(pair.postfix.smtp_port);
+    let rcpt = format!("alice@{DOMAIN}");
+    let tags = tags(20, "onecon");
+    for t in &tags {
+        enqueue(&q, &route, &[&rcpt], &message(t), "");
+    }
+    let out = mq(tmp.path(), &q).args(["flush", "-v"]).run().success();
+    let err = out.stderr();
+    assert!(
+        err.contains(&format!("C: MAIL FROM:<alice@{DOMAIN}>")),
+        "{err}"
+    );
+    assert!(err.contains("S: 250"), "{err}");
+    assert_eq!(err.matches("C: EHLO").count(), 1, "{err}");
+    assert_eq!(out.stdout().lines().count(), 20);
+    // Postfix's own account of the session: one connection, 20 messages.
+    let mut line = String::new();
+    wait_until("postfix to log the session", || {
+        let log = fs::read_to_string(&pair.postfix.log).unwrap_or_default();
+        line = log
+            .lines()
+            // (The harness's readiness probes show as commands=0/0.)
+            .filter(|l| {
+                l.contains("smtpd") && l.contains("disconnect from") && l.contains(" mail=")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        !line.is_empty()
+    });
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains(" mail=20 ") && line.contains(" data=20 "),
+        "{line}"
+    );
+    pair.postfix.wait_queue_empty(Duration::from_secs(60));
+    let msgs = pair.dovecot.imap_fetch("alice", "INBOX");
+    for t in &tags {
+        assert_eq!(count_subject(&msgs, t), 1, "{t}");
+    }
+}
