@@ -20,6 +20,14 @@
 //!   be reached at all is not dialled again in the same pass: the other
 //!   entries for it are deferred with the same reason, so a dead server
 //!   costs one connection timeout per run, not one per entry.
+//! - **Nothing slow between two sends that need not be there**: a finished
+//!   entry vanishes by one rename, and its files are deleted on a reaper
+//!   thread while the next entry is sent; the spool directory is fsynced
+//!   once per 64 removals and at the end of the pass (see the spool's
+//!   docs for why that can only ever cause a duplicate, never a loss).
+//! - **Our own failures never bounce**: a config error or refused
+//!   credentials (sysexits 78, 77) leave the recipients pending for an
+//!   admin to fix, instead of bouncing every queued message.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
