@@ -230,11 +230,9 @@ fn id_of(m: &ArgMatches) -> Result<String> {
 /// another tool: mail-send's `-bp` and `-q`, and `mailq`.
 pub fn run_args(args: &[String], ctx: &mut Ctx) -> Result<()> {
     let argv = std::iter::once("mail-queue".to_string()).chain(args.iter().cloned());
-    let m = command().try_get_matches_from(argv).map_err(|e| {
-        let text = e.render().to_string();
-        let first = text.lines().next().unwrap_or("bad usage").to_string();
-        Error::new(Kind::Usage, "mail-queue", first)
-    })?;
+    let m = command()
+        .try_get_matches_from(argv)
+        .map_err(|e| Error::new(Kind::Usage, "mail-queue", super::clap_error_line(&e)))?;
     run(&m, ctx)
 }
 
