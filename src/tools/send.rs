@@ -954,7 +954,10 @@ fn report(
         rcpts: temporary.iter().map(|o| o.rcpt.clone()).collect(),
         ..env.clone()
     };
-    let spool = Spool::open(&plan.queue_dir)?;
+    // A bad [queue] setting must not keep the message out of the queue:
+    // the default retry policy then (mail-queue reports the setting).
+    let policy = crate::queue::Policy::from_config(&plan.config.queue).unwrap_or_default();
+    let spool = Spool::open(&plan.queue_dir)?.with_policy(policy);
     let id = spool
         .enqueue(&plan.route, &queued_env, msg, &reason)
         .map_err(|e| e.within(format!("after a temporary failure ({reason})")))?;
