@@ -2,7 +2,8 @@
 //!
 //! Owns: connecting to `host:port` (every resolved address tried in turn,
 //! TCP_NODELAY, read/write timeouts), the TLS policy ([`TlsMode`]), the
-//! connector (system trust store, an extra CA file, SHA-256 certificate
+//! connector (OpenSSL: the system trust directory read lazily, an extra CA
+//! file, SHA-256 certificate
 //! pinning) and [`Stream`], which is plain TCP before STARTTLS and TLS after.
 //!
 //! Guarantees:
@@ -26,6 +27,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use openssl::ssl::{
+    HandshakeError, Ssl, SslContext, SslMethod, SslOptions, SslVerifyMode, SslVersion,
+};
+use openssl::x509::X509VerifyResult;
+use openssl::x509::verify::X509CheckFlags;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -159,7 +165,7 @@ pub enum Stream {
     /// Plain TCP (before STARTTLS, or `tls = none`).
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Tls(Box<openssl::ssl::SslStream<QuickAck>>),
 }
 
 impl Stream {
@@ -172,7 +178,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref(),
+            Stream::Tls(s) => &s.get_ref().0,
         }
     }
 
@@ -181,7 +187,7 @@ impl Stream {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(s) => {
-                let der = s.peer_certificate().ok()??.to_der().ok()?;
+                let der = s.ssl().peer_certificate()?.to_der().ok()?;
                 Some(Sha256::digest(&der).into())
             }
         }
@@ -202,8 +208,41 @@ impl Stream {
     }
 }
 
+/// A TCP stream that asks the kernel to ACK at once before every read.
+///
+/// Servers such as Postfix write TLS records in small pieces with Nagle on:
+/// each piece waits for our ACK of the previous one, and Linux's delayed ACK
+/// holds that back for up to 40 ms, once per reply or handshake flight.
+/// TCP_QUICKACK is not sticky, so it is set before every read (one cheap
+/// setsockopt; a failure only costs speed). TLS reads through this too, the
+/// handshake's included.
+pub struct QuickAck(pub TcpStream);
+
+fn quickack(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+}
+
+impl Read for QuickAck {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        quickack(&self.0);
+        self.0.read(buf)
+    }
+}
+
+impl Write for QuickAck {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Stream::Plain(s) = self {
+            quickack(s);
+        }
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
@@ -226,46 +265,122 @@ impl Write for Stream {
     }
 }
 
-/// Build the connector for `opts`.
-fn connector(opts: &TlsOptions) -> Result<native_tls::TlsConnector> {
-    let mut b = native_tls::TlsConnector::builder();
-    b.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    if let Some(path) = &opts.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            Error::new(
-                Kind::Config,
-                format!("reading the CA file {}", path.display()),
-                crate::exit::describe_io(&e),
-            )
-        })?;
-        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-            Error::new(
-                Kind::Config,
-                format!("reading the CA file {}", path.display()),
-                e,
-            )
-        })?;
-        b.add_root_certificate(cert);
-    }
-    if opts.fingerprint.is_some() || opts.opportunistic {
+/// Does `opts` ask for the certificate chain and name to be checked?
+fn verifies(opts: &TlsOptions) -> bool {
+    opts.fingerprint.is_none() && !opts.opportunistic
+}
+
+/// Build the TLS context for `opts`.
+///
+/// Trust comes from the system's hashed certificate directory
+/// (`/etc/ssl/certs`), looked up lazily for the issuers a server actually
+/// presents, rather than from the whole bundle file: OpenSSL parses a bundle
+/// eagerly, ~150 certificates and ~40 ms at every process start, which for a
+/// one-message-per-process `sendmail` was most of its run time.
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` in the environment are honoured as OpenSSL
+/// does; `ca_file` is added on top.
+fn context(opts: &TlsOptions) -> Result<SslContext> {
+    let setup = |e: openssl::error::ErrorStack| Error::new(Kind::Config, "setting up TLS", e);
+    let mut b = SslContext::builder(SslMethod::tls_client()).map_err(setup)?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(setup)?;
+    b.set_options(SslOptions::NO_COMPRESSION);
+    if verifies(opts) {
+        b.set_verify(SslVerifyMode::PEER);
+        match system_trust() {
+            Trust::Dir(dir) => b.load_verify_locations(None, Some(&dir)).map_err(setup)?,
+            Trust::Default => b.set_default_verify_paths().map_err(setup)?,
+        }
+        if let Some(path) = &opts.ca_file {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(Error::new(
+                    Kind::Config,
+                    format!("reading the CA file {}", path.display()),
+                    crate::exit::describe_io(&e),
+                ));
+            }
+            b.load_verify_locations(Some(path), None).map_err(|e| {
+                Error::new(
+                    Kind::Config,
+                    format!("reading the CA file {}", path.display()),
+                    e,
+                )
+            })?;
+        }
+    } else {
         // Pinning replaces the chain check (checked after the handshake
         // below); opportunistic TLS accepts any certificate by design.
-        b.danger_accept_invalid_certs(true);
-        b.danger_accept_invalid_hostnames(true);
+        b.set_verify(SslVerifyMode::NONE);
     }
-    b.build()
-        .map_err(|e| Error::new(Kind::Config, "setting up TLS", e))
+    Ok(b.build())
+}
+
+/// Where Debian and most distributions keep the hashed CA directory.
+const SYSTEM_CERT_DIR: &str = "/etc/ssl/certs";
+
+/// How the system's trusted CAs are loaded.
+enum Trust {
+    /// A hashed directory, read lazily.
+    Dir(PathBuf),
+    /// OpenSSL's defaults (`SSL_CERT_FILE`/`SSL_CERT_DIR` or its built-in
+    /// paths), bundle file included.
+    Default,
+}
+
+/// `SSL_CERT_DIR` (else `/etc/ssl/certs`) when it is a directory, unless
+/// `SSL_CERT_FILE` names a bundle elsewhere (then OpenSSL's defaults, so
+/// that file is honoured). A bundle inside the directory itself (Debian's
+/// `ca-certificates.crt`) is built from the same certificates as the hash
+/// links, so skipping it trusts nothing less.
+fn system_trust() -> Trust {
+    let dir = std::env::var_os("SSL_CERT_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(SYSTEM_CERT_DIR), PathBuf::from);
+    if !dir.is_dir() {
+        return Trust::Default;
+    }
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        let file = PathBuf::from(file);
+        if file.parent() != Some(dir.as_path()) {
+            return Trust::Default;
+        }
+    }
+    Trust::Dir(dir)
 }
 
 /// Run a TLS client handshake over `tcp` for `host`, verifying as `opts` say.
 pub fn handshake(tcp: TcpStream, host: &str, opts: &TlsOptions) -> Result<Stream> {
     let ctx = format!("TLS handshake with {host}");
-    let conn = connector(opts)?;
+    let context = context(opts)?;
+    let setup = |e: openssl::error::ErrorStack| Error::new(Kind::Config, "setting up TLS", e);
     let name = host.trim_start_matches('[').trim_end_matches(']');
-    let tls = conn.connect(name, tcp).map_err(|e| {
-        let cause = match e {
-            native_tls::HandshakeError::Failure(e) => e.to_string(),
-            native_tls::HandshakeError::WouldBlock(_) => "timed out".to_string(),
+    let ip: Option<std::net::IpAddr> = name.parse().ok();
+    let mut ssl = Ssl::new(&context).map_err(setup)?;
+    if ip.is_none() {
+        // SNI is for names only (RFC 6066 3).
+        ssl.set_hostname(name).map_err(setup)?;
+    }
+    if verifies(opts) {
+        let param = ssl.param_mut();
+        param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+        match ip {
+            Some(ip) => param.set_ip(ip).map_err(setup)?,
+            None => param.set_host(name).map_err(setup)?,
+        }
+    }
+    let tls = ssl.connect(QuickAck(tcp)).map_err(|e| {
+        let cause = match &e {
+            HandshakeError::Failure(mid) | HandshakeError::WouldBlock(mid) => {
+                let verify = mid.ssl().verify_result();
+                if verify != X509VerifyResult::OK {
+                    format!("certificate not trusted: {}", verify.error_string())
+                } else if let Some(io) = mid.error().io_error() {
+                    crate::exit::describe_io(io)
+                } else {
+                    mid.error().to_string()
+                }
+            }
+            HandshakeError::SetupFailure(e) => e.to_string(),
         };
         Error::new(Kind::Temporary, &*ctx, cause)
     })?;
