@@ -12,6 +12,8 @@
 pub mod config;
 pub mod dedup;
 pub mod exit;
+pub mod fetch;
+pub mod imap;
 pub mod mboxfmt;
 pub mod message;
 pub mod queue;

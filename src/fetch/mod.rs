@@ -1,0 +1,563 @@
+//! mail-fetch's engine: one account's run. Connect, log in, find the new
+//! messages (IMAP: by UID above what is remembered, or `UNSEEN`; POP3: by
+//! UIDL), fetch them in batches, hand each batch to the target, remember
+//! what was stored, then delete it on the server (or mark it \Seen).
+//!
+//! Guarantee (the order of steps is the whole point): a message is deleted
+//! on the server only after the target confirmed it durable **and** the
+//! state file recording it as stored is durable. So a crash or `kill -9`
+//! at any moment leaves each message in one of three states: not stored
+//! (fetched again next run), stored and recorded (never stored again; in
+//! delete mode deleted at the start of the next run), or stored and
+//! deleted. A message can be stored twice only when the crash falls
+//! between the target's confirmation and the state write (a window of one
+//! batch), or when the server changes UIDVALIDITY (then everything kept on
+//! the server is new again, as with fetchmail and getmail).
+
+pub mod state;
+pub mod target;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::Account;
+use crate::exit::{Error, Kind, Result};
+use crate::imap::{Imap, Login};
+use crate::sasl::{Mechanism, Secret};
+use crate::tls::{self, TlsMode, TlsOptions};
+use crate::transcript::Transcript;
+
+use state::{Folder, StateFile};
+use target::{Fate, Msg, SharedOut, Spec, Target};
+
+/// Messages per `UID FETCH` / per grouped sync, at most.
+pub const BATCH_MESSAGES: usize = 250;
+/// Bytes per batch, at most (when sizes are known).
+pub const BATCH_BYTES: u64 = 32 << 20;
+
+/// The fetch protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// IMAP4rev1.
+    Imap,
+    /// POP3.
+    Pop3,
+}
+
+/// How bad a failure is, in fetchmail's terms; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Connection, TLS or socket trouble (fetchmail 2).
+    Connection,
+    /// The server said something we did not expect (4).
+    Protocol,
+    /// Credentials refused (3).
+    Auth,
+    /// A message could not be stored (10).
+    Delivery,
+    /// The configuration or command line is wrong (5).
+    Config,
+}
+
+impl Class {
+    /// The exit code (fetchmail's numbers).
+    pub fn code(self) -> i32 {
+        match self {
+            Class::Connection => 2,
+            Class::Auth => 3,
+            Class::Protocol => 4,
+            Class::Config => 5,
+            Class::Delivery => 10,
+        }
+    }
+
+    /// The class of a library error, by its kind.
+    pub fn of(e: &Error) -> Class {
+        match e.kind() {
+            Kind::Temporary => Class::Connection,
+            Kind::Auth | Kind::NoPerm => Class::Auth,
+            Kind::Config | Kind::Usage => Class::Config,
+            _ => Class::Protocol,
+        }
+    }
+}
+
+/// Everything one account's run needs.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The account's name (config) or `user@host` (one-off).
+    pub name: String,
+    /// IMAP or POP3.
+    pub protocol: Protocol,
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// TLS verification options.
+    pub tls_opts: TlsOptions,
+    /// Connect/read timeout.
+    pub timeout: Duration,
+    /// Login name.
+    pub user: String,
+    /// The account settings the password comes from.
+    pub account: Account,
+    /// Configured SASL mechanism.
+    pub auth: Option<Mechanism>,
+    /// IMAP folders.
+    pub folders: Vec<String>,
+    /// Leave messages on the server.
+    pub keep: bool,
+    /// IMAP: find new mail by UNSEEN.
+    pub unseen: bool,
+    /// IMAP: set \Seen on stored messages (kept ones).
+    pub mark_seen: bool,
+    /// At most this many messages per run.
+    pub max_messages: Option<u64>,
+    /// Leave larger messages on the server.
+    pub max_size: Option<u64>,
+    /// Where messages go.
+    pub target: Spec,
+    /// Envelope recipient for MDA/SMTP/LMTP.
+    pub recipient: String,
+    /// The state file.
+    pub state: PathBuf,
+}
+
+impl Job {
+    /// Build a job from an account block. `name` names it in messages and
+    /// picks its state file.
+    pub fn from_account(name: &str, a: &Account, state_dir: &std::path::Path) -> Result<Job> {
+        let cfg = |what: &str| Error::new(Kind::Config, format!("account {name}"), what);
+        let protocol = match a
+            .protocol
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("imap") => Protocol::Imap,
+            Some("pop3") | Some("pop") => Protocol::Pop3,
+            Some(other) => {
+                return Err(cfg(&format!(
+                    "protocol {other:?} cannot be fetched from (use imap or pop3)"
+                )));
+            }
+            None => return Err(cfg("no protocol (set protocol = \"imap\" or \"pop3\")")),
+        };
+        let host = a.host.clone().ok_or_else(|| cfg("no host"))?;
+        let tls = a.tls.unwrap_or(TlsMode::Starttls);
+        let port = a.port.unwrap_or(match (protocol, tls) {
+            (Protocol::Imap, TlsMode::Implicit) => 993,
+            (Protocol::Imap, _) => 143,
+            (Protocol::Pop3, TlsMode::Implicit) => 995,
+            (Protocol::Pop3, _) => 110,
+        });
+        let user = a.user.clone().ok_or_else(|| cfg("no user"))?;
+        let auth = a.auth.as_deref().map(Mechanism::parse).transpose()?;
+        let tls_opts = TlsOptions {
+            ca_file: a.tls_ca_file.clone(),
+            fingerprint: a
+                .tls_fingerprint
+                .as_deref()
+                .map(tls::parse_fingerprint)
+                .transpose()?,
+            opportunistic: false,
+        };
+        let targets: Vec<Spec> = [
+            a.maildir.clone().map(Spec::Mailbox),
+            a.mbox.clone().map(Spec::Mbox),
+            a.mda.clone().map(Spec::Mda),
+            a.smtp.clone().map(Spec::Smtp),
+            a.lmtp.clone().map(Spec::Lmtp),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if targets.len() > 1 {
+            return Err(cfg("more than one target (maildir, mbox, mda, smtp, lmtp)"));
+        }
+        let target = match targets.into_iter().next() {
+            Some(t) => t,
+            None => Spec::Mailbox(crate::config::default_maildir().ok_or_else(|| {
+                cfg("no target and no default Maildir ($MAILDIR or $HOME unset)")
+            })?),
+        };
+        let recipient = a.recipient.clone().unwrap_or_else(local_user);
+        let folders = if a.folders.is_empty() {
+            vec!["INBOX".to_string()]
+        } else {
+            a.folders.clone()
+        };
+        let key = format!(
+            "{}-{}-{}-{}",
+            match protocol {
+                Protocol::Imap => "imap",
+                Protocol::Pop3 => "pop3",
+            },
+            user,
+            host,
+            port
+        );
+        Ok(Job {
+            name: name.to_string(),
+            protocol,
+            host,
+            port,
+            tls,
+            tls_opts,
+            timeout: Duration::from_secs(a.timeout.unwrap_or(60)),
+            user,
+            account: a.clone(),
+            auth,
+            folders,
+            keep: a.keep,
+            unseen: a.unseen,
+            mark_seen: a.mark_seen.unwrap_or(false),
+            max_messages: a.max_messages,
+            max_size: a.max_size,
+            target,
+            recipient,
+            state: StateFile::new(state_dir, &key).path().to_path_buf(),
+        })
+    }
+
+    /// `host:port`.
+    pub fn server(&self) -> String {
+        tls::display_host_port(&self.host, self.port)
+    }
+}
+
+/// The login name of the running user (the default recipient).
+fn local_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".to_string())
+}
+
+/// Counters shared with the progress display (all accounts together).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Messages stored.
+    pub messages: AtomicU64,
+    /// Bytes stored.
+    pub bytes: AtomicU64,
+    /// Set to stop a daemon/idle loop.
+    pub stop: AtomicBool,
+}
+
+/// What one account's run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Messages stored.
+    pub fetched: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Messages deleted on the server.
+    pub deleted: u64,
+    /// Notes that are not failures (a UIDVALIDITY change).
+    pub notes: Vec<String>,
+    /// Failures, each with its class: messages left on the server (over
+    /// the size limit, refused or deferred by the target) and the error
+    /// that ended the run, if any.
+    pub errors: Vec<(Class, String)>,
+}
+
+impl Report {
+    fn fail(&mut self, class: Class, msg: impl Into<String>) {
+        self.errors.push((class, msg.into()));
+    }
+}
+
+/// Run one account: fetch everything new, store it, delete what was stored
+/// (unless keeping). Never fails as a whole: failures are in the report.
+pub fn run(
+    job: &Job,
+    transcript: Transcript,
+    progress: &Progress,
+    stdout: Option<&SharedOut>,
+) -> Report {
+    let mut report = Report::default();
+    let res = match job.protocol {
+        Protocol::Imap => run_imap(job, transcript, progress, stdout, &mut report, None),
+        Protocol::Pop3 => run_pop3(job, transcript, progress, stdout, &mut report),
+    };
+    if let Err((class, e)) = res {
+        report.fail(class, e.to_string());
+    }
+    report
+}
+
+type Failure = (Class, Error);
+
+fn net<T>(r: Result<T>) -> std::result::Result<T, Failure> {
+    r.map_err(|e| (Class::of(&e), e))
+}
+
+fn local<T>(r: Result<T>) -> std::result::Result<T, Failure> {
+    r.map_err(|e| {
+        let c = if matches!(e.kind(), Kind::Config | Kind::Usage) {
+            Class::Config
+        } else {
+            Class::Delivery
+        };
+        (c, e)
+    })
+}
+
+fn password(job: &Job) -> std::result::Result<Secret, Failure> {
+    match job.account.password(&job.name) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err((
+            Class::Config,
+            Error::new(
+                Kind::Config,
+                format!("account {}", job.name),
+                "no password_command or password_env (--password-command, --password-env)",
+            ),
+        )),
+        Err(e) => Err((Class::Config, e)),
+    }
+}
+
+/// Store `batch` (uid/id, wire bytes) in the target; returns the ids
+/// stored, in order, and records the rest in the report. An error means
+/// the target broke down: stop this account.
+fn store_batch<I: Clone + std::fmt::Display>(
+    job: &Job,
+    target: &mut Target,
+    batch: Vec<(I, Vec<u8>)>,
+    progress: &Progress,
+    report: &mut Report,
+) -> (Vec<I>, Option<Error>) {
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut msgs = Vec::with_capacity(batch.len());
+    for (id, data) in batch {
+        ids.push(id);
+        msgs.push(Msg::from_wire(data));
+    }
+    let (fates, err) = target.deliver(&msgs);
+    let mut stored = Vec::with_capacity(fates.len());
+    for (i, f) in fates.iter().enumerate() {
+        match f {
+            Fate::Stored => {
+                stored.push(ids[i].clone());
+                report.fetched += 1;
+                report.bytes += msgs[i].data.len() as u64;
+                progress.messages.fetch_add(1, Ordering::Relaxed);
+                progress
+                    .bytes
+                    .fetch_add(msgs[i].data.len() as u64, Ordering::Relaxed);
+            }
+            Fate::Kept(why) => report.fail(
+                Class::Delivery,
+                format!(
+                    "message {} kept on the server for a later run: {}: {why}",
+                    ids[i],
+                    job.target.describe()
+                ),
+            ),
+            Fate::Refused(why) => report.fail(
+                Class::Delivery,
+                format!(
+                    "message {} left on the server: {}: {why}",
+                    ids[i],
+                    job.target.describe()
+                ),
+            ),
+        }
+    }
+    (stored, err)
+}
+
+/// The IMAP run. With `watch`, after the first pass IDLE on the (single)
+/// folder and fetch again whenever it changes, until `watch` says stop.
+pub fn run_imap(
+    job: &Job,
+    transcript: Transcript,
+    progress: &Progress,
+    stdout: Option<&SharedOut>,
+    report: &mut Report,
+    watch: Option<Duration>,
+) -> std::result::Result<(), Failure> {
+    let pass = password(job)?;
+    let sf = StateFile::at(job.state.clone());
+    let mut st = local(sf.load())?;
+    let mut target = local(Target::open(
+        &job.target,
+        &job.recipient,
+        stdout,
+        Transcript::off(),
+    ))?;
+    let delete = !job.keep && target.may_delete();
+    let mut c = net(Imap::connect(
+        &job.host,
+        job.port,
+        job.tls,
+        &job.tls_opts,
+        job.timeout,
+        transcript,
+    ))?;
+    let how = match job.auth {
+        Some(m) => Login::Sasl(m),
+        None => Login::Auto,
+    };
+    net(c.login(&job.user, &pass, how))?;
+    let mut budget = job.max_messages.unwrap_or(u64::MAX);
+    loop {
+        for folder in &job.folders {
+            if budget == 0 {
+                break;
+            }
+            let sel = net(c.select(folder))?;
+            let mut f: Folder = st.imap.get(folder).cloned().unwrap_or_default();
+            let search = |c: &mut Imap, f: &Folder| -> Result<Vec<u32>> {
+                if job.unseen {
+                    c.uid_search("UNSEEN")
+                } else {
+                    let from = f.done_through.saturating_add(1);
+                    Ok(c.uid_search(&format!("UID {from}:*"))?
+                        .into_iter()
+                        .filter(|u| *u > f.done_through)
+                        .collect())
+                }
+            };
+            let mut present = if sel.exists == 0 {
+                Vec::new()
+            } else {
+                net(search(&mut c, &f))?
+            };
+            let known = f.uidvalidity != 0 || f.done_through != 0 || !f.stored.is_empty();
+            if !f.sync(sel.uidvalidity, &present) {
+                if known {
+                    report.notes.push(format!(
+                        "{folder}: UIDVALIDITY changed: every message in it is new again"
+                    ));
+                }
+                present = if sel.exists == 0 {
+                    Vec::new()
+                } else {
+                    net(search(&mut c, &f))?
+                };
+            }
+            st.imap.insert(folder.clone(), f.clone());
+            local(sf.save(&st))?;
+            // Stored before but not yet deleted (or flagged): finish that.
+            let pending: Vec<u32> = present
+                .iter()
+                .copied()
+                .filter(|u| f.stored.contains(u))
+                .collect();
+            if !pending.is_empty() {
+                if delete {
+                    net(c.delete(&pending))?;
+                    report.deleted += pending.len() as u64;
+                } else if job.unseen || job.mark_seen {
+                    net(c.uid_add_flags(&pending, "\\Seen"))?;
+                }
+            }
+            let mut new: Vec<u32> = present
+                .iter()
+                .copied()
+                .filter(|u| !f.stored.contains(u))
+                .collect();
+            let mut sizes = std::collections::HashMap::new();
+            if let Some(max) = job.max_size
+                && !new.is_empty()
+            {
+                for (uid, size) in net(c.uid_sizes(&new))? {
+                    sizes.insert(uid, size);
+                }
+                new.retain(|u| match sizes.get(u) {
+                    Some(&s) if s > max => {
+                        report.fail(
+                            Class::Delivery,
+                            format!(
+                                "{folder}: message UID {u} ({s} bytes) is over the size limit of {max}: left on the server"
+                            ),
+                        );
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            if (new.len() as u64) > budget {
+                new.truncate(budget as usize);
+            }
+            budget -= new.len() as u64;
+            // Batches: by count, and by bytes when sizes are known.
+            let mut i = 0;
+            while i < new.len() {
+                let mut j = i;
+                let mut bytes = 0u64;
+                while j < new.len() && j - i < BATCH_MESSAGES {
+                    bytes += sizes.get(&new[j]).copied().unwrap_or(0);
+                    j += 1;
+                    if bytes >= BATCH_BYTES {
+                        break;
+                    }
+                }
+                let uids = &new[i..j];
+                i = j;
+                let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
+                net(c.uid_fetch(uids, &mut |uid, data| got.push((uid, data))))?;
+                got.sort_by_key(|x| x.0);
+                got.dedup_by_key(|x| x.0);
+                let (stored, err) = store_batch(job, &mut target, got, progress, report);
+                if !stored.is_empty() {
+                    f.stored.extend(stored.iter().copied());
+                    st.imap.insert(folder.clone(), f.clone());
+                    local(sf.save(&st))?;
+                    if delete {
+                        net(c.delete(&stored))?;
+                        report.deleted += stored.len() as u64;
+                    } else if job.unseen || job.mark_seen {
+                        net(c.uid_add_flags(&stored, "\\Seen"))?;
+                    }
+                }
+                if let Some(e) = err {
+                    return Err((Class::Delivery, e));
+                }
+            }
+            if !job.unseen {
+                f.compact(&present);
+            }
+            st.imap.insert(folder.clone(), f);
+            local(sf.save(&st))?;
+        }
+        let Some(max_wait) = watch else { break };
+        if progress.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // IDLE on the first (in watch mode: the only) folder.
+        net(c.idle(max_wait))?;
+        budget = job.max_messages.unwrap_or(u64::MAX);
+    }
+    target.finish();
+    c.logout();
+    Ok(())
+}
+
+/// The POP3 run (see `fetch/pop.rs` once the POP3 client is in).
+fn run_pop3(
+    job: &Job,
+    _transcript: Transcript,
+    _progress: &Progress,
+    _stdout: Option<&SharedOut>,
+    _report: &mut Report,
+) -> std::result::Result<(), Failure> {
+    let _: BTreeSet<String> = BTreeSet::new();
+    Err((
+        Class::Config,
+        Error::new(
+            Kind::Config,
+            format!("account {}", job.name),
+            "POP3 is not built in yet",
+        ),
+    ))
+}
