@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod imap;
 pub mod mboxfmt;
 pub mod message;
+pub mod pop3;
 pub mod queue;
 pub mod sasl;
 pub mod send;

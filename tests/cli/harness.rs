@@ -689,7 +689,7 @@ mail_fsync = optimized
 disable_plaintext_auth = no
 # Tests of wrong passwords should not wait 2 s each.
 auth_failure_delay = 0
-auth_mechanisms = plain login
+auth_mechanisms = plain login apop
 auth_username_format = %Ln
 passdb {{
   driver = passwd-file

@@ -10,6 +10,7 @@ mod mta;
 mod deliver;
 mod docs;
 mod fetch;
+mod pop3;
 mod queue;
 mod send;
 mod smtp;
