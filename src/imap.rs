@@ -116,7 +116,7 @@ impl Imap {
             }
             if !c.has("STARTTLS") {
                 return Err(c.err(
-                    Kind::Temporary,
+                    Kind::Unavailable,
                     "STARTTLS",
                     "the server does not offer STARTTLS, which is required (use --tls implicit or, on a trusted network, --tls none)",
                 ));

@@ -325,36 +325,93 @@ fn password(job: &Job) -> std::result::Result<Secret, Failure> {
     }
 }
 
-/// Store `batch` (uid/id, wire bytes) in the target; returns the ids
-/// stored, in order, and records the rest in the report. An error means
-/// the target broke down: stop this account.
+/// Hand `batch` (id, wire bytes) to the target; returns the ids stored,
+/// in order, and records the rest in the report. An error means the target
+/// broke down: stop this account.
+///
+/// Before the target sees the batch, the state records it as in flight
+/// (durably); ids in `suspects` (in flight when an earlier run died) are
+/// first looked for in the target and not stored again when found.
+#[allow(clippy::too_many_arguments)]
 fn store_batch<I: Clone + std::fmt::Display>(
     job: &Job,
     target: &mut Target,
     batch: Vec<(I, Vec<u8>)>,
     progress: &Progress,
     report: &mut Report,
-) -> (Vec<I>, Option<Error>) {
+    st: &mut state::State,
+    sf: &StateFile,
+    folder: &str,
+    suspects: &Suspects,
+) -> std::result::Result<(Vec<I>, Option<Error>), Failure> {
     let mut ids = Vec::with_capacity(batch.len());
     let mut msgs = Vec::with_capacity(batch.len());
     for (id, data) in batch {
         ids.push(id);
         msgs.push(Msg::from_wire(data));
     }
-    let (fates, err) = target.deliver(&msgs);
-    let mut stored = Vec::with_capacity(fates.len());
-    for (i, f) in fates.iter().enumerate() {
+    // Already stored by a run that died before recording it?
+    let mut found = vec![false; msgs.len()];
+    let suspect: Vec<usize> = (0..ids.len())
+        .filter(|&i| suspects.ids.contains(&ids[i].to_string()))
+        .collect();
+    if !suspect.is_empty() {
+        let refs: Vec<&Msg> = suspect.iter().map(|&i| &msgs[i]).collect();
+        for (k, hit) in target
+            .find_stored(suspects.since, &refs)
+            .into_iter()
+            .enumerate()
+        {
+            found[suspect[k]] = hit;
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    st.inflight.insert(
+        folder.to_string(),
+        state::Inflight {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+            since: now.saturating_sub(2),
+        },
+    );
+    local(sf.save(st))?;
+    let todo: Vec<usize> = (0..msgs.len()).filter(|&i| !found[i]).collect();
+    let owned: Vec<Msg> = todo
+        .iter()
+        .map(|&i| Msg {
+            data: std::mem::take(&mut msgs[i].data),
+            sender: std::mem::take(&mut msgs[i].sender),
+        })
+        .collect();
+    let (fates, err) = target.deliver(&owned);
+    let mut fate_of: Vec<Option<Fate>> = found
+        .iter()
+        .map(|&f| if f { Some(Fate::Stored) } else { None })
+        .collect();
+    for (k, f) in fates.into_iter().enumerate() {
+        fate_of[todo[k]] = Some(f);
+    }
+    let size_of = |i: usize| -> u64 {
+        match todo.iter().position(|&t| t == i) {
+            Some(k) => owned[k].data.len() as u64,
+            None => msgs[i].data.len() as u64,
+        }
+    };
+    let mut stored = Vec::with_capacity(ids.len());
+    for (i, f) in fate_of.iter().enumerate() {
         match f {
-            Fate::Stored => {
+            Some(Fate::Stored) => {
                 stored.push(ids[i].clone());
-                report.fetched += 1;
-                report.bytes += msgs[i].data.len() as u64;
-                progress.messages.fetch_add(1, Ordering::Relaxed);
-                progress
-                    .bytes
-                    .fetch_add(msgs[i].data.len() as u64, Ordering::Relaxed);
+                if !found[i] {
+                    let size = size_of(i);
+                    report.fetched += 1;
+                    report.bytes += size;
+                    progress.messages.fetch_add(1, Ordering::Relaxed);
+                    progress.bytes.fetch_add(size, Ordering::Relaxed);
+                }
             }
-            Fate::Kept(why) => report.fail(
+            Some(Fate::Kept(why)) => report.fail(
                 Class::Delivery,
                 format!(
                     "message {} kept on the server for a later run: {}: {why}",
@@ -362,7 +419,7 @@ fn store_batch<I: Clone + std::fmt::Display>(
                     job.target.describe()
                 ),
             ),
-            Fate::Refused(why) => report.fail(
+            Some(Fate::Refused(why)) => report.fail(
                 Class::Delivery,
                 format!(
                     "message {} left on the server: {}: {why}",
@@ -370,9 +427,32 @@ fn store_batch<I: Clone + std::fmt::Display>(
                     job.target.describe()
                 ),
             ),
+            None => {}
         }
     }
-    (stored, err)
+    Ok((stored, err))
+}
+
+/// Messages a dead run may have stored already: ids and since when.
+#[derive(Debug)]
+struct Suspects {
+    ids: BTreeSet<String>,
+    since: std::time::SystemTime,
+}
+
+/// The in-flight record of `folder` in the state, if any. It stays there
+/// until a later batch of the same folder replaces it.
+fn suspects(st: &state::State, folder: &str) -> Suspects {
+    match st.inflight.get(folder) {
+        Some(i) => Suspects {
+            ids: i.ids.clone(),
+            since: std::time::UNIX_EPOCH + Duration::from_secs(i.since),
+        },
+        None => Suspects {
+            ids: BTreeSet::new(),
+            since: std::time::UNIX_EPOCH,
+        },
+    }
 }
 
 /// The IMAP run. With `watch`, after the first pass IDLE on the (single)
@@ -434,6 +514,7 @@ pub fn run_imap(
             };
             let known = f.uidvalidity != 0 || f.done_through != 0 || !f.stored.is_empty();
             if !f.sync(sel.uidvalidity, &present) {
+                st.inflight.remove(folder);
                 if known {
                     report.notes.push(format!(
                         "{folder}: UIDVALIDITY changed: every message in it is new again"
@@ -466,6 +547,7 @@ pub fn run_imap(
                 .copied()
                 .filter(|u| !f.stored.contains(u))
                 .collect();
+            let susp = suspects(&st, folder);
             let mut sizes = std::collections::HashMap::new();
             if let Some(max) = job.max_size
                 && !new.is_empty()
@@ -508,11 +590,24 @@ pub fn run_imap(
                 net(c.uid_fetch(uids, &mut |uid, data| got.push((uid, data))))?;
                 got.sort_by_key(|x| x.0);
                 got.dedup_by_key(|x| x.0);
-                let (stored, err) = store_batch(job, &mut target, got, progress, report);
+                let (stored, err) = store_batch(
+                    job,
+                    &mut target,
+                    got,
+                    progress,
+                    report,
+                    &mut st,
+                    &sf,
+                    folder,
+                    &susp,
+                )?;
+                f.stored.extend(stored.iter().copied());
+                st.imap.insert(folder.clone(), f.clone());
+                if err.is_none() {
+                    st.inflight.remove(folder);
+                }
+                local(sf.save(&st))?;
                 if !stored.is_empty() {
-                    f.stored.extend(stored.iter().copied());
-                    st.imap.insert(folder.clone(), f.clone());
-                    local(sf.save(&st))?;
                     if delete {
                         net(c.delete(&stored))?;
                         report.deleted += stored.len() as u64;
@@ -543,21 +638,141 @@ pub fn run_imap(
     Ok(())
 }
 
-/// The POP3 run (see `fetch/pop.rs` once the POP3 client is in).
+/// The POP3 run: UIDL tells what is new; stored UIDLs are remembered,
+/// DELE follows each durable batch and takes effect at QUIT (a run that
+/// dies before QUIT deletes nothing; the next run deletes what the state
+/// says was stored, without storing it again).
 fn run_pop3(
     job: &Job,
-    _transcript: Transcript,
-    _progress: &Progress,
-    _stdout: Option<&SharedOut>,
-    _report: &mut Report,
+    transcript: Transcript,
+    progress: &Progress,
+    stdout: Option<&SharedOut>,
+    report: &mut Report,
 ) -> std::result::Result<(), Failure> {
-    let _: BTreeSet<String> = BTreeSet::new();
-    Err((
-        Class::Config,
-        Error::new(
-            Kind::Config,
-            format!("account {}", job.name),
-            "POP3 is not built in yet",
-        ),
-    ))
+    use crate::pop3::{Login as PopLogin, Pop3};
+    let pass = password(job)?;
+    let sf = StateFile::at(job.state.clone());
+    let mut st = local(sf.load())?;
+    let mut target = local(Target::open(
+        &job.target,
+        &job.recipient,
+        stdout,
+        Transcript::off(),
+    ))?;
+    let delete = !job.keep && target.may_delete();
+    let mut c = net(Pop3::connect(
+        &job.host,
+        job.port,
+        job.tls,
+        &job.tls_opts,
+        job.timeout,
+        transcript,
+    ))?;
+    let how = match job.auth {
+        Some(m) => PopLogin::Sasl(m),
+        None => PopLogin::Auto,
+    };
+    net(c.login(&job.user, &pass, how))?;
+    let listing = net(c.uidl())?;
+    let present: BTreeSet<&str> = listing.iter().map(|(_, u)| u.as_str()).collect();
+    st.pop3.retain(|u| present.contains(u.as_str()));
+    local(sf.save(&st))?;
+    let pending: Vec<u32> = listing
+        .iter()
+        .filter(|(_, u)| st.pop3.contains(u))
+        .map(|(n, _)| *n)
+        .collect();
+    if delete && !pending.is_empty() {
+        net(c.dele_many(&pending))?;
+        report.deleted += pending.len() as u64;
+    }
+    let mut new: Vec<(u32, String)> = listing
+        .iter()
+        .filter(|(_, u)| !st.pop3.contains(u))
+        .cloned()
+        .collect();
+    let mut sizes = std::collections::HashMap::new();
+    if job.max_size.is_some() || new.len() > 1 {
+        for (n, size) in net(c.list())? {
+            sizes.insert(n, size);
+        }
+    }
+    if let Some(max) = job.max_size {
+        new.retain(|(n, u)| match sizes.get(n) {
+            Some(&s) if s > max => {
+                report.fail(
+                    Class::Delivery,
+                    format!(
+                        "message {n} (UIDL {u}, {s} bytes) is over the size limit of {max}: left on the server"
+                    ),
+                );
+                false
+            }
+            _ => true,
+        });
+    }
+    if let Some(max) = job.max_messages {
+        new.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    let uidl_of: std::collections::HashMap<u32, String> = new.iter().cloned().collect();
+    let num_of: std::collections::HashMap<&str, u32> =
+        listing.iter().map(|(n, u)| (u.as_str(), *n)).collect();
+    let susp = suspects(&st, "");
+    let mut i = 0;
+    while i < new.len() {
+        let mut j = i;
+        let mut bytes = 0u64;
+        while j < new.len() && j - i < BATCH_MESSAGES {
+            bytes += sizes.get(&new[j].0).copied().unwrap_or(0);
+            j += 1;
+            if bytes >= BATCH_BYTES {
+                break;
+            }
+        }
+        let nums: Vec<u32> = new[i..j].iter().map(|(n, _)| *n).collect();
+        i = j;
+        let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(nums.len());
+        net(c.retr_many(&nums, &mut |n, data| {
+            got.push((n, data));
+            Ok(())
+        }))?;
+        let labelled: Vec<(String, Vec<u8>)> = got
+            .into_iter()
+            .filter_map(|(n, d)| uidl_of.get(&n).map(|u| (u.clone(), d)))
+            .collect();
+        let (stored, err) = store_batch(
+            job,
+            &mut target,
+            labelled,
+            progress,
+            report,
+            &mut st,
+            &sf,
+            "",
+            &susp,
+        )?;
+        st.pop3.extend(stored.iter().cloned());
+        if err.is_none() {
+            st.inflight.remove("");
+        }
+        local(sf.save(&st))?;
+        if !stored.is_empty() {
+            let stored: Vec<u32> = stored
+                .iter()
+                .filter_map(|u| num_of.get(u.as_str()).copied())
+                .collect();
+            if delete {
+                net(c.dele_many(&stored))?;
+                report.deleted += stored.len() as u64;
+            }
+        }
+        if let Some(e) = err {
+            // QUIT anyway: what was stored and marked is deleted now.
+            let _ = c.quit();
+            return Err((Class::Delivery, e));
+        }
+    }
+    target.finish();
+    net(c.quit())?;
+    Ok(())
 }

@@ -42,6 +42,21 @@ pub struct State {
     /// deletion).
     #[serde(default)]
     pub pop3: BTreeSet<String>,
+    /// The batch being handed to the target right now: if a run dies
+    /// before recording it stored, the next run checks the target for
+    /// these messages before storing them again.
+    /// By IMAP folder (empty name for POP3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inflight: BTreeMap<String, Inflight>,
+}
+
+/// A batch on its way into the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inflight {
+    /// UIDs (IMAP) or UIDLs (POP3), as text.
+    pub ids: BTreeSet<String>,
+    /// When the batch started (seconds since the epoch).
+    pub since: u64,
 }
 
 /// A state file on disk.

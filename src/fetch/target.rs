@@ -247,6 +247,32 @@ impl Target {
         }
     }
 
+    /// Which of `msgs` are already in the target, stored since `since` by a
+    /// run that died before recording them. Only a Maildir can tell (its
+    /// files in `new/` and `cur/` younger than `since` are compared byte
+    /// for byte); other targets answer "no" (see the man page).
+    pub fn find_stored(&self, since: SystemTime, msgs: &[&Msg]) -> Vec<bool> {
+        let Open::Store(Destination::Maildir(md)) = &self.kind else {
+            return vec![false; msgs.len()];
+        };
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        for sub in ["new", "cur"] {
+            let Ok(rd) = std::fs::read_dir(md.root().join(sub)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let young = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since);
+                if young && let Ok(data) = std::fs::read(e.path()) {
+                    seen.insert(data);
+                }
+            }
+        }
+        msgs.iter().map(|m| seen.contains(&m.data)).collect()
+    }
+
     /// Close connections (QUIT).
     pub fn finish(&mut self) {
         if let Open::Send(s, _) = &mut self.kind {

@@ -218,3 +218,341 @@ fn imap_implicit_tls_into_mbox_and_stdout() {
     assert_same_messages(python_read_mailbox(&file), &want, "stdout");
     assert_eq!(s.on_server(), want);
 }
+
+#[test]
+fn pop3_plain_starttls_and_implicit_tls_store_byte_identical_messages() {
+    let Some(s) = Server::start(15) else { return };
+    let want = s.on_server();
+    for tls in ["none", "starttls", "implicit"] {
+        let dest = s.t.join(format!("out-{tls}/Maildir/"));
+        s.tool_in("pop3", tls, &s.t.join(format!("home-{tls}")))
+            .args(["--keep", "--maildir"])
+            .arg(&dest)
+            .run()
+            .success()
+            .stderr_has("15 messages");
+        assert_same_messages(python_read_mailbox(&dest), &want, tls);
+        s.tool_in("pop3", tls, &s.t.join(format!("home-{tls}")))
+            .args(["--keep", "--maildir"])
+            .arg(&dest)
+            .run()
+            .code_is(1);
+        assert_eq!(python_read_mailbox(&dest).len(), 15, "{tls}: second run");
+    }
+    // Delete mode: everything stored, the server empty.
+    let dest = s.t.join("out-del/Maildir/");
+    s.tool("pop3", "starttls")
+        .arg("--maildir")
+        .arg(&dest)
+        .run()
+        .success();
+    assert_same_messages(python_read_mailbox(&dest), &want, "delete mode");
+    assert!(s.on_server().is_empty());
+}
+
+#[test]
+fn mda_gets_each_message_with_quoted_sender_and_recipient_and_75_keeps_it() {
+    let Some(s) = Server::start(8) else { return };
+    let want = s.on_server();
+    let out = s.t.join("mda");
+    std::fs::create_dir_all(&out).unwrap();
+    let d = out.display();
+    // Message 3 is deferred (75) the first time.
+    let mda = format!(
+        "cat > {d}/tmp.$$ && if grep -q '^Subject: message 3$' {d}/tmp.$$ && [ ! -e {d}/allow ]; then rm {d}/tmp.$$; exit 75; fi; mv {d}/tmp.$$ {d}/$$.msg && printf '%s\\n' %F %T > {d}/$$.env"
+    );
+    s.tool("imap", "none")
+        .args(["--mda", &mda, "--recipient", "it's me"])
+        .run()
+        .code_is(10)
+        .stderr_has("exited 75");
+    let read = |ext: &str| -> Vec<Vec<u8>> {
+        dir_names(&out)
+            .into_iter()
+            .filter(|n| n.ends_with(ext))
+            .map(|n| std::fs::read(out.join(n)).unwrap())
+            .collect()
+    };
+    assert_eq!(read(".msg").len(), 7);
+    for env in read(".env") {
+        let env = String::from_utf8(env).unwrap();
+        assert!(
+            env.starts_with("sender") && env.ends_with("@example.test\nit's me\n"),
+            "{env:?}"
+        );
+    }
+    let left = s.on_server();
+    assert_eq!(left.len(), 1);
+    assert!(String::from_utf8_lossy(&left[0]).contains("Subject: message 3\n"));
+    // Next run: the MDA takes it; all 8 stored once, server empty.
+    std::fs::write(out.join("allow"), b"").unwrap();
+    s.tool("imap", "none").args(["--mda", &mda]).run().success();
+    assert_same_messages(read(".msg"), &want, "MDA");
+    assert!(s.on_server().is_empty());
+}
+
+#[test]
+fn lmtp_target_delivers_into_another_dovecot_user() {
+    let Some(mut s) = Server::start(10) else {
+        return;
+    };
+    // Added before anyone logs in: Dovecot notices a changed users file by
+    // its mtime, which two writes in one second would not change.
+    let bob = s.t.join("mail/bob");
+    s.dc.add_user("bob", &bob);
+    let want = s.on_server();
+    let lmtp = format!("127.0.0.1:{}", s.dc.lmtp_port);
+    s.tool("pop3", "none")
+        .args(["--lmtp", &lmtp, "--recipient", "bob"])
+        .run()
+        .success();
+    assert!(s.on_server().is_empty());
+    let got = sorted(s.dc.imap_fetch_all("bob"));
+    assert_eq!(got.len(), want.len());
+    // Dovecot adds its trace fields at the top; the message follows intact.
+    for w in &want {
+        let from = w.windows(6).position(|x| x == b"From: ").unwrap();
+        assert!(
+            got.iter().any(|g| g.ends_with(&w[from..])),
+            "not delivered intact: {}",
+            String::from_utf8_lossy(&w[..from + 40])
+        );
+    }
+}
+
+#[test]
+fn wrong_password_exits_3_and_names_the_account() {
+    let Some(s) = Server::start(1) else { return };
+    for proto in ["imap", "pop3"] {
+        s.tool(proto, "none")
+            .env("PW", "wrong")
+            .args(["--keep", "--stdout"])
+            .run()
+            .code_is(3)
+            .stderr_has("alice@127.0.0.1 (127.0.0.1:")
+            .stderr_one_line();
+    }
+}
+
+/// A fake server that greets with `greeting`, answers every line with
+/// `reply(line)` and records what it received.
+fn fake_server(
+    greeting: &'static str,
+    reply: fn(&str) -> String,
+) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let _ = w.write_all(greeting.as_bytes());
+        let mut got = String::new();
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            got.push_str(&line);
+            if w.write_all(reply(&line).as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(got);
+    });
+    (port, rx)
+}
+
+#[test]
+fn required_starttls_not_offered_is_an_error_and_nothing_is_sent_in_clear() {
+    let home = TempDir::new();
+    let (port, rx) = fake_server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n", |l| {
+        let tag = l.split_whitespace().next().unwrap_or("*");
+        format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n")
+    });
+    Tool::new("mail-fetch", home.path())
+        .env("PW", "hunter2")
+        .args(["--imap", &format!("127.0.0.1:{port}"), "--user", "alice"])
+        .args(["--password-env", "PW", "--stdout"])
+        .run()
+        .code_is(4)
+        .stderr_has("STARTTLS")
+        .stderr_one_line();
+    let got = rx.recv().unwrap();
+    assert!(
+        !got.contains("hunter2") && !got.to_ascii_uppercase().contains("LOGIN"),
+        "{got}"
+    );
+    let (port, rx) = fake_server("+OK fake\r\n", |l| {
+        if l.starts_with("CAPA") {
+            "+OK\r\nUSER\r\nUIDL\r\n.\r\n".to_string()
+        } else {
+            "-ERR no\r\n".to_string()
+        }
+    });
+    Tool::new("mail-fetch", home.path())
+        .env("PW", "hunter2")
+        .args(["--pop3", &format!("127.0.0.1:{port}"), "--user", "alice"])
+        .args(["--password-env", "PW", "--stdout"])
+        .run()
+        .code_is(4)
+        .stderr_has("STLS")
+        .stderr_one_line();
+    let got = rx.recv().unwrap();
+    assert!(!got.contains("hunter2") && !got.contains("USER"), "{got}");
+}
+
+#[test]
+fn two_accounts_from_the_config_are_fetched_in_one_run() {
+    let Some(mut s) = Server::start(20) else {
+        return;
+    };
+    let bob = s.t.join("mail/bob");
+    fill_maildir(&bob, 17, 7);
+    s.dc.add_user("bob", &bob);
+    let want_a = s.on_server();
+    let want_b = sorted(s.dc.imap_fetch_all("bob"));
+    let home = s.home();
+    let cfg = home.join("fetch.toml");
+    let (a, b) = (s.t.join("out/a/"), s.t.join("out/b/"));
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[account.alice]
+protocol = "imap"
+host = "127.0.0.1"
+port = {imap}
+tls = "starttls"
+tls_ca_file = "{ca}"
+user = "alice"
+password_env = "PW"
+maildir = "{a}"
+
+[account.bob]
+protocol = "pop3"
+host = "127.0.0.1"
+port = {pop3s}
+tls = "implicit"
+tls_ca_file = "{ca}"
+user = "bob"
+password_env = "PW"
+maildir = "{b}"
+
+[account.smarthost]
+host = "smtp.example.org"
+"#,
+            imap = s.dc.imap_port,
+            pop3s = s.dc.pop3s_port,
+            ca = s.dc.cert.display(),
+            a = a.display(),
+            b = b.display(),
+        ),
+    )
+    .unwrap();
+    Tool::new("mail-fetch", &home)
+        .env("PW", Dovecot::PASSWORD)
+        .arg("--config")
+        .arg(&cfg)
+        .run()
+        .success()
+        .stderr_has("alice: 20 messages")
+        .stderr_has("bob: 17 messages");
+    assert_same_messages(python_read_mailbox(&a), &want_a, "alice");
+    assert_same_messages(python_read_mailbox(&b), &want_b, "bob");
+    // A named account that is not there is a config error (5).
+    Tool::new("mail-fetch", &home)
+        .env("PW", Dovecot::PASSWORD)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("carol")
+        .run()
+        .code_is(5)
+        .stderr_has("known: alice, bob, smarthost");
+}
+
+#[test]
+fn uidvalidity_change_fetches_the_folder_again_as_documented() {
+    let Some(s) = Server::start(6) else { return };
+    let dest = s.t.join("out/Maildir/");
+    s.tool("imap", "none")
+        .args(["--keep", "--maildir"])
+        .arg(&dest)
+        .run()
+        .success();
+    let out = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(&s.dc.conf)
+        .args([
+            "mailbox",
+            "update",
+            "-u",
+            "alice",
+            "--uid-validity",
+            "12345",
+            "INBOX",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "doveadm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.tool("imap", "none")
+        .args(["--keep", "--maildir"])
+        .arg(&dest)
+        .run()
+        .success()
+        .stderr_has("UIDVALIDITY changed");
+    // Every message twice: the old UIDs mean nothing any more.
+    let got = sorted(python_read_mailbox(&dest));
+    let want = s.on_server();
+    assert_eq!(got.len(), 12);
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(&got[2 * i], w);
+        assert_eq!(&got[2 * i + 1], w);
+    }
+    // And then nothing new again.
+    s.tool("imap", "none")
+        .args(["--keep", "--maildir"])
+        .arg(&dest)
+        .run()
+        .code_is(1);
+}
+
+/// kill -9 at random moments of a 1,000-message fetch, then a full run:
+/// every message exactly once in the Maildir, none left on the server.
+fn killed_fetches_lose_and_duplicate_nothing(proto: &str, seed: u64) {
+    let Some(s) = Server::start(1000) else { return };
+    let want = s.on_server();
+    assert_eq!(want.len(), 1000);
+    let dest = s.t.join("out/Maildir/");
+    let mut rng = Rng::new(seed);
+    for _ in 0..6 {
+        let (mut cmd, _) = s.tool(proto, "none").arg("--maildir").arg(&dest).command();
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.range(20, 600) as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = s.tool(proto, "none").arg("--maildir").arg(&dest).run();
+    assert!(matches!(out.code(), 0 | 1), "final run: {}", out.stderr());
+    assert_same_messages(python_read_mailbox(&dest), &want, "after kills");
+    assert!(s.on_server().is_empty(), "left on the server");
+}
+
+#[test]
+fn imap_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
+    killed_fetches_lose_and_duplicate_nothing("imap", 1);
+}
+
+#[test]
+fn pop3_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
+    killed_fetches_lose_and_duplicate_nothing("pop3", 2);
+}
