@@ -125,6 +125,8 @@ pub struct Job {
     pub recipient: String,
     /// The state file.
     pub state: PathBuf,
+    /// Messages per batch (one FETCH, one grouped sync, one state write).
+    pub batch: usize,
 }
 
 impl Job {
@@ -221,6 +223,7 @@ impl Job {
             target,
             recipient,
             state: StateFile::new(state_dir, &key).path().to_path_buf(),
+            batch: BATCH_MESSAGES,
         })
     }
 
@@ -577,7 +580,7 @@ pub fn run_imap(
             while i < new.len() {
                 let mut j = i;
                 let mut bytes = 0u64;
-                while j < new.len() && j - i < BATCH_MESSAGES {
+                while j < new.len() && j - i < job.batch.max(1) {
                     bytes += sizes.get(&new[j]).copied().unwrap_or(0);
                     j += 1;
                     if bytes >= BATCH_BYTES {
@@ -722,7 +725,7 @@ fn run_pop3(
     while i < new.len() {
         let mut j = i;
         let mut bytes = 0u64;
-        while j < new.len() && j - i < BATCH_MESSAGES {
+        while j < new.len() && j - i < job.batch.max(1) {
             bytes += sizes.get(&new[j].0).copied().unwrap_or(0);
             j += 1;
             if bytes >= BATCH_BYTES {

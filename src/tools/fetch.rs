@@ -152,6 +152,14 @@ pub fn command() -> Command {
             )
             .value_parser(value_parser!(u64)),
         )
+        .arg(
+            s(
+                "batch",
+                "N",
+                "Messages per FETCH and per grouped sync [default: 250]",
+            )
+            .value_parser(value_parser!(u64).range(1..100_000)),
+        )
         .arg(s("maildir", "DIR", "Store into the Maildir DIR"))
         .arg(s("mbox", "FILE", "Append to the mbox FILE"))
         .arg(s(
@@ -326,7 +334,11 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
     let mut out = Vec::new();
+    let batch = m.get_one::<u64>("batch").map(|&b| b as usize);
     let finish = |mut j: Job| {
+        if let Some(b) = batch {
+            j.batch = b;
+        }
         if stdout {
             j.target = fetch::target::Spec::Stdout;
             j.keep = true;

@@ -532,14 +532,23 @@ fn killed_fetches_lose_and_duplicate_nothing(proto: &str, seed: u64) {
     assert_eq!(want.len(), 1000);
     let dest = s.t.join("out/Maildir/");
     let mut rng = Rng::new(seed);
-    for _ in 0..6 {
-        let (mut cmd, _) = s.tool(proto, "none").arg("--maildir").arg(&dest).command();
+    for _ in 0..8 {
+        // Small batches: many points where a kill can fall.
+        let (mut cmd, _) = s
+            .tool(proto, "none")
+            .args(["--batch", "16", "--maildir"])
+            .arg(&dest)
+            .command();
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(rng.range(20, 600) as u64));
+        std::thread::sleep(std::time::Duration::from_millis(rng.range(20, 1500) as u64));
         let _ = child.kill();
         let _ = child.wait();
+        eprintln!(
+            "{proto}: killed with {} messages stored",
+            dir_names(&dest.join("new")).len()
+        );
     }
     let out = s.tool(proto, "none").arg("--maildir").arg(&dest).run();
     assert!(matches!(out.code(), 0 | 1), "final run: {}", out.stderr());
@@ -555,4 +564,23 @@ fn imap_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
 #[test]
 fn pop3_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
     killed_fetches_lose_and_duplicate_nothing("pop3", 2);
+}
+
+#[test]
+#[ignore]
+fn timing_probe() {
+    let Some(s) = Server::start(1000) else { return };
+    let dest = s.t.join("out/Maildir/");
+    let t0 = std::time::Instant::now();
+    let out = s
+        .tool("imap", "none")
+        .args(["--batch", "16", "--maildir"])
+        .arg(&dest)
+        .arg("-v")
+        .run();
+    eprintln!("imap 1000: {:?} code {}", t0.elapsed(), out.code());
+    let e = out.stderr();
+    for l in e.lines().filter(|l| l.contains("C: ")).take(40) {
+        eprintln!("{l}");
+    }
 }
