@@ -65,11 +65,11 @@ impl Class {
     /// The exit code (fetchmail's numbers).
     pub fn code(self) -> i32 {
         match self {
-            Class::Connection => 2,
-            Class::Auth => 3,
-            Class::Protocol => 4,
-            Class::Config => 5,
-            Class::Delivery => 10,
+            Class::Connection => crate::exit::FETCH_CONNECTION,
+            Class::Auth => crate::exit::FETCH_AUTH,
+            Class::Protocol => crate::exit::FETCH_PROTOCOL,
+            Class::Config => crate::exit::FETCH_CONFIG,
+            Class::Delivery => crate::exit::FETCH_DELIVERY,
         }
     }
 
