@@ -566,21 +566,151 @@ fn pop3_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
     killed_fetches_lose_and_duplicate_nothing("pop3", 2);
 }
 
+/// Not a test: how fast is it? `cargo test --release --test cli --
+/// fetch::speed_probe --ignored --nocapture` (POSTLINE_PROBE_N messages).
 #[test]
 #[ignore]
-fn timing_probe() {
-    let Some(s) = Server::start(1000) else { return };
-    let dest = s.t.join("out/Maildir/");
-    let t0 = std::time::Instant::now();
-    let out = s
-        .tool("imap", "none")
-        .args(["--batch", "16", "--maildir"])
-        .arg(&dest)
-        .arg("-v")
-        .run();
-    eprintln!("imap 1000: {:?} code {}", t0.elapsed(), out.code());
-    let e = out.stderr();
-    for l in e.lines().filter(|l| l.contains("C: ")).take(40) {
-        eprintln!("{l}");
+fn speed_probe() {
+    let n: usize = std::env::var("POSTLINE_PROBE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    for proto in ["imap", "pop3"] {
+        let Some(s) = Server::start(n) else { return };
+        let idx = std::process::Command::new("doveadm")
+            .arg("-c")
+            .arg(&s.dc.conf)
+            .args(["index", "-u", "alice", "INBOX"])
+            .output()
+            .unwrap();
+        assert!(idx.status.success());
+        let dest = s.t.join("out/Maildir/");
+        let t0 = std::time::Instant::now();
+        let out = s.tool(proto, "none").arg("--maildir").arg(&dest).run();
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{proto}: {n} messages in {secs:.2} s = {:.0} msg/s (exit {}) {}",
+            n as f64 / secs,
+            out.code(),
+            out.stderr()
+        );
+        assert_eq!(dir_names(&dest.join("new")).len(), n);
     }
+}
+
+#[test]
+fn verbose_transcript_never_shows_the_password_and_every_login_works() {
+    let Some(s) = Server::start(3) else { return };
+    let want = s.on_server();
+    for (i, auth) in ["plain", "login"].iter().enumerate() {
+        for proto in ["imap", "pop3"] {
+            let home = s.t.join(format!("home-{proto}-{auth}"));
+            let dest = s.t.join(format!("out-{proto}-{auth}/"));
+            let out = s
+                .tool_in(proto, "starttls", &home)
+                .args(["-v", "--keep", "--auth", auth, "--maildir"])
+                .arg(&dest)
+                .run()
+                .success();
+            let err = out.stderr();
+            assert!(err.contains("C: "), "no transcript: {err}");
+            assert!(err.contains("<redacted>"), "{err}");
+            assert!(
+                !err.contains(Dovecot::PASSWORD),
+                "password in the transcript: {err}"
+            );
+            // Neither base64 form of the credentials either.
+            for b64 in ["AGFsaWNlAHNlY3JldA==", "c2VjcmV0"] {
+                assert!(!err.contains(b64), "credentials in the transcript: {err}");
+            }
+            assert_same_messages(python_read_mailbox(&dest), &want, auth);
+            let _ = i;
+        }
+    }
+}
+
+/// Deliver one message to alice over Dovecot's LMTP.
+fn lmtp_to_alice(s: &Server, body: &str) {
+    use std::io::{BufRead, BufReader, Write};
+    let c = std::net::TcpStream::connect(("127.0.0.1", s.dc.lmtp_port)).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    let mut line = String::new();
+    let data = format!("Subject: pushed\r\n\r\n{body}\r\n.\r\n");
+    for cmd in [
+        "",
+        "LHLO t\r\n",
+        "MAIL FROM:<x@example.test>\r\n",
+        "RCPT TO:<alice>\r\n",
+        "DATA\r\n",
+        &data,
+        "QUIT\r\n",
+    ] {
+        w.write_all(cmd.as_bytes()).unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        assert!(
+            line.starts_with('2') || line.starts_with('3'),
+            "{cmd}: {line}"
+        );
+    }
+}
+
+/// Run mail-fetch with `mode` (`--idle` or `--daemon 1`) in the
+/// background; new mail delivered meanwhile must arrive in the Maildir.
+fn background_mode_fetches_new_mail(mode: &[&str]) {
+    let Some(s) = Server::start(2) else { return };
+    let dest = s.t.join("out/Maildir/");
+    let (mut cmd, _) = s
+        .tool("imap", "none")
+        .args(mode)
+        .args(["-q", "--maildir"])
+        .arg(&dest)
+        .command();
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let wait_for = |n: usize| {
+        // Generous: this waits for an event, it does not measure speed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while dir_names(&dest.join("new")).len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} arrived",
+                dir_names(&dest.join("new")).len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for(2);
+    lmtp_to_alice(&s, "new while waiting");
+    wait_for(3);
+    let _ = child.kill();
+    let _ = child.wait();
+    // Killed maybe before it deleted the new one: a normal run finishes
+    // the deletion and stores nothing again.
+    let out = s.tool("imap", "none").arg("--maildir").arg(&dest).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let got = python_read_mailbox(&dest);
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .any(|m| m.ends_with(b"Subject: pushed\n\nnew while waiting\n"))
+    );
+    assert!(s.on_server().is_empty());
+}
+
+#[test]
+fn idle_fetches_new_mail_as_it_arrives() {
+    background_mode_fetches_new_mail(&["--idle"]);
+}
+
+#[test]
+fn daemon_polls_and_fetches_new_mail() {
+    background_mode_fetches_new_mail(&["--daemon", "1"]);
 }
