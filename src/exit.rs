@@ -44,6 +44,8 @@ pub const FETCH_AUTH: i32 = 3;
 pub const FETCH_PROTOCOL: i32 = 4;
 /// mail-fetch: the configuration is wrong.
 pub const FETCH_CONFIG: i32 = 5;
+/// mail-fetch: another mail-fetch is fetching the same account.
+pub const FETCH_LOCKED: i32 = 8;
 /// mail-fetch: a message could not be stored (it stays on the server).
 pub const FETCH_DELIVERY: i32 = 10;
 

@@ -49,6 +49,8 @@ pub enum Protocol {
 /// How bad a failure is, in fetchmail's terms; decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
+    /// Another mail-fetch is fetching this account right now (fetchmail 8).
+    Locked,
     /// Connection, TLS or socket trouble (fetchmail 2).
     Connection,
     /// The server said something we did not expect (4).
@@ -65,6 +67,7 @@ impl Class {
     /// The exit code (fetchmail's numbers).
     pub fn code(self) -> i32 {
         match self {
+            Class::Locked => crate::exit::FETCH_LOCKED,
             Class::Connection => crate::exit::FETCH_CONNECTION,
             Class::Auth => crate::exit::FETCH_AUTH,
             Class::Protocol => crate::exit::FETCH_PROTOCOL,
@@ -313,6 +316,31 @@ fn local<T>(r: Result<T>) -> std::result::Result<T, Failure> {
     })
 }
 
+/// Hold the account's lock (`STATE.lock`, flock) for the run: two
+/// mail-fetch processes on one account would fetch the same messages.
+fn lock(job: &Job) -> std::result::Result<nix::fcntl::Flock<std::fs::File>, Failure> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = job.state.with_extension("lock");
+    let ctx = format!("locking {}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| (Class::Delivery, Error::io(&*ctx, &e)))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| (Class::Delivery, Error::io(&*ctx, &e)))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        let cause = if errno == nix::errno::Errno::EWOULDBLOCK {
+            "another mail-fetch is fetching this account".to_string()
+        } else {
+            errno.desc().to_string()
+        };
+        (Class::Locked, Error::new(Kind::Temporary, ctx, cause))
+    })
+}
+
 fn password(job: &Job) -> std::result::Result<Secret, Failure> {
     match job.account.password(&job.name) {
         Ok(Some(p)) => Ok(p),
@@ -469,6 +497,7 @@ pub fn run_imap(
     watch: Option<Duration>,
 ) -> std::result::Result<(), Failure> {
     let pass = password(job)?;
+    let _lock = lock(job)?;
     let sf = StateFile::at(job.state.clone());
     let mut st = local(sf.load())?;
     let mut target = local(Target::open(
@@ -497,7 +526,16 @@ pub fn run_imap(
             if budget == 0 {
                 break;
             }
-            let sel = net(c.select(folder))?;
+            let sel = match c.select(folder) {
+                Ok(sel) => sel,
+                // A folder that is missing or refused: report it, go on
+                // with the others (the connection is still fine).
+                Err(e) if e.kind() == Kind::Unavailable => {
+                    report.fail(Class::Protocol, format!("folder {folder}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err((Class::of(&e), e)),
+            };
             let mut f: Folder = st.imap.get(folder).cloned().unwrap_or_default();
             let search = |c: &mut Imap, f: &Folder| -> Result<Vec<u32>> {
                 if job.unseen {
@@ -654,6 +692,7 @@ fn run_pop3(
 ) -> std::result::Result<(), Failure> {
     use crate::pop3::{Login as PopLogin, Pop3};
     let pass = password(job)?;
+    let _lock = lock(job)?;
     let sf = StateFile::at(job.state.clone());
     let mut st = local(sf.load())?;
     let mut target = local(Target::open(

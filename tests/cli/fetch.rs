@@ -714,3 +714,32 @@ fn idle_fetches_new_mail_as_it_arrives() {
 fn daemon_polls_and_fetches_new_mail() {
     background_mode_fetches_new_mail(&["--daemon", "1"]);
 }
+
+#[test]
+fn a_second_fetcher_on_the_same_account_exits_8_and_a_missing_folder_does_not_stop_the_others() {
+    let Some(s) = Server::start(4) else { return };
+    let want = s.on_server();
+    let home = s.home();
+    let dir = home.join(".local/state/postline/fetch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(format!("imap-alice-127.0.0.1-{}.lock", s.dc.imap_port));
+    let f = std::fs::File::create(&lock).unwrap();
+    let held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let dest = s.t.join("out/Maildir/");
+    s.tool("imap", "none")
+        .arg("--maildir")
+        .arg(&dest)
+        .run()
+        .code_is(8)
+        .stderr_has("another mail-fetch");
+    assert!(!dest.exists(), "nothing done");
+    drop(held);
+    s.tool("imap", "none")
+        .args(["--folder", "Nope", "--folder", "INBOX", "--maildir"])
+        .arg(&dest)
+        .run()
+        .code_is(4)
+        .stderr_has("folder Nope")
+        .stderr_has("4 messages");
+    assert_same_messages(python_read_mailbox(&dest), &want, "INBOX");
+}
