@@ -743,3 +743,53 @@ fn a_second_fetcher_on_the_same_account_exits_8_and_a_missing_folder_does_not_st
         .stderr_has("4 messages");
     assert_same_messages(python_read_mailbox(&dest), &want, "INBOX");
 }
+
+#[test]
+fn smtp_target_hands_every_message_to_a_real_postfix() {
+    let t = TempDir::new();
+    let Some(mut pair) = crate::mta::Pair::start(t.path()) else {
+        return;
+    };
+    let carol = t.join("mail/carol");
+    fill_maildir(&carol, 6, 9);
+    pair.dovecot.add_user("carol", &carol);
+    let want = sorted(pair.dovecot.imap_fetch_all("carol"));
+    assert_eq!(want.len(), 6);
+    let home = t.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    Tool::new("mail-fetch", &home)
+        .env("PW", Dovecot::PASSWORD)
+        .args(["--imap", &format!("127.0.0.1:{}", pair.dovecot.imap_port)])
+        .args(["--tls", "none", "--user", "carol", "--password-env", "PW"])
+        .args(["--smtp", &format!("127.0.0.1:{}", pair.postfix.smtp_port)])
+        .args(["--recipient", "alice@example.test"])
+        .run()
+        .success();
+    assert!(pair.dovecot.imap_fetch_all("carol").is_empty());
+    // Postfix delivers from its queue: wait for the mail to arrive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let got = loop {
+        let got = pair.dovecot.imap_fetch_all("alice");
+        if got.len() >= want.len() || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(got.len(), want.len(), "delivered through Postfix");
+    // Postfix adds Received and (these test messages have none) Date: every
+    // original header line is there, and the body is intact.
+    for w in &want {
+        let body = w.windows(2).position(|x| x == b"\n\n").unwrap();
+        let g = got
+            .iter()
+            .find(|g| g.ends_with(&w[body..]))
+            .unwrap_or_else(|| panic!("body not delivered intact: {}", String::from_utf8_lossy(w)));
+        for line in w[..body].split(|&c| c == b'\n') {
+            assert!(
+                g.windows(line.len()).any(|x| x == line),
+                "header line lost: {}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+}
