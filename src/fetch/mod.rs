@@ -110,6 +110,8 @@ pub struct Job {
     pub account: Account,
     /// Configured SASL mechanism.
     pub auth: Option<Mechanism>,
+    /// POP3 only: `apop` or `user` (USER/PASS) instead of SASL.
+    pub pop_login: Option<String>,
     /// IMAP folders.
     pub folders: Vec<String>,
     /// Leave messages on the server.
@@ -161,7 +163,18 @@ impl Job {
             (Protocol::Pop3, _) => 110,
         });
         let user = a.user.clone().ok_or_else(|| cfg("no user"))?;
-        let auth = a.auth.as_deref().map(Mechanism::parse).transpose()?;
+        let lower = a.auth.as_deref().map(str::to_ascii_lowercase);
+        let pop_login = match (protocol, lower.as_deref()) {
+            (Protocol::Pop3, Some(m @ ("apop" | "user"))) => Some(m.to_string()),
+            (Protocol::Imap, Some("apop" | "user")) => {
+                return Err(cfg("auth apop and user are POP3 logins"));
+            }
+            _ => None,
+        };
+        let auth = match pop_login {
+            Some(_) => None,
+            None => a.auth.as_deref().map(Mechanism::parse).transpose()?,
+        };
         let tls_opts = TlsOptions {
             ca_file: a.tls_ca_file.clone(),
             fingerprint: a
@@ -217,6 +230,7 @@ impl Job {
             user,
             account: a.clone(),
             auth,
+            pop_login,
             folders,
             keep: a.keep,
             unseen: a.unseen,
@@ -710,9 +724,11 @@ fn run_pop3(
         job.timeout,
         transcript,
     ))?;
-    let how = match job.auth {
-        Some(m) => PopLogin::Sasl(m),
-        None => PopLogin::Auto,
+    let how = match (job.pop_login.as_deref(), job.auth) {
+        (Some("apop"), _) => PopLogin::Apop,
+        (Some(_), _) => PopLogin::User,
+        (None, Some(m)) => PopLogin::Sasl(m),
+        (None, None) => PopLogin::Auto,
     };
     net(c.login(&job.user, &pass, how))?;
     let listing = net(c.uidl())?;

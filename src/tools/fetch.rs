@@ -254,7 +254,9 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         crate::tls::parse_fingerprint(f)
             .map_err(|e| Error::new(Kind::Usage, "--tls-fingerprint", e))?;
     }
-    if let Some(mech) = &a.auth {
+    if let Some(mech) = &a.auth
+        && !matches!(mech.to_ascii_lowercase().as_str(), "apop" | "user")
+    {
         crate::sasl::Mechanism::parse(mech).map_err(|e| Error::new(Kind::Usage, "--auth", e))?;
     }
     let targets = [&a.maildir, &a.mbox, &a.mda, &a.smtp, &a.lmtp]

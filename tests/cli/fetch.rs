@@ -627,6 +627,22 @@ fn verbose_transcript_never_shows_the_password_and_every_login_works() {
             let _ = i;
         }
     }
+    // POP3's own logins.
+    for auth in ["apop", "user"] {
+        let dest = s.t.join(format!("out-pop3-{auth}/"));
+        let out = s
+            .tool_in("pop3", "none", &s.t.join(format!("home-{auth}")))
+            .args(["-v", "--keep", "--auth", auth, "--maildir"])
+            .arg(&dest)
+            .run()
+            .success();
+        assert!(
+            !out.stderr().contains(Dovecot::PASSWORD),
+            "{}",
+            out.stderr()
+        );
+        assert_same_messages(python_read_mailbox(&dest), &want, auth);
+    }
 }
 
 /// Deliver one message to alice over Dovecot's LMTP.
