@@ -9,10 +9,13 @@
 //! at any moment leaves each message in one of three states: not stored
 //! (fetched again next run), stored and recorded (never stored again; in
 //! delete mode deleted at the start of the next run), or stored and
-//! deleted. A message can be stored twice only when the crash falls
-//! between the target's confirmation and the state write (a window of one
-//! batch), or when the server changes UIDVALIDITY (then everything kept on
-//! the server is new again, as with fetchmail and getmail).
+//! deleted. The one window left, a crash between the target's
+//! confirmation and the state write, is closed for Maildir and mbox
+//! targets: the batch is recorded as in flight before the target sees it,
+//! and the next run looks for those messages in the target before storing
+//! them (an MDA or an SMTP/LMTP server cannot be asked: there one batch may
+//! be delivered twice). A server that changes UIDVALIDITY makes every
+//! message still in the folder new again, as with fetchmail and getmail.
 
 pub mod state;
 pub mod target;
@@ -403,7 +406,7 @@ fn store_batch<I: Clone + std::fmt::Display>(
     if !suspect.is_empty() {
         let refs: Vec<&Msg> = suspect.iter().map(|&i| &msgs[i]).collect();
         for (k, hit) in target
-            .find_stored(suspects.since, &refs)
+            .find_stored(suspects.since, suspects.mark, &refs)
             .into_iter()
             .enumerate()
         {
@@ -418,6 +421,7 @@ fn store_batch<I: Clone + std::fmt::Display>(
         state::Inflight {
             ids: ids.iter().map(|i| i.to_string()).collect(),
             since: now.saturating_sub(2),
+            mark: target.mark(),
         },
     );
     local(sf.save(st))?;
@@ -483,6 +487,7 @@ fn store_batch<I: Clone + std::fmt::Display>(
 struct Suspects {
     ids: BTreeSet<String>,
     since: std::time::SystemTime,
+    mark: Option<u64>,
 }
 
 /// The in-flight record of `folder` in the state, if any. It stays there
@@ -492,10 +497,12 @@ fn suspects(st: &state::State, folder: &str) -> Suspects {
         Some(i) => Suspects {
             ids: i.ids.clone(),
             since: std::time::UNIX_EPOCH + Duration::from_secs(i.since),
+            mark: i.mark,
         },
         None => Suspects {
             ids: BTreeSet::new(),
             since: std::time::UNIX_EPOCH,
+            mark: None,
         },
     }
 }

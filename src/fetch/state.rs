@@ -57,6 +57,9 @@ pub struct Inflight {
     pub ids: BTreeSet<String>,
     /// When the batch started (seconds since the epoch).
     pub since: u64,
+    /// The target's mark before the batch (an mbox's length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<u64>,
 }
 
 /// A state file on disk.

@@ -247,28 +247,57 @@ impl Target {
         }
     }
 
-    /// Which of `msgs` are already in the target, stored since `since` by a
-    /// run that died before recording them. Only a Maildir can tell (its
-    /// files in `new/` and `cur/` younger than `since` are compared byte
-    /// for byte); other targets answer "no" (see the man page).
-    pub fn find_stored(&self, since: SystemTime, msgs: &[&Msg]) -> Vec<bool> {
-        let Open::Store(Destination::Maildir(md)) = &self.kind else {
-            return vec![false; msgs.len()];
-        };
+    /// A mark to find a batch by later: an mbox's length before the batch
+    /// is appended (None for other targets).
+    pub fn mark(&self) -> Option<u64> {
+        match &self.kind {
+            Open::Store(Destination::Mbox(mb)) => {
+                Some(std::fs::metadata(mb.path()).map_or(0, |m| m.len()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Which of `msgs` are already in the target, stored by a run that died
+    /// before recording them. A Maildir compares its files in `new/` and
+    /// `cur/` younger than `since`; an mbox the messages after `mark` (its
+    /// length before that run's append; a partial message left by the kill
+    /// never matches). Other targets cannot tell and answer "no" (see the
+    /// man page).
+    pub fn find_stored(&self, since: SystemTime, mark: Option<u64>, msgs: &[&Msg]) -> Vec<bool> {
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        for sub in ["new", "cur"] {
-            let Ok(rd) = std::fs::read_dir(md.root().join(sub)) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let young = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t >= since);
-                if young && let Ok(data) = std::fs::read(e.path()) {
-                    seen.insert(data);
+        match &self.kind {
+            Open::Store(Destination::Maildir(md)) => {
+                for sub in ["new", "cur"] {
+                    let Ok(rd) = std::fs::read_dir(md.root().join(sub)) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        let young = e
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|t| t >= since);
+                        if young && let Ok(data) = std::fs::read(e.path()) {
+                            seen.insert(data);
+                        }
+                    }
                 }
             }
+            Open::Store(Destination::Mbox(mb)) => {
+                if let Some(mark) = mark
+                    && let Ok(mut f) = std::fs::File::open(mb.path())
+                {
+                    use std::io::{Seek, SeekFrom};
+                    if f.seek(SeekFrom::Start(mark)).is_ok() {
+                        let mut sp =
+                            mboxfmt::Splitter::new(std::io::BufReader::new(f), Format::Mboxrd);
+                        while let Ok(Some(e)) = sp.next_entry() {
+                            seen.insert(e.data);
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
         msgs.iter().map(|m| seen.contains(&m.data)).collect()
     }
@@ -370,6 +399,49 @@ mod tests {
             "deliver -f 'a'\\''b@x' -r 'me' 100%"
         );
         assert_eq!(mda_command("x %Z", "a", "b"), "x %Z");
+    }
+
+    #[test]
+    fn an_appended_batch_is_found_after_its_mark() {
+        let dir = std::env::temp_dir().join(format!("postline-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mbox");
+        let spec = Spec::Mbox(path.display().to_string());
+        let t = Target::open(&spec, "me", None, Transcript::off()).unwrap();
+        let a = Msg::from_wire(b"Subject: a\r\n\r\nFrom here\r\n".to_vec());
+        let b = Msg::from_wire(b"Subject: b\r\n\r\nbody".to_vec());
+        let c = Msg::from_wire(b"Subject: c\r\n\r\nnot stored\r\n".to_vec());
+        let mut t = t;
+        assert_eq!(
+            t.deliver(&[Msg {
+                data: a.data.clone(),
+                sender: a.sender.clone()
+            }])
+            .0
+            .len(),
+            1
+        );
+        let mark = t.mark();
+        assert!(mark.unwrap() > 0);
+        let (fates, err) = t.deliver(&[
+            Msg {
+                data: a.data.clone(),
+                sender: String::new(),
+            },
+            Msg {
+                data: b.data.clone(),
+                sender: String::new(),
+            },
+        ]);
+        assert!(err.is_none() && fates.len() == 2);
+        let since = SystemTime::now();
+        assert_eq!(
+            t.find_stored(since, mark, &[&a, &b, &c]),
+            vec![true, true, false]
+        );
+        // Before the mark only the first a: found only when asked from 0.
+        assert_eq!(t.find_stored(since, Some(0), &[&c]), vec![false]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -526,31 +526,44 @@ fn uidvalidity_change_fetches_the_folder_again_as_documented() {
 
 /// kill -9 at random moments of a 1,000-message fetch, then a full run:
 /// every message exactly once in the Maildir, none left on the server.
-fn killed_fetches_lose_and_duplicate_nothing(proto: &str, seed: u64) {
+fn killed_fetches_lose_and_duplicate_nothing(proto: &str, seed: u64, target: &str) {
     let Some(s) = Server::start(1000) else { return };
     let want = s.on_server();
     assert_eq!(want.len(), 1000);
-    let dest = s.t.join("out/Maildir/");
+    std::fs::create_dir_all(s.t.join("out")).unwrap();
+    let dest = s.t.join(if target == "--mbox" {
+        "out/mbox"
+    } else {
+        "out/Maildir/"
+    });
+    let count = |dest: &Path| -> usize {
+        if target == "--mbox" {
+            std::fs::read(dest).map_or(0, |d| {
+                d.split(|&c| c == b'\n')
+                    .filter(|l| l.starts_with(b"From "))
+                    .count()
+            })
+        } else {
+            dir_names(&dest.join("new")).len()
+        }
+    };
     let mut rng = Rng::new(seed);
-    for _ in 0..8 {
+    for _ in 0..12 {
         // Small batches: many points where a kill can fall.
         let (mut cmd, _) = s
             .tool(proto, "none")
-            .args(["--batch", "16", "--maildir"])
+            .args(["--batch", "16", target])
             .arg(&dest)
             .command();
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(rng.range(20, 1500) as u64));
+        std::thread::sleep(std::time::Duration::from_millis(rng.range(10, 300) as u64));
         let _ = child.kill();
         let _ = child.wait();
-        eprintln!(
-            "{proto}: killed with {} messages stored",
-            dir_names(&dest.join("new")).len()
-        );
+        eprintln!("{proto}: killed with {} messages stored", count(&dest));
     }
-    let out = s.tool(proto, "none").arg("--maildir").arg(&dest).run();
+    let out = s.tool(proto, "none").arg(target).arg(&dest).run();
     assert!(matches!(out.code(), 0 | 1), "final run: {}", out.stderr());
     assert_same_messages(python_read_mailbox(&dest), &want, "after kills");
     assert!(s.on_server().is_empty(), "left on the server");
@@ -558,12 +571,17 @@ fn killed_fetches_lose_and_duplicate_nothing(proto: &str, seed: u64) {
 
 #[test]
 fn imap_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
-    killed_fetches_lose_and_duplicate_nothing("imap", 1);
+    killed_fetches_lose_and_duplicate_nothing("imap", 1, "--maildir");
+}
+
+#[test]
+fn kill_9_during_a_large_fetch_into_an_mbox_loses_and_duplicates_nothing() {
+    killed_fetches_lose_and_duplicate_nothing("imap", 3, "--mbox");
 }
 
 #[test]
 fn pop3_kill_9_during_a_large_fetch_loses_and_duplicates_nothing() {
-    killed_fetches_lose_and_duplicate_nothing("pop3", 2);
+    killed_fetches_lose_and_duplicate_nothing("pop3", 2, "--maildir");
 }
 
 /// Not a test: how fast is it? `cargo test --release --test cli --
