@@ -457,7 +457,14 @@ impl Pop3 {
         transcript: Transcript,
     ) -> Result<Pop3> {
         let hp = tls::display_host_port(host, port);
-        let stream = tls::open(host, port, mode, tls, timeout)?;
+        // tls::open in two steps, so a handshake error names the port too.
+        let tcp = tls::connect(host, port, timeout)?;
+        let stream = match mode {
+            TlsMode::Implicit => {
+                tls::handshake(tcp, host, tls).map_err(|e| e.within(format!("POP3 {hp}")))?
+            }
+            TlsMode::Starttls | TlsMode::None => Stream::Plain(tcp),
+        };
         let mut p = Pop3 {
             r: BufReader::with_capacity(READ_BUFFER, stream),
             host: host.to_string(),
@@ -543,7 +550,11 @@ impl Pop3 {
         }
         // The read buffer is empty (checked above), so nothing is lost by
         // unwrapping the stream for the handshake.
-        let upgraded = self.r.into_inner().upgrade(&self.host, opts)?;
+        let upgraded = self
+            .r
+            .into_inner()
+            .upgrade(&self.host, opts)
+            .map_err(|e| e.within(format!("POP3 {}: STLS", self.hp)))?;
         let mut p = Pop3 {
             r: BufReader::with_capacity(READ_BUFFER, upgraded),
             // RFC 2595: forget what was learned in plain text.
@@ -785,6 +796,21 @@ impl Pop3 {
             Ok(())
         })?;
         Ok(v)
+    }
+
+    /// TOP: the header of message `msgno` and the first `lines` lines of
+    /// its body, decoded like [`Pop3::retr_many`] does.
+    pub fn top(&mut self, msgno: u32, lines: u32) -> Result<Vec<u8>> {
+        let cmd = format!("TOP {msgno} {lines}");
+        self.usable(&cmd)?;
+        self.send(&cmd, &cmd)?;
+        self.simple_ok(&cmd)?;
+        let mut msg = Vec::new();
+        if let Err(e) = read_multiline(&mut self.r, &mut msg, MAX_MESSAGE_LINE) {
+            self.broken = true;
+            return Err(e.into_error(self.ctx(&cmd)));
+        }
+        Ok(msg)
     }
 
     /// RETR one message (see [`Pop3::retr_many`]).
@@ -1421,6 +1447,12 @@ mod tests {
         }
     }
 
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
     fn open(port: u16, mode: TlsMode, t: Transcript) -> Result<Pop3> {
         Pop3::connect(
             "127.0.0.1",
@@ -1653,6 +1685,83 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), Kind::Config);
         drop(p);
+        assert_eq!(h.join().unwrap(), vec!["CAPA"]);
+    }
+
+    #[test]
+    fn xoauth2_error_challenge_is_answered_and_plain_as_carries_the_authzid() {
+        let (port, h) = serve(vec![
+            Step::Send(GREET),
+            Step::Expect("CAPA"),
+            Step::Send(b"+OK\r\nSASL PLAIN XOAUTH2\r\n.\r\n"),
+            Step::Expect("AUTH XOAUTH2 "),
+            Step::Send(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+            Step::Expect(""),
+            Step::Send(b"-ERR [AUTH] invalid token\r\n"),
+            Step::Expect("AUTH XOAUTH2 "),
+            Step::Send(b"+OK welcome\r\n"),
+            Step::Expect("CAPA"),
+            Step::Send(b"+OK\r\nUIDL\r\n.\r\n"),
+            Step::Close,
+        ]);
+        let sink = Sink::default();
+        let mut p = open(
+            port,
+            TlsMode::None,
+            Transcript::to(Box::new(sink.clone()), ""),
+        )
+        .unwrap();
+        let token = Secret::new("ya29.token");
+        let e = p
+            .login("u@example.com", &token, Login::Sasl(Mechanism::XOAuth2))
+            .unwrap_err();
+        assert_eq!(e.kind(), Kind::Auth, "{e}");
+        p.login("u@example.com", &token, Login::Sasl(Mechanism::XOAuth2))
+            .unwrap();
+        // Login-phase capabilities survive the CAPA after login.
+        assert!(p.capabilities().uidl);
+        assert_eq!(p.capabilities().sasl, vec!["PLAIN", "XOAUTH2"]);
+        let ir = sasl::xoauth2("u@example.com", &token);
+        let lines = h.join().unwrap();
+        assert_eq!(lines[1], format!("AUTH XOAUTH2 {ir}"));
+        assert_eq!(lines[2], "");
+        let t = sink.text();
+        assert!(!t.contains("ya29") && !t.contains(&ir), "{t}");
+
+        let (port, h) = serve(vec![
+            Step::Send(GREET),
+            Step::Expect("CAPA"),
+            Step::Send(b"-ERR\r\n"),
+            Step::Expect("AUTH PLAIN "),
+            Step::Send(b"+OK\r\n"),
+            Step::Close,
+        ]);
+        let mut p = open(port, TlsMode::None, Transcript::off()).unwrap();
+        p.login("admin", &Secret::new("pw"), Login::PlainAs("bob"))
+            .unwrap();
+        let lines = h.join().unwrap();
+        let ir = lines[1].strip_prefix("AUTH PLAIN ").unwrap();
+        assert_eq!(sasl::unb64(ir).unwrap(), b"bob\0admin\0pw");
+    }
+
+    #[test]
+    fn a_silent_server_times_out_as_a_temporary_error() {
+        let (port, h) = serve(vec![Step::Send(GREET), Step::Expect("CAPA")]);
+        let e = Pop3::connect(
+            "127.0.0.1",
+            port,
+            TlsMode::None,
+            &TlsOptions::default(),
+            Duration::from_millis(300),
+            Transcript::off(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), Kind::Temporary);
+        assert_eq!(
+            e.to_string(),
+            format!("POP3 127.0.0.1:{port}: CAPA: timed out waiting for the server")
+        );
         assert_eq!(h.join().unwrap(), vec!["CAPA"]);
     }
 }

@@ -202,6 +202,11 @@ fn plain_session_capabilities_and_listings_agree() {
     crlf_sizes.sort();
     listed.sort();
     assert_eq!(listed, crlf_sizes);
+    // TOP 0: the header and the blank line after it, nothing more.
+    let head = p.top(1, 0).unwrap();
+    let file = &s.files[seq_of(&head)];
+    let end = file.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+    assert_bytes_eq(&crlf_to_lf(&head), &file[..end], "TOP 1 0");
     // The same ids from a second session (what --keep relies on).
     p.quit().unwrap();
     let mut p = s.logged_in(TlsMode::None);
