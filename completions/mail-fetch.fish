@@ -17,7 +17,7 @@ complete -c mail-fetch -l maildir -d 'Store into the Maildir DIR' -r
 complete -c mail-fetch -l mbox -d 'Append to the mbox FILE' -r
 complete -c mail-fetch -l mda -d 'Pipe each message to COMMAND (sh -c; %F sender, %T recipient)' -r
 complete -c mail-fetch -l smtp -d 'Hand each message to this SMTP server (plain, port 25)' -r
-complete -c mail-fetch -l lmtp -d 'Hand each message to this LMTP server (port 24)' -r
+complete -c mail-fetch -l lmtp -d 'Hand each message to this LMTP server (port 24) or unix socket' -r
 complete -c mail-fetch -l recipient -d 'Envelope recipient for --mda, --smtp, --lmtp [default: your login name]' -r
 complete -c mail-fetch -l daemon -d 'Poll forever, every SECONDS (longer after errors)' -r
 complete -c mail-fetch -l keep -d 'Leave messages on the server; fetch only new ones next time'

@@ -174,8 +174,8 @@ pub fn command() -> Command {
         ))
         .arg(s(
             "lmtp",
-            "HOST[:PORT]",
-            "Hand each message to this LMTP server (port 24)",
+            "HOST[:PORT]|PATH",
+            "Hand each message to this LMTP server (port 24) or unix socket",
         ))
         .arg(flag(
             "stdout",
