@@ -127,14 +127,16 @@ fn imap_keep_stores_every_message_once_and_second_run_finds_nothing() {
         .arg(&dest)
         .run()
         .success()
-        .stderr_has("30 messages");
+        .stderr_has("30 messages")
+        .stderr_one_line();
     assert_same_messages(python_read_mailbox(&dest), &want, "Maildir after run 1");
-    // Nothing new: exit 1, nothing stored.
+    // Nothing new: exit 1, nothing stored, nothing said.
     s.tool("imap", "none")
         .args(["--keep", "--maildir"])
         .arg(&dest)
         .run()
-        .code_is(1);
+        .code_is(1)
+        .stderr_empty();
     assert_eq!(python_read_mailbox(&dest).len(), 30);
     // Still all on the server.
     assert_eq!(s.on_server(), want);
@@ -180,12 +182,13 @@ fn imap_delete_mode_empties_the_server_of_exactly_what_was_stored() {
         .stderr_has("over the size limit");
     assert_same_messages(python_read_mailbox(&dest), &sorted(small), "stored");
     assert_eq!(s.on_server(), sorted(big.clone()), "left on the server");
-    // Without the limit the rest come, and the server is empty.
+    // Without the limit the rest come, and the server is empty; -q: silent.
     s.tool("imap", "starttls")
-        .arg("--maildir")
+        .args(["-q", "--maildir"])
         .arg(&dest)
         .run()
-        .success();
+        .success()
+        .stderr_empty();
     assert_same_messages(python_read_mailbox(&dest), &want, "stored at the end");
     assert!(s.on_server().is_empty());
     s.tool("imap", "starttls")
