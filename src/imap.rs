@@ -69,6 +69,8 @@ pub struct Imap {
     host: String,
     transcript: Transcript,
     selected: Option<String>,
+    /// The last I/O error was a read timeout.
+    timed_out: bool,
 }
 
 /// Largest line we accept (a server sending more is broken or hostile).
@@ -95,6 +97,7 @@ impl Imap {
             host: tls::display_host_port(host, port),
             transcript,
             selected: None,
+            timed_out: false,
         };
         let greeting = c.read_response()?;
         let g = String::from_utf8_lossy(&greeting.text).into_owned();
@@ -148,6 +151,7 @@ impl Imap {
                 host: h,
                 transcript,
                 selected: None,
+                timed_out: false,
             };
             c.capability()?;
         } else if c.caps.is_empty() {
@@ -191,7 +195,11 @@ impl Imap {
         Ok(())
     }
 
-    fn io_err(&self, e: &std::io::Error) -> Error {
+    fn io_err(&mut self, e: &std::io::Error) -> Error {
+        self.timed_out = matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        );
         Error::io(format!("talking to {}", self.host), e)
     }
 
@@ -605,18 +613,11 @@ impl Imap {
                         return Err(self.err(Kind::Temporary, "IDLE", t.trim_end()));
                     }
                 }
-                Err(e) if e.kind() == Kind::Temporary && !self.r.buffer().is_empty() => {
-                    return Err(e);
-                }
-                Err(e) => {
-                    // A timeout is the normal way out; anything else ends it.
-                    if Instant::now() < deadline
-                        && !e.to_string().contains("timed out")
-                        && !e.to_string().contains("temporarily unavailable")
-                    {
-                        return Err(e);
-                    }
-                }
+                // A read timeout is the normal way out of a quiet IDLE
+                // (servers send whole lines, so none was cut); anything
+                // else ends it.
+                Err(_) if self.timed_out => self.timed_out = false,
+                Err(e) => return Err(e),
             }
         }
         let _ = tcp.set_read_timeout(old);
