@@ -830,3 +830,31 @@ fn smtp_target_hands_every_message_to_a_real_postfix() {
         }
     }
 }
+
+#[test]
+fn xoauth2_sends_the_token_from_password_command_and_never_logs_it() {
+    let home = TempDir::new();
+    let (port, rx) = fake_server(
+        "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] fake\r\n",
+        |l| {
+            let tag = l.split_whitespace().next().unwrap_or("*");
+            format!("{tag} NO [AUTHENTICATIONFAILED] token expired\r\n")
+        },
+    );
+    let out = Tool::new("mail-fetch", home.path())
+        .args(["--imap", &format!("127.0.0.1:{port}"), "--tls", "none"])
+        .args(["--user", "alice@example.test", "--auth", "xoauth2"])
+        .args(["--password-command", "echo ya29.TOKEN", "-v", "--stdout"])
+        .run()
+        .code_is(3)
+        .stderr_has("token expired")
+        .stderr_has("AUTHENTICATE XOAUTH2 <redacted>");
+    let got = rx.recv().unwrap();
+    // base64("user=alice@example.test\x01auth=Bearer ya29.TOKEN\x01\x01")
+    let want = "dXNlcj1hbGljZUBleGFtcGxlLnRlc3QBYXV0aD1CZWFyZXIgeWEyOS5UT0tFTgEB";
+    assert!(!out.stderr().contains("TOKEN") && !out.stderr().contains(want));
+    assert!(
+        got.contains(&format!("AUTHENTICATE XOAUTH2 {want}")),
+        "{got}"
+    );
+}
