@@ -858,3 +858,22 @@ fn xoauth2_sends_the_token_from_password_command_and_never_logs_it() {
         "{got}"
     );
 }
+
+#[test]
+fn max_messages_takes_the_rest_next_run() {
+    let Some(s) = Server::start(7) else { return };
+    let want = s.on_server();
+    for proto in ["imap", "pop3"] {
+        let home = s.t.join(format!("home-{proto}"));
+        let dest = s.t.join(format!("out-{proto}/"));
+        for (n, code) in [(3, 0), (6, 0), (7, 0), (7, 1)] {
+            s.tool_in(proto, "none", &home)
+                .args(["--keep", "--max-messages", "3", "--maildir"])
+                .arg(&dest)
+                .run()
+                .code_is(code);
+            assert_eq!(python_read_mailbox(&dest).len(), n, "{proto}");
+        }
+        assert_same_messages(python_read_mailbox(&dest), &want, proto);
+    }
+}
