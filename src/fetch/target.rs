@@ -29,7 +29,7 @@ pub type SharedOut = Arc<Mutex<Box<dyn Write + Send>>>;
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spec {
-    /// A Maildir (path ending in `/` or an existing directory) or an mbox.
+    /// A Maildir (created when missing).
     Mailbox(String),
     /// An mbox file, even when the path looks like a directory.
     Mbox(String),
@@ -121,7 +121,12 @@ impl Target {
         };
         let kind = match spec {
             Spec::Mailbox(p) => {
-                let p = expand_home(p);
+                // --maildir always means a Maildir, even one that does not
+                // exist yet and was named without a trailing slash.
+                let mut p = expand_home(p);
+                if !p.ends_with('/') {
+                    p.push('/');
+                }
                 Open::Store(Destination::open(&p, &opts)?)
             }
             Spec::Mbox(p) => {

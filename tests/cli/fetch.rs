@@ -865,7 +865,8 @@ fn max_messages_takes_the_rest_next_run() {
     let want = s.on_server();
     for proto in ["imap", "pop3"] {
         let home = s.t.join(format!("home-{proto}"));
-        let dest = s.t.join(format!("out-{proto}/"));
+        // No trailing slash: --maildir still makes a Maildir.
+        let dest = s.t.join(format!("out-{proto}"));
         for (n, code) in [(3, 0), (6, 0), (7, 0), (7, 1)] {
             s.tool_in(proto, "none", &home)
                 .args(["--keep", "--max-messages", "3", "--maildir"])
