@@ -878,3 +878,32 @@ fn max_messages_takes_the_rest_next_run() {
         assert_same_messages(python_read_mailbox(&dest), &want, proto);
     }
 }
+
+/// The progress line on a terminal (under `script`). Ignored by default:
+/// it needs the fetch to last longer than one progress tick (250 ms).
+#[test]
+#[ignore]
+fn progress_line_on_a_terminal() {
+    let Some(s) = Server::start(3000) else { return };
+    let dest = s.t.join("out/Maildir/");
+    let home = s.home();
+    let cmd = format!(
+        "{} --imap 127.0.0.1:{} --tls none --user alice --password-env PW --batch 20 --maildir {}",
+        bin("mail-fetch").display(),
+        s.dc.imap_port,
+        dest.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("PW", Dovecot::PASSWORD)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" msg/s, "), "{text:?}");
+    assert!(
+        text.contains("\r\x1b[K"),
+        "progress line not cleared: {text:?}"
+    );
+    assert!(text.contains("3000 messages (4.3 MB)"), "{text:?}");
+}
