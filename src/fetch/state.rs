@@ -97,8 +97,20 @@ impl StateFile {
         &self.path
     }
 
-    /// Read the state (empty when there is no file yet).
+    /// Read the state (empty when there is no file yet). Temporary files a
+    /// killed run left behind are removed (the caller holds the account's
+    /// lock, so no live writer owns them).
     pub fn load(&self) -> Result<State> {
+        if let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name())
+            && let Ok(rd) = fs::read_dir(dir)
+        {
+            let prefix = format!("{}.tmp", name.to_string_lossy());
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         match fs::read(&self.path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
                 Error::new(

@@ -570,6 +570,11 @@ fn killed_fetches_lose_and_duplicate_nothing(proto: &str, seed: u64, target: &st
     assert!(matches!(out.code(), 0 | 1), "final run: {}", out.stderr());
     assert_same_messages(python_read_mailbox(&dest), &want, "after kills");
     assert!(s.on_server().is_empty(), "left on the server");
+    let state = dir_names(&s.home().join(".local/state/postline/fetch"));
+    assert!(
+        state.iter().all(|n| !n.contains(".tmp")),
+        "temporary state files left: {state:?}"
+    );
 }
 
 #[test]
@@ -596,7 +601,8 @@ fn speed_probe() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    for proto in ["imap", "pop3"] {
+    let protos = std::env::var("POSTLINE_PROBE_PROTOS").unwrap_or_else(|_| "imap pop3".into());
+    for proto in protos.split_whitespace() {
         let Some(s) = Server::start(n) else { return };
         let idx = std::process::Command::new("doveadm")
             .arg("-c")
@@ -607,7 +613,14 @@ fn speed_probe() {
         assert!(idx.status.success());
         let dest = s.t.join("out/Maildir/");
         let t0 = std::time::Instant::now();
-        let out = s.tool(proto, "none").arg("--maildir").arg(&dest).run();
+        let tls = std::env::var("POSTLINE_PROBE_TLS").unwrap_or_else(|_| "none".into());
+        let extra = std::env::var("POSTLINE_PROBE_ARGS").unwrap_or_default();
+        let out = s
+            .tool(proto, &tls)
+            .args(extra.split_whitespace())
+            .arg("--maildir")
+            .arg(&dest)
+            .run();
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
             "{proto}: {n} messages in {secs:.2} s = {:.0} msg/s (exit {}) {}",
