@@ -920,3 +920,48 @@ fn progress_line_on_a_terminal() {
     );
     assert!(text.contains("3000 messages (4.3 MB)"), "{text:?}");
 }
+
+#[test]
+fn a_pinned_certificate_is_accepted_without_a_ca_and_a_wrong_pin_or_no_trust_is_refused() {
+    let Some(s) = Server::start(2) else { return };
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&s.dc.cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let fp = text.trim().rsplit('=').next().unwrap().to_string();
+    let run = |pin: Option<&str>, home: &str| {
+        let mut t = Tool::new("mail-fetch", &s.t.join(home))
+            .env("PW", Dovecot::PASSWORD)
+            .args(["--imap", &format!("127.0.0.1:{}", s.dc.imaps_port)])
+            .args([
+                "--tls",
+                "implicit",
+                "--user",
+                "alice",
+                "--password-env",
+                "PW",
+            ])
+            .args(["--keep", "--stdout"]);
+        if let Some(p) = pin {
+            t = t.args(["--tls-fingerprint", p]);
+        }
+        std::fs::create_dir_all(s.t.join(home)).unwrap();
+        t.run()
+    };
+    // Self-signed, not trusted: refused, nothing fetched.
+    run(None, "h1").code_is(2).stdout_empty();
+    let wrong = "00:".repeat(31) + "00";
+    run(Some(&wrong), "h2")
+        .code_is(2)
+        .stderr_has("does not match")
+        .stdout_empty();
+    let out = run(Some(&fp), "h3").success();
+    assert_eq!(
+        out.stdout().matches("\nFrom ").count() + 1,
+        2,
+        "{}",
+        out.stdout()
+    );
+}
