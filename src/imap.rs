@@ -227,7 +227,12 @@ impl Imap {
 
     /// Read responses up to the tagged one of the last command.
     fn finish(&mut self, what: &str) -> Result<Vec<Response>> {
-        let tag = format!("a{} ", self.tag);
+        self.finish_tag(self.tag, what)
+    }
+
+    /// Read responses up to the tagged reply of command number `tag`.
+    fn finish_tag(&mut self, tag: u32, what: &str) -> Result<Vec<Response>> {
+        let tag = format!("a{tag} ");
         let mut untagged = Vec::new();
         loop {
             let resp = self.read_response()?;
@@ -497,11 +502,25 @@ impl Imap {
         if uids.is_empty() {
             return Ok(());
         }
+        let tag = self.uid_fetch_send(uids)?;
+        self.uid_fetch_read(tag, f)
+    }
+
+    /// Send `UID FETCH uids (UID BODY.PEEK[])` without waiting: the server
+    /// streams the messages while we store the previous batch. Returns the
+    /// command's tag for [`Imap::uid_fetch_read`], which must come before
+    /// any other command is sent.
+    pub fn uid_fetch_send(&mut self, uids: &[u32]) -> Result<u32> {
         self.send(
             &format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)),
             None,
         )?;
-        let untagged = self.finish("UID FETCH")?;
+        Ok(self.tag)
+    }
+
+    /// Read the answer to the FETCH sent as `tag` (see [`Imap::uid_fetch`]).
+    pub fn uid_fetch_read(&mut self, tag: u32, f: &mut dyn FnMut(u32, Vec<u8>)) -> Result<()> {
+        let untagged = self.finish_tag(tag, "UID FETCH")?;
         for mut u in untagged {
             let t = String::from_utf8_lossy(&u.text).to_ascii_uppercase();
             if !t.contains(" FETCH ") {

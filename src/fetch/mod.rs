@@ -635,6 +635,7 @@ pub fn run_imap(
             }
             budget -= new.len() as u64;
             // Batches: by count, and by bytes when sizes are known.
+            let mut batches: Vec<&[u32]> = Vec::new();
             let mut i = 0;
             while i < new.len() {
                 let mut j = i;
@@ -646,10 +647,42 @@ pub fn run_imap(
                         break;
                     }
                 }
-                let uids = &new[i..j];
+                batches.push(&new[i..j]);
                 i = j;
-                let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
-                net(c.uid_fetch(uids, &mut |uid, data| got.push((uid, data))))?;
+            }
+            // Pipelined: the FETCH of batch k+1 is sent before batch k is
+            // stored, so the server streams while we sync. Batch k is
+            // deleted (or flagged) once durable and recorded, just before
+            // the FETCH of batch k+2 goes out: no other command may come
+            // between a FETCH and the reading of its answer.
+            let mut to_finish: Vec<u32> = Vec::new();
+            let finish = |c: &mut Imap,
+                          done: &mut Vec<u32>,
+                          report: &mut Report|
+             -> std::result::Result<(), Failure> {
+                if !done.is_empty() {
+                    if delete {
+                        net(c.delete(done))?;
+                        report.deleted += done.len() as u64;
+                    } else if job.unseen || job.mark_seen {
+                        net(c.uid_add_flags(done, "\\Seen"))?;
+                    }
+                    done.clear();
+                }
+                Ok(())
+            };
+            let mut next_tag = match batches.first() {
+                Some(b) => Some(net(c.uid_fetch_send(b))?),
+                None => None,
+            };
+            for k in 0..batches.len() {
+                let Some(tag) = next_tag.take() else { break };
+                let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(batches[k].len());
+                net(c.uid_fetch_read(tag, &mut |uid, data| got.push((uid, data))))?;
+                finish(&mut c, &mut to_finish, report)?;
+                if let Some(b) = batches.get(k + 1) {
+                    next_tag = Some(net(c.uid_fetch_send(b))?);
+                }
                 got.sort_by_key(|x| x.0);
                 got.dedup_by_key(|x| x.0);
                 let (stored, err) = store_batch(
@@ -669,18 +702,17 @@ pub fn run_imap(
                     st.inflight.remove(folder);
                 }
                 local(sf.save(&st))?;
-                if !stored.is_empty() {
-                    if delete {
-                        net(c.delete(&stored))?;
-                        report.deleted += stored.len() as u64;
-                    } else if job.unseen || job.mark_seen {
-                        net(c.uid_add_flags(&stored, "\\Seen"))?;
-                    }
-                }
+                to_finish = stored;
                 if let Some(e) = err {
+                    // Drain the FETCH in flight, then delete what is stored.
+                    if let Some(tag) = next_tag.take() {
+                        net(c.uid_fetch_read(tag, &mut |_, _| {}))?;
+                    }
+                    finish(&mut c, &mut to_finish, report)?;
                     return Err((Class::Delivery, e));
                 }
             }
+            finish(&mut c, &mut to_finish, report)?;
             if !job.unseen {
                 f.compact(&present);
             }

@@ -965,3 +965,42 @@ fn a_pinned_certificate_is_accepted_without_a_ca_and_a_wrong_pin_or_no_trust_is_
         out.stdout()
     );
 }
+
+#[test]
+fn a_full_disk_stops_the_run_keeps_the_rest_on_the_server_and_the_next_run_finishes() {
+    let Some(s) = Server::start(200) else { return };
+    let want = s.on_server();
+    let mnt = s.t.join("small");
+    let _fs = Tmpfs::mount(&mnt, "120k");
+    let dest = mnt.join("Maildir/");
+    s.tool("imap", "none")
+        .args(["--batch", "16", "--maildir"])
+        .arg(&dest)
+        .run()
+        .code_is(10)
+        .stderr_has("No space left on device");
+    let stored = python_read_mailbox(&dest);
+    let left = s.on_server();
+    assert!(
+        !stored.is_empty() && !left.is_empty(),
+        "{} stored",
+        stored.len()
+    );
+    let mut all = stored.clone();
+    all.extend(left);
+    assert_same_messages(all, &want, "stored + left on the server");
+    // More room: the next run stores the rest, once.
+    let ok = std::process::Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    s.tool("imap", "none")
+        .args(["--batch", "16", "--maildir"])
+        .arg(&dest)
+        .run()
+        .success();
+    assert_same_messages(python_read_mailbox(&dest), &want, "after the second run");
+    assert!(s.on_server().is_empty());
+}
