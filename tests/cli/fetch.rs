@@ -615,8 +615,23 @@ fn speed_probe() {
         let t0 = std::time::Instant::now();
         let tls = std::env::var("POSTLINE_PROBE_TLS").unwrap_or_else(|_| "none".into());
         let extra = std::env::var("POSTLINE_PROBE_ARGS").unwrap_or_default();
-        let out = s
-            .tool(proto, &tls)
+        let wrap = std::env::var("POSTLINE_PROBE_WRAP").unwrap_or_default();
+        let tool = if wrap.is_empty() {
+            s.tool(proto, &tls)
+        } else {
+            let w: Vec<&str> = wrap.split_whitespace().collect();
+            let port = if proto == "imap" {
+                s.dc.imap_port
+            } else {
+                s.dc.pop3_port
+            };
+            Tool::wrapped(&w, "mail-fetch", &s.home())
+                .env("PW", Dovecot::PASSWORD)
+                .arg(format!("--{proto}"))
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["--tls", "none", "--user", "alice", "--password-env", "PW"])
+        };
+        let out = tool
             .args(extra.split_whitespace())
             .arg("--maildir")
             .arg(&dest)
