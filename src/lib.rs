@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod dns;
 pub mod exit;
 pub mod fetch;
 pub mod imap;

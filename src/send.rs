@@ -3,25 +3,42 @@
 //!
 //! Owns: what a route is ([`Route`], stored in queue entries, so it is
 //! serialisable and holds no secrets), the envelope ([`Envelope`]), and the
-//! [`Sender`], which connects (TLS, AUTH), keeps one open connection per
-//! destination for many messages, and reports every recipient's fate
+//! [`Sender`], which connects (TLS policy, STARTTLS, AUTH), keeps one open
+//! connection per destination for many messages, resolves MX hosts for
+//! direct delivery (recipients grouped per domain, MX hosts by preference,
+//! each address in turn) and reports every recipient's fate
 //! ([`RcptOutcome`]).
 //!
-//! Guarantee: [`Sender::deliver`] never returns an error and never panics:
-//! every failure, including a lost connection or a DNS error, becomes a
-//! per-recipient outcome. A recipient is [`Fate::Delivered`] only after the
-//! server's final 2xx for it; when the dialogue breaks after DATA and before
-//! that reply, the recipient is [`Fate::Temporary`] (sending again may
-//! duplicate, never lose).
+//! Guarantees:
+//!
+//! - [`Sender::deliver`] never returns an error and never panics: every
+//!   failure, including a lost connection or a DNS error, becomes a
+//!   per-recipient outcome. A recipient is [`Fate::Delivered`] only after
+//!   the server's final 2xx for it; when the dialogue breaks after DATA and
+//!   before that reply, the recipient is [`Fate::Temporary`] (sending again
+//!   may duplicate, never lose).
+//! - **TLS as the route says, never less.** An account's `starttls` is
+//!   required: a server that does not offer it gets no MAIL and no password.
+//!   Only direct MX delivery is opportunistic (RFC 7435: STARTTLS when
+//!   offered, any certificate, plain text after a failed handshake).
+//! - A kept connection that the server closed while idle is replaced once,
+//!   and only when the message had not been written yet (no duplicate).
+//! - On direct delivery a recipient moves to the next MX (or address) only
+//!   while its failure is temporary; a 5xx is final.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Account, Config};
+use crate::dns;
 use crate::exit::{Error, Kind, Result};
-use crate::smtp::{Client, Protocol, Status};
+use crate::sasl::Mechanism;
+use crate::smtp::{Client, MailParams, Outcome, Protocol, SharedTranscript, Stage, Status};
 use crate::tls::{self, Stream, TlsMode, TlsOptions};
 use crate::transcript::Transcript;
 
@@ -151,31 +168,127 @@ impl Default for SendOptions {
     }
 }
 
+/// One open connection: TCP (plain or TLS) or an LMTP unix socket.
+enum Conn {
+    Net(Client<Stream>),
+    Unix(Client<UnixStream>),
+}
+
+impl Conn {
+    fn send(&mut self, env: &Envelope, rcpts: &[&str], msg: &[u8]) -> Result<Outcome> {
+        let p = MailParams {
+            ret: env.dsn.ret.as_deref(),
+            envid: env.dsn.envid.as_deref(),
+            notify: env.dsn.notify.as_deref(),
+        };
+        match self {
+            Conn::Net(c) => c.send_with(&env.from, rcpts, msg, &p),
+            Conn::Unix(c) => c.send_with(&env.from, rcpts, msg, &p),
+        }
+    }
+
+    fn data_was_sent(&self) -> bool {
+        match self {
+            Conn::Net(c) => c.data_was_sent(),
+            Conn::Unix(c) => c.data_was_sent(),
+        }
+    }
+
+    fn quit(&mut self) {
+        let _ = match self {
+            Conn::Net(c) => c.quit(),
+            Conn::Unix(c) => c.quit(),
+        };
+    }
+}
+
+/// How a server's TLS is handled for one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// As the account says (`starttls` required, `implicit`, `none`).
+    Account,
+    /// Direct MX delivery: STARTTLS when offered, any certificate (RFC 7435).
+    Opportunistic,
+    /// Direct MX delivery after a failed TLS handshake with this host: plain
+    /// text, as Postfix falls back (the alternative is not delivering).
+    PlainFallback,
+}
+
 /// Delivers messages, keeping one connection open per destination.
 pub struct Sender {
     config: Config,
     opts: SendOptions,
-    transcript: Transcript,
-    conns: HashMap<String, Client<Stream>>,
+    transcript: Option<SharedTranscript>,
+    conns: HashMap<String, Conn>,
+    resolvers: HashMap<Option<String>, dns::Resolver>,
+    tls_failed: bool,
 }
 
 impl Sender {
     /// A sender reading accounts from `config`.
     pub fn new(config: Config, opts: SendOptions, transcript: Transcript) -> Sender {
+        let transcript = transcript.is_on().then(|| Arc::new(Mutex::new(transcript)));
         Sender {
             config,
             opts,
             transcript,
             conns: HashMap::new(),
+            resolvers: HashMap::new(),
+            tls_failed: false,
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if let Some(t) = &self.transcript
+            && let Ok(mut t) = t.lock()
+        {
+            t.note(text);
         }
     }
 
     /// Deliver `msg` to every recipient of `env` along `route`; one outcome
     /// per recipient, in the order of `env.rcpts`. Never fails as a whole.
     pub fn deliver(&mut self, route: &Route, env: &Envelope, msg: &[u8]) -> Vec<RcptOutcome> {
+        if env.rcpts.is_empty() {
+            return Vec::new();
+        }
         match self.try_deliver(route, env, msg) {
             Ok(v) => v,
             Err(e) => all_failed(env, &e, None),
+        }
+    }
+
+    /// The settings of the server `route` names (not for direct routes),
+    /// and the name used for its password.
+    pub fn server_for(&self, route: &Route) -> Result<(String, Account)> {
+        match route {
+            Route::Account { name } => Ok((name.clone(), self.config.account(name)?.clone())),
+            Route::Server { server } => Ok(("command line".to_string(), (**server).clone())),
+            Route::Lmtp { target } => {
+                let server = if target.starts_with('/') {
+                    Account {
+                        protocol: Some("lmtp".into()),
+                        host: Some(target.clone()),
+                        tls: Some(TlsMode::None),
+                        ..Account::default()
+                    }
+                } else {
+                    let (host, port) = split_host_port(target, 24)?;
+                    Account {
+                        protocol: Some("lmtp".into()),
+                        host: Some(host),
+                        port: Some(port),
+                        tls: Some(TlsMode::None),
+                        ..Account::default()
+                    }
+                };
+                Ok(("lmtp".to_string(), server))
+            }
+            Route::Direct { .. } => Err(Error::new(
+                Kind::Usage,
+                "choosing the server",
+                "a direct route has no single server",
+            )),
         }
     }
 
@@ -185,54 +298,84 @@ impl Sender {
         env: &Envelope,
         msg: &[u8],
     ) -> Result<Vec<RcptOutcome>> {
-        let (key, server) = match route {
-            Route::Account { name } => (
-                format!("account:{name}"),
-                self.config.account(name)?.clone(),
-            ),
-            Route::Server { server } => (
-                format!(
-                    "server:{}:{}",
-                    server.host.as_deref().unwrap_or(""),
-                    server.port.unwrap_or(0)
-                ),
-                (**server).clone(),
-            ),
-            Route::Lmtp { target } => {
-                let (host, port) = split_host_port(target, 24)?;
-                let server = Account {
-                    protocol: Some("lmtp".into()),
-                    host: Some(host),
-                    port: Some(port),
-                    tls: Some(TlsMode::None),
-                    ..Account::default()
-                };
-                (format!("lmtp:{target}"), server)
-            }
-            Route::Direct { .. } => {
-                return Err(Error::new(
-                    Kind::Temporary,
-                    "direct MX delivery",
-                    "not implemented yet",
-                ));
-            }
-        };
-        let host = server.host.clone().unwrap_or_default();
-        if !self.conns.contains_key(&key) {
-            let client = self.connect(&server)?;
-            self.conns.insert(key.clone(), client);
+        if let Route::Direct { resolver, mx_port } = route {
+            return Ok(self.deliver_direct(resolver.as_deref(), *mx_port, env, msg));
         }
-        let client = self.conns.get_mut(&key).expect("inserted above");
+        let (name, server) = self.server_for(route)?;
+        let key = format!(
+            "{}:{}:{}",
+            route_tag(route),
+            server.host.as_deref().unwrap_or(""),
+            server.port.unwrap_or(0)
+        );
         let rcpts: Vec<&str> = env.rcpts.iter().map(String::as_str).collect();
-        let outcome = match client.send(&env.from, &rcpts, msg) {
-            Ok(o) => o,
-            Err(e) => {
-                // The connection is in an unknown state: drop it.
-                self.conns.remove(&key);
-                return Ok(all_failed(env, &e, Some(&host)));
+        Ok(self.deliver_to(&key, &name, &server, Policy::Account, env, &rcpts, msg))
+    }
+
+    /// Send to one server; every recipient in `rcpts` gets an outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_to(
+        &mut self,
+        key: &str,
+        name: &str,
+        server: &Account,
+        policy: Policy,
+        env: &Envelope,
+        rcpts: &[&str],
+        msg: &[u8],
+    ) -> Vec<RcptOutcome> {
+        let host = server.host.clone().unwrap_or_default();
+        let fail = |e: &Error| -> Vec<RcptOutcome> {
+            let sub = Envelope {
+                rcpts: rcpts.iter().map(|r| r.to_string()).collect(),
+                ..Envelope::default()
+            };
+            all_failed(&sub, e, Some(&host))
+        };
+        let mut reused = self.conns.contains_key(key);
+        let outcome = loop {
+            if !self.conns.contains_key(key) {
+                match self.connect_with_fallback(name, server, policy) {
+                    Ok(c) => {
+                        self.conns.insert(key.to_string(), c);
+                    }
+                    Err(e) => return fail(&e),
+                }
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                return fail(&Error::new(
+                    Kind::Temporary,
+                    "connecting",
+                    "lost connection",
+                ));
+            };
+            match conn.send(env, rcpts, msg) {
+                // A kept connection the server timed out says 421 and closes.
+                Ok(o) if reused && o.recipients.iter().all(|r| {
+                    matches!(&r.status, Status::Temporary(Stage::Mail, rep) if rep.code == 421)
+                }) => {
+                    self.conns.remove(key);
+                    reused = false;
+                    continue;
+                }
+                Ok(o) => break o,
+                Err(e) => {
+                    // The connection is in an unknown state: drop it.
+                    let data_sent = conn.data_was_sent();
+                    self.conns.remove(key);
+                    // A kept connection the server closed while idle fails
+                    // before the message went out: one fresh try cannot
+                    // duplicate anything.
+                    if reused && !data_sent && e.kind() == Kind::Temporary {
+                        self.note(&format!("{host}: reused connection failed ({e}); reconnecting"));
+                        reused = false;
+                        continue;
+                    }
+                    return fail(&e);
+                }
             }
         };
-        Ok(outcome
+        outcome
             .recipients
             .into_iter()
             .map(|r| {
@@ -253,10 +396,196 @@ impl Sender {
                     host: Some(host.clone()),
                 }
             })
+            .collect()
+    }
+
+    fn resolver(&mut self, server: Option<&str>) -> Result<&dns::Resolver> {
+        let key = server.map(str::to_string);
+        if !self.resolvers.contains_key(&key) {
+            let r = dns::Resolver::new(server, self.opts.timeout)?;
+            self.resolvers.insert(key.clone(), r);
+        }
+        self.resolvers
+            .get(&key)
+            .ok_or_else(|| Error::new(Kind::Temporary, "DNS", "no resolver"))
+    }
+
+    /// The hosts to try for `domain`, in order, each with its addresses
+    /// (an address lookup failure leaves a host with none: it is skipped).
+    pub fn mx_plan(
+        &mut self,
+        resolver: Option<&str>,
+        domain: &str,
+    ) -> Result<Vec<(String, Result<Vec<IpAddr>>)>> {
+        // An address literal (`user@[192.0.2.1]`) names the host itself.
+        if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let ip = lit.strip_prefix("IPv6:").unwrap_or(lit);
+            let addr = ip.parse::<IpAddr>().map(|a| vec![a]).map_err(|_| {
+                Error::new(
+                    Kind::Unavailable,
+                    format!("address literal {domain}"),
+                    "not an IP address",
+                )
+            });
+            return Ok(vec![(domain.to_string(), addr)]);
+        }
+        let r = self.resolver(resolver)?;
+        let hosts = match r.mx(domain)? {
+            dns::MxAnswer::Hosts(h) => h.into_iter().map(|(_, h)| h).collect(),
+            dns::MxAnswer::Implicit(d) => vec![d],
+        };
+        Ok(hosts
+            .into_iter()
+            .map(|h| {
+                let a = r.addresses(&h);
+                (h, a)
+            })
             .collect())
     }
 
-    fn connect(&mut self, server: &Account) -> Result<Client<Stream>> {
+    fn deliver_direct(
+        &mut self,
+        resolver: Option<&str>,
+        mx_port: Option<u16>,
+        env: &Envelope,
+        msg: &[u8],
+    ) -> Vec<RcptOutcome> {
+        let port = mx_port.unwrap_or(25);
+        // Group recipients per domain, keeping first-seen order.
+        let mut domains: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, r) in env.rcpts.iter().enumerate() {
+            let d = r
+                .rsplit_once('@')
+                .map_or("", |(_, d)| d)
+                .to_ascii_lowercase();
+            match domains.iter_mut().find(|(x, _)| *x == d) {
+                Some((_, v)) => v.push(i),
+                None => domains.push((d, vec![i])),
+            }
+        }
+        let mut results: Vec<Option<RcptOutcome>> = vec![None; env.rcpts.len()];
+        for (domain, idx) in domains {
+            let sub = Envelope {
+                rcpts: idx.iter().map(|&i| env.rcpts[i].clone()).collect(),
+                ..env.clone()
+            };
+            let outcomes = self.deliver_domain(resolver, port, &domain, &sub, msg);
+            for (k, o) in idx.into_iter().zip(outcomes) {
+                results[k] = Some(o);
+            }
+        }
+        results
+            .into_iter()
+            .zip(&env.rcpts)
+            .map(|(o, r)| {
+                o.unwrap_or_else(|| RcptOutcome {
+                    rcpt: r.clone(),
+                    fate: Fate::Temporary,
+                    reply: "not attempted".into(),
+                    host: None,
+                })
+            })
+            .collect()
+    }
+
+    /// One domain: its MX hosts in order, each address in turn, until no
+    /// recipient is left with a temporary failure.
+    fn deliver_domain(
+        &mut self,
+        resolver: Option<&str>,
+        port: u16,
+        domain: &str,
+        env: &Envelope,
+        msg: &[u8],
+    ) -> Vec<RcptOutcome> {
+        if domain.is_empty() {
+            return all_failed(
+                env,
+                &Error::new(Kind::Usage, "direct delivery", "recipient without a domain"),
+                None,
+            );
+        }
+        let plan = match self.mx_plan(resolver, domain) {
+            Ok(p) => p,
+            Err(e) => return all_failed(env, &e, None),
+        };
+        let mut out: Vec<RcptOutcome> = all_failed(
+            env,
+            &Error::new(
+                Kind::Temporary,
+                format!("delivering to {domain}"),
+                "no MX host could be reached",
+            ),
+            None,
+        );
+        for (host, addrs) in plan {
+            let addrs = match addrs {
+                Ok(a) => a,
+                Err(e) => {
+                    self.note(&format!("skipping MX {host}: {e}"));
+                    for o in out.iter_mut().filter(|o| o.fate == Fate::Temporary) {
+                        o.reply = e.to_string();
+                    }
+                    continue;
+                }
+            };
+            for ip in addrs {
+                let pending: Vec<usize> = (0..out.len())
+                    .filter(|&i| out[i].fate == Fate::Temporary)
+                    .collect();
+                if pending.is_empty() {
+                    return out;
+                }
+                let rcpts: Vec<&str> = pending.iter().map(|&i| env.rcpts[i].as_str()).collect();
+                let server = Account {
+                    host: Some(ip.to_string()),
+                    port: Some(port),
+                    tls: Some(TlsMode::Starttls),
+                    ..Account::default()
+                };
+                self.note(&format!(
+                    "trying MX {host} ({})",
+                    tls::display_host_port(&ip.to_string(), port)
+                ));
+                let key = format!("mx:{}", tls::display_host_port(&ip.to_string(), port));
+                let got = self.deliver_to(
+                    &key,
+                    &host,
+                    &server,
+                    Policy::Opportunistic,
+                    env,
+                    &rcpts,
+                    msg,
+                );
+                for (&i, mut o) in pending.iter().zip(got) {
+                    o.host = Some(host.clone());
+                    out[i] = o;
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Sender::connect`]; for direct MX delivery, a failed TLS handshake
+    /// is followed by one plain-text attempt (RFC 7435: opportunistic TLS
+    /// must not make delivery worse than plain text).
+    fn connect_with_fallback(
+        &mut self,
+        name: &str,
+        server: &Account,
+        policy: Policy,
+    ) -> Result<Conn> {
+        self.tls_failed = false;
+        match self.connect(name, server, policy) {
+            Err(e) if policy == Policy::Opportunistic && self.tls_failed => {
+                self.note(&format!("TLS failed ({e}); trying again in plain text"));
+                self.connect(name, server, Policy::PlainFallback)
+            }
+            r => r,
+        }
+    }
+
+    fn connect(&mut self, name: &str, server: &Account, policy: Policy) -> Result<Conn> {
         let protocol = match server.protocol.as_deref() {
             Some("lmtp") => Protocol::Lmtp,
             _ => Protocol::Smtp,
@@ -265,15 +594,31 @@ impl Sender {
             .host
             .clone()
             .ok_or_else(|| Error::new(Kind::Config, "choosing the server", "no host given"))?;
+        let helo = server
+            .helo
+            .clone()
+            .unwrap_or_else(|| self.opts.helo.clone());
+        let timeout = server
+            .timeout
+            .map_or(self.opts.timeout, Duration::from_secs);
+        if host.starts_with('/') {
+            let ctx = format!("connecting to {host}");
+            let s = UnixStream::connect(&host).map_err(|e| Error::io(&*ctx, &e))?;
+            s.set_read_timeout(Some(timeout))
+                .and_then(|()| s.set_write_timeout(Some(timeout)))
+                .map_err(|e| Error::io(&*ctx, &e))?;
+            let mut c = Client::new(s, protocol);
+            c.set_transcript(self.transcript.clone());
+            c.greeting()?;
+            c.hello(&helo)?;
+            return Ok(Conn::Unix(c));
+        }
         let mode = server.tls.unwrap_or(TlsMode::Starttls);
         let port = server.port.unwrap_or(match (protocol, mode) {
             (Protocol::Lmtp, _) => 24,
             (_, TlsMode::Implicit) => 465,
             _ => 587,
         });
-        let timeout = server
-            .timeout
-            .map_or(self.opts.timeout, Duration::from_secs);
         let tls_opts = TlsOptions {
             ca_file: server.tls_ca_file.clone(),
             fingerprint: server
@@ -281,29 +626,64 @@ impl Sender {
                 .as_deref()
                 .map(tls::parse_fingerprint)
                 .transpose()?,
-            opportunistic: false,
+            opportunistic: policy == Policy::Opportunistic,
         };
+        let shown = tls::display_host_port(&host, port);
         let stream = tls::open(&host, port, mode, &tls_opts, timeout)?;
-        let mut client = Client::new(stream, protocol);
-        client.greeting()?;
-        client.hello(&self.opts.helo)?;
-        if mode == TlsMode::Starttls {
-            // STARTTLS and AUTH come with the mail-send work.
-            return Err(Error::new(
-                Kind::Temporary,
-                format!("{host}: STARTTLS"),
-                "not implemented yet",
-            ));
+        if stream.is_tls() {
+            self.note(&format!("{shown}: TLS established"));
         }
-        let _ = &mut self.transcript;
-        Ok(client)
+        let mut client = Client::new(stream, protocol);
+        client.set_transcript(self.transcript.clone());
+        let within = |e: Error| e.within(shown.clone());
+        client.greeting().map_err(within)?;
+        client.hello(&helo).map_err(within)?;
+        if mode == TlsMode::Starttls {
+            let offered = client.capabilities().starttls;
+            if policy == Policy::Account || (offered && policy == Policy::Opportunistic) {
+                client = match client.starttls(&host, &tls_opts, &helo) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.tls_failed = offered;
+                        return Err(within(e));
+                    }
+                };
+            } else {
+                self.note(&format!(
+                    "{shown}: no STARTTLS offered; sending in plain text (opportunistic)"
+                ));
+            }
+        }
+        if let Some(user) = server.user.as_deref().filter(|u| !u.is_empty()) {
+            let secret = server.password(name)?.ok_or_else(|| {
+                Error::new(
+                    Kind::Config,
+                    format!("account {name}"),
+                    "user is set but neither password_command nor password_env",
+                )
+            })?;
+            let configured = server.auth.as_deref().map(Mechanism::parse).transpose()?;
+            let mech =
+                Mechanism::choose(configured, &client.capabilities().auth).map_err(within)?;
+            client.auth(mech, user, &secret).map_err(within)?;
+        }
+        Ok(Conn::Net(client))
     }
 
     /// Say QUIT on every open connection.
     pub fn finish(&mut self) {
         for (_, mut c) in self.conns.drain() {
-            let _ = c.quit();
+            c.quit();
         }
+    }
+}
+
+fn route_tag(route: &Route) -> String {
+    match route {
+        Route::Account { name } => format!("account:{name}"),
+        Route::Server { .. } => "server".into(),
+        Route::Lmtp { .. } => "lmtp".into(),
+        Route::Direct { .. } => "direct".into(),
     }
 }
 

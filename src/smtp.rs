@@ -3,7 +3,8 @@
 //! This module owns the client side of the dialogue over any `Read + Write`
 //! stream (so TLS can wrap the stream later): reply parsing, the greeting,
 //! EHLO/HELO or LHLO and the capabilities they announce, one mail
-//! transaction ([`Client::send`]) with PIPELINING when offered, the DATA
+//! transaction ([`Client::send`]) with PIPELINING when offered (MAIL, every
+//! RCPT and DATA in one write: one round trip), the DATA
 //! encoding ([`encode_data`]) and QUIT.
 //!
 //! Guarantees:
@@ -28,14 +29,54 @@
 //! - **No command injection.** Addresses holding CR, LF, NUL, `<` or `>` are
 //!   refused ([`Kind::Data`]) before anything is written.
 //!
-//! Not here (yet): STARTTLS negotiation and AUTH (only their capabilities are
-//! parsed), DSN parameters (NOTIFY/RET/ENVID), the transcript for `-v`.
+//! - **STARTTLS is never half done.** [`Client::starttls`] refuses to go on
+//!   when the server sent anything after its 220 (a man in the middle
+//!   injecting plain-text replies, CVE-2011-0411 style), forgets every
+//!   capability learnt in clear and says EHLO again over TLS.
+//! - **Credentials stay off the transcript.** [`Client::auth`] sends its
+//!   lines through [`Transcript::sent_secret`]; a 535 (and every other 5xx
+//!   to AUTH) is [`Kind::Auth`], a 4xx temporary.
+//! - MAIL FROM carries SIZE, BODY=8BITMIME (8-bit message and the server
+//!   offers it), SMTPUTF8 (non-ASCII address) and the DSN parameters
+//!   RET/ENVID (xtext) and NOTIFY when the server offers DSN.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exit::{Error, Kind, Result};
+use crate::sasl::{self, Mechanism, Secret};
+use crate::tls::{Stream, TlsOptions};
+use crate::transcript::Transcript;
+
+/// A transcript shared by every connection of one run (`-v`).
+pub type SharedTranscript = Arc<Mutex<Transcript>>;
+
+/// DSN (RFC 3461) parameters for one transaction; used only when the server
+/// offers DSN.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailParams<'a> {
+    /// `RET=FULL|HDRS`.
+    pub ret: Option<&'a str>,
+    /// `ENVID=` (xtext-encoded here).
+    pub envid: Option<&'a str>,
+    /// `NOTIFY=` for every recipient (`NEVER` or `SUCCESS,FAILURE,DELAY`).
+    pub notify: Option<&'a str>,
+}
+
+/// RFC 3461 xtext: `+`, `=`, controls, space and non-ASCII as `+XX`.
+pub fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
 
 /// The longest reply line accepted, CRLF included (RFC 5321 asks for 512;
 /// real servers send longer EHLO and error lines).
@@ -383,6 +424,8 @@ pub struct Client<S: Read + Write> {
     protocol: Protocol,
     buf: Vec<u8>,
     caps: Capabilities,
+    transcript: Option<SharedTranscript>,
+    data_sent: bool,
 }
 
 impl Client<TcpStream> {
@@ -396,6 +439,54 @@ impl Client<TcpStream> {
         set(s.set_read_timeout(Some(timeout)))?;
         set(s.set_write_timeout(Some(timeout)))?;
         Ok(Client::new(s, protocol))
+    }
+}
+
+fn auth_error(ctx: &str, r: &Reply) -> Error {
+    let kind = if r.is_temporary() {
+        Kind::Temporary
+    } else {
+        Kind::Auth
+    };
+    Error::new(kind, ctx, format!("server said: {}", r.text()))
+}
+
+impl Client<Stream> {
+    /// STARTTLS, the TLS handshake for `host` as `opts` say, and EHLO/LHLO
+    /// `helo` again over TLS. Refuses when the server offered no STARTTLS
+    /// ([`Kind::Temporary`], as Postfix defers: the policy is the caller's).
+    pub fn starttls(self, host: &str, opts: &TlsOptions, helo: &str) -> Result<Client<Stream>> {
+        let mut me = self;
+        if !me.caps.starttls {
+            return Err(Error::new(
+                Kind::Temporary,
+                format!("{host}: STARTTLS"),
+                "TLS is required but the server does not offer STARTTLS; nothing was sent",
+            ));
+        }
+        let r = me.command("STARTTLS")?;
+        if r.code != 220 {
+            return Err(r.error(&format!("{host}: STARTTLS"), Stage::Mail));
+        }
+        if !me.buf.is_empty() {
+            return Err(Error::new(
+                Kind::Temporary,
+                format!("{host}: STARTTLS"),
+                "the server sent data after its 220 before the handshake (injection?)",
+            ));
+        }
+        let Client {
+            stream,
+            protocol,
+            transcript,
+            ..
+        } = me;
+        let stream = stream.upgrade(host, opts)?;
+        let mut c = Client::new(stream, protocol);
+        c.transcript = transcript;
+        c.log(|t| t.note("TLS established"));
+        c.hello(helo)?;
+        Ok(c)
     }
 }
 
@@ -420,6 +511,28 @@ impl<S: Read + Write> Client<S> {
             protocol,
             buf: Vec::new(),
             caps: Capabilities::default(),
+            transcript: None,
+            data_sent: false,
+        }
+    }
+
+    /// Did the last transaction get as far as writing the message? When it
+    /// did not and it failed, sending it again (on a new connection) can
+    /// never duplicate it.
+    pub fn data_was_sent(&self) -> bool {
+        self.data_sent
+    }
+
+    /// Write every line sent and received to `t` (for `-v`).
+    pub fn set_transcript(&mut self, t: Option<SharedTranscript>) {
+        self.transcript = t;
+    }
+
+    fn log(&self, f: impl FnOnce(&mut Transcript)) {
+        if let Some(t) = &self.transcript
+            && let Ok(mut t) = t.lock()
+        {
+            f(&mut t);
         }
     }
 
@@ -476,6 +589,7 @@ impl<S: Read + Write> Client<S> {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line()?;
+            self.log(|t| t.received(&line));
             let (_, last, _) = parse_reply_line(&line)?;
             lines.push(line);
             if last {
@@ -493,6 +607,12 @@ impl<S: Read + Write> Client<S> {
     }
 
     fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        self.log(|t| t.sent(data));
+        self.write_quiet(data, what)
+    }
+
+    /// Write without a transcript line (the message payload, secrets).
+    fn write_quiet(&mut self, data: &[u8], what: &str) -> Result<()> {
         self.stream
             .write_all(data)
             .and_then(|()| self.stream.flush())
@@ -547,6 +667,18 @@ impl<S: Read + Write> Client<S> {
     /// malformed reply, bad address): the fate of every recipient is then
     /// unknown and the whole message must be kept ([`Kind::Temporary`]).
     pub fn send(&mut self, from: &str, rcpts: &[&str], message: &[u8]) -> Result<Outcome> {
+        self.send_with(from, rcpts, message, &MailParams::default())
+    }
+
+    /// [`Client::send`] with DSN parameters (used when the server offers DSN).
+    pub fn send_with(
+        &mut self,
+        from: &str,
+        rcpts: &[&str],
+        message: &[u8],
+        params: &MailParams<'_>,
+    ) -> Result<Outcome> {
+        self.data_sent = false;
         if rcpts.is_empty() {
             return Err(Error::new(
                 Kind::Usage,
@@ -559,10 +691,31 @@ impl<S: Read + Write> Client<S> {
             check_address(r)?;
         }
         let payload = encode_data(message);
+        // The message size: the payload without the terminating ".\r\n".
+        let size = payload.len() - 3;
+        if let Some(limit) = self.caps.size.filter(|&l| l > 0 && size as u64 > l) {
+            // The server announced it would refuse this: do not send it
+            // (RFC 1870), refuse it the way the server would (552 5.3.4).
+            let r = Reply {
+                code: 552,
+                enhanced: Some("5.3.4".into()),
+                lines: vec![format!(
+                    "message size {size} exceeds the server's limit of {limit} bytes (not sent)"
+                )],
+            };
+            return Ok(Outcome {
+                recipients: rcpts
+                    .iter()
+                    .map(|rc| RcptResult {
+                        rcpt: rc.to_string(),
+                        status: Status::Permanent(Stage::Mail, r.clone()),
+                    })
+                    .collect(),
+            });
+        }
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
-            // The message size: the payload without the terminating ".\r\n".
-            mail.push_str(&format!(" SIZE={}", payload.len() - 3));
+            mail.push_str(&format!(" SIZE={size}"));
         }
         if self.caps.eightbitmime && message.iter().any(|&b| b >= 0x80) {
             mail.push_str(" BODY=8BITMIME");
@@ -570,20 +723,39 @@ impl<S: Read + Write> Client<S> {
         if self.caps.smtputf8 && (!from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii())) {
             mail.push_str(" SMTPUTF8");
         }
-        let rcpt_lines: Vec<String> = rcpts.iter().map(|r| format!("RCPT TO:<{r}>")).collect();
+        let mut notify = String::new();
+        if self.caps.dsn {
+            for (k, v) in [("RET", params.ret), ("ENVID", params.envid)] {
+                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                    mail.push_str(&format!(" {k}={}", xtext(v)));
+                }
+            }
+            if let Some(n) = params.notify.filter(|n| !n.is_empty()) {
+                notify = format!(" NOTIFY={}", xtext(n));
+            }
+        }
+        let rcpt_lines: Vec<String> = rcpts
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>{notify}"))
+            .collect();
 
+        // With PIPELINING, DATA goes in the same batch (RFC 2920 allows it
+        // last): one round trip for the whole envelope.
+        let mut piped_data = None;
         let (mail_reply, rcpt_replies) = if self.caps.pipelining {
             let mut batch = format!("{mail}\r\n");
             for l in &rcpt_lines {
                 batch.push_str(l);
                 batch.push_str("\r\n");
             }
-            self.write(batch.as_bytes(), "MAIL FROM and RCPT TO")?;
+            batch.push_str("DATA\r\n");
+            self.write(batch.as_bytes(), "MAIL FROM, RCPT TO and DATA")?;
             let m = self.read_reply().map_err(|e| e.within("MAIL FROM"))?;
             let mut rs = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
                 rs.push(self.read_reply().map_err(|e| e.within("RCPT TO"))?);
             }
+            piped_data = Some(self.read_reply().map_err(|e| e.within("DATA"))?);
             (m, rs)
         } else {
             let m = self.command(&mail)?;
@@ -611,7 +783,7 @@ impl<S: Read + Write> Client<S> {
             })
             .collect();
         if !mail_reply.is_positive() {
-            self.reset();
+            self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
             });
@@ -626,12 +798,15 @@ impl<S: Read + Write> Client<S> {
             }
         }
         if accepted.is_empty() {
-            self.reset();
+            self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
             });
         }
-        let data = self.command("DATA")?;
+        let data = match piped_data {
+            Some(d) => d,
+            None => self.command("DATA")?,
+        };
         if data.code != 354 {
             for &i in &accepted {
                 results[i].status = fail(Stage::Data, &data);
@@ -641,7 +816,14 @@ impl<S: Read + Write> Client<S> {
                 recipients: results,
             });
         }
-        self.write(&payload, "the message")?;
+        self.log(|t| {
+            t.note(&format!(
+                "({} bytes of message and the final dot)",
+                payload.len()
+            ))
+        });
+        self.data_sent = true;
+        self.write_quiet(&payload, "the message")?;
         let finals = match self.protocol {
             Protocol::Smtp => 1,
             Protocol::Lmtp => accepted.len(),
@@ -665,10 +847,65 @@ impl<S: Read + Write> Client<S> {
         })
     }
 
+    /// End a transaction that has no recipient: a pipelined DATA that a
+    /// server accepted anyway gets an empty payload (and its refusal), then
+    /// RSET.
+    fn abandon_data(&mut self, piped: Option<&Reply>) -> Result<()> {
+        if piped.is_some_and(|d| d.code == 354) {
+            self.write(b".\r\n", "the end of an empty DATA")?;
+            self.read_reply().map_err(|e| e.within("end of DATA"))?;
+        }
+        self.reset();
+        Ok(())
+    }
+
     /// RSET after a failed transaction; its own failure does not change an
     /// outcome already known (a broken connection shows at the next use).
     fn reset(&mut self) {
         let _ = self.command("RSET");
+    }
+
+    /// Authenticate with `mech` as `user`. A 535 (or any other 5xx) is
+    /// [`Kind::Auth`], a 4xx [`Kind::Temporary`]. The secret and every SASL
+    /// continuation reach the transcript only as `<redacted>`.
+    pub fn auth(&mut self, mech: Mechanism, user: &str, secret: &Secret) -> Result<()> {
+        let ctx = format!("AUTH {} as {user}", mech.name());
+        let mut r = match mech {
+            Mechanism::Plain => self.secret_line(
+                &format!("AUTH PLAIN {}", sasl::plain(user, secret)),
+                "AUTH PLAIN",
+            )?,
+            Mechanism::XOAuth2 => self.secret_line(
+                &format!("AUTH XOAUTH2 {}", sasl::xoauth2(user, secret)),
+                "AUTH XOAUTH2",
+            )?,
+            Mechanism::Login => {
+                let r = self.command("AUTH LOGIN")?;
+                if r.code != 334 {
+                    return Err(auth_error(&ctx, &r));
+                }
+                let r = self.secret_line(&sasl::b64(user.as_bytes()), "")?;
+                if r.code != 334 {
+                    return Err(auth_error(&ctx, &r));
+                }
+                self.secret_line(&sasl::b64(secret.expose().as_bytes()), "")?
+            }
+        };
+        if r.code == 334 {
+            // XOAUTH2 sends its error as a challenge; an empty line ends it.
+            r = self.command("")?;
+        }
+        if r.code == 235 {
+            Ok(())
+        } else {
+            Err(auth_error(&ctx, &r))
+        }
+    }
+
+    fn secret_line(&mut self, line: &str, shown: &str) -> Result<Reply> {
+        self.log(|t| t.sent_secret(shown));
+        self.write_quiet(format!("{line}\r\n").as_bytes(), "AUTH")?;
+        self.read_reply().map_err(|e| e.within("AUTH"))
     }
 
     /// QUIT and read the reply (its content does not matter).
@@ -875,5 +1112,135 @@ mod tests {
         c.send("s@x", &["a@x"], &b"line\n".repeat(1000)).unwrap();
         // EHLO, MAIL, RCPT, DATA, payload.
         assert_eq!(c.into_inner().writes, 5);
+    }
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn traced(c: &mut Client<Script>) -> Sink {
+        let sink = Sink::default();
+        c.set_transcript(Some(Arc::new(Mutex::new(Transcript::to(
+            Box::new(sink.clone()),
+            "",
+        )))));
+        sink
+    }
+
+    #[test]
+    fn auth_mechanisms_never_reach_the_transcript_and_535_is_auth() {
+        let pw = Secret::new("hunter2");
+        let mut c = client(Protocol::Smtp, "235 ok\r\n");
+        let sink = traced(&mut c);
+        c.auth(Mechanism::Plain, "me", &pw).unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert_eq!(w, format!("AUTH PLAIN {}\r\n", sasl::plain("me", &pw)));
+        let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(t, "C: AUTH PLAIN <redacted>\nS: 235 ok\n");
+
+        let mut c = client(
+            Protocol::Smtp,
+            "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.8 bad\r\n",
+        );
+        let sink = traced(&mut c);
+        let e = c.auth(Mechanism::Login, "me", &pw).unwrap_err();
+        assert_eq!(e.kind(), Kind::Auth);
+        let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(!t.contains("aHVudGVyMg") && !t.contains("hunter2"), "{t}");
+        assert!(t.contains("C: <redacted>"), "{t}");
+
+        // XOAUTH2's error comes as a challenge; an empty line ends it.
+        let mut c = client(Protocol::Smtp, "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 no\r\n");
+        let e = c.auth(Mechanism::XOAuth2, "me", &pw).unwrap_err();
+        assert_eq!(e.kind(), Kind::Auth);
+        assert!(
+            String::from_utf8(c.into_inner().written)
+                .unwrap()
+                .ends_with("\r\n\r\n")
+        );
+
+        let mut c = client(Protocol::Smtp, "454 4.7.0 try later\r\n");
+        let e = c.auth(Mechanism::Plain, "me", &pw).unwrap_err();
+        assert_eq!(e.kind(), Kind::Temporary);
+    }
+
+    #[test]
+    fn dsn_and_8bit_parameters_when_offered() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250-DSN\r\n250-8BITMIME\r\n250 SIZE 100000\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n",
+        );
+        let sink = traced(&mut c);
+        c.hello("me").unwrap();
+        let p = MailParams {
+            ret: Some("HDRS"),
+            envid: Some("a+b=c"),
+            notify: Some("NEVER"),
+        };
+        c.send_with("s@x", &["a@x"], "Subject: \u{e9}\n\nx\n".as_bytes(), &p)
+            .unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(
+            w.contains("MAIL FROM:<s@x> SIZE=18 BODY=8BITMIME RET=HDRS ENVID=a+2Bb+3Dc\r\n"),
+            "{w}"
+        );
+        assert!(w.contains("RCPT TO:<a@x> NOTIFY=NEVER\r\n"), "{w}");
+        // The message body is not in the transcript, only its size.
+        let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(t.contains("-- (21 bytes of message"), "{t}");
+        assert!(!t.contains("Subject"), "{t}");
+
+        // Without DSN offered, no DSN parameters.
+        let mut c = client(
+            Protocol::Smtp,
+            "250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n",
+        );
+        c.hello("me").unwrap();
+        c.send_with("s@x", &["a@x"], b"x\n", &p).unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(w.contains("MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"), "{w}");
+    }
+
+    #[test]
+    fn pipelined_data_is_ended_cleanly_when_no_recipient_was_accepted() {
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n554 no valid recipients\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x"], b"secret body\n").unwrap();
+        assert_eq!(o.worst(), Some(Kind::NoUser));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(w.ends_with("RCPT TO:<a@x>\r\nDATA\r\nRSET\r\n"), "{w}");
+        // A server that says 354 anyway gets an empty payload, not the message.
+        let mut c = client(
+            Protocol::Smtp,
+            "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n354 go\r\n554 no\r\n250 reset\r\n",
+        );
+        c.hello("me").unwrap();
+        c.send("s@x", &["a@x"], b"secret body\n").unwrap();
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert!(
+            w.ends_with("DATA\r\n.\r\nRSET\r\n") && !w.contains("secret"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_announced_size_is_refused_without_sending() {
+        let mut c = client(Protocol::Smtp, "250-mx\r\n250 SIZE 10\r\n");
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x"], b"0123456789abcdef\n").unwrap();
+        assert_eq!(o.worst(), Some(Kind::Unavailable));
+        let w = String::from_utf8(c.into_inner().written).unwrap();
+        assert_eq!(w, "EHLO me\r\n");
     }
 }

@@ -166,6 +166,28 @@ fn ignore_file_size_signal() {
     let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
 }
 
+/// One line from a clap error: its first line, and when that ends in `:`
+/// ("the following required arguments were not provided:") the items of
+/// the indented list after it, so the line names what is wrong.
+pub fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("bad usage");
+    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if out.ends_with(':') {
+        let items: Vec<&str> = lines
+            .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if !items.is_empty() {
+            out.push(' ');
+            out.push_str(&items.join(", "));
+        }
+    }
+    out
+}
+
 fn main_with(
     name: &'static str,
     cmd: Command,
@@ -182,9 +204,7 @@ fn main_with(
                     exit::OK
                 }
                 _ => {
-                    let text = e.render().to_string();
-                    let first = text.lines().next().unwrap_or("bad usage");
-                    let first = first.strip_prefix("error: ").unwrap_or(first);
+                    let first = clap_error_line(&e);
                     let _ = writeln!(io::stderr(), "{name}: {first} (see {name} --help)");
                     exit::USAGE
                 }

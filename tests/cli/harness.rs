@@ -739,6 +739,12 @@ protocol lmtp {{
 protocol pop3 {{
   pop3_uidl_format = %08Xu%08Xv
 }}
+# SMTP AUTH for the harness Postfix (smtpd_sasl_type = dovecot).
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0666
+  }}
+}}
 "#,
             users = users_file.display(),
             cert = cert.display(),

@@ -4,6 +4,7 @@
 //! (Dovecot, a tmpfs for the full-disk case) skip with a note when not root,
 //! unless `POSTLINE_REQUIRE_ALL=1` or `CI` is set, where they fail instead.
 
+mod dns;
 mod harness;
 mod mta;
 

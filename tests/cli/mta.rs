@@ -16,6 +16,12 @@ pub struct Postfix {
     pub conf_dir: PathBuf,
     /// Plain SMTP (STARTTLS offered) on 127.0.0.1.
     pub smtp_port: u16,
+    /// Submission: STARTTLS required, AUTH (through Dovecot) required.
+    pub submission_port: u16,
+    /// SMTPS: implicit TLS, AUTH required.
+    pub smtps_port: u16,
+    /// Plain SMTP that offers no STARTTLS.
+    pub plain_port: u16,
     /// The log file.
     pub log: PathBuf,
 }
@@ -36,6 +42,40 @@ impl Postfix {
     /// Start Postfix in `dir`, relaying `domain` over LMTP to 127.0.0.1:`lmtp_port`;
     /// `cert`/`key` are used for STARTTLS.
     pub fn start(dir: &Path, domain: &str, lmtp_port: u16, cert: &Path, key: &Path) -> Postfix {
+        Postfix::start_with_auth(dir, domain, lmtp_port, cert, key, None)
+    }
+
+    /// [`Postfix::start`], with SMTP AUTH on the submission and smtps ports
+    /// checked through the Dovecot auth socket `sasl_socket` (when given).
+    pub fn start_with_auth(
+        dir: &Path,
+        domain: &str,
+        lmtp_port: u16,
+        cert: &Path,
+        key: &Path,
+        sasl_socket: Option<&Path>,
+    ) -> Postfix {
+        // A port picked free may be taken by another test before Postfix
+        // binds it: retry with fresh ports then.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Postfix::try_start(dir, domain, lmtp_port, cert, key, sasl_socket) {
+                Ok(pf) => return pf,
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn try_start(
+        dir: &Path,
+        domain: &str,
+        lmtp_port: u16,
+        cert: &Path,
+        key: &Path,
+        sasl_socket: Option<&Path>,
+    ) -> Result<Postfix, String> {
         let conf = dir.join("etc");
         let queue = dir.join("spool");
         let data = dir.join("data");
@@ -49,7 +89,10 @@ impl Postfix {
             .expect("chown");
         assert!(chown.success(), "chown postfix data dir");
         let smtp_port = free_port();
+        let (submission_port, smtps_port, plain_port) = (free_port(), free_port(), free_port());
         let log = dir.join("maillog");
+        // A retry must not see the previous attempt's bind errors.
+        let _ = fs::remove_file(&log);
         fs::write(conf.join("vdomains"), format!("{domain} OK\n")).unwrap();
         let main_cf = format!(
             "compatibility_level = 3.6
@@ -87,7 +130,12 @@ smtp_tls_security_level = none
 lmtp_tls_security_level = none
 smtpd_error_sleep_time = 0
 in_flow_delay = 0
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {sasl}
+smtpd_sasl_auth_enable = no
+smtpd_sasl_authenticated_header = no
 ",
+            sasl = sasl_socket.map_or(String::new(), |p| p.display().to_string()),
             conf = conf.display(),
             queue = queue.display(),
             data = data.display(),
@@ -98,6 +146,25 @@ in_flow_delay = 0
         );
         fs::write(conf.join("main.cf"), main_cf).unwrap();
         let mut master = format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n");
+        master.push_str(&format!(
+            "127.0.0.1:{plain_port} inet n - n - - smtpd\n  -o smtpd_tls_security_level=none\n"
+        ));
+        if sasl_socket.is_some() {
+            master.push_str(&format!(
+                "127.0.0.1:{submission_port} inet n - n - - smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+127.0.0.1:{smtps_port} inet n - n - - smtpd
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+"
+            ));
+        }
         for line in [
             "pickup unix n - n 60 1 pickup",
             "cleanup unix n - n - 0 cleanup",
@@ -135,20 +202,32 @@ in_flow_delay = 0
         let pf = Postfix {
             conf_dir: conf,
             smtp_port,
+            submission_port,
+            smtps_port,
+            plain_port,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", smtp_port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "postfix did not come up: {}{}\nlog: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                fs::read_to_string(&pf.log).unwrap_or_default()
-            );
+        let mut ports = vec![smtp_port, plain_port];
+        if sasl_socket.is_some() {
+            ports.extend([submission_port, smtps_port]);
+        }
+        while ports
+            .iter()
+            .any(|&p| TcpStream::connect(("127.0.0.1", p)).is_err())
+        {
+            let log = fs::read_to_string(&pf.log).unwrap_or_default();
+            if Instant::now() > deadline || log.contains("Address already in use") {
+                // Dropping pf stops what did start.
+                return Err(format!(
+                    "postfix did not come up: {}{}\nlog: {log}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        pf
+        Ok(pf)
     }
 
     /// Wait until the queue is empty (every message delivered or bounced).
@@ -230,12 +309,14 @@ impl Pair {
         let mut dovecot = crate::harness::Dovecot::start(&dir.join("dovecot"));
         // Dovecot's LMTP looks up the local part (auth_username_format = %Ln).
         dovecot.add_user("alice", &maildir);
-        let postfix = Postfix::start(
+        let sasl = dovecot.dir.join("run/auth-postfix");
+        let postfix = Postfix::start_with_auth(
             &dir.join("postfix"),
             DOMAIN,
             dovecot.lmtp_port,
             &dovecot.cert,
             &dovecot.key,
+            Some(&sasl),
         );
         Some(Pair {
             dovecot,
