@@ -7,7 +7,7 @@ complete -c mail-fetch -l tls-fingerprint -d 'Accept exactly the server certific
 complete -c mail-fetch -l user -d 'Login name' -r
 complete -c mail-fetch -l password-command -d 'Run CMD with sh -c; its first output line is the password or OAuth2 token' -r
 complete -c mail-fetch -l password-env -d 'Take the password or token from $VAR' -r
-complete -c mail-fetch -l auth -d 'plain, login or xoauth2 (default: plain when offered, else LOGIN)' -r
+complete -c mail-fetch -l auth -d 'plain, login or xoauth2; POP3 also apop or user [default: plain when offered]' -r
 complete -c mail-fetch -l folder -d 'IMAP folder to fetch (repeatable; default INBOX)' -r
 complete -c mail-fetch -l max-messages -d 'Fetch at most N messages per account and run' -r
 complete -c mail-fetch -l max-size -d 'Leave messages larger than BYTES on the server (reported)' -r

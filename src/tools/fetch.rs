@@ -106,7 +106,7 @@ pub fn command() -> Command {
         .arg(s(
             "auth",
             "MECH",
-            "plain, login or xoauth2 (default: plain when offered, else LOGIN)",
+            "plain, login or xoauth2; POP3 also apop or user [default: plain when offered]",
         ))
         .arg(
             s(
