@@ -73,8 +73,9 @@ pub struct Imap {
     timed_out: bool,
 }
 
-/// Largest line we accept (a server sending more is broken or hostile).
-const MAX_LINE: usize = 1 << 20;
+/// Largest line we accept: a SEARCH answer for a million messages fits
+/// (about 7 MB); a server sending more is broken or hostile.
+const MAX_LINE: usize = 16 << 20;
 /// Largest literal we accept in one response (a message of 2 GiB is not
 /// something we can hold).
 const MAX_LITERAL: u64 = 1 << 31;
