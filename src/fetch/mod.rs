@@ -263,6 +263,16 @@ fn local_user() -> String {
         .unwrap_or_else(|| "root".to_string())
 }
 
+/// The `-v` transcripts of one account's run: the IMAP/POP3 dialogue and
+/// the SMTP/LMTP one of the target.
+#[derive(Default)]
+pub struct Logs {
+    /// The server the mail is fetched from.
+    pub source: Transcript,
+    /// The SMTP/LMTP target, if that is the target.
+    pub target: Transcript,
+}
+
 /// Counters shared with the progress display (all accounts together).
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -299,16 +309,11 @@ impl Report {
 
 /// Run one account: fetch everything new, store it, delete what was stored
 /// (unless keeping). Never fails as a whole: failures are in the report.
-pub fn run(
-    job: &Job,
-    transcript: Transcript,
-    progress: &Progress,
-    stdout: Option<&SharedOut>,
-) -> Report {
+pub fn run(job: &Job, logs: Logs, progress: &Progress, stdout: Option<&SharedOut>) -> Report {
     let mut report = Report::default();
     let res = match job.protocol {
-        Protocol::Imap => run_imap(job, transcript, progress, stdout, &mut report, None),
-        Protocol::Pop3 => run_pop3(job, transcript, progress, stdout, &mut report),
+        Protocol::Imap => run_imap(job, logs, progress, stdout, &mut report, None),
+        Protocol::Pop3 => run_pop3(job, logs, progress, stdout, &mut report),
     };
     if let Err((class, e)) = res {
         report.fail(class, e.to_string());
@@ -511,7 +516,7 @@ fn suspects(st: &state::State, folder: &str) -> Suspects {
 /// folder and fetch again whenever it changes, until `watch` says stop.
 pub fn run_imap(
     job: &Job,
-    transcript: Transcript,
+    logs: Logs,
     progress: &Progress,
     stdout: Option<&SharedOut>,
     report: &mut Report,
@@ -525,7 +530,7 @@ pub fn run_imap(
         &job.target,
         &job.recipient,
         stdout,
-        Transcript::off(),
+        logs.target,
     ))?;
     let delete = !job.keep && target.may_delete();
     let mut c = net(Imap::connect(
@@ -534,7 +539,7 @@ pub fn run_imap(
         job.tls,
         &job.tls_opts,
         job.timeout,
-        transcript,
+        logs.source,
     ))?;
     let how = match job.auth {
         Some(m) => Login::Sasl(m),
@@ -738,7 +743,7 @@ pub fn run_imap(
 /// says was stored, without storing it again).
 fn run_pop3(
     job: &Job,
-    transcript: Transcript,
+    logs: Logs,
     progress: &Progress,
     stdout: Option<&SharedOut>,
     report: &mut Report,
@@ -752,7 +757,7 @@ fn run_pop3(
         &job.target,
         &job.recipient,
         stdout,
-        Transcript::off(),
+        logs.target,
     ))?;
     let delete = !job.keep && target.may_delete();
     let mut c = net(Pop3::connect(
@@ -761,7 +766,7 @@ fn run_pop3(
         job.tls,
         &job.tls_opts,
         job.timeout,
-        transcript,
+        logs.source,
     ))?;
     let how = match (job.pop_login.as_deref(), job.auth) {
         (Some("apop"), _) => PopLogin::Apop,

@@ -18,7 +18,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use crate::config::{self, Account, Config};
 use crate::exit::{Error, Kind, Result};
 use crate::fetch::target::SharedOut;
-use crate::fetch::{self, Class, Job, Progress, Protocol, Report};
+use crate::fetch::{self, Class, Job, Logs, Progress, Protocol, Report};
 use crate::tls::TlsMode;
 use crate::tools::Ctx;
 use crate::transcript::Transcript;
@@ -415,11 +415,17 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
     Ok(out)
 }
 
-fn transcript(verbose: bool, name: &str) -> Transcript {
+fn transcript(verbose: bool, name: &str) -> Logs {
     if verbose {
-        Transcript::to(Box::new(io::stderr()), format!("mail-fetch: {name}: "))
+        Logs {
+            source: Transcript::to(Box::new(io::stderr()), format!("mail-fetch: {name}: ")),
+            target: Transcript::to(
+                Box::new(io::stderr()),
+                format!("mail-fetch: {name}: target: "),
+            ),
+        }
     } else {
-        Transcript::off()
+        Logs::default()
     }
 }
 
