@@ -17,6 +17,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
 use crate::config::{self, Account, Config};
 use crate::exit::{Error, Kind, Result};
+use crate::fetch::state::StateFile;
 use crate::fetch::target::SharedOut;
 use crate::fetch::{self, Class, Job, Logs, Progress, Protocol, Report};
 use crate::tls::TlsMode;
@@ -406,11 +407,13 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         ));
     }
     for (n, a) in chosen {
-        out.push(finish(Job::from_account(
-            &n,
-            &merge(&a, &over, stdout),
-            &state_dir,
-        )?));
+        let mut job = Job::from_account(&n, &merge(&a, &over, stdout), &state_dir)?;
+        // Named after the account: two accounts on one mailbox (say, one
+        // per folder) keep their own state and lock.
+        job.state = StateFile::new(&state_dir, &format!("account-{n}"))
+            .path()
+            .to_path_buf();
+        out.push(finish(job));
     }
     Ok(out)
 }

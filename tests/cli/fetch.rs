@@ -409,7 +409,7 @@ fn required_starttls_not_offered_is_an_error_and_nothing_is_sent_in_clear() {
 }
 
 #[test]
-fn two_accounts_from_the_config_are_fetched_in_one_run() {
+fn several_accounts_from_the_config_are_fetched_concurrently_and_the_worst_outcome_wins() {
     let Some(mut s) = Server::start(20) else {
         return;
     };
@@ -418,9 +418,21 @@ fn two_accounts_from_the_config_are_fetched_in_one_run() {
     s.dc.add_user("bob", &bob);
     let want_a = s.on_server();
     let want_b = sorted(s.dc.imap_fetch_all("bob"));
+    // A second account on alice's mailbox, for her Lists folder.
+    let lists = s.t.join("mail/alice/.Lists");
+    fill_maildir(&lists, 5, 11);
+    std::fs::write(lists.join("maildirfolder"), b"").unwrap();
+    make_readable(&lists);
+    let want_c: Vec<Vec<u8>> = sorted(
+        s.dc.imap_fetch("alice", "Lists")
+            .iter()
+            .map(|m| crlf_to_lf(m))
+            .collect(),
+    );
+    assert_eq!(want_c.len(), 5);
     let home = s.home();
     let cfg = home.join("fetch.toml");
-    let (a, b) = (s.t.join("out/a/"), s.t.join("out/b/"));
+    let (a, b, c) = (s.t.join("out/a/"), s.t.join("out/b/"), s.t.join("out/c/"));
     std::fs::write(
         &cfg,
         format!(
@@ -445,6 +457,24 @@ user = "bob"
 password_env = "PW"
 maildir = "{b}"
 
+[account.alice-lists]
+protocol = "imap"
+host = "127.0.0.1"
+port = {imap}
+tls = "starttls"
+tls_ca_file = "{ca}"
+user = "alice"
+password_env = "PW"
+folders = ["Lists"]
+maildir = "{c}"
+
+[account.broken]
+protocol = "pop3"
+host = "127.0.0.1"
+port = {pop3s}
+user = "bob"
+password_env = "POSTLINE_UNSET_VARIABLE"
+
 [account.smarthost]
 host = "smtp.example.org"
 "#,
@@ -453,6 +483,7 @@ host = "smtp.example.org"
             ca = s.dc.cert.display(),
             a = a.display(),
             b = b.display(),
+            c = c.display(),
         ),
     )
     .unwrap();
@@ -460,12 +491,15 @@ host = "smtp.example.org"
         .env("PW", Dovecot::PASSWORD)
         .arg("--config")
         .arg(&cfg)
+        .args(["alice", "bob", "alice-lists"])
         .run()
         .success()
         .stderr_has("alice: 20 messages")
-        .stderr_has("bob: 17 messages");
+        .stderr_has("bob: 17 messages")
+        .stderr_has("alice-lists: 5 messages");
     assert_same_messages(python_read_mailbox(&a), &want_a, "alice");
     assert_same_messages(python_read_mailbox(&b), &want_b, "bob");
+    assert_same_messages(python_read_mailbox(&c), &want_c, "alice's Lists");
     // A named account that is not there is a config error (5).
     Tool::new("mail-fetch", &home)
         .env("PW", Dovecot::PASSWORD)
@@ -474,7 +508,18 @@ host = "smtp.example.org"
         .arg("carol")
         .run()
         .code_is(5)
-        .stderr_has("known: alice, bob, smarthost");
+        .stderr_has("known: alice, alice-lists, bob, broken, smarthost");
+    // Every account: nothing new anywhere (1), but one without a password
+    // (5): the worst wins.
+    Tool::new("mail-fetch", &home)
+        .env("PW", Dovecot::PASSWORD)
+        .arg("--config")
+        .arg(&cfg)
+        .run()
+        .code_is(5)
+        .stderr_has("broken (127.0.0.1:")
+        .stderr_has("POSTLINE_UNSET_VARIABLE")
+        .stderr_one_line();
 }
 
 #[test]
