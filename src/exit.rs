@@ -34,6 +34,21 @@ pub const NOPERM: i32 = 77;
 /// A configuration error.
 pub const CONFIG: i32 = 78;
 
+// mail-fetch's own codes, fetchmail's numbers (scripts written for
+// fetchmail test them); see `fetch::Class` and mail-fetch(1).
+/// mail-fetch: a connection, TLS or socket error.
+pub const FETCH_CONNECTION: i32 = 2;
+/// mail-fetch: the server refused the credentials.
+pub const FETCH_AUTH: i32 = 3;
+/// mail-fetch: a protocol error (an unexpected or refused command).
+pub const FETCH_PROTOCOL: i32 = 4;
+/// mail-fetch: the configuration is wrong.
+pub const FETCH_CONFIG: i32 = 5;
+/// mail-fetch: another mail-fetch is fetching the same account.
+pub const FETCH_LOCKED: i32 = 8;
+/// mail-fetch: a message could not be stored (it stays on the server).
+pub const FETCH_DELIVERY: i32 = 10;
+
 /// What kind of failure an [`Error`] is; decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {

@@ -13,6 +13,8 @@ pub mod config;
 pub mod dedup;
 pub mod dns;
 pub mod exit;
+pub mod fetch;
+pub mod imap;
 pub mod mboxfmt;
 pub mod message;
 pub mod pop3;

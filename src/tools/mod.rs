@@ -41,6 +41,7 @@ pub struct Ctx {
     out_closed: bool,
     worst: Option<Kind>,
     check_failed: bool,
+    exit_code: Option<i32>,
 }
 
 impl Ctx {
@@ -51,6 +52,7 @@ impl Ctx {
             out_closed: false,
             worst: None,
             check_failed: false,
+            exit_code: None,
         }
     }
 
@@ -121,6 +123,12 @@ impl Ctx {
     pub fn stdout_is_tty(&self) -> bool {
         use std::io::IsTerminal;
         io::stdout().is_terminal()
+    }
+
+    /// Exit with `code`, whatever was reported (for tools with their own
+    /// codes, like mail-fetch's fetchmail-compatible ones).
+    pub fn set_exit_code(&mut self, code: i32) {
+        self.exit_code = Some(code);
     }
 
     /// A warning line on stderr that does not change the exit code.
@@ -208,6 +216,9 @@ fn main_with(
     ctx.flush();
     if let Err(e) = res {
         ctx.report(&e);
+    }
+    if let Some(code) = ctx.exit_code {
+        return code;
     }
     let fallback = if ctx.check_failed {
         exit::CHECK_FAILED

@@ -1,0 +1,458 @@
+//! Where fetched messages go: a Maildir or mbox (the storage code of
+//! mail-deliver, with grouped syncs), an MDA command, an SMTP or LMTP
+//! server (the shared `send::Sender`), or an mboxrd stream on stdout.
+//!
+//! Guarantee: a message is reported [`Fate::Stored`] only once the target
+//! confirmed it durable: fsynced in the Maildir/mbox, exit 0 from the MDA,
+//! a final 2xx from the server. Stdout cannot confirm anything, so
+//! [`Target::may_delete`] is false for it and nothing is deleted on the
+//! server. Everything else is either kept for a later run
+//! ([`Fate::Kept`]) or refused ([`Fate::Refused`]); both leave the message
+//! on the server.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::exit::{Error, Kind, Result};
+use crate::mboxfmt::{self, Format};
+use crate::message::{self, Message};
+use crate::send::{Envelope, Fate as SendFate, Route, SendOptions, Sender};
+use crate::store::{Destination, Item, Locking, Options};
+use crate::transcript::Transcript;
+
+/// A writer shared by every account's thread (stdout).
+pub type SharedOut = Arc<Mutex<Box<dyn Write + Send>>>;
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    /// A Maildir (created when missing).
+    Mailbox(String),
+    /// An mbox file, even when the path looks like a directory.
+    Mbox(String),
+    /// A shell command (`%F` sender, `%T` recipient).
+    Mda(String),
+    /// An SMTP server `HOST[:PORT]` (plain: a local MTA).
+    Smtp(String),
+    /// An LMTP server `HOST[:PORT]` or socket path.
+    Lmtp(String),
+    /// An mboxrd stream on stdout.
+    Stdout,
+}
+
+impl Spec {
+    /// How the target is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Spec::Mailbox(p) | Spec::Mbox(p) => p.clone(),
+            Spec::Mda(c) => format!("the MDA {c:?}"),
+            Spec::Smtp(h) => format!("SMTP {h}"),
+            Spec::Lmtp(h) => format!("LMTP {h}"),
+            Spec::Stdout => "stdout".to_string(),
+        }
+    }
+}
+
+/// One fetched message, line ends already LF.
+pub struct Msg {
+    /// The message (LF line ends, final newline).
+    pub data: Vec<u8>,
+    /// The envelope sender, from Return-Path (empty: unknown / null).
+    pub sender: String,
+}
+
+impl Msg {
+    /// A message as the server sent it (CRLF): normalised, sender found.
+    pub fn from_wire(data: Vec<u8>) -> Msg {
+        let data = message::normalize(data);
+        let m = Message::new(data);
+        let sender = m
+            .header_values("Return-Path")
+            .first()
+            .map(|v| message::bare_address(v))
+            .unwrap_or_default();
+        Msg {
+            data: m.into_bytes(),
+            sender,
+        }
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Durable in the target: may be deleted on the server.
+    Stored,
+    /// Temporarily refused (MDA exit 75, a 4xx): stays, tried next run.
+    Kept(String),
+    /// Refused for good by the target: stays on the server, reported.
+    Refused(String),
+}
+
+/// An open target for one account's run.
+pub struct Target {
+    kind: Open,
+    recipient: String,
+}
+
+enum Open {
+    Store(Destination),
+    Mda(String),
+    Send(Box<Sender>, Route),
+    Stdout(SharedOut),
+}
+
+impl Target {
+    /// Open `spec`; `recipient` is the envelope recipient for MDA, SMTP and
+    /// LMTP targets.
+    pub fn open(
+        spec: &Spec,
+        recipient: &str,
+        stdout: Option<&SharedOut>,
+        transcript: Transcript,
+    ) -> Result<Target> {
+        let opts = Options {
+            folder: None,
+            mbox_format: Format::Mboxrd,
+            locking: Locking::default(),
+        };
+        let kind = match spec {
+            Spec::Mailbox(p) => {
+                // --maildir always means a Maildir, even one that does not
+                // exist yet and was named without a trailing slash.
+                let mut p = expand_home(p);
+                if !p.ends_with('/') {
+                    p.push('/');
+                }
+                Open::Store(Destination::open(&p, &opts)?)
+            }
+            Spec::Mbox(p) => {
+                let p = expand_home(p);
+                Open::Store(Destination::Mbox(crate::store::Mbox::new(
+                    std::path::Path::new(&p),
+                    Format::Mboxrd,
+                    Locking::default(),
+                )))
+            }
+            Spec::Mda(c) => Open::Mda(c.clone()),
+            Spec::Smtp(h) => {
+                let (host, port) = crate::send::split_host_port(h, 25)?;
+                let server = crate::config::Account {
+                    protocol: Some("smtp".into()),
+                    host: Some(host),
+                    port: Some(port),
+                    tls: Some(crate::tls::TlsMode::None),
+                    ..Default::default()
+                };
+                Open::Send(
+                    Box::new(Sender::new(
+                        Config::default(),
+                        SendOptions::default(),
+                        transcript,
+                    )),
+                    Route::Server {
+                        server: Box::new(server),
+                    },
+                )
+            }
+            Spec::Lmtp(t) => Open::Send(
+                Box::new(Sender::new(
+                    Config::default(),
+                    SendOptions::default(),
+                    transcript,
+                )),
+                Route::Lmtp { target: t.clone() },
+            ),
+            Spec::Stdout => match stdout {
+                Some(o) => Open::Stdout(o.clone()),
+                None => {
+                    return Err(Error::new(Kind::Usage, "--stdout", "no stdout to write to"));
+                }
+            },
+        };
+        Ok(Target {
+            kind,
+            recipient: recipient.to_string(),
+        })
+    }
+
+    /// May messages stored here be deleted on the server?
+    pub fn may_delete(&self) -> bool {
+        !matches!(self.kind, Open::Stdout(_))
+    }
+
+    /// Deliver `msgs` in order. Returns one fate per message handled (a
+    /// prefix of `msgs`) and, when the target broke down (disk full, the
+    /// Maildir gone), the error that stopped the rest.
+    pub fn deliver(&mut self, msgs: &[Msg]) -> (Vec<Fate>, Option<Error>) {
+        match &mut self.kind {
+            Open::Store(d) => {
+                let items: Vec<Item<'_>> = msgs
+                    .iter()
+                    .map(|m| Item {
+                        data: &m.data,
+                        sender: &m.sender,
+                    })
+                    .collect();
+                let (stored, err) = d.store(&items);
+                (vec![Fate::Stored; stored.len()], err)
+            }
+            Open::Mda(cmd) => {
+                let mut fates = Vec::with_capacity(msgs.len());
+                for m in msgs {
+                    match run_mda(cmd, &m.sender, &self.recipient, &m.data) {
+                        Ok(f) => fates.push(f),
+                        Err(e) => return (fates, Some(e)),
+                    }
+                }
+                (fates, None)
+            }
+            Open::Send(sender, route) => {
+                let fates = msgs
+                    .iter()
+                    .map(|m| {
+                        let env = Envelope {
+                            from: m.sender.clone(),
+                            rcpts: vec![self.recipient.clone()],
+                            ..Envelope::default()
+                        };
+                        let out = sender.deliver(route, &env, &m.data);
+                        match out.first() {
+                            Some(o) => match o.fate {
+                                SendFate::Delivered => Fate::Stored,
+                                SendFate::Temporary => Fate::Kept(o.reply.clone()),
+                                SendFate::Permanent { .. } => Fate::Refused(o.reply.clone()),
+                            },
+                            None => Fate::Kept("no reply".to_string()),
+                        }
+                    })
+                    .collect();
+                (fates, None)
+            }
+            Open::Stdout(out) => {
+                let mut buf = Vec::new();
+                let now = SystemTime::now();
+                for m in msgs {
+                    buf.extend_from_slice(&mboxfmt::from_line(&m.sender, now));
+                    mboxfmt::quote_into(&m.data, Format::Mboxrd, &mut buf);
+                    buf.push(b'\n');
+                }
+                let res = match out.lock() {
+                    Ok(mut w) => w.write_all(&buf).and_then(|()| w.flush()),
+                    Err(_) => Err(std::io::Error::other("stdout writer poisoned")),
+                };
+                match res {
+                    Ok(()) => (vec![Fate::Stored; msgs.len()], None),
+                    Err(e) => (Vec::new(), Some(Error::io("writing to stdout", &e))),
+                }
+            }
+        }
+    }
+
+    /// A mark to find a batch by later: an mbox's length before the batch
+    /// is appended (None for other targets).
+    pub fn mark(&self) -> Option<u64> {
+        match &self.kind {
+            Open::Store(Destination::Mbox(mb)) => {
+                Some(std::fs::metadata(mb.path()).map_or(0, |m| m.len()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Which of `msgs` are already in the target, stored by a run that died
+    /// before recording them. A Maildir compares its files in `new/` and
+    /// `cur/` younger than `since`; an mbox the messages after `mark` (its
+    /// length before that run's append; a partial message left by the kill
+    /// never matches). Other targets cannot tell and answer "no" (see the
+    /// man page).
+    pub fn find_stored(&self, since: SystemTime, mark: Option<u64>, msgs: &[&Msg]) -> Vec<bool> {
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        match &self.kind {
+            Open::Store(Destination::Maildir(md)) => {
+                for sub in ["new", "cur"] {
+                    let Ok(rd) = std::fs::read_dir(md.root().join(sub)) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        let young = e
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|t| t >= since);
+                        if young && let Ok(data) = std::fs::read(e.path()) {
+                            seen.insert(data);
+                        }
+                    }
+                }
+            }
+            Open::Store(Destination::Mbox(mb)) => {
+                if let Some(mark) = mark
+                    && let Ok(mut f) = std::fs::File::open(mb.path())
+                {
+                    use std::io::{Seek, SeekFrom};
+                    if f.seek(SeekFrom::Start(mark)).is_ok() {
+                        let mut sp =
+                            mboxfmt::Splitter::new(std::io::BufReader::new(f), Format::Mboxrd);
+                        while let Ok(Some(e)) = sp.next_entry() {
+                            seen.insert(e.data);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        msgs.iter().map(|m| seen.contains(&m.data)).collect()
+    }
+
+    /// Close connections (QUIT).
+    pub fn finish(&mut self) {
+        if let Open::Send(s, _) = &mut self.kind {
+            s.finish();
+        }
+    }
+}
+
+/// `~/x` -> `$HOME/x` (config files are written by people).
+fn expand_home(p: &str) -> String {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty())
+    {
+        return format!("{}/{rest}", h.to_string_lossy().trim_end_matches('/'));
+    }
+    p.to_string()
+}
+
+/// Quote `s` for `sh`: single quotes, with `'` as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The MDA command with `%F` and `%T` replaced by the quoted sender and
+/// recipient (`%%` is a `%`).
+pub fn mda_command(cmd: &str, sender: &str, rcpt: &str) -> String {
+    let mut out = String::with_capacity(cmd.len() + 32);
+    let mut chars = cmd.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            match chars.peek() {
+                Some('F') => {
+                    chars.next();
+                    out.push_str(&shell_quote(sender));
+                    continue;
+                }
+                Some('T') => {
+                    chars.next();
+                    out.push_str(&shell_quote(rcpt));
+                    continue;
+                }
+                Some('%') => {
+                    chars.next();
+                    out.push('%');
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Run the MDA once for one message: 0 stored, 75 kept, else refused.
+/// Failing to start the shell at all is an error that stops the run.
+fn run_mda(cmd: &str, sender: &str, rcpt: &str, data: &[u8]) -> Result<Fate> {
+    let line = mda_command(cmd, sender, rcpt);
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&line)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::io(format!("running the MDA {cmd:?}"), &e))?;
+    let write_res = match child.stdin.take() {
+        Some(mut si) => si.write_all(data),
+        None => Ok(()),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for the MDA {cmd:?}"), &e))?;
+    // An MDA that exits 0 without reading everything still said "stored";
+    // one that broke the pipe and failed did not.
+    Ok(match status.code() {
+        Some(0) => Fate::Stored,
+        Some(75) => Fate::Kept("the MDA exited 75 (temporary failure)".to_string()),
+        Some(c) => Fate::Refused(format!("the MDA exited {c}")),
+        None => {
+            let _ = write_res;
+            Fate::Kept(format!("the MDA was killed ({status})"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mda_substitution_is_shell_safe() {
+        assert_eq!(
+            mda_command("deliver -f %F -r %T 100%%", "a'b@x", "me"),
+            "deliver -f 'a'\\''b@x' -r 'me' 100%"
+        );
+        assert_eq!(mda_command("x %Z", "a", "b"), "x %Z");
+    }
+
+    #[test]
+    fn an_appended_batch_is_found_after_its_mark() {
+        let dir = std::env::temp_dir().join(format!("postline-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mbox");
+        let spec = Spec::Mbox(path.display().to_string());
+        let t = Target::open(&spec, "me", None, Transcript::off()).unwrap();
+        let a = Msg::from_wire(b"Subject: a\r\n\r\nFrom here\r\n".to_vec());
+        let b = Msg::from_wire(b"Subject: b\r\n\r\nbody".to_vec());
+        let c = Msg::from_wire(b"Subject: c\r\n\r\nnot stored\r\n".to_vec());
+        let mut t = t;
+        assert_eq!(
+            t.deliver(&[Msg {
+                data: a.data.clone(),
+                sender: a.sender.clone()
+            }])
+            .0
+            .len(),
+            1
+        );
+        let mark = t.mark();
+        assert!(mark.unwrap() > 0);
+        let (fates, err) = t.deliver(&[
+            Msg {
+                data: a.data.clone(),
+                sender: String::new(),
+            },
+            Msg {
+                data: b.data.clone(),
+                sender: String::new(),
+            },
+        ]);
+        assert!(err.is_none() && fates.len() == 2);
+        let since = SystemTime::now();
+        assert_eq!(
+            t.find_stored(since, mark, &[&a, &b, &c]),
+            vec![true, true, false]
+        );
+        // Before the mark only the first a: found only when asked from 0.
+        assert_eq!(t.find_stored(since, Some(0), &[&c]), vec![false]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn return_path_gives_the_sender() {
+        let m = Msg::from_wire(b"Return-Path: <s@x.org>\r\nSubject: a\r\n\r\nbody\r\n".to_vec());
+        assert_eq!(m.sender, "s@x.org");
+        assert_eq!(m.data, b"Return-Path: <s@x.org>\nSubject: a\n\nbody\n");
+    }
+}
