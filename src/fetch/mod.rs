@@ -421,12 +421,30 @@ fn store_batch<I: Clone + std::fmt::Display>(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    // A record left by a dead run is widened, never replaced: were it
+    // replaced by this batch's (a later `since`, an mbox mark past the
+    // messages that run stored), a kill before this batch is recorded would
+    // hide those messages from the next run's search, which would then
+    // store them a second time.
+    let mark_now = target.mark();
+    let (since, mark, mut id_set) = match st.inflight.get(folder) {
+        Some(old) => (
+            old.since.min(now.saturating_sub(2)),
+            match (old.mark, mark_now) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            old.ids.clone(),
+        ),
+        None => (now.saturating_sub(2), mark_now, BTreeSet::new()),
+    };
+    id_set.extend(ids.iter().map(|i| i.to_string()));
     st.inflight.insert(
         folder.to_string(),
         state::Inflight {
-            ids: ids.iter().map(|i| i.to_string()).collect(),
-            since: now.saturating_sub(2),
-            mark: target.mark(),
+            ids: id_set,
+            since,
+            mark,
         },
     );
     local(sf.save(st))?;
