@@ -252,23 +252,24 @@ impl Target {
         }
     }
 
-    /// A mark to find a batch by later: an mbox's length before the batch
-    /// is appended (None for other targets).
+    /// A mark to find a batch by later: where in an mbox the batch's append
+    /// will start (None for other targets). That is the settled length,
+    /// not the file's: a killed writer's partial append is cut off before
+    /// the next one, so the batch may start before the file's end.
     pub fn mark(&self) -> Option<u64> {
         match &self.kind {
-            Open::Store(Destination::Mbox(mb)) => {
-                Some(std::fs::metadata(mb.path()).map_or(0, |m| m.len()))
-            }
+            Open::Store(Destination::Mbox(mb)) => Some(mb.settled_len()),
             _ => None,
         }
     }
 
     /// Which of `msgs` are already in the target, stored by a run that died
     /// before recording them. A Maildir compares its files in `new/` and
-    /// `cur/` younger than `since`; an mbox the messages after `mark` (its
-    /// length before that run's append; a partial message left by the kill
-    /// never matches). Other targets cannot tell and answer "no" (see the
-    /// man page).
+    /// `cur/` younger than `since`; an mbox the messages between `mark`
+    /// (where that run's append started) and its settled length (a group
+    /// the kill cut short counts for nothing, not even its complete
+    /// messages: the next append cuts it off whole). Other targets cannot
+    /// tell and answer "no" (see the man page).
     pub fn find_stored(&self, since: SystemTime, mark: Option<u64>, msgs: &[&Msg]) -> Vec<bool> {
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         match &self.kind {
@@ -289,13 +290,20 @@ impl Target {
                 }
             }
             Open::Store(Destination::Mbox(mb)) => {
+                // Only up to the settled length: a killed writer's partial
+                // append holds complete messages before the cut, but the
+                // next append cuts them off with the rest of their group.
+                // Taken as stored, they would be recorded and deleted on
+                // the server, then cut: lost.
+                let end = mb.settled_len();
                 if let Some(mark) = mark
+                    && mark < end
                     && let Ok(mut f) = std::fs::File::open(mb.path())
                 {
-                    use std::io::{Seek, SeekFrom};
+                    use std::io::{Read, Seek, SeekFrom};
                     if f.seek(SeekFrom::Start(mark)).is_ok() {
-                        let mut sp =
-                            mboxfmt::Splitter::new(std::io::BufReader::new(f), Format::Mboxrd);
+                        let sp = std::io::BufReader::new(f.take(end - mark));
+                        let mut sp = mboxfmt::Splitter::new(sp, Format::Mboxrd);
                         while let Ok(Some(e)) = sp.next_entry() {
                             seen.insert(e.data);
                         }
@@ -304,7 +312,20 @@ impl Target {
             }
             _ => {}
         }
-        msgs.iter().map(|m| seen.contains(&m.data)).collect()
+        // The mbox reader takes a CR before a line's LF for part of the line
+        // end, and a message can still hold one after the network's CRLF
+        // was undone (`\r\r\n` on the wire): compare what it reads back, or
+        // such a message would never be found and would be stored twice.
+        let mbox = matches!(self.kind, Open::Store(Destination::Mbox(_)));
+        msgs.iter()
+            .map(|m| {
+                if mbox && m.data.windows(2).any(|w| w == b"\r\n") {
+                    seen.contains(&message::normalize(m.data.clone()))
+                } else {
+                    seen.contains(&m.data)
+                }
+            })
+            .collect()
     }
 
     /// Close connections (QUIT).
@@ -416,6 +437,8 @@ mod tests {
         let a = Msg::from_wire(b"Subject: a\r\n\r\nFrom here\r\n".to_vec());
         let b = Msg::from_wire(b"Subject: b\r\n\r\nbody".to_vec());
         let c = Msg::from_wire(b"Subject: c\r\n\r\nnot stored\r\n".to_vec());
+        // A CR left before a line end after the CRLF was undone.
+        let d = Msg::from_wire(b"Subject: d\r\n\r\nbare CR\r\r\n".to_vec());
         let mut t = t;
         assert_eq!(
             t.deliver(&[Msg {
@@ -437,15 +460,65 @@ mod tests {
                 data: b.data.clone(),
                 sender: String::new(),
             },
+            Msg {
+                data: d.data.clone(),
+                sender: String::new(),
+            },
         ]);
-        assert!(err.is_none() && fates.len() == 2);
+        assert!(err.is_none() && fates.len() == 3);
         let since = SystemTime::now();
         assert_eq!(
-            t.find_stored(since, mark, &[&a, &b, &c]),
-            vec![true, true, false]
+            t.find_stored(since, mark, &[&a, &b, &c, &d]),
+            vec![true, true, false, true]
         );
         // Before the mark only the first a: found only when asked from 0.
         assert_eq!(t.find_stored(since, Some(0), &[&c]), vec![false]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn complete_messages_of_a_cut_append_are_not_taken_as_stored() {
+        let dir = std::env::temp_dir().join(format!("postline-target-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mbox");
+        let spec = Spec::Mbox(path.display().to_string());
+        let mut t = Target::open(&spec, "me", None, Transcript::off()).unwrap();
+        let msg =
+            |s: &str| Msg::from_wire(format!("Subject: {s}\r\n\r\nbody {s}\r\n").into_bytes());
+        assert!(t.deliver(&[msg("a")]).1.is_none());
+        let start = t.mark().unwrap();
+        assert!(t.deliver(&[msg("b"), msg("c")]).1.is_none());
+        let end = std::fs::metadata(&path).unwrap().len();
+        // A writer killed inside its write: b complete, c cut short, the
+        // journal still there.
+        std::fs::write(
+            dir.join("mbox.postline-append"),
+            format!("postline-append pid=1 start={start} end={end}\n"),
+        )
+        .unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(end - 3).unwrap();
+        drop(f);
+        // The next append cuts b off with c: b must not count as stored,
+        // and the next batch starts where the cut group started.
+        assert_eq!(t.mark(), Some(start));
+        let since = SystemTime::now();
+        assert_eq!(
+            t.find_stored(since, Some(start), &[&msg("b"), &msg("c")]),
+            vec![false, false]
+        );
+        assert!(t.deliver(&[msg("b"), msg("c")]).1.is_none());
+        assert_eq!(
+            t.find_stored(since, Some(start), &[&msg("b"), &msg("c")]),
+            vec![true, true]
+        );
+        let data = std::fs::read(&path).unwrap();
+        let mut sp = mboxfmt::Splitter::new(&data[..], Format::Mboxrd);
+        let mut n = 0;
+        while let Ok(Some(_)) = sp.next_entry() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -56,6 +56,20 @@ impl Mbox {
         &self.path
     }
 
+    /// The length the file keeps through the next append: its length, or,
+    /// when a writer died mid-append (the file ends inside the range its
+    /// journal recorded), the start of that range, which the next append
+    /// cuts the file back to, complete messages of the cut group included.
+    /// Read without the locks, for a caller whose own writers are all
+    /// stopped (mail-fetch, under its account lock).
+    pub fn settled_len(&self) -> u64 {
+        let len = fs::metadata(&self.path).map_or(0, |m| m.len());
+        match read_journal(&journal_path(&self.path)) {
+            Some(j) if len > j.start && len < j.end => j.start,
+            _ => len,
+        }
+    }
+
     /// Append `items` as one locked, fsynced write.
     pub fn append(&self, items: &[Item<'_>]) -> Result<()> {
         let p = &self.path;
