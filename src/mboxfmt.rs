@@ -122,6 +122,29 @@ pub fn asctime(when: SystemTime) -> String {
     )
 }
 
+/// An RFC 5322 date for `secs` since the epoch, in UTC:
+/// `Thu, 26 Nov 2026 00:40:48 +0000` (mail-send's Date field, DSN dates).
+pub fn rfc5322_date(secs: u64) -> String {
+    let secs = secs as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        WD[days.rem_euclid(7) as usize],
+        d,
+        MO[(m as usize).saturating_sub(1) % 12],
+        y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -299,6 +322,15 @@ impl<R: BufRead> Splitter<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc5322_dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_654_848),
+            "Thu, 26 Nov 2026 01:00:48 +0000"
+        );
+    }
 
     #[test]
     fn mboxrd_round_trips() {

@@ -16,7 +16,8 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::config::{Config, parse_duration};
 use crate::exit::{Error, Kind, Result};
-use crate::queue::dsn::{header_block, rfc5322_date};
+use crate::mboxfmt::rfc5322_date;
+use crate::queue::dsn::header_block;
 use crate::queue::{
     EntryReport, Outcome, Policy, RcptStatus, Runner, Select, Spool, State, WATCH_POLL, now,
     parse_id,
