@@ -363,6 +363,44 @@ fn lock(job: &Job) -> std::result::Result<nix::fcntl::Flock<std::fs::File>, Fail
     })
 }
 
+/// What every run needs before it connects: the password, the account
+/// lock, the state and the open target (and whether deleting is allowed:
+/// never with `--keep`, never into a target that cannot confirm storage).
+struct Prepared {
+    pass: Secret,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    sf: StateFile,
+    st: state::State,
+    target: Target,
+    delete: bool,
+}
+
+fn prepare(
+    job: &Job,
+    stdout: Option<&SharedOut>,
+    target_log: Transcript,
+) -> std::result::Result<Prepared, Failure> {
+    let pass = password(job)?;
+    let lock = lock(job)?;
+    let sf = StateFile::at(job.state.clone());
+    let st = local(sf.load())?;
+    let target = local(Target::open(
+        &job.target,
+        &job.recipient,
+        stdout,
+        target_log,
+    ))?;
+    let delete = !job.keep && target.may_delete();
+    Ok(Prepared {
+        pass,
+        _lock: lock,
+        sf,
+        st,
+        target,
+        delete,
+    })
+}
+
 fn password(job: &Job) -> std::result::Result<Secret, Failure> {
     match job.account.password(&job.name) {
         Ok(Some(p)) => Ok(p),
@@ -540,17 +578,14 @@ pub fn run_imap(
     report: &mut Report,
     watch: Option<Duration>,
 ) -> std::result::Result<(), Failure> {
-    let pass = password(job)?;
-    let _lock = lock(job)?;
-    let sf = StateFile::at(job.state.clone());
-    let mut st = local(sf.load())?;
-    let mut target = local(Target::open(
-        &job.target,
-        &job.recipient,
-        stdout,
-        logs.target,
-    ))?;
-    let delete = !job.keep && target.may_delete();
+    let Prepared {
+        pass,
+        _lock,
+        sf,
+        mut st,
+        mut target,
+        delete,
+    } = prepare(job, stdout, logs.target)?;
     let mut c = net(Imap::connect(
         &job.host,
         job.port,
@@ -767,17 +802,14 @@ fn run_pop3(
     report: &mut Report,
 ) -> std::result::Result<(), Failure> {
     use crate::pop3::{Login as PopLogin, Pop3};
-    let pass = password(job)?;
-    let _lock = lock(job)?;
-    let sf = StateFile::at(job.state.clone());
-    let mut st = local(sf.load())?;
-    let mut target = local(Target::open(
-        &job.target,
-        &job.recipient,
-        stdout,
-        logs.target,
-    ))?;
-    let delete = !job.keep && target.may_delete();
+    let Prepared {
+        pass,
+        _lock,
+        sf,
+        mut st,
+        mut target,
+        delete,
+    } = prepare(job, stdout, logs.target)?;
     let mut c = net(Pop3::connect(
         &job.host,
         job.port,
