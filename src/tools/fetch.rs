@@ -78,21 +78,27 @@ pub fn command() -> Command {
             "HOST[:PORT]",
             "Fetch from this POP3 server (no config needed)",
         ))
-        .arg(s(
-            "tls",
-            "MODE",
-            "starttls (default; required), implicit or none",
-        ))
+        .arg(
+            s(
+                "tls",
+                "MODE",
+                "starttls (default; required), implicit or none",
+            )
+            .value_parser(super::tls_mode_value),
+        )
         .arg(s(
             "tls-ca-file",
             "FILE",
             "Also trust the CA certificate(s) in FILE (PEM)",
         ))
-        .arg(s(
-            "tls-fingerprint",
-            "SHA256",
-            "Accept exactly the server certificate with this SHA-256 fingerprint",
-        ))
+        .arg(
+            s(
+                "tls-fingerprint",
+                "SHA256",
+                "Accept exactly the server certificate with this SHA-256 fingerprint",
+            )
+            .value_parser(super::fingerprint_value),
+        )
         .arg(s("user", "NAME", "Login name"))
         .arg(s(
             "password-command",

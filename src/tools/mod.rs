@@ -166,6 +166,28 @@ fn ignore_file_size_signal() {
     let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
 }
 
+/// clap value parser for `--tls`, shared by every tool with that flag: a
+/// bad mode is a usage error (64) naming the flag, like any bad value.
+pub fn tls_mode_value(s: &str) -> Result<String, String> {
+    crate::tls::TlsMode::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|_| "expected starttls, implicit or none".to_string())
+}
+
+/// clap value parser for `--tls-fingerprint` (see [`tls_mode_value`]).
+pub fn fingerprint_value(s: &str) -> Result<String, String> {
+    crate::tls::parse_fingerprint(s)
+        .map(|_| s.to_string())
+        .map_err(|_| "expected a SHA-256 fingerprint: 64 hex digits, colons allowed".to_string())
+}
+
+/// clap value parser for a SASL `--auth` mechanism (see [`tls_mode_value`]).
+pub fn mechanism_value(s: &str) -> Result<String, String> {
+    crate::sasl::Mechanism::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|_| "expected plain, login or xoauth2".to_string())
+}
+
 /// One line from a clap error: its first line, and when that ends in `:`
 /// ("the following required arguments were not provided:") the items of
 /// the indented list after it, so the line names what is wrong.

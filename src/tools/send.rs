@@ -162,7 +162,11 @@ pub fn command() -> Command {
                 .value_name("PORT")
                 .value_parser(clap::value_parser!(u16)),
         )
-        .arg(value("tls", "starttls (default), implicit or none").value_name("MODE"))
+        .arg(
+            value("tls", "starttls (default), implicit or none")
+                .value_name("MODE")
+                .value_parser(super::tls_mode_value),
+        )
         .arg(value("user", "Login name for AUTH").value_name("USER"))
         .arg(value("password-command", "Command printing the password").value_name("COMMAND"))
         .arg(value("password-env", "Environment variable holding the password").value_name("VAR"))
@@ -171,8 +175,16 @@ pub fn command() -> Command {
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf)),
         )
-        .arg(value("tls-fingerprint", "Pin the server certificate's SHA-256").value_name("SHA256"))
-        .arg(value("auth", "AUTH mechanism: plain, login or xoauth2").value_name("MECH"))
+        .arg(
+            value("tls-fingerprint", "Pin the server certificate's SHA-256")
+                .value_name("SHA256")
+                .value_parser(super::fingerprint_value),
+        )
+        .arg(
+            value("auth", "AUTH mechanism: plain, login or xoauth2")
+                .value_name("MECH")
+                .value_parser(super::mechanism_value),
+        )
         .arg(value("helo", "Name to say in EHLO").value_name("NAME"))
         .arg(
             value("timeout", "Connect and read timeout in seconds (default 60)")
@@ -591,12 +603,6 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
             timeout: m.get_one::<u64>("timeout").copied(),
             ..Account::default()
         };
-        if let Some(a) = &server.auth {
-            crate::sasl::Mechanism::parse(a)?;
-        }
-        if let Some(f) = &server.tls_fingerprint {
-            crate::tls::parse_fingerprint(f)?;
-        }
         (
             Route::Server {
                 server: Box::new(server),

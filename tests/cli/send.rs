@@ -471,6 +471,21 @@ fn usage_errors_are_64() {
         .run()
         .code_is(64)
         .stderr_has("no recipients");
+    // A bad value on the command line is a usage error naming the flag, not
+    // a config error (78), and nothing is sent or queued.
+    for (flag, value) in [
+        ("--tls", "startls"),
+        ("--tls-fingerprint", "zz"),
+        ("--auth", "cram-md5x"),
+    ] {
+        send(t.path())
+            .args(["--host", "127.0.0.1", flag, value, "a@b.test"])
+            .stdin("Subject: x\n\nx\n")
+            .run()
+            .code_is(64)
+            .stderr_one_line()
+            .stderr_has(flag);
+    }
 }
 
 fn mx_records(extra: &str) -> String {
