@@ -262,6 +262,20 @@ impl Account {
         )
     }
 
+    /// The TLS settings of this account (CA file, pinned fingerprint);
+    /// certificates are verified, never opportunistic.
+    pub fn tls_options(&self) -> Result<crate::tls::TlsOptions> {
+        Ok(crate::tls::TlsOptions {
+            ca_file: self.tls_ca_file.clone(),
+            fingerprint: self
+                .tls_fingerprint
+                .as_deref()
+                .map(crate::tls::parse_fingerprint)
+                .transpose()?,
+            opportunistic: false,
+        })
+    }
+
     /// Does this account's `from` list match `sender`? Patterns: an exact
     /// address, `*@domain`, `@domain` or `domain` (case-insensitive).
     pub fn matches_from(&self, sender: &str) -> bool {

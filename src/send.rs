@@ -620,13 +620,8 @@ impl Sender {
             _ => 587,
         });
         let tls_opts = TlsOptions {
-            ca_file: server.tls_ca_file.clone(),
-            fingerprint: server
-                .tls_fingerprint
-                .as_deref()
-                .map(tls::parse_fingerprint)
-                .transpose()?,
             opportunistic: policy == Policy::Opportunistic,
+            ..server.tls_options()?
         };
         let shown = tls::display_host_port(&host, port);
         let stream = tls::open(&host, port, mode, &tls_opts, timeout)?;

@@ -178,15 +178,7 @@ impl Job {
             Some(_) => None,
             None => a.auth.as_deref().map(Mechanism::parse).transpose()?,
         };
-        let tls_opts = TlsOptions {
-            ca_file: a.tls_ca_file.clone(),
-            fingerprint: a
-                .tls_fingerprint
-                .as_deref()
-                .map(tls::parse_fingerprint)
-                .transpose()?,
-            opportunistic: false,
-        };
+        let tls_opts = a.tls_options()?;
         let targets: Vec<Spec> = [
             a.maildir.clone().map(Spec::Mailbox),
             a.mbox.clone().map(Spec::Mbox),
