@@ -3,8 +3,8 @@
 //! Owns: connecting to `host:port` (every resolved address tried in turn,
 //! TCP_NODELAY, read/write timeouts), the TLS policy ([`TlsMode`]), the
 //! connector (OpenSSL: the system trust directory read lazily, an extra CA
-//! file, SHA-256 certificate
-//! pinning) and [`Stream`], which is plain TCP before STARTTLS and TLS after.
+//! file, SHA-256 certificate pinning) and [`Stream`], which is plain TCP
+//! before STARTTLS and TLS after.
 //!
 //! Guarantees:
 //!
