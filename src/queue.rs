@@ -63,11 +63,28 @@ const MAX_LOG: usize = 50;
 /// Litter in `tmp/` older than this is removed by runs.
 const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// Seconds since the epoch now.
+/// Seconds since the epoch now: the clock every queue decision reads
+/// (creation, next try, delay notice, expiry).
+///
+/// `POSTLINE_NOW` (seconds since the epoch) pins it, so that a test or a
+/// user reproducing a bounce judges a spool as of a fixed moment instead of
+/// today's date; anything else in it is ignored.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    pinned_now().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+/// The pinned clock, read once per process.
+fn pinned_now() -> Option<u64> {
+    static PINNED: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *PINNED.get_or_init(|| {
+        std::env::var("POSTLINE_NOW")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// A new entry id: milliseconds (11 hex digits), pid (6), counter (3).

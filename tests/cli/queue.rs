@@ -866,6 +866,10 @@ fn version_1_entries_stay_readable_and_keep_their_fields() {
     fixture_spool("v1", &q);
     let id = "1A2155BF21C0052A8000";
     let before = state(&q, id);
+    // The clock is pinned an hour after the entry was created: past its
+    // next try, far from its expiry, whatever today's date is.
+    let now = (before.created + 3600).to_string();
+    let mq = |home: &Path, q: &Path| mq(home, q).env("POSTLINE_NOW", &now);
     assert!(before.held);
     assert_eq!(before.dsn.envid.as_deref(), Some("v1-envid"));
     let out = mq(tmp.path(), &q).run().success().stdout();
@@ -898,6 +902,33 @@ fn version_1_entries_stay_readable_and_keep_their_fields() {
     assert_eq!(after.dsn, before.dsn);
     assert_eq!((after.created, after.size), (before.created, before.size));
     assert!(!after.held);
+}
+
+#[test]
+fn the_pinned_clock_decides_expiry_not_todays_date() {
+    // The same fixture judged six days after it was created: expired, so
+    // the pending recipient is bounced to the sender and the entry leaves.
+    let tmp = TempDir::new();
+    let q = tmp.join("q");
+    fixture_spool("v1", &q);
+    let id = "1A2155BF21C0052A8000";
+    let created = state(&q, id).created;
+    let now = (created + 6 * 86_400).to_string();
+    mq(tmp.path(), &q)
+        .env("POSTLINE_NOW", &now)
+        .args(["release", id])
+        .run()
+        .success();
+    mq(tmp.path(), &q)
+        .env("POSTLINE_NOW", &now)
+        .args(["flush", id])
+        .run();
+    let left = ids(&q);
+    assert!(!left.contains(&id.to_string()), "{left:?}");
+    assert_eq!(left.len(), 1, "one bounce queued: {left:?}");
+    let bounce = state(&q, &left[0]);
+    assert_eq!(bounce.from, "");
+    assert_eq!(bounce.created, created + 6 * 86_400);
 }
 
 #[test]
