@@ -610,19 +610,13 @@ impl Imap {
         }
         let deadline = Instant::now() + max;
         let mut changed = false;
-        let tcp = self
-            .r
-            .get_ref()
-            .tcp()
-            .try_clone()
-            .map_err(|e| self.io_err(&e))?;
-        let old = tcp.read_timeout().ok().flatten();
+        let old = self.r.get_ref().idle();
         while !changed {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let _ = tcp.set_read_timeout(Some(left.min(Duration::from_secs(60))));
+            self.r.get_mut().set_idle(left.min(Duration::from_secs(60)));
             match self.read_response() {
                 Ok(r) => {
                     let t = String::from_utf8_lossy(&r.text).to_ascii_uppercase();
@@ -630,6 +624,7 @@ impl Imap {
                         changed = true;
                     }
                     if t.starts_with("* BYE") {
+                        self.r.get_mut().set_idle(old);
                         return Err(self.err(Kind::Temporary, "IDLE", t.trim_end()));
                     }
                 }
@@ -637,10 +632,13 @@ impl Imap {
                 // (servers send whole lines, so none was cut); anything
                 // else ends it.
                 Err(_) if self.timed_out => self.timed_out = false,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.r.get_mut().set_idle(old);
+                    return Err(e);
+                }
             }
         }
-        let _ = tcp.set_read_timeout(old);
+        self.r.get_mut().set_idle(old);
         self.transcript.sent(b"DONE\r\n");
         let s = self.r.get_mut();
         s.write_all(b"DONE\r\n")

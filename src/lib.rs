@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod imap;
 pub mod mboxfmt;
 pub mod message;
+pub mod pace;
 pub mod pop3;
 pub mod queue;
 pub mod sasl;

@@ -463,7 +463,7 @@ impl Pop3 {
             TlsMode::Implicit => {
                 tls::handshake(tcp, host, tls).map_err(|e| e.within(format!("POP3 {hp}")))?
             }
-            TlsMode::Starttls | TlsMode::None => Stream::Plain(tcp),
+            TlsMode::Starttls | TlsMode::None => Stream::plain(tcp),
         };
         let mut p = Pop3 {
             r: BufReader::with_capacity(READ_BUFFER, stream),

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Account, Config};
 use crate::dns;
 use crate::exit::{Error, Kind, Result};
+use crate::pace::Paced;
 use crate::sasl::Mechanism;
 use crate::smtp::{Client, MailParams, Outcome, Protocol, SharedTranscript, Stage, Status};
 use crate::tls::{self, Stream, TlsMode, TlsOptions};
@@ -171,7 +172,7 @@ impl Default for SendOptions {
 /// One open connection: TCP (plain or TLS) or an LMTP unix socket.
 enum Conn {
     Net(Client<Stream>),
-    Unix(Client<UnixStream>),
+    Unix(Client<Paced<UnixStream>>),
 }
 
 impl Conn {
@@ -607,7 +608,7 @@ impl Sender {
             s.set_read_timeout(Some(timeout))
                 .and_then(|()| s.set_write_timeout(Some(timeout)))
                 .map_err(|e| Error::io(&*ctx, &e))?;
-            let mut c = Client::new(s, protocol);
+            let mut c = Client::new(Paced::new(s, timeout), protocol);
             c.set_transcript(self.transcript.clone());
             c.greeting()?;
             c.hello(&helo)?;

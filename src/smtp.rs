@@ -428,9 +428,9 @@ pub struct Client<S: Read + Write> {
     data_sent: bool,
 }
 
-impl Client<TcpStream> {
+impl Client<Stream> {
     /// Connect to `addr` within `timeout`, with TCP_NODELAY and `timeout` as
-    /// the read and write timeout of every later operation.
+    /// the idle time of every later exchange (see [`crate::pace`]).
     pub fn connect_tcp(addr: SocketAddr, timeout: Duration, protocol: Protocol) -> Result<Self> {
         let ctx = format!("connecting to {addr}");
         let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| Error::io(&*ctx, &e))?;
@@ -438,7 +438,7 @@ impl Client<TcpStream> {
         set(s.set_nodelay(true))?;
         set(s.set_read_timeout(Some(timeout)))?;
         set(s.set_write_timeout(Some(timeout)))?;
-        Ok(Client::new(s, protocol))
+        Ok(Client::new(Stream::plain(s), protocol))
     }
 }
 

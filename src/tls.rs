@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::exit::{Error, Kind, Result};
+use crate::pace::Paced;
 
 /// How a connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -163,22 +164,54 @@ pub fn display_host_port(host: &str, port: u16) -> String {
 /// A plain or TLS connection.
 pub enum Stream {
     /// Plain TCP (before STARTTLS, or `tls = none`).
-    Plain(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<openssl::ssl::SslStream<QuickAck>>),
+    Plain(Paced<TcpStream>),
+    /// TLS over TCP (the handshake and every record under the same budget).
+    Tls(Box<openssl::ssl::SslStream<Paced<TcpStream>>>),
 }
 
 impl Stream {
+    /// A plain stream over `tcp`, paced by its read timeout (see
+    /// [`crate::pace`]): set by [`connect`].
+    pub fn plain(tcp: TcpStream) -> Stream {
+        Stream::Plain(pace(tcp))
+    }
+
+    /// Start a new exchange budget (see [`Paced::arm`]): for a client that
+    /// reads several pipelined replies without writing in between.
+    pub fn arm(&mut self) {
+        match self {
+            Stream::Plain(s) => s.arm(),
+            Stream::Tls(s) => s.get_mut().arm(),
+        }
+    }
+
     /// Is the stream encrypted?
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
 
-    /// The underlying TCP stream (for timeouts, shutdown).
+    /// The idle time of the exchange budget.
+    pub fn idle(&self) -> Duration {
+        match self {
+            Stream::Plain(s) => s.idle(),
+            Stream::Tls(s) => s.get_ref().idle(),
+        }
+    }
+
+    /// Change the idle time and start a new exchange (see [`Paced::set_idle`]).
+    pub fn set_idle(&mut self, idle: Duration) {
+        match self {
+            Stream::Plain(s) => s.set_idle(idle),
+            Stream::Tls(s) => s.get_mut().set_idle(idle),
+        }
+    }
+
+    /// The underlying TCP stream (for shutdown; timeouts belong to the
+    /// exchange budget: use [`Stream::set_idle`]).
     pub fn tcp(&self) -> &TcpStream {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.get_ref().0,
+            Stream::Plain(s) => s.get_ref(),
+            Stream::Tls(s) => s.get_ref().get_ref(),
         }
     }
 
@@ -198,7 +231,7 @@ impl Stream {
     /// protocol error).
     pub fn upgrade(self, host: &str, opts: &TlsOptions) -> Result<Stream> {
         match self {
-            Stream::Plain(tcp) => handshake(tcp, host, opts),
+            Stream::Plain(tcp) => handshake_paced(tcp, host, opts),
             Stream::Tls(_) => Err(Error::new(
                 Kind::Temporary,
                 format!("TLS with {host}"),
@@ -208,41 +241,8 @@ impl Stream {
     }
 }
 
-/// A TCP stream that asks the kernel to ACK at once before every read.
-///
-/// Servers such as Postfix write TLS records in small pieces with Nagle on:
-/// each piece waits for our ACK of the previous one, and Linux's delayed ACK
-/// holds that back for up to 40 ms, once per reply or handshake flight.
-/// TCP_QUICKACK is not sticky, so it is set before every read (one cheap
-/// setsockopt; a failure only costs speed). TLS reads through this too, the
-/// handshake's included.
-pub struct QuickAck(pub TcpStream);
-
-fn quickack(s: &TcpStream) {
-    let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
-}
-
-impl Read for QuickAck {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        quickack(&self.0);
-        self.0.read(buf)
-    }
-}
-
-impl Write for QuickAck {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Stream::Plain(s) = self {
-            quickack(s);
-        }
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
@@ -348,8 +348,25 @@ fn system_trust() -> Trust {
     Trust::Dir(dir)
 }
 
+/// A TCP stream paced with its own read timeout as the idle time.
+fn pace(tcp: TcpStream) -> Paced<TcpStream> {
+    let idle = tcp
+        .read_timeout()
+        .ok()
+        .flatten()
+        .unwrap_or(Duration::from_secs(60));
+    Paced::new(tcp, idle)
+}
+
 /// Run a TLS client handshake over `tcp` for `host`, verifying as `opts` say.
 pub fn handshake(tcp: TcpStream, host: &str, opts: &TlsOptions) -> Result<Stream> {
+    handshake_paced(pace(tcp), host, opts)
+}
+
+/// [`handshake`] over a stream that is already paced (STARTTLS): the
+/// handshake is one exchange.
+fn handshake_paced(mut tcp: Paced<TcpStream>, host: &str, opts: &TlsOptions) -> Result<Stream> {
+    tcp.arm();
     let ctx = format!("TLS handshake with {host}");
     let context = context(opts)?;
     let setup = |e: openssl::error::ErrorStack| Error::new(Kind::Config, "setting up TLS", e);
@@ -368,7 +385,7 @@ pub fn handshake(tcp: TcpStream, host: &str, opts: &TlsOptions) -> Result<Stream
             None => param.set_host(name).map_err(setup)?,
         }
     }
-    let tls = ssl.connect(QuickAck(tcp)).map_err(|e| {
+    let tls = ssl.connect(tcp).map_err(|e| {
         let cause = match &e {
             HandshakeError::Failure(mid) | HandshakeError::WouldBlock(mid) => {
                 let verify = mid.ssl().verify_result();
@@ -424,7 +441,7 @@ pub fn open(
     let tcp = connect(host, port, timeout)?;
     match mode {
         TlsMode::Implicit => handshake(tcp, host, opts),
-        TlsMode::Starttls | TlsMode::None => Ok(Stream::Plain(tcp)),
+        TlsMode::Starttls | TlsMode::None => Ok(Stream::plain(tcp)),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod dns;
 mod harness;
+mod hostile;
 mod mta;
 
 mod deliver;

@@ -15,7 +15,7 @@ use crate::mta;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn connect(port: u16, protocol: Protocol) -> Client<std::net::TcpStream> {
+fn connect(port: u16, protocol: Protocol) -> Client<postline::tls::Stream> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut c = Client::connect_tcp(addr, TIMEOUT, protocol).expect("connect");
     c.greeting().expect("greeting");
