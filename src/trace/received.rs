@@ -181,6 +181,11 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
     let mut toks = Vec::new();
     let mut i = 0;
     let mut ws_before = true;
+    // Positions of `(` known never to close (sorted).
+    let mut unclosed: Vec<usize> = Vec::new();
+    // Unclosed comments read again after their opening parenthesis.
+    let mut rescans = 0;
+    const MAX_RESCANS: usize = 4;
     while let Some(&c) = b.get(i) {
         if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
             ws_before = true;
@@ -201,17 +206,30 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                 });
                 i += 1;
             }
+            b'(' if unclosed.binary_search(&start).is_ok() => {
+                // Known from an earlier scan never to close: a lone `(`,
+                // and what follows is read as if it were not there.
+                i += 1;
+                toks.push(Tok {
+                    kind: Kind::Comment,
+                    start,
+                    end: i,
+                    glued,
+                    closed: false,
+                });
+            }
             b'(' => {
-                let mut depth = 0usize;
+                // The opening parentheses still open, innermost last.
+                let mut open: Vec<usize> = Vec::new();
                 let mut closed = false;
                 while let Some(&d) = b.get(i) {
                     i += 1;
                     match d {
                         b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
-                        b'(' => depth += 1,
+                        b'(' => open.push(i - 1),
                         b')' => {
-                            depth = depth.saturating_sub(1);
-                            if depth == 0 {
+                            open.pop();
+                            if open.is_empty() {
                                 closed = true;
                                 break;
                             }
@@ -219,13 +237,33 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                         _ => {}
                     }
                 }
-                toks.push(Tok {
-                    kind: Kind::Comment,
-                    start,
-                    end: i,
-                    glued,
-                    closed,
-                });
+                if closed || rescans == MAX_RESCANS {
+                    toks.push(Tok {
+                        kind: Kind::Comment,
+                        start,
+                        end: i,
+                        glued,
+                        closed,
+                    });
+                } else {
+                    // A comment that never closes would swallow the rest
+                    // of the field (its BY, WITH and date). Its opening
+                    // parenthesis stands alone instead, and so does every
+                    // other one this scan found unmatched. Backslashes escape only
+                    // inside comments, so a later `(` may still scan to the
+                    // end: after MAX_RESCANS of those, an unclosed comment
+                    // takes the rest as it always did. Linear either way.
+                    rescans += 1;
+                    unclosed = open;
+                    i = start + 1;
+                    toks.push(Tok {
+                        kind: Kind::Comment,
+                        start,
+                        end: i,
+                        glued,
+                        closed: false,
+                    });
+                }
             }
             _ => {
                 if c == b'<' {
@@ -402,8 +440,10 @@ impl<'a> Parser<'a> {
                 Kind::Semi => {
                     self.i += 1;
                     // The date; a word that is not one is named below.
+                    // (A comment first is read as a comment: IBM puts its
+                    // TLS details there, and the date follows it.)
                     if let Some(n) = self.toks.get(self.i).copied()
-                        && n.kind != Kind::Semi
+                        && n.kind == Kind::Word
                     {
                         self.try_date(n.start);
                     }
@@ -412,7 +452,9 @@ impl<'a> Parser<'a> {
                     if !t.closed {
                         self.warn("unclosed comment".to_string());
                     }
-                    self.comment(&t);
+                    if t.closed || !comment_inner(self.s, &t).trim().is_empty() {
+                        self.comment(&t);
+                    }
                     self.i += 1;
                 }
                 Kind::Word => {
@@ -430,6 +472,18 @@ impl<'a> Parser<'a> {
                         // Gmail API: `from 717937561175 named unknown by gmailapi.google.com`
                         self.i += 1;
                         let _ = self.value_word();
+                    } else if self.ctx == Ctx::From
+                        && w.starts_with('[')
+                        && let Some((ip, port)) = any_ip(w)
+                    {
+                        // SMTPD32 and others: `from helo [ip] by ...`, the
+                        // address bare after the greeting.
+                        self.i += 1;
+                        self.from.tcp_seen = true;
+                        if self.hop.ip.is_none() {
+                            self.hop.ip = Some(ip);
+                            self.hop.port = port;
+                        }
                     } else if !self.try_date(t.start) {
                         self.warn(format!("not understood: '{}'", short(w)));
                         self.i += 1;
@@ -492,6 +546,15 @@ impl<'a> Parser<'a> {
     }
 
     fn clause(&mut self, kw: Kw) {
+        if kw == Kw::From && self.from.present && self.ctx == Ctx::For {
+            // Domino: `for <rcpt> from <sender>`: the envelope sender.
+            self.ctx = Ctx::EnvFrom;
+            let v = self.value_word().map(|v| strip_angle(&v));
+            if self.hop.envelope_from.is_none() {
+                self.hop.envelope_from = v;
+            }
+            return;
+        }
         let slot = kw as usize;
         if self.seen.get(slot).copied().unwrap_or(false) && kw != Kw::EnvFrom {
             self.warn(format!("repeated {kw:?} clause"));
@@ -531,6 +594,15 @@ impl<'a> Parser<'a> {
             }
             Kw::With => {
                 self.ctx = Ctx::With;
+                // qpsmtpd: `with (CIPHER encrypted) SMTP`: the comment
+                // comes before the protocol word.
+                while let Some(t) = self.toks.get(self.i).copied()
+                    && t.kind == Kind::Comment
+                    && t.closed
+                {
+                    self.comment(&t);
+                    self.i += 1;
+                }
                 let v = self.value_words();
                 if self.hop.with.is_none() {
                     self.hop.with = v;
@@ -622,6 +694,24 @@ impl<'a> Parser<'a> {
             let v = ws.get(1).map(|w| strip_angle(w));
             if self.hop.envelope_from.is_none() {
                 self.hop.envelope_from = v;
+            }
+            return;
+        }
+        if lower.starts_with("orcpt") {
+            // ZMailer: `(ORCPT <rfc822;user@example.net>)`, the original
+            // recipient (RFC 3461), where others write FOR.
+            let addr = inner
+                .get(5..)
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>');
+            let addr = match addr.split_once(';') {
+                Some((_, a)) => a,
+                None => addr,
+            };
+            if !addr.is_empty() && self.hop.for_addr.is_none() {
+                self.hop.for_addr = Some(addr.to_string());
             }
             return;
         }
@@ -997,8 +1087,9 @@ fn tls_info(inner: &str) -> Option<(Option<String>, Option<String>)> {
         }
     }
     // qmail TLS patch: `(DHE-RSA-AES256-SHA encrypted)`
-    if let [c, e] = ws.as_slice()
-        && e.eq_ignore_ascii_case("encrypted")
+    // qpsmtpd, Stalwart: `(CIPHER encrypted, authenticated)`
+    if let [c, e, ..] = ws.as_slice()
+        && e.trim_end_matches(',').eq_ignore_ascii_case("encrypted")
     {
         return Some((None, Some(c.to_string())));
     }
@@ -1033,6 +1124,10 @@ pub fn normalize_protocol(with: &str, tls: bool) -> String {
     ];
     if smtp_family(&l) || OTHERS.contains(&l.as_str()) {
         l.to_ascii_uppercase()
+    } else if let Some(w) = l.split_whitespace().find(|w| smtp_family(w)) {
+        // A banner or host name around the protocol word: IBM's
+        // `IBM ESMTP SMTP Gateway: ...`, `host.example ESMTP`.
+        w.to_ascii_uppercase()
     } else {
         with.trim().to_string()
     }
@@ -1388,6 +1483,81 @@ mod tests {
         let _ = p("<<<<");
         let _ = p("\"unterminated");
         let _ = p("from é (é [é]) by é; é");
+    }
+
+    #[test]
+    fn shapes_from_the_public_corpora() {
+        // A bracketed address written without parentheses (SMTPD32).
+        let h = p(
+            "from xcar [192.168.0.2] by jeeves.wooster.local (SMTPD32-7.07 EVAL) id A1B2C3D4; Sat, 23 Dec 2000 20:47:23 +0000",
+        );
+        assert_eq!(h.from.as_deref(), Some("xcar"));
+        assert_eq!(h.helo.as_deref(), Some("xcar"));
+        assert_eq!(h.ip.as_deref(), Some("192.168.0.2"));
+        assert_eq!(h.by.as_deref(), Some("jeeves.wooster.local"));
+        assert_eq!(h.id.as_deref(), Some("A1B2C3D4"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+
+        // An unclosed parenthesis must not swallow the rest of the hop.
+        let h = p(
+            "from a.example (by a.example (8.12.10/8.12.11) with ESMTP id i8MDi1Lb012345; Mon, 22 Sep 2008 12:00:00 +0200",
+        );
+        assert_eq!(h.from.as_deref(), Some("a.example"));
+        assert_eq!(h.by.as_deref(), Some("a.example"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert_eq!(h.id.as_deref(), Some("i8MDi1Lb012345"));
+        assert_eq!(utc(&h).as_deref(), Some("2008-09-22T10:00:00Z"));
+        assert!(
+            h.warnings.iter().any(|w| w.contains("unclosed")),
+            "{:?}",
+            h.warnings
+        );
+
+        // IBM gateways: a banner after WITH, TLS after the `;`.
+        let h = p(
+            "from mail.example.com ([203.0.113.5]) by e1.ny.us.ibm.com with IBM ESMTP SMTP Gateway: Authorized Use Only! Violators will be prosecuted;(version=TLSv1/SSLv3 cipher=AES256-SHA bits=256 verify=NO) Mon, 6 Aug 2012 10:00:00 -0400",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("AES256-SHA"));
+        assert_eq!(h.tls_version.as_deref(), Some("TLSv1/SSLv3"));
+        assert_eq!(h.ip.as_deref(), Some("203.0.113.5"));
+        assert_eq!(utc(&h).as_deref(), Some("2012-08-06T14:00:00Z"));
+        // A host name before the protocol word.
+        let h =
+            p("from a ([192.0.2.1]) by b with host.example ESMTP id X; 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        // Domino: `for <a> from <b>`: the second FROM is the envelope sender.
+        let h = p(
+            "from smtp.example.org ([192.0.2.7]) by domino.example.com (Lotus Domino Release 8.5.3) with ESMTP id 2012080610 for <rcpt@example.com> from <sender@example.org>; Mon, 6 Aug 2012 10:00:00 +0200",
+        );
+        assert_eq!(h.from.as_deref(), Some("smtp.example.org"));
+        assert_eq!(h.for_addr.as_deref(), Some("rcpt@example.com"));
+        assert_eq!(h.envelope_from.as_deref(), Some("sender@example.org"));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+
+        // A cipher in a comment after WITH.
+        let h = p(
+            "from x (x [192.0.2.1]) by qp.example with (AES128-SHA encrypted) SMTP; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("SMTP"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("AES128-SHA"));
+        let h = p(
+            "from x (x [192.0.2.1]) by s.example with ESMTPSA (TLS_AES_256_GCM_SHA384 encrypted, authenticated); 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("ESMTPSA"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        assert_eq!(h.auth, Some(Auth::Authenticated));
+        let h = p(
+            "from x ([192.0.2.1]) by ironport.example with ESMTP/TLS/ECDHE-RSA-AES256-GCM-SHA384; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert_eq!(h.tls_cipher.as_deref(), Some("ECDHE-RSA-AES256-GCM-SHA384"));
+        // ZMailer: the recipient in an ORCPT comment.
+        let h = p(
+            "from x (x [192.0.2.1]) by zm.example with ESMTP id <20240101000000Z.1234@zm.example> (ORCPT <rfc822;user@example.net>); 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.for_addr.as_deref(), Some("user@example.net"));
+        assert_eq!(utc(&h).as_deref(), Some("2024-01-01T00:00:00Z"));
     }
 
     #[test]
