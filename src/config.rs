@@ -112,7 +112,7 @@ pub struct Account {
     /// Envelope-sender patterns this account sends for (`*@example.org`,
     /// `me@example.org`, `example.org`); mail-send picks the first account
     /// whose pattern matches the sender (msmtp's `--read-envelope-from`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub from: Vec<String>,
     /// Use this account when no `from` pattern matches.
     #[serde(default)]
@@ -124,7 +124,7 @@ pub struct Account {
 
     // --- fetching ---
     /// IMAP folders to fetch (default `INBOX`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub folders: Vec<String>,
     /// Leave messages on the server (fetch only new ones next time).
     #[serde(default)]
@@ -297,6 +297,25 @@ pub fn from_pattern_matches(pattern: &str, sender: &str) -> bool {
     p == s
 }
 
+/// A list of strings, or one string as a list of one (`from = "me@x"`, as
+/// msmtp users write it).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    OneOrMany::deserialize(d)
+        .map(|v| match v {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        })
+        .map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))
+}
+
 /// Fetch a secret from an env var or a command (see [`Account::password`]).
 pub fn get_password(
     account: &str,
@@ -377,6 +396,26 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_string_is_a_list_of_one() {
+        // msmtp users write `from = "me@example.org"`.
+        let c = Config::parse(
+            "[account.a]\nhost = \"h\"\nfrom = \"me@example.org\"\nfolders = \"INBOX\"\n",
+        )
+        .unwrap();
+        let a = c.account("a").unwrap();
+        assert_eq!(a.from, vec!["me@example.org".to_string()]);
+        assert_eq!(a.folders, vec!["INBOX".to_string()]);
+        let c = Config::parse("[account.a]\nhost = \"h\"\nfrom = [\"x@y\", \"z\"]\n").unwrap();
+        assert_eq!(c.account("a").unwrap().from.len(), 2);
+        let e = Config::parse("[account.a]\nhost = \"h\"\nfrom = 5\n").unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert!(
+            e.to_string().contains("a string or a list of strings"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn accounts_parse_with_every_key() {
