@@ -131,6 +131,25 @@ impl Message {
         fields(&self.data[..self.header_end])
     }
 
+    /// The line that ended the header block because it is neither a field
+    /// nor a continuation (`quite Delivered-To: x`), with its 1-based line
+    /// number; `None` when a blank line or the end of data ended it. What
+    /// follows it is body to every reader, so a reader should say so
+    /// (Python's email parser records it as a defect).
+    pub fn stray_line(&self) -> Option<(usize, &[u8])> {
+        let rest = &self.data[self.header_end..];
+        if self.header_end == 0 || self.data.get(self.header_end - 1) != Some(&b'\n') {
+            return None;
+        }
+        let before = &self.data[..self.header_end];
+        if before.ends_with(b"\n\n") || before == b"\n" || rest.is_empty() {
+            return None;
+        }
+        let line = rest.split(|&c| c == b'\n').next().unwrap_or(rest);
+        let n = memchr::memchr_iter(b'\n', before).count() + 1;
+        Some((n, line))
+    }
+
     /// Values of every field called `name`, unfolded.
     pub fn header_values(&self, name: &str) -> Vec<String> {
         self.fields()
@@ -279,6 +298,23 @@ fn trim_newline(s: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stray_line_that_ends_the_header_block_is_reported() {
+        let m =
+            Message::new(b"Received: x\n  y\nquite Delivered-To: z\nSubject: s\n\nbody\n".to_vec());
+        assert_eq!(m.stray_line(), Some((3, &b"quite Delivered-To: z"[..])));
+        assert_eq!(m.fields().len(), 1);
+        for fine in [
+            &b"Subject: s\n\nquite: body\n"[..],
+            b"Subject: s\n",
+            b"Subject: s",
+            b"\nbody\n",
+            b"",
+        ] {
+            assert_eq!(Message::new(fine.to_vec()).stray_line(), None, "{fine:?}");
+        }
+    }
 
     #[test]
     fn crlf_becomes_lf_and_final_newline_is_added() {

@@ -240,6 +240,14 @@ pub fn analyse_message(
             from_header = Some(f.text());
         }
     }
+    if let Some((n, line)) = msg.stray_line() {
+        // The header block ends there for every reader; never silently,
+        // since the trace fields after it are lost.
+        warnings.push(format!(
+            "header line {n} is not a field, so the header block ends there: '{}'",
+            visible(line)
+        ));
+    }
     // `collect` normalises again. That changes nothing unless a CR is left
     // before a newline (from `\r\r\n`), so only then is the copy needed.
     let trace = if msg.bytes().windows(2).any(|w| w == b"\r\n") {
@@ -251,6 +259,25 @@ pub fn analyse_message(
     warnings.append(&mut c.warnings);
     c.warnings = warnings;
     c
+}
+
+/// A header line as text a terminal shows safely: control characters
+/// escaped, at most 80 characters.
+fn visible(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 80 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Build the chain from a trace, the Date header and the From header's value.
@@ -974,6 +1001,18 @@ Received: from a.example (a.example [192.0.2.1]) by b.example with ESMTP id 2; M
 Received: from client.example (client.example [192.0.2.9]) by a.example with ESMTPSA id 1; Mon, 1 Jan 2024 10:00:02 +0000\n\
 From: A <a@a.example>\n\
 Date: Mon, 1 Jan 2024 10:00:00 +0000\n\n";
+
+    #[test]
+    fn a_stray_header_line_is_named_not_skipped_silently() {
+        let c = analyse(b"Received: from a by b; 1 Jan 2024 00:00:00 +0000\nquite Delivered-To: x@y\x1b[31m\nReceived: from c by d; 1 Jan 2024 00:00:00 +0000\n\nbody\n");
+        assert_eq!(c.hops.len(), 1);
+        assert!(
+            c.warnings.iter().any(|w| w
+                == "header line 2 is not a field, so the header block ends there: 'quite Delivered-To: x@y\\u{1b}[31m'"),
+            "{:?}",
+            c.warnings
+        );
+    }
 
     #[test]
     fn delays_oldest_first() {

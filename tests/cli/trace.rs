@@ -638,3 +638,28 @@ fn internal_hops_and_list_boundaries_are_informational() {
         .run()
         .success();
 }
+
+#[test]
+fn a_line_that_ends_the_header_block_is_a_warning_in_json_and_the_table() {
+    let home = TempDir::new();
+    let msg = b"Received: from a.example by b.example; Mon, 1 Jan 2024 00:00:00 +0000\n\
+quite Delivered-To: x@example.org\n\
+Received: from c.example by a.example; Mon, 1 Jan 2024 00:00:00 +0000\n\
+\n\
+body\n"
+        .to_vec();
+    let v = trace_json(&home, msg.clone());
+    let warnings = v["warnings"].as_array().expect("warnings").clone();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("header line 2 is not a field"))),
+        "{warnings:?}"
+    );
+    let out = Tool::new("mail-trace", home.path()).stdin(msg).run().success();
+    assert!(
+        out.stdout().contains("quite Delivered-To: x@example.org"),
+        "{}",
+        out.stdout()
+    );
+}
