@@ -387,3 +387,94 @@ fn as_root_a_maildir_linked_by_another_user_is_refused() {
         .stderr_one_line();
     assert_eq!(fs::read_dir(&private).unwrap().count(), 0, "written into");
 }
+
+mod queue {
+    use super::*;
+    use postline::queue::Spool;
+    use postline::send::{Envelope, Route};
+
+    fn entry(qdir: &Path) -> String {
+        let env = Envelope {
+            from: "alice@example.org".into(),
+            rcpts: vec!["bob@example.org".into()],
+            ..Envelope::default()
+        };
+        let route = Route::Lmtp {
+            target: "127.0.0.1:1".into(),
+        };
+        Spool::open(qdir)
+            .unwrap()
+            .enqueue(&route, &env, &msg(1), "451 later")
+            .unwrap()
+    }
+
+    fn mq(home: &Path, qdir: &Path) -> Tool {
+        Tool::new("mail-queue", home).arg("--queue-dir").arg(qdir)
+    }
+
+    /// A state save wrote through a planted `state.json.tmp` link.
+    #[test]
+    fn a_state_save_never_writes_through_a_planted_link() {
+        let t = TempDir::new();
+        let q = t.join("q");
+        let id = entry(&q);
+        let victim = t.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        symlink(&victim, q.join(&id).join("state.json.tmp")).unwrap();
+        mq(t.path(), &q).args(["hold", &id]).run().success();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(Spool::open(&q).unwrap().load(&id).unwrap().held);
+    }
+
+    /// An entry whose message file is gone was reported "being sent by
+    /// another runner" on every run, for ever.
+    #[test]
+    fn an_entry_without_its_message_is_reported_once_and_held() {
+        let t = TempDir::new();
+        let q = t.join("q");
+        let id = entry(&q);
+        fs::remove_file(q.join(&id).join("message")).unwrap();
+        let list = mq(t.path(), &q).run().success().stdout();
+        assert!(list.contains("message file is missing"), "{list}");
+        let show = mq(t.path(), &q)
+            .args(["show", &id])
+            .run()
+            .success()
+            .stdout();
+        assert!(
+            show.lines()
+                .any(|l| l.starts_with("Message:") && l.contains("missing")),
+            "{show}"
+        );
+        // Due now whatever the clock says.
+        let far = (postline::queue::now() + 10 * 86400).to_string();
+        let first = mq(t.path(), &q).env("POSTLINE_NOW", &far).arg("run").run();
+        assert_eq!(first.code(), 75, "stderr: {}", first.stderr());
+        let err = first.stderr();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&id) && err.contains("message file is missing"),
+            "{err}"
+        );
+        assert!(!err.contains("another runner"), "{err}");
+        let s = Spool::open(&q).unwrap().load(&id).unwrap();
+        assert!(s.held, "not held");
+        assert!(
+            s.last_error()
+                .is_some_and(|e| e.contains("message file is missing")),
+            "{:?}",
+            s.last_error()
+        );
+        // Reported once: the next run leaves the held entry alone.
+        mq(t.path(), &q)
+            .env("POSTLINE_NOW", &far)
+            .arg("run")
+            .run()
+            .success()
+            .stderr_empty();
+        assert!(
+            Spool::open(&q).unwrap().exists(&id),
+            "the entry was dropped"
+        );
+    }
+}
