@@ -478,3 +478,78 @@ mod queue {
         );
     }
 }
+
+/// mail-trace needs only header blocks, but a 2 GB sparse file took 4.2 GB:
+/// a "line" of 2 GB of NUL bytes was read whole. Message files (with and
+/// without the empty line ending the header block, given directly or in
+/// a Maildir) and an mbox whose body or header is one such line.
+#[test]
+fn mail_trace_holds_no_more_than_a_header_block_of_a_huge_file() {
+    const HOP: &str =
+        "Received: from a.example.org by b.example.org; Thu, 1 Jan 2026 00:00:00 +0000\n";
+    let t = TempDir::new();
+    let md = t.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    let cases = [
+        (
+            "headers-then-nul",
+            format!("{HOP}Subject: x\n"),
+            t.join("a.eml"),
+        ),
+        ("nul-at-once", String::new(), t.join("b.eml")),
+        (
+            "maildir",
+            format!("{HOP}Subject: x\n"),
+            md.join("new").join("1.x"),
+        ),
+        (
+            "mbox-body",
+            format!("From a@b Thu Jan  1 00:00:00 2026\n{HOP}Subject: x\n\n"),
+            t.join("c.mbox"),
+        ),
+        (
+            "mbox-header",
+            format!("From a@b Thu Jan  1 00:00:00 2026\n{HOP}X-Big: "),
+            t.join("d.mbox"),
+        ),
+    ];
+    for (name, head, path) in cases {
+        fs::write(&path, head).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
+        let target = if name == "maildir" {
+            md.clone()
+        } else {
+            path.clone()
+        };
+        let rss = t.join(format!("{name}.rss"));
+        let out = measured("mail-trace", t.path(), &rss)
+            .arg("--json")
+            .arg(&target)
+            .run();
+        let _ = fs::remove_file(&path);
+        let kib = peak_rss_kib(&rss);
+        assert!(kib < 64 * 1024, "{name}: peak RSS {kib} KiB");
+        if name != "nul-at-once" {
+            assert!(
+                out.stdout().contains("b.example.org"),
+                "{name}: hop not traced: {} {}",
+                out.stdout(),
+                out.stderr()
+            );
+        }
+        // One line per thing to say (the cut, a file with no header field).
+        for l in out.stderr().lines() {
+            assert!(
+                l.starts_with("mail-trace: ") && l.len() < 300 && !l.contains('\0'),
+                "{name}: {l:?}"
+            );
+        }
+    }
+}
