@@ -139,14 +139,28 @@ impl Maildir {
             ));
         }
         let dir = self.root.join(format!(".{}", parts.join(".")));
-        let fresh = !dir.join("maildirfolder").exists();
+        let marker = dir.join("maildirfolder");
+        // Whatever has the name counts, a link included: the marker is
+        // never created through one (a link to nowhere would create its
+        // target).
+        let fresh = fs::symlink_metadata(&marker).is_err();
         let md = Maildir::open(&dir)?;
         if fresh {
-            let marker = dir.join("maildirfolder");
-            File::create(&marker)
-                .and_then(|f| f.sync_all())
-                .and_then(|()| fsync_dir(&dir))
-                .map_err(|e| Error::io(format!("creating {}", marker.display()), &e))?;
+            let created = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&marker);
+            match created {
+                Ok(f) => f
+                    .sync_all()
+                    .and_then(|()| fsync_dir(&dir))
+                    .map_err(|e| Error::io(format!("creating {}", marker.display()), &e))?,
+                // Another delivery made it meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("creating {}", marker.display()), &e)),
+            }
         }
         Ok(md)
     }

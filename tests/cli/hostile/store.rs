@@ -553,3 +553,30 @@ fn mail_trace_holds_no_more_than_a_header_block_of_a_huge_file() {
         }
     }
 }
+
+/// A Maildir++ folder's `maildirfolder` marker planted as a link to
+/// nowhere: creating the marker created the link's target (as root, say
+/// /etc/nologin).
+#[test]
+fn a_folder_marker_is_never_created_through_a_link() {
+    let t = TempDir::new();
+    let md = t.join("Maildir");
+    let folder = md.join(".Lists");
+    for sub in ["tmp", "new", "cur"] {
+        fs::create_dir_all(folder.join(sub)).unwrap();
+    }
+    let nowhere = t.join("nologin");
+    symlink(&nowhere, folder.join("maildirfolder")).unwrap();
+    let out = deliver(t.path())
+        .args(["--folder", "Lists"])
+        .arg(format!("{}/", arg(&md)))
+        .stdin(msg(1))
+        .run();
+    assert!(!nowhere.exists(), "created through the link");
+    out.success();
+    assert_eq!(
+        python_read_mailbox(&folder).len(),
+        1,
+        "the message was not delivered"
+    );
+}
