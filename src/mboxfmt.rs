@@ -183,8 +183,59 @@ pub struct Splitter<R> {
     started: bool,
     line: Vec<u8>,
     headers_only: bool,
+    /// The most bytes of one line kept (the rest is read and dropped).
+    line_limit: usize,
     /// Byte offset of the line just read, for error messages.
     pub offset: u64,
+}
+
+/// The most a header block may hold for tools that read only headers
+/// (mail-trace, [`Splitter::headers_only`]): the rest of a longer one is
+/// read past, never held. Real header blocks are kilobytes; the trace
+/// parsers are tested with 1 MB ones.
+pub const HEADER_LIMIT: usize = 4 << 20;
+
+/// Read one line (through its LF) from `r`, keeping at most `limit` bytes
+/// of it in `out` (a cut line still ends with LF). Returns the bytes
+/// consumed, so memory stays bounded whatever the input's line length.
+pub fn read_line_limited<R: BufRead>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<u64> {
+    let mut consumed = 0u64;
+    let mut cut = false;
+    loop {
+        let (used, done) = {
+            let buf = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let (used, done) = match memchr::memchr(b'\n', buf) {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            let room = limit.saturating_sub(out.len());
+            if used > room {
+                cut = true;
+            }
+            out.extend_from_slice(&buf[..used.min(room)]);
+            (used, done)
+        };
+        r.consume(used);
+        consumed += used as u64;
+        if done {
+            break;
+        }
+    }
+    if cut && out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    Ok(consumed)
 }
 
 impl<R: BufRead> Splitter<R> {
@@ -197,22 +248,30 @@ impl<R: BufRead> Splitter<R> {
             started: false,
             line: Vec::new(),
             headers_only: false,
+            line_limit: usize::MAX,
             offset: 0,
         }
     }
 
     /// Keep only each message's header block (up to and including the empty
-    /// line), skipping bodies: memory stays bounded by the largest header
-    /// block, for tools that read headers of huge mailboxes.
+    /// line), skipping bodies, for tools that read headers of huge
+    /// mailboxes. Memory stays bounded by [`HEADER_LIMIT`]: a longer header
+    /// block is cut there (the rest is skipped as if it were body), and no
+    /// line, of a header or a body, is held longer than that.
     pub fn headers_only(mut self) -> Splitter<R> {
         self.headers_only = true;
+        self.line_limit = HEADER_LIMIT;
         self
     }
 
     fn read_line(&mut self) -> io::Result<bool> {
         self.line.clear();
-        let n = self.input.read_until(b'\n', &mut self.line)?;
-        self.offset += n as u64;
+        let n = if self.line_limit == usize::MAX {
+            self.input.read_until(b'\n', &mut self.line)? as u64
+        } else {
+            read_line_limited(&mut self.input, &mut self.line, self.line_limit)?
+        };
+        self.offset += n;
         if n == 0 {
             return Ok(false);
         }
@@ -302,7 +361,7 @@ impl<R: BufRead> Splitter<R> {
             prev_blank = self.line == b"\n";
             let unq = unquote_line(&self.line, self.format);
             data.extend_from_slice(unq);
-            in_body = self.headers_only && prev_blank;
+            in_body = self.headers_only && (prev_blank || data.len() >= self.line_limit);
             if in_body {
                 self.skip_body()?;
                 break;

@@ -16,6 +16,11 @@
 //! - **Every state change is atomic and durable**: `state.json.tmp` is
 //!   written and fsynced, renamed over `state.json`, and the entry directory
 //!   fsynced. A crash leaves the old or the new state, never a torn one.
+//!   Files are created fresh (`O_EXCL|O_NOFOLLOW`, anything of that name
+//!   removed first), so nothing is ever written through a planted link.
+//! - **An entry that lost its message file is held, not busy for ever**:
+//!   runs hold it with [`MISSING_MESSAGE`] in its log and report it once;
+//!   listings say so; only `delete` (or restoring the file) ends it.
 //! - **Removal never loses and never resends delivered recipients**: an
 //!   entry goes only when no recipient is pending and every failure has its
 //!   bounce durably queued; the directory is renamed into `tmp/` (it
@@ -316,7 +321,15 @@ pub struct Listed {
     pub id: String,
     /// The state, or the error reading it.
     pub state: Result<State>,
+    /// The message file is missing: the entry can never be sent (runs
+    /// hold it, see [`MISSING_MESSAGE`]).
+    pub message_missing: bool,
 }
+
+/// Why an entry without its message file is held (in its attempt log, and
+/// what runs report once).
+pub const MISSING_MESSAGE: &str =
+    "the message file is missing; held until deleted (mail-queue delete ID)";
 
 /// A queue spool directory.
 pub struct Spool {
@@ -328,13 +341,21 @@ fn io_err(what: impl Into<String>, e: &io::Error) -> Error {
     Error::io(what, e)
 }
 
-/// Write `data` to a new file `path` (0600) and fsync it.
+/// Write `data` to a new file `path` (0600) and fsync it. Whatever has
+/// that name already (a killed writer's temporary file, or a link someone
+/// planted) is removed first, and the file is created with
+/// `O_EXCL|O_NOFOLLOW`: nothing is ever written through a link.
 fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)?;
     f.write_all(data)?;
     f.sync_all()
@@ -552,9 +573,34 @@ impl Spool {
                 if matches!(&state, Err(e) if e.kind() == Kind::NoUser) {
                     return None;
                 }
-                Some(Listed { id, state })
+                let message_missing = self.message_missing(&id);
+                Some(Listed {
+                    id,
+                    state,
+                    message_missing,
+                })
             })
             .collect())
+    }
+
+    /// Is entry `id` there (its state is) without its message file? Only
+    /// damage from outside does that: an entry appears and goes by one
+    /// rename of its whole directory.
+    pub fn message_missing(&self, id: &str) -> bool {
+        let dir = self.entry_dir(id);
+        valid_id(id)
+            && dir.join(STATE).exists()
+            && matches!(fs::symlink_metadata(dir.join(MESSAGE)), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Hold entry `id`, whose message file is missing, with
+    /// [`MISSING_MESSAGE`] in its log. There is no message to lock, so the
+    /// state is saved without the lock; holding twice is harmless.
+    pub fn hold_without_message(&self, id: &str) -> Result<()> {
+        let mut state = self.load(id)?;
+        state.held = true;
+        state.log_attempt(now(), MISSING_MESSAGE);
+        save_state(&self.entry_dir(id), id, &state)
     }
 
     /// The message of entry `id`.
@@ -682,6 +728,19 @@ impl Spool {
     }
 }
 
+/// Save `state` in the entry directory `dir`: write `state.json.tmp`
+/// (fresh, never through a link) + fsync + rename + fsync the directory.
+fn save_state(dir: &Path, id: &str, state: &State) -> Result<()> {
+    let ctx = || format!("saving queue entry {id}");
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| Error::new(Kind::Temporary, ctx(), e))?;
+    let tmp = dir.join("state.json.tmp");
+    write_synced(&tmp, &json)
+        .and_then(|()| fs::rename(&tmp, dir.join(STATE)))
+        .and_then(|()| fsync_dir(dir))
+        .map_err(|e| io_err(ctx(), &e))
+}
+
 /// An entry locked by this process (unlocked when dropped).
 pub struct Locked<'a> {
     spool: &'a Spool,
@@ -711,15 +770,7 @@ impl Locked<'_> {
 
     /// Save the state: write + fsync + rename + fsync the entry directory.
     pub fn save(&self) -> Result<()> {
-        let dir = self.spool.entry_dir(&self.id);
-        let ctx = || format!("saving queue entry {}", self.id);
-        let json = serde_json::to_vec_pretty(&self.state)
-            .map_err(|e| Error::new(Kind::Temporary, ctx(), e))?;
-        let tmp = dir.join("state.json.tmp");
-        write_synced(&tmp, &json)
-            .and_then(|()| fs::rename(&tmp, dir.join(STATE)))
-            .and_then(|()| fsync_dir(&dir))
-            .map_err(|e| io_err(ctx(), &e))
+        save_state(&self.spool.entry_dir(&self.id), &self.id, &self.state)
     }
 
     /// Remove the entry (see the module docs for why the spool directory

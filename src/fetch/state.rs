@@ -8,6 +8,9 @@
 //! records a message as stored only after the target made it durable, and
 //! saves before deleting it on the server: a crash can make us delete a
 //! stored message late (next run), never store one twice or skip one.
+//! The temporary file is created fresh (`O_EXCL|O_NOFOLLOW`), never through
+//! a link. Each account has its own file: names are an injective encoding
+//! of the account's key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -62,29 +65,79 @@ pub struct Inflight {
     pub mark: Option<u64>,
 }
 
+/// The file name (without `.json`) for `key`: letters, digits and
+/// `- _ @ + .` stay as they are (a `.` not first), every other byte is
+/// `%XX`. Injective (`%` itself is encoded), never hidden, never a path;
+/// names made of those characters are the ones older versions used.
+fn file_stem(key: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'@' | b'+')
+            || (b == b'.' && i > 0);
+        if keep {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The name older versions gave `key`'s file (lossy: other characters
+/// became `_`, leading dots were dropped), for taking such a file over.
+fn legacy_stem(key: &str) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    safe.trim_start_matches('.').to_string()
+}
+
 /// A state file on disk.
 pub struct StateFile {
     path: PathBuf,
 }
 
 impl StateFile {
-    /// The state file for account `key` in `dir` (the key is made safe as
-    /// a file name).
+    /// The state file for `key` in `dir`, named by an injective encoding
+    /// of the key ([`file_stem`]): two keys never share a file.
     pub fn new(dir: &Path, key: &str) -> StateFile {
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let safe = safe.trim_start_matches('.').to_string();
         StateFile {
-            path: dir.join(format!("{safe}.json")),
+            path: dir.join(format!("{}.json", file_stem(key))),
         }
+    }
+
+    /// The state file of config account `name` (key `account-NAME`) in
+    /// `dir`; `all` names every account of the config. A state file under
+    /// the name older versions gave it (non-file-name characters made
+    /// `_`, so `work mail` and `work_mail` shared one) is taken over, by
+    /// renaming it, when the new one does not exist yet and no other
+    /// account of `all` had that old name: an upgrade does not fetch again
+    /// what was fetched, and never takes another account's memory.
+    pub fn for_account<'a>(
+        dir: &Path,
+        name: &str,
+        all: impl IntoIterator<Item = &'a str>,
+    ) -> StateFile {
+        let key = format!("account-{name}");
+        let sf = StateFile::new(dir, &key);
+        let old_stem = legacy_stem(&key);
+        let old = dir.join(format!("{old_stem}.json"));
+        let shared = all
+            .into_iter()
+            .any(|n| n != name && legacy_stem(&format!("account-{n}")) == old_stem);
+        if old != sf.path && !shared && !sf.path.exists() && old.is_file() {
+            let _ = fs::rename(&old, &sf.path);
+        }
+        sf
     }
 
     /// The state file at `path`.
@@ -142,11 +195,17 @@ impl StateFile {
             .path
             .with_extension(format!("json.tmp{}", std::process::id()));
         let res = (|| -> std::io::Result<()> {
+            // Fresh, never through a link: whatever has the name (a killed
+            // run's file, something planted) goes first.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let mut f: File = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&tmp)?;
             f.write_all(&data)?;
             f.sync_data()?;
@@ -236,13 +295,83 @@ mod tests {
     fn saves_atomically_and_reads_back() {
         let dir = std::env::temp_dir().join(format!("postline-state-{}", std::process::id()));
         let sf = StateFile::new(&dir, "a/b c");
-        assert!(sf.path().ends_with("a_b_c.json"));
+        assert!(sf.path().ends_with("a%2Fb%20c.json"));
         assert_eq!(sf.load().unwrap(), State::default());
         let mut s = State::default();
         s.pop3.insert("x1".into());
         s.imap.insert("INBOX".into(), Folder::default());
         sf.save(&s).unwrap();
         assert_eq!(sf.load().unwrap(), s);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("postline-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn state_names_are_unique_per_account() {
+        let dir = Path::new("/nonexistent");
+        let name = |k: &str| {
+            StateFile::new(dir, k)
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
+        // Two accounts once shared one file: the second fetched nothing.
+        assert_ne!(name("account-work mail"), name("account-work_mail"));
+        let keys = [
+            "a b", "a_b", "a%20b", "a%b", "a/b", ".a", "a", "..a", "a.", "é", "e",
+        ];
+        let names: BTreeSet<String> = keys.iter().map(|k| name(k)).collect();
+        assert_eq!(names.len(), keys.len(), "{names:?}");
+        for n in &names {
+            assert!(!n.starts_with('.') && !n.contains('/'), "{n}");
+        }
+        // Names that were safe keep their file: no refetch on upgrade.
+        assert_eq!(name("account-work"), "account-work.json");
+        assert_eq!(
+            name("imap-me@example.org-imap.example.org-993"),
+            "imap-me@example.org-imap.example.org-993.json"
+        );
+    }
+
+    #[test]
+    fn an_old_state_file_is_adopted_only_when_no_other_account_could_own_it() {
+        let dir = scratch("adopt");
+        let old = dir.join("account-work_mail.json");
+        let mut s = State::default();
+        s.pop3.insert("u1".into());
+        fs::write(&old, serde_json::to_vec(&s).unwrap()).unwrap();
+        // "work_mail" is configured too: the old file may be its own.
+        let sf = StateFile::for_account(&dir, "work mail", ["work mail", "work_mail"]);
+        assert_eq!(sf.load().unwrap(), State::default());
+        assert!(old.exists());
+        // Alone, "work mail" was the only account that old name could be.
+        let sf = StateFile::for_account(&dir, "work mail", ["work mail", "home"]);
+        assert_eq!(sf.load().unwrap(), s);
+        assert!(!old.exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_save_never_writes_through_a_planted_link() {
+        let dir = scratch("link");
+        let sf = StateFile::new(&dir, "account-x");
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let tmp = sf
+            .path()
+            .with_extension(format!("json.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        sf.save(&State::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(sf.load().unwrap(), State::default());
         let _ = fs::remove_dir_all(&dir);
     }
 }

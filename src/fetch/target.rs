@@ -491,11 +491,27 @@ mod tests {
         let end = std::fs::metadata(&path).unwrap().len();
         // A writer killed inside its write: b complete, c cut short, the
         // journal still there.
-        std::fs::write(
-            dir.join("mbox.postline-append"),
-            format!("postline-append pid=1 start={start} end={end}\n"),
+        // (The journal as mail-deliver(1) documents it: the file's device
+        // and inode, the range, then the bytes being written; mode 0600.)
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let meta = std::fs::metadata(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap()[start as usize..].to_vec();
+        let mut j = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join("mbox.postline-append"))
+            .unwrap();
+        writeln!(
+            j,
+            "postline-append 2 pid=1 dev={} ino={} start={start} end={end}",
+            meta.dev(),
+            meta.ino()
         )
         .unwrap();
+        j.write_all(&bytes).unwrap();
+        drop(j);
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(end - 3).unwrap();
         drop(f);

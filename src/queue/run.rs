@@ -25,6 +25,8 @@
 //!   thread while the next entry is sent; the spool directory is fsynced
 //!   once per 64 removals and at the end of the pass (see the spool's
 //!   docs for why that can only ever cause a duplicate, never a loss).
+//! - **An entry without its message file is held and reported once**
+//!   (as [`Outcome::Failed`]), never taken for one another runner holds.
 //! - **Our own failures never bounce**: a config error or refused
 //!   credentials (sysexits 78, 77) leave the recipients pending for an
 //!   admin to fix, instead of bouncing every queued message.
@@ -244,6 +246,18 @@ impl<'a> Runner<'a> {
                 Err(e) if e.kind() == crate::exit::Kind::NoUser => return Ok(None),
                 _ => {}
             }
+        }
+        if self.spool.message_missing(id) {
+            // Nothing to send, and nothing to lock: without this it looked
+            // "busy" (the lock opens the message) on every run for ever.
+            if self.spool.load(id).is_ok_and(|s| s.held) {
+                return Ok(Some(EntryReport::new(id, Outcome::Held)));
+            }
+            self.spool.hold_without_message(id)?;
+            return Ok(Some(EntryReport::new(
+                id,
+                Outcome::Failed(crate::queue::MISSING_MESSAGE.to_string()),
+            )));
         }
         let Some(mut l) = self.spool.lock(id, false)? else {
             let outcome = if self.spool.exists(id) {

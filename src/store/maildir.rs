@@ -8,6 +8,11 @@
 //! every file first, make them all durable with one `syncfs`, link them all
 //! and fsync `new/` once: the same guarantee for a group, with two syncs
 //! instead of two per message.
+//!
+//! Files are only ever created with `O_EXCL` (never through a link); the
+//! Maildir and its `tmp/`, `new/`, `cur/` are followed when they are links,
+//! except that root refuses a link another user planted (see
+//! `refuse_foreign_link`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -52,6 +57,38 @@ fn create_dirs(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Running as root, refuse `path` when it is a symbolic link whose owner is
+/// neither root nor the owner of what it leads to: a link another user
+/// planted (in a shared spool, or in a Maildir of theirs) to make root
+/// write into a directory that user cannot write. Anyone else follows
+/// links freely: the kernel's permissions already bound what they reach.
+fn refuse_foreign_link(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let Ok(link) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !link.file_type().is_symlink() || link.uid() == 0 {
+        return Ok(());
+    }
+    let cause = match fs::metadata(path) {
+        Ok(m) if m.uid() == link.uid() => return Ok(()),
+        Ok(m) => format!(
+            "is a symbolic link owned by uid {} to a directory of uid {}; refused as root",
+            link.uid(),
+            m.uid()
+        ),
+        Err(_) => "is a symbolic link to nothing; refused as root".to_string(),
+    };
+    Err(Error::new(
+        Kind::CantCreate,
+        path.display().to_string(),
+        cause,
+    ))
+}
+
 /// fsync a directory, so entries created or renamed in it are durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -76,8 +113,10 @@ impl Maildir {
                 "exists and is not a directory, so it cannot be a Maildir",
             ));
         }
+        refuse_foreign_link(probe)?;
         for sub in ["tmp", "new", "cur"] {
             let p = root.join(sub);
+            refuse_foreign_link(&p)?;
             create_dirs(&p).map_err(|e| Error::io(format!("creating {}", p.display()), &e))?;
         }
         Ok(Maildir {
@@ -100,14 +139,28 @@ impl Maildir {
             ));
         }
         let dir = self.root.join(format!(".{}", parts.join(".")));
-        let fresh = !dir.join("maildirfolder").exists();
+        let marker = dir.join("maildirfolder");
+        // Whatever has the name counts, a link included: the marker is
+        // never created through one (a link to nowhere would create its
+        // target).
+        let fresh = fs::symlink_metadata(&marker).is_err();
         let md = Maildir::open(&dir)?;
         if fresh {
-            let marker = dir.join("maildirfolder");
-            File::create(&marker)
-                .and_then(|f| f.sync_all())
-                .and_then(|()| fsync_dir(&dir))
-                .map_err(|e| Error::io(format!("creating {}", marker.display()), &e))?;
+            let created = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&marker);
+            match created {
+                Ok(f) => f
+                    .sync_all()
+                    .and_then(|()| fsync_dir(&dir))
+                    .map_err(|e| Error::io(format!("creating {}", marker.display()), &e))?,
+                // Another delivery made it meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("creating {}", marker.display()), &e)),
+            }
         }
         Ok(md)
     }

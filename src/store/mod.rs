@@ -76,6 +76,16 @@ impl Destination {
         }
     }
 
+    /// Warnings from the stores so far, one line each, taken away (see
+    /// [`Mbox::take_notes`]; a Maildir has none). A tool shows them on
+    /// stderr; they do not change the outcome.
+    pub fn take_notes(&self) -> Vec<String> {
+        match self {
+            Destination::Maildir(_) => Vec::new(),
+            Destination::Mbox(m) => m.take_notes(),
+        }
+    }
+
     /// Store a group of messages with grouped syncs. Returns where each
     /// durable message went (a prefix of `items`, in order) and the error
     /// that stopped the rest. For an mbox the group is all or nothing.

@@ -373,6 +373,9 @@ fn deliver_group(dests: &[Destination], batch: &[Prepared], s: &Settings, ctx: &
         } else {
             d.store(&items)
         };
+        for n in d.take_notes() {
+            ctx.warn(&n);
+        }
         for (p, path) in todo.iter().zip(&stored) {
             if let (Some(c), Some(id)) = (cache.as_mut(), &p.msgid) {
                 c.record(id);

@@ -416,7 +416,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         let mut job = Job::from_account(&n, &merge(&a, &over, stdout), &state_dir)?;
         // Named after the account: two accounts on one mailbox (say, one
         // per folder) keep their own state and lock.
-        job.state = StateFile::new(&state_dir, &format!("account-{n}"))
+        job.state = StateFile::for_account(&state_dir, &n, cfg.account.keys().map(String::as_str))
             .path()
             .to_path_buf();
         out.push(finish(job));

@@ -297,7 +297,15 @@ fn list(env: &Env, json: bool, ctx: &mut Ctx) -> Result<()> {
     if json {
         for e in &entries {
             let line = match &e.state {
-                Ok(s) => entry_json(&e.id, s).to_string(),
+                Ok(s) => {
+                    let mut v = entry_json(&e.id, s);
+                    if e.message_missing
+                        && let serde_json::Value::Object(m) = &mut v
+                    {
+                        m.insert("message_missing".into(), true.into());
+                    }
+                    v.to_string()
+                }
                 Err(err) => serde_json::json!({"id": e.id, "error": err.to_string()}).to_string(),
             };
             if !ctx.line(&line) {
@@ -334,6 +342,9 @@ fn list(env: &Env, json: bool, ctx: &mut Ctx) -> Result<()> {
             short_time(s.created),
             sender_shown(s)
         )];
+        if e.message_missing {
+            block.push(format!("{indent}({})", crate::queue::MISSING_MESSAGE));
+        }
         let mut last_reason: Option<&str> = None;
         for r in s.rcpts.iter().filter(|r| r.status != RcptStatus::Delivered) {
             let reason = match r.status {
@@ -428,11 +439,18 @@ fn show(env: &Env, id: String, json: bool, ctx: &mut Ctx) -> Result<()> {
             out.push(format!("  {}  {}", rfc5322_date(a.time), a.reason));
         }
     }
-    out.push("Headers:".to_string());
-    let msg = env.spool.message(&id)?;
-    let headers = header_block(&msg);
-    for l in String::from_utf8_lossy(&headers).lines() {
-        out.push(format!("  {l}"));
+    if env.spool.message_missing(&id) {
+        out.push(format!(
+            "Message:    missing: {}",
+            crate::queue::MISSING_MESSAGE
+        ));
+    } else {
+        out.push("Headers:".to_string());
+        let msg = env.spool.message(&id)?;
+        let headers = header_block(&msg);
+        for l in String::from_utf8_lossy(&headers).lines() {
+            out.push(format!("  {l}"));
+        }
     }
     for l in out {
         if !ctx.line(&l) {

@@ -4,7 +4,9 @@
 //! Lines (`--json`) or a per-relay summary (`--summary`).
 //!
 //! Only header blocks are read: mbox bodies are skipped by the splitter and
-//! a message file is read up to its first empty line. Exit 0 when traced,
+//! a message file is read up to its first empty line, and never more than
+//! [`HEADER_LIMIT`] of one header block is held (a longer one is cut, with
+//! a warning), so memory does not grow with the input. Exit 0 when traced,
 //! 65 when no header field could be read from any input (an unreadable or
 //! missing input is reported as 65 too, and the others are still traced),
 //! 1 with `--strict` when any anomaly that is not informational
@@ -20,7 +22,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde::Serialize;
 
 use crate::exit::{Error, Kind, Result, describe_io};
-use crate::mboxfmt::{Format, Splitter};
+use crate::mboxfmt::{Format, HEADER_LIMIT, Splitter, read_line_limited};
 use crate::tools::Ctx;
 use crate::trace::Hop;
 use crate::trace::chain::{self, Chain, human_seconds};
@@ -198,28 +200,45 @@ fn trace_maildir(dir: &Path, st: &mut State, ctx: &mut Ctx) -> Result<()> {
                 read_header_block(BufReader::new(f), Vec::new()).map_err(|e| unreadable(&p, &e))
             });
         match r {
-            Ok(block) => handle(&p.display().to_string(), block, st, ctx),
+            Ok(block) => {
+                let source = p.display().to_string();
+                warn_if_cut(&source, &block, ctx);
+                handle(&source, block, st, ctx)
+            }
             Err(e) => ctx.report(&e),
         }
     }
     Ok(())
 }
 
-/// Read up to and including the first empty line (LF or CRLF), after `prefix`.
+/// Read up to and including the first empty line (LF or CRLF), after
+/// `prefix`, and no more than [`HEADER_LIMIT`] bytes in all: what follows
+/// is never read (a sparse 2 GB file of NUL bytes is one 2 GB "line").
 fn read_header_block<R: BufRead>(mut r: R, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
     if buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n") {
         return Ok(buf);
     }
     let mut line = Vec::new();
-    loop {
+    while buf.len() < HEADER_LIMIT {
         line.clear();
-        if r.read_until(b'\n', &mut line)? == 0 {
+        if read_line_limited(&mut r, &mut line, HEADER_LIMIT - buf.len())? == 0 {
             return Ok(buf);
         }
         buf.extend_from_slice(&line);
         if line == b"\n" || line == b"\r\n" {
             return Ok(buf);
         }
+    }
+    Ok(buf)
+}
+
+/// Say that a header block was cut at [`HEADER_LIMIT`].
+fn warn_if_cut(source: &str, block: &[u8], ctx: &mut Ctx) {
+    if block.len() >= HEADER_LIMIT {
+        ctx.warn(&format!(
+            "{source}: header block longer than {} MiB; the rest is not read",
+            HEADER_LIMIT >> 20
+        ));
     }
 }
 
@@ -237,7 +256,8 @@ fn trace_stream<R: BufRead>(name: &str, mut r: R, st: &mut State, ctx: &mut Ctx)
     let mut line = Vec::new();
     loop {
         line.clear();
-        if r.read_until(b'\n', &mut line).map_err(err)? == 0 {
+        let room = HEADER_LIMIT.saturating_sub(prefix.len());
+        if room == 0 || read_line_limited(&mut r, &mut line, room).map_err(err)? == 0 {
             break;
         }
         prefix.extend_from_slice(&line);
@@ -262,6 +282,7 @@ fn trace_stream<R: BufRead>(name: &str, mut r: R, st: &mut State, ctx: &mut Ctx)
         return Ok(());
     }
     let block = read_header_block(r, prefix).map_err(err)?;
+    warn_if_cut(&what(), &block, ctx);
     handle(name, block, st, ctx);
     Ok(())
 }

@@ -1906,14 +1906,11 @@ fn a_partial_append_recorded_in_a_stale_dotlock_is_cut_off() {
         std::io::Write::write_all(&mut f, &extra).unwrap();
         drop(f);
         fs::write(lock_for(&mb), format!("{DEAD_PID}\n")).unwrap();
-        fs::write(
-            journal_for(&mb),
-            format!(
-                "postline-append pid={DEAD_PID} start={start} end={}\n",
-                start as usize + end
-            ),
-        )
-        .unwrap();
+        // What the killed writer meant to write: the bytes that are there,
+        // then more (or fewer, when someone wrote after it).
+        let mut intended = extra.clone();
+        intended.resize(end, b'x');
+        plant_journal(&mb, start, &intended);
         deliver(t.path())
             .args(["--lock-timeout", "20", &arg(&mb)])
             .stdin(simple(2))
@@ -2562,14 +2559,9 @@ fn a_killed_lock_breaker_does_not_lose_the_repair_journal() {
     std::io::Write::write_all(&mut f, partial).unwrap();
     drop(f);
     fs::write(t.join("mbox.lock"), format!("{DEAD_PID}\n")).unwrap();
-    fs::write(
-        journal_for(&mb),
-        format!(
-            "postline-append pid={DEAD_PID} start={start} end={}\n",
-            start + 1000
-        ),
-    )
-    .unwrap();
+    let mut intended = partial.to_vec();
+    intended.resize(1000, b'x');
+    plant_journal(&mb, start, &intended);
     let killed = Tool::wrapped(
         &[
             "strace",
@@ -2745,4 +2737,29 @@ fn journal_for(mbox: &Path) -> PathBuf {
     let mut s = mbox.as_os_str().to_owned();
     s.push(".postline-append");
     PathBuf::from(s)
+}
+
+/// Leave the journal a writer killed while appending `intended` at `start`
+/// of `mbox` would have left (its format is in mail-deliver(1), "Repair
+/// after a killed writer": the mbox's device and inode, the range, then the
+/// bytes; mode 0600).
+fn plant_journal(mbox: &Path, start: u64, intended: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let m = fs::metadata(mbox).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(journal_for(mbox))
+        .unwrap();
+    writeln!(
+        f,
+        "postline-append 2 pid={DEAD_PID} dev={} ino={} start={start} end={}",
+        m.dev(),
+        m.ino(),
+        start + intended.len() as u64
+    )
+    .unwrap();
+    f.write_all(intended).unwrap();
 }
