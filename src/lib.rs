@@ -12,6 +12,7 @@
 pub mod config;
 pub mod dedup;
 pub mod dns;
+pub mod durable;
 pub mod exit;
 pub mod fetch;
 pub mod imap;

@@ -43,9 +43,9 @@ mod run;
 
 pub use run::{EntryReport, Outcome, Runner, Select, WATCH_POLL};
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -341,29 +341,7 @@ fn io_err(what: impl Into<String>, e: &io::Error) -> Error {
     Error::io(what, e)
 }
 
-/// Write `data` to a new file `path` (0600) and fsync it. Whatever has
-/// that name already (a killed writer's temporary file, or a link someone
-/// planted) is removed first, and the file is created with
-/// `O_EXCL|O_NOFOLLOW`: nothing is ever written through a link.
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+use crate::durable::{fsync_dir, write_new as write_synced};
 
 impl Spool {
     /// The spool directory: `[queue] dir` from the config, else
@@ -734,10 +712,7 @@ fn save_state(dir: &Path, id: &str, state: &State) -> Result<()> {
     let ctx = || format!("saving queue entry {id}");
     let json =
         serde_json::to_vec_pretty(state).map_err(|e| Error::new(Kind::Temporary, ctx(), e))?;
-    let tmp = dir.join("state.json.tmp");
-    write_synced(&tmp, &json)
-        .and_then(|()| fs::rename(&tmp, dir.join(STATE)))
-        .and_then(|()| fsync_dir(dir))
+    crate::durable::replace(&dir.join(STATE), &dir.join("state.json.tmp"), &json)
         .map_err(|e| io_err(ctx(), &e))
 }
 

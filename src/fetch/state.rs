@@ -13,15 +13,12 @@
 //! of the account's key.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{Error, Kind, Result};
-use crate::store::maildir::fsync_dir;
 
 /// One IMAP folder's memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,28 +191,7 @@ impl StateFile {
         let tmp = self
             .path
             .with_extension(format!("json.tmp{}", std::process::id()));
-        let res = (|| -> std::io::Result<()> {
-            // Fresh, never through a link: whatever has the name (a killed
-            // run's file, something planted) goes first.
-            match fs::remove_file(&tmp) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let mut f: File = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_data()?;
-            fs::rename(&tmp, &self.path)?;
-            fsync_dir(dir)
-        })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(ctx(), &e));
-        }
+        crate::durable::replace(&self.path, &tmp, &data).map_err(|e| Error::io(ctx(), &e))?;
         Ok(())
     }
 }

@@ -89,10 +89,7 @@ fn refuse_foreign_link(path: &Path) -> Result<()> {
     ))
 }
 
-/// fsync a directory, so entries created or renamed in it are durable.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::durable::fsync_dir;
 
 impl Maildir {
     /// Open the Maildir at `root`, creating it (and `tmp`, `new`, `cur`) when

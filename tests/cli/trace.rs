@@ -656,7 +656,10 @@ body\n"
             .is_some_and(|w| w.contains("header line 2 is not a field"))),
         "{warnings:?}"
     );
-    let out = Tool::new("mail-trace", home.path()).stdin(msg).run().success();
+    let out = Tool::new("mail-trace", home.path())
+        .stdin(msg)
+        .run()
+        .success();
     assert!(
         out.stdout().contains("quite Delivered-To: x@example.org"),
         "{}",
