@@ -8,7 +8,9 @@
 //! anything between two separators is a message.
 
 use std::io::{self, BufRead};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::calendar::asctime;
 
 /// Which quoting an mbox uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,65 +100,6 @@ pub fn from_line(sender: &str, when: SystemTime) -> Vec<u8> {
         s
     };
     format!("From {s} {}\n", asctime(when)).into_bytes()
-}
-
-/// `Thu Nov 25 21:58:25 2026`, UTC.
-pub fn asctime(when: SystemTime) -> String {
-    let secs = when.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MO: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {}",
-        WD[days.rem_euclid(7) as usize],
-        MO[(m - 1) as usize],
-        d,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        y
-    )
-}
-
-/// An RFC 5322 date for `secs` since the epoch, in UTC:
-/// `Thu, 26 Nov 2026 00:40:48 +0000` (mail-send's Date field, DSN dates).
-pub fn rfc5322_date(secs: u64) -> String {
-    let secs = secs as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MO: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        WD[days.rem_euclid(7) as usize],
-        d,
-        MO[(m as usize).saturating_sub(1) % 12],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// One message read from an mbox stream.
@@ -381,15 +324,7 @@ impl<R: BufRead> Splitter<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc5322_dates() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc5322_date(1_795_654_848),
-            "Thu, 26 Nov 2026 01:00:48 +0000"
-        );
-    }
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn mboxrd_round_trips() {
@@ -535,15 +470,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
-        assert_eq!(
-            asctime(UNIX_EPOCH + std::time::Duration::from_secs(1_795_643_905)),
-            "Wed Nov 25 21:58:25 2026"
-        );
     }
 }

@@ -17,7 +17,7 @@
 //! occurs in the content. The notification itself is sent with the null
 //! sender (`MAIL FROM:<>`), so it can never cause another bounce.
 
-use crate::mboxfmt::rfc5322_date;
+use crate::calendar::rfc5322_date;
 use crate::queue::{Rcpt, RcptStatus};
 
 /// Which notification.

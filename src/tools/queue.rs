@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use crate::calendar::rfc5322_date;
 use crate::config::{Config, parse_duration};
 use crate::exit::{Error, Kind, Result};
-use crate::mboxfmt::rfc5322_date;
 use crate::queue::dsn::header_block;
 use crate::queue::{
     EntryReport, Outcome, Policy, RcptStatus, Runner, Select, Spool, State, WATCH_POLL, now,
@@ -240,7 +240,7 @@ pub fn run_args(args: &[String], ctx: &mut Ctx) -> Result<()> {
 /// `Thu Nov 26 00:40:48` (UTC), the mailq arrival column.
 fn short_time(secs: u64) -> String {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-    let a = crate::mboxfmt::asctime(t);
+    let a = crate::calendar::asctime(t);
     // asctime ends with " YYYY"; mailq leaves the year out.
     a.rsplit_once(' ')
         .map_or(a.clone(), |(head, _)| head.to_string())

@@ -482,7 +482,7 @@ fn rfc5322_now() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    crate::mboxfmt::rfc5322_date(now)
+    crate::calendar::rfc5322_date(now)
 }
 
 fn new_message_id(from: &str) -> String {

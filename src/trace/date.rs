@@ -17,7 +17,7 @@
 //! minute, second (`60` allowed for a leap second) and zone offset are all
 //! checked, and anything out of range is `None`.
 
-use crate::mboxfmt::civil_from_days;
+use crate::calendar::{days_from_civil, days_in_month, format_rfc3339};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use std::fmt;
 
@@ -523,48 +523,6 @@ fn full_year(y: u32, digits: usize) -> Option<i64> {
     }
 }
 
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(y) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's method).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// RFC 3339 of `unix + shift` seconds with the given zone suffix.
-fn format_rfc3339(unix: i64, nanos: u32, shift: i64, suffix: &str) -> String {
-    let t = unix.saturating_add(shift);
-    let (y, mo, d) = civil_from_days(t.div_euclid(86_400));
-    let secs = t.rem_euclid(86_400);
-    let (h, mi, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push_str(suffix);
-    out
-}
-
 /// A byte cursor; every position it stops at is an ASCII boundary.
 struct Cursor<'a> {
     b: &'a [u8],
@@ -925,7 +883,7 @@ mod tests {
             Some("1900-01-01T00:00:00Z")
         );
         for days in [-800_000i64, -1, 0, 1, 11_016, 19_723, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = crate::calendar::civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
     }
