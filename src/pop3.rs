@@ -27,15 +27,20 @@
 //! - **No panic on any server bytes.** Status lines are limited to
 //!   [`MAX_STATUS_LINE`] bytes, lines inside a message to
 //!   [`MAX_MESSAGE_LINE`] bytes; longer lines, EOF in the middle of a
-//!   response, and anything that is not `+OK`/`-ERR` are
-//!   [`Kind::Temporary`] errors naming the server and the command.
+//!   response, and anything that is not `+OK`/`-ERR` are errors naming
+//!   the server and the command.
+//! - **Server text is shown escaped.** Text from the server reaches an
+//!   error only through [`printable`]: no control character or bidi
+//!   override from a peer gets to the user's terminal raw.
 //! - **Messages arrive as sent.** A retrieved message is un-dot-stuffed and
 //!   its terminator removed; its line ends (CRLF on the wire) are kept, so
 //!   the caller decides how to normalise.
 //!
-//! Error kinds: connection trouble, timeouts, EOF and malformed responses
-//! are [`Kind::Temporary`]; `-ERR` to a command is [`Kind::Unavailable`]
-//! with the server's text, except `-ERR` to a login ([`Kind::Auth`]) and the
+//! Error kinds: connection trouble, timeouts and EOF are
+//! [`Kind::Temporary`]; a malformed or unexpected response (a bad status
+//! line or listing line, a line over its limit) is a protocol error,
+//! [`Kind::Unavailable`], as is `-ERR` to a command, with the server's
+//! text, except `-ERR` to a login ([`Kind::Auth`]) and the
 //! RFC 2449/3206 response codes `[SYS/TEMP]`, `[IN-USE]` and `[LOGIN-DELAY]`
 //! ([`Kind::Temporary`]: the mailbox is locked or the server is busy, try
 //! later) and `[AUTH]` ([`Kind::Auth`]).
@@ -140,18 +145,19 @@ pub enum Status {
 /// Parse one status line (with or without its line end).
 ///
 /// Accepts `+OK`, `-ERR` (any case, text optional) and the SASL
-/// continuation `+` / `+ text`; anything else is a [`Kind::Temporary`]
-/// error (a server speaking nonsense may be fine tomorrow).
+/// continuation `+` / `+ text`; anything else is a protocol error
+/// ([`Kind::Unavailable`]). The text is as sent: show it only through
+/// [`printable`].
 pub fn parse_status(line: &[u8]) -> Result<Status> {
     let line = trim_eol(line);
     let text = |rest: &[u8]| String::from_utf8_lossy(rest).trim().to_string();
     let bad = || {
         Error::new(
-            Kind::Temporary,
+            Kind::Unavailable,
             "reading the server's response",
             format!(
-                "malformed status line {:?}",
-                String::from_utf8_lossy(&line[..line.len().min(200)])
+                "malformed status line \"{}\"",
+                printable(&String::from_utf8_lossy(&line[..line.len().min(200)]))
             ),
         )
     };
@@ -191,6 +197,22 @@ pub fn err_kind(text: &str, default: Kind) -> Kind {
     }
 }
 
+/// `text` from the server, safe to show on a terminal: control characters
+/// (C0, DEL, C1) and the Unicode bidirectional overrides, which could
+/// move the cursor, recolour or rewrite what the user sees, are written
+/// as `\u{..}` escapes.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A line without its CRLF or LF.
 fn trim_eol(line: &[u8]) -> &[u8] {
     let l = line.strip_suffix(b"\n").unwrap_or(line);
@@ -213,20 +235,20 @@ pub enum ReadError {
 impl ReadError {
     fn into_error(self, context: String) -> Error {
         match self {
-            ReadError::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            // The exchange budget (crate::pace) says which limit was hit.
+            ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Error::new(Kind::Temporary, context, e)
+            }
+            ReadError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 Error::new(Kind::Temporary, context, "timed out waiting for the server")
             }
             ReadError::Io(e) => Error::io(context, &e),
             ReadError::Eof => {
                 Error::new(Kind::Temporary, context, "the server closed the connection")
             }
+            // Not a connection problem: the server breaks the protocol.
             ReadError::TooLong(max) => Error::new(
-                Kind::Temporary,
+                Kind::Unavailable,
                 context,
                 format!("the server sent a line longer than {max} bytes"),
             ),
@@ -532,7 +554,10 @@ impl Pop3 {
                 return Err(Error::new(
                     err_kind(&text, Kind::Unavailable),
                     self.ctx("STLS"),
-                    format!("server said: -ERR {text}; refusing to continue without TLS"),
+                    format!(
+                        "server said: -ERR {}; refusing to continue without TLS",
+                        printable(&text)
+                    ),
                 ));
             }
             Status::Cont(_) => return Err(self.protocol_error("STLS", "a continuation line")),
@@ -757,7 +782,10 @@ impl Pop3 {
             w.next().and_then(|s| s.parse().ok()),
         ) {
             (Some(n), Some(size)) => Ok((n, size)),
-            _ => Err(self.protocol_error("STAT", &format!("malformed answer {text:?}"))),
+            _ => Err(self.protocol_error(
+                "STAT",
+                &format!("malformed answer \"{}\"", printable(&text)),
+            )),
         }
     }
 
@@ -968,7 +996,7 @@ impl Pop3 {
     fn protocol_error(&mut self, cmd: &str, what: &str) -> Error {
         self.broken = true;
         Error::new(
-            Kind::Temporary,
+            Kind::Unavailable,
             self.ctx(cmd),
             format!("unexpected response from the server: {what}"),
         )
@@ -978,7 +1006,7 @@ impl Pop3 {
         Error::new(
             err_kind(text, default),
             self.ctx(cmd),
-            format!("server said: -ERR {text}"),
+            format!("server said: -ERR {}", printable(text)),
         )
     }
 
@@ -1098,11 +1126,11 @@ impl Pop3 {
 
 fn malformed(line: &[u8]) -> Error {
     Error::new(
-        Kind::Temporary,
+        Kind::Unavailable,
         "",
         format!(
-            "malformed listing line {:?}",
-            String::from_utf8_lossy(&line[..line.len().min(200)])
+            "malformed listing line \"{}\"",
+            printable(&String::from_utf8_lossy(&line[..line.len().min(200)]))
         ),
     )
 }
@@ -1186,7 +1214,7 @@ mod tests {
             b"*",
         ] {
             let e = parse_status(bad).unwrap_err();
-            assert_eq!(e.kind(), Kind::Temporary, "{bad:?}");
+            assert_eq!(e.kind(), Kind::Unavailable, "{bad:?}");
         }
     }
 
@@ -1358,6 +1386,15 @@ mod tests {
         );
         assert_eq!(apop_timestamp("Dovecot ready."), None);
         assert_eq!(apop_timestamp("ready <no-at-sign>"), None);
+    }
+
+    #[test]
+    fn printable_escapes_what_could_drive_a_terminal() {
+        assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            printable("a\x1b[31mb\x07c\u{202e}d\u{9b}e\x7f"),
+            "a\\u{1b}[31mb\\u{7}c\\u{202e}d\\u{9b}e\\u{7f}"
+        );
     }
 
     #[test]
@@ -1607,11 +1644,17 @@ mod tests {
     }
 
     #[test]
-    fn garbage_from_the_server_is_a_temporary_error() {
-        for reply in [&b"220 smtp.example ESMTP\r\n"[..], b"\xff\xfe\r\n", b""] {
+    fn garbage_from_the_server_is_a_protocol_error_and_eof_a_temporary_one() {
+        for (reply, kind) in [
+            (&b"220 smtp.example ESMTP\r\n"[..], Kind::Unavailable),
+            (b"\xff\xfe\r\n", Kind::Unavailable),
+            (b"\x1b[2J\x1b]0;x\x07\r\n", Kind::Unavailable),
+            (b"", Kind::Temporary),
+        ] {
             let (port, h) = serve(vec![Step::Send(reply), Step::Close]);
             let e = open(port, TlsMode::None, Transcript::off()).err().unwrap();
-            assert_eq!(e.kind(), Kind::Temporary, "{e}");
+            assert_eq!(e.kind(), kind, "{e}");
+            assert!(!e.to_string().contains(['\x1b', '\x07']), "{e}");
             assert!(
                 e.to_string()
                     .contains(&format!("127.0.0.1:{port}: greeting")),
@@ -1657,7 +1700,7 @@ mod tests {
         assert_eq!(p.stat().unwrap(), (2, 30));
         assert_eq!(p.list().unwrap(), vec![(1, 10), (2, 20)]);
         let e = p.uidl().unwrap_err();
-        assert_eq!(e.kind(), Kind::Temporary);
+        assert_eq!(e.kind(), Kind::Unavailable);
         assert!(e.to_string().contains("malformed listing line"), "{e}");
         // The listing was read to its end: the session goes on.
         assert_eq!(
@@ -1758,9 +1801,10 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.kind(), Kind::Temporary);
-        assert_eq!(
-            e.to_string(),
-            format!("POP3 127.0.0.1:{port}: CAPA: timed out waiting for the server")
+        assert!(
+            e.to_string()
+                .starts_with(&format!("POP3 127.0.0.1:{port}: CAPA: timed out")),
+            "{e}"
         );
         assert_eq!(h.join().unwrap(), vec!["CAPA"]);
     }
