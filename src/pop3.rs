@@ -52,7 +52,9 @@
 //! outstanding commands, refilled when half have been answered. The window
 //! bounds what is in flight so that neither side's socket buffers can fill
 //! up while the other waits (the commands are tiny; the answers are read as
-//! they come).
+//! they come). Each answer of a window is an exchange of its own for the
+//! connection's deadline ([`crate::pace`]), so a slow but steady server is
+//! not cut off in the middle of a long window, and a dripping one still is.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::time::Duration;
@@ -881,6 +883,10 @@ impl Pop3 {
             let n = msgnos[done];
             done += 1;
             let ctx = format!("RETR {n}");
+            // Each reply is an exchange of its own: the replies of a
+            // window are read without a write in between, which would
+            // otherwise hold them all to one budget (crate::pace).
+            self.r.get_mut().arm();
             match self.read_status(&ctx)? {
                 Status::Ok(text) => {
                     let hint = first_word(text.as_bytes());
@@ -934,6 +940,8 @@ impl Pop3 {
             let n = msgnos[done];
             done += 1;
             let ctx = format!("DELE {n}");
+            // One budget per reply, as in retr_many.
+            self.r.get_mut().arm();
             match self.read_status(&ctx)? {
                 Status::Ok(_) => {}
                 Status::Err(text) => {

@@ -560,7 +560,6 @@ fn a_dripping_greeting_is_cut_off_after_the_timeout() {
 }
 
 #[test]
-#[ignore = "PENDING"]
 fn a_slow_but_honest_pipelining_server_is_not_cut_off() {
     let s = setup();
     let mbox: Vec<Mail> = (1..=6)
