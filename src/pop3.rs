@@ -73,8 +73,14 @@ pub const MAX_STATUS_LINE: usize = 8 * 1024;
 /// RFC 5322 limits lines to 998 octets, but real mail carries megabytes of
 /// unwrapped base64 or HTML on one line; the bound only stops a server that
 /// never sends a line end from growing memory without limit. (The whole
-/// message is not bounded here: the caller skips what LIST says is too big.)
+/// message is bounded by the limit given to [`Pop3::retr_limited`].)
 pub const MAX_MESSAGE_LINE: usize = 16 * 1024 * 1024;
+
+/// The largest message [`Pop3::retr_many`], [`Pop3::retr`] and
+/// [`Pop3::top`] accept: 256 MiB, far above what mail servers take
+/// (typically 25 to 150 MB) and a bound on what a server that never ends a
+/// message can make us hold.
+pub const MAX_MESSAGE: u64 = 256 << 20;
 
 /// The most RETR commands outstanding at once when pipelining.
 pub const RETR_WINDOW: usize = 64;
@@ -131,6 +137,16 @@ pub enum Login<'a> {
     /// SASL PLAIN with an authorization identity: log in as `user` with its
     /// password and act as the given identity (Dovecot master users).
     PlainAs(&'a str),
+}
+
+/// A message [`Pop3::retr_limited`] stopped reading: it went past `limit`
+/// bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// Its message number.
+    pub msgno: u32,
+    /// The limit it went past.
+    pub limit: u64,
 }
 
 /// One POP3 status line, parsed.
@@ -232,6 +248,9 @@ pub enum ReadError {
     Eof,
     /// A line longer than the limit.
     TooLong(usize),
+    /// A multi-line response longer than its limit (reading stopped there,
+    /// in the middle of the response).
+    TooBig(u64),
 }
 
 impl ReadError {
@@ -253,6 +272,11 @@ impl ReadError {
                 Kind::Unavailable,
                 context,
                 format!("the server sent a line longer than {max} bytes"),
+            ),
+            ReadError::TooBig(max) => Error::new(
+                Kind::Unavailable,
+                context,
+                format!("the server sent more than {max} bytes"),
             ),
         }
     }
@@ -303,11 +327,38 @@ pub fn read_multiline<R: BufRead + ?Sized>(
     out: &mut Vec<u8>,
     max_line: usize,
 ) -> std::result::Result<(), ReadError> {
+    read_multiline_limited(r, out, max_line, u64::MAX)
+}
+
+/// [`read_multiline`] that appends at most `limit` bytes of body: past
+/// that it stops reading, in the middle of the response, with
+/// [`ReadError::TooBig`]. So a response never grows `out` by more than
+/// `limit` plus one line end, whatever the server sends.
+pub fn read_multiline_limited<R: BufRead + ?Sized>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    max_line: usize,
+    limit: u64,
+) -> std::result::Result<(), ReadError> {
+    let base = out.len();
     loop {
         let start = out.len();
-        if let Err(e) = read_line_into(r, out, max_line) {
-            out.truncate(start);
-            return Err(e);
+        // A line may carry a stuffing dot, and the terminator is 3 bytes:
+        // allow that much past what the body may still take.
+        let room = limit
+            .saturating_sub((start - base) as u64)
+            .saturating_add(3);
+        let line_max = usize::try_from(room).map_or(max_line, |r| r.min(max_line));
+        match read_line_into(r, out, line_max) {
+            Ok(()) => {}
+            Err(ReadError::TooLong(_)) if line_max < max_line => {
+                out.truncate(start);
+                return Err(ReadError::TooBig(limit));
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
         }
         if out[start] == b'.' {
             let line = &out[start..];
@@ -319,6 +370,9 @@ pub fn read_multiline<R: BufRead + ?Sized>(
             // end of `out`, so this moves only the line).
             out.copy_within(start + 1.., start);
             out.pop();
+        }
+        if (out.len() - base) as u64 > limit {
+            return Err(ReadError::TooBig(limit));
         }
     }
 }
@@ -384,7 +438,27 @@ pub fn apop_digest(timestamp: &str, secret: &Secret) -> String {
     md5(&data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// MD5 (RFC 1321), only for APOP; small enough not to need a dependency.
+/// A digest of a message's header block (up to its first empty line, CR
+/// before LF dropped), as lower-case hex: the same for `RETR` and `TOP n 0`
+/// of one message, so mail-fetch can tell a message from another that a
+/// server lists under the same UIDL and size. Not a security measure: the
+/// server chooses what it sends either way.
+pub fn header_digest(msg: &[u8]) -> String {
+    let mut head = Vec::with_capacity(msg.len().min(64 * 1024));
+    for line in msg.split_inclusive(|&b| b == b'\n') {
+        let l = trim_eol(line);
+        // The first 64 KiB tell messages apart as well as all of it would.
+        if l.is_empty() || head.len() >= 64 * 1024 {
+            break;
+        }
+        head.extend_from_slice(l);
+        head.push(b'\n');
+    }
+    md5(&head).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// MD5 (RFC 1321), for APOP and [`header_digest`]; small enough not to
+/// need a dependency.
 fn md5(data: &[u8]) -> [u8; 16] {
     const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
     // K[i] = floor(|sin(i + 1)| * 2^32), exact in f64 (checked by the RFC
@@ -523,6 +597,12 @@ impl Pop3 {
     /// after [`Pop3::login`], what it announced then).
     pub fn capabilities(&self) -> &Capa {
         &self.capa
+    }
+
+    /// Is the session unusable after an error that may have left the
+    /// stream out of step (every later command fails without sending)?
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Is the session encrypted?
@@ -829,14 +909,21 @@ impl Pop3 {
     }
 
     /// TOP: the header of message `msgno` and the first `lines` lines of
-    /// its body, decoded like [`Pop3::retr_many`] does.
+    /// its body, decoded like [`Pop3::retr_many`] does, at most
+    /// [`MAX_MESSAGE`] bytes.
     pub fn top(&mut self, msgno: u32, lines: u32) -> Result<Vec<u8>> {
+        self.top_limited(msgno, lines, MAX_MESSAGE)
+    }
+
+    /// [`Pop3::top`] taking at most `limit` bytes: a longer answer breaks
+    /// the session (reading stops in its middle) and is an error.
+    pub fn top_limited(&mut self, msgno: u32, lines: u32, limit: u64) -> Result<Vec<u8>> {
         let cmd = format!("TOP {msgno} {lines}");
         self.usable(&cmd)?;
         self.send(&cmd, &cmd)?;
         self.simple_ok(&cmd)?;
         let mut msg = Vec::new();
-        if let Err(e) = read_multiline(&mut self.r, &mut msg, MAX_MESSAGE_LINE) {
+        if let Err(e) = read_multiline_limited(&mut self.r, &mut msg, MAX_MESSAGE_LINE, limit) {
             self.broken = true;
             return Err(e.into_error(self.ctx(&cmd)));
         }
@@ -855,6 +942,8 @@ impl Pop3 {
 
     /// RETR every message in `msgnos`, in order, calling `f` with each:
     /// un-dot-stuffed, terminator removed, line ends as sent (CRLF).
+    /// Messages are limited to [`MAX_MESSAGE`] bytes; a larger one is an
+    /// error that breaks the session (see [`Pop3::retr_limited`]).
     ///
     /// Pipelined (at most [`RETR_WINDOW`] outstanding) when the server
     /// announced PIPELINING, one at a time otherwise. When `f` returns an
@@ -867,6 +956,33 @@ impl Pop3 {
         msgnos: &[u32],
         f: &mut dyn FnMut(u32, Vec<u8>) -> Result<()>,
     ) -> Result<()> {
+        let msgs: Vec<(u32, u64)> = msgnos.iter().map(|&n| (n, MAX_MESSAGE)).collect();
+        match self.retr_limited(&msgs, f)? {
+            None => Ok(()),
+            Some(t) => Err(Error::new(
+                Kind::Unavailable,
+                self.ctx(&format!("RETR {}", t.msgno)),
+                format!("the message is larger than {} bytes", t.limit),
+            )),
+        }
+    }
+
+    /// [`Pop3::retr_many`] with a size limit for each message: `msgs` holds
+    /// (message number, most bytes accepted).
+    ///
+    /// A message that goes past its limit is not read further and not
+    /// passed to `f`: `Ok(Some(TooLarge))` names it. The messages before it
+    /// were passed to `f`; the session is then broken (the rest of that
+    /// message is still on its way, so no command can be sent any more, and
+    /// [`Pop3::quit`] fails without sending: nothing marked is deleted).
+    /// So what a server sends never costs more memory than the limits.
+    pub fn retr_limited(
+        &mut self,
+        msgs: &[(u32, u64)],
+        f: &mut dyn FnMut(u32, Vec<u8>) -> Result<()>,
+    ) -> Result<Option<TooLarge>> {
+        let msgnos: Vec<u32> = msgs.iter().map(|(n, _)| *n).collect();
+        let msgnos = &msgnos[..];
         self.usable("RETR")?;
         let window = if self.capa.pipelining { RETR_WINDOW } else { 1 };
         let (mut sent, mut done) = (0usize, 0usize);
@@ -880,7 +996,7 @@ impl Pop3 {
             if done == sent {
                 break;
             }
-            let n = msgnos[done];
+            let (n, limit) = msgs[done];
             done += 1;
             let ctx = format!("RETR {n}");
             // Each reply is an exchange of its own: the replies of a
@@ -890,14 +1006,32 @@ impl Pop3 {
             match self.read_status(&ctx)? {
                 Status::Ok(text) => {
                     let hint = first_word(text.as_bytes());
+                    // The server's word decides at most the preallocation,
+                    // and never beyond the limit.
                     let cap = std::str::from_utf8(hint)
                         .ok()
                         .and_then(|s| s.parse::<usize>().ok())
-                        .map_or(16 * 1024, |s| s.saturating_add(s / 16).min(MAX_PREALLOC));
+                        .map_or(16 * 1024, |s| s.saturating_add(s / 16).min(MAX_PREALLOC))
+                        .min(usize::try_from(limit).unwrap_or(usize::MAX));
                     let mut msg = Vec::with_capacity(if first_err.is_none() { cap } else { 0 });
-                    if let Err(e) = read_multiline(&mut self.r, &mut msg, MAX_MESSAGE_LINE) {
-                        self.broken = true;
-                        return Err(e.into_error(self.ctx(&ctx)));
+                    match read_multiline_limited(&mut self.r, &mut msg, MAX_MESSAGE_LINE, limit) {
+                        Ok(()) => {}
+                        Err(ReadError::TooBig(_)) => {
+                            self.broken = true;
+                            self.transcript.note(&format!(
+                                "message {n}: more than {limit} bytes; stopped reading, session abandoned"
+                            ));
+                            // An error `f` returned first still wins: it
+                            // says why this batch was not stored.
+                            return match first_err {
+                                Some(e) => Err(e),
+                                None => Ok(Some(TooLarge { msgno: n, limit })),
+                            };
+                        }
+                        Err(e) => {
+                            self.broken = true;
+                            return Err(e.into_error(self.ctx(&ctx)));
+                        }
                     }
                     if self.transcript.is_on() {
                         self.transcript
@@ -919,7 +1053,7 @@ impl Pop3 {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
@@ -1397,6 +1531,60 @@ mod tests {
     }
 
     #[test]
+    fn limited_multiline_stops_at_the_limit_whatever_comes() {
+        // Body "abc\r\n.d\r\n": 9 bytes after unstuffing.
+        let wire = b"abc\r\n..d\r\n.\r\n+OK next\r\n";
+        for bufsize in [1, 3, 64] {
+            let mut r = BufReader::with_capacity(bufsize, &wire[..]);
+            let mut out = Vec::new();
+            read_multiline_limited(&mut r, &mut out, 1024, 9).unwrap();
+            assert_eq!(out, b"abc\r\n.d\r\n");
+            let mut r = BufReader::with_capacity(bufsize, &wire[..]);
+            let mut out = Vec::new();
+            let e = read_multiline_limited(&mut r, &mut out, 1024, 8).unwrap_err();
+            assert!(matches!(e, ReadError::TooBig(8)), "{e:?}");
+            assert!(out.len() <= 8 + 3, "{}", out.len());
+        }
+        // A server that never ends its line nor its message: reading stops
+        // just past the limit, long before the line limit.
+        struct Endless;
+        impl Read for Endless {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                b.fill(b'x');
+                Ok(b.len())
+            }
+        }
+        let mut r = BufReader::new(Endless);
+        let mut out = Vec::new();
+        let e = read_multiline_limited(&mut r, &mut out, 1 << 30, 1000).unwrap_err();
+        assert!(matches!(e, ReadError::TooBig(1000)), "{e:?}");
+        assert!(out.len() <= 1003);
+        // Endless short lines too.
+        let lines = b"x\r\n".repeat(10_000);
+        let mut r = BufReader::new(&lines[..]);
+        let mut out = Vec::new();
+        let e = read_multiline_limited(&mut r, &mut out, 1 << 30, 1000).unwrap_err();
+        assert!(matches!(e, ReadError::TooBig(1000)), "{e:?}");
+        assert!(out.len() <= 1003);
+    }
+
+    #[test]
+    fn header_digest_is_the_same_for_retr_and_top_and_tells_headers_apart() {
+        let retr = b"Subject: x\r\nFrom: a\r\n\r\nbody\r\n";
+        let top = b"Subject: x\r\nFrom: a\r\n\r\n";
+        assert_eq!(header_digest(retr), header_digest(top));
+        assert_eq!(
+            header_digest(b"Subject: x\nFrom: a\n\nother\n"),
+            header_digest(retr)
+        );
+        assert_ne!(
+            header_digest(b"Subject: y\r\nFrom: a\r\n\r\nbody\r\n"),
+            header_digest(retr)
+        );
+        assert_eq!(header_digest(retr).len(), 32);
+    }
+
+    #[test]
     fn printable_escapes_what_could_drive_a_terminal() {
         assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
         assert_eq!(
@@ -1648,6 +1836,55 @@ mod tests {
         assert!(
             !t.contains("AHUAaHVudGVyMg") && !t.contains("hunter2"),
             "{t}"
+        );
+    }
+
+    #[test]
+    fn a_message_past_its_limit_breaks_the_session_without_a_quit() {
+        let (port, h) = serve(vec![
+            Step::Send(GREET),
+            Step::Expect("CAPA"),
+            Step::Send(CAPA_PIPE),
+            Step::Expect("AUTH PLAIN"),
+            Step::Send(b"+OK\r\n"),
+            Step::Expect("CAPA"),
+            Step::Send(CAPA_PIPE),
+            Step::Expect("RETR 1"),
+            Step::Expect("RETR 2"),
+            Step::Expect("RETR 3"),
+            Step::Send(b"+OK\r\none\r\n.\r\n+OK 10 octets\r\n"),
+            Step::Send(&[b'x'; 4096]),
+            Step::Send(b"\r\n.\r\n+OK\r\nthree\r\n.\r\n"),
+        ]);
+        let mut p = open(port, TlsMode::None, Transcript::off()).unwrap();
+        p.login("u", &Secret::new("pw"), Login::Auto).unwrap();
+        let mut seen = Vec::new();
+        let t = p
+            .retr_limited(&[(1, 100), (2, 100), (3, 100)], &mut |n, m| {
+                seen.push((n, m));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            t,
+            Some(TooLarge {
+                msgno: 2,
+                limit: 100
+            })
+        );
+        assert_eq!(seen, vec![(1, b"one\r\n".to_vec())]);
+        assert!(p.is_broken());
+        assert!(p.quit().is_err());
+        assert_eq!(
+            h.join().unwrap(),
+            vec![
+                "CAPA",
+                "AUTH PLAIN AHUAcHc=",
+                "CAPA",
+                "RETR 1",
+                "RETR 2",
+                "RETR 3"
+            ]
         );
     }
 
