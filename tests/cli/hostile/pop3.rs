@@ -579,3 +579,33 @@ fn a_slow_but_honest_pipelining_server_is_not_cut_off() {
     assert_eq!(stored(&s.dest).len(), 6);
     srv.join();
 }
+
+#[test]
+fn records_of_earlier_versions_never_delete_unverified_mail() {
+    let s = setup();
+    let srv = Server::start(vec![
+        // With --keep the old record still counts: nothing fetched twice.
+        (vec![mail("u1", A)], Quirks::default()),
+        // Deleting, it is not enough: the message is fetched, then deleted.
+        (vec![mail("u1", A)], Quirks::default()),
+    ]);
+    let dir = s.home.join(".local/state/postline/fetch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join(format!("pop3-u-127.0.0.1-{}.json", srv.s.port));
+    std::fs::write(&state, r#"{"imap":{},"pop3":["u1"]}"#).unwrap();
+    srv.fetch(Tool::new("mail-fetch", &s.home), &s.dest)
+        .arg("--keep")
+        .run()
+        .code_is(1);
+    assert!(!srv.session(0).has("RETR 1"));
+    assert!(stored(&s.dest).is_empty());
+    std::fs::write(&state, r#"{"imap":{},"pop3":["u1"]}"#).unwrap();
+    srv.fetch(Tool::new("mail-fetch", &s.home), &s.dest)
+        .run()
+        .success();
+    let second = srv.session(1);
+    assert!(second.has("RETR 1"), "{:?}", second.commands);
+    assert_eq!(second.deleted, BTreeSet::from([1]));
+    assert_eq!(stored(&s.dest), vec![A.to_string()]);
+    srv.join();
+}
