@@ -3,9 +3,10 @@
 //!
 //! This module owns the client side of one POP3 session over a [`Stream`]:
 //! the greeting, CAPA, STLS, the logins ([`Login`]: SASL PLAIN, LOGIN,
-//! XOAUTH2, USER/PASS, APOP), STAT, LIST, UIDL, pipelined RETR and DELE
-//! ([`Pop3::retr_many`], [`Pop3::dele_many`]) and QUIT, plus the response
-//! decoding (status lines, dot-unstuffing of multi-line responses).
+//! XOAUTH2, USER/PASS, APOP), STAT, LIST, UIDL, TOP, pipelined RETR and
+//! DELE ([`Pop3::retr_limited`], [`Pop3::dele_many`]) and QUIT, plus the
+//! response decoding (status lines, dot-unstuffing of multi-line
+//! responses) and the [`header_digest`] that tells messages apart.
 //!
 //! Guarantees:
 //!
@@ -32,6 +33,12 @@
 //! - **Server text is shown escaped.** Text from the server reaches an
 //!   error only through [`printable`]: no control character or bidi
 //!   override from a peer gets to the user's terminal raw.
+//! - **What a server sends never costs more memory than its limits.** A
+//!   retrieved message is read up to the limit the caller gives for it
+//!   ([`MAX_MESSAGE`] by default), whatever the server announced; past it
+//!   reading stops in the middle of the message and the session is broken
+//!   (no QUIT, so nothing is deleted). Preallocation follows the server's
+//!   announced size only up to that limit.
 //! - **Messages arrive as sent.** A retrieved message is un-dot-stuffed and
 //!   its terminator removed; its line ends (CRLF on the wire) are kept, so
 //!   the caller decides how to normalise.
