@@ -3,9 +3,10 @@
 //!
 //! This module owns the client side of one POP3 session over a [`Stream`]:
 //! the greeting, CAPA, STLS, the logins ([`Login`]: SASL PLAIN, LOGIN,
-//! XOAUTH2, USER/PASS, APOP), STAT, LIST, UIDL, pipelined RETR and DELE
-//! ([`Pop3::retr_many`], [`Pop3::dele_many`]) and QUIT, plus the response
-//! decoding (status lines, dot-unstuffing of multi-line responses).
+//! XOAUTH2, USER/PASS, APOP), STAT, LIST, UIDL, TOP, pipelined RETR and
+//! DELE ([`Pop3::retr_limited`], [`Pop3::dele_many`]) and QUIT, plus the
+//! response decoding (status lines, dot-unstuffing of multi-line
+//! responses) and the [`header_digest`] that tells messages apart.
 //!
 //! Guarantees:
 //!
@@ -27,15 +28,26 @@
 //! - **No panic on any server bytes.** Status lines are limited to
 //!   [`MAX_STATUS_LINE`] bytes, lines inside a message to
 //!   [`MAX_MESSAGE_LINE`] bytes; longer lines, EOF in the middle of a
-//!   response, and anything that is not `+OK`/`-ERR` are
-//!   [`Kind::Temporary`] errors naming the server and the command.
+//!   response, and anything that is not `+OK`/`-ERR` are errors naming
+//!   the server and the command.
+//! - **Server text is shown escaped.** Text from the server reaches an
+//!   error only through [`printable`]: no control character or bidi
+//!   override from a peer gets to the user's terminal raw.
+//! - **What a server sends never costs more memory than its limits.** A
+//!   retrieved message is read up to the limit the caller gives for it
+//!   ([`MAX_MESSAGE`] by default), whatever the server announced; past it
+//!   reading stops in the middle of the message and the session is broken
+//!   (no QUIT, so nothing is deleted). Preallocation follows the server's
+//!   announced size only up to that limit.
 //! - **Messages arrive as sent.** A retrieved message is un-dot-stuffed and
 //!   its terminator removed; its line ends (CRLF on the wire) are kept, so
 //!   the caller decides how to normalise.
 //!
-//! Error kinds: connection trouble, timeouts, EOF and malformed responses
-//! are [`Kind::Temporary`]; `-ERR` to a command is [`Kind::Unavailable`]
-//! with the server's text, except `-ERR` to a login ([`Kind::Auth`]) and the
+//! Error kinds: connection trouble, timeouts and EOF are
+//! [`Kind::Temporary`]; a malformed or unexpected response (a bad status
+//! line or listing line, a line over its limit) is a protocol error,
+//! [`Kind::Unavailable`], as is `-ERR` to a command, with the server's
+//! text, except `-ERR` to a login ([`Kind::Auth`]) and the
 //! RFC 2449/3206 response codes `[SYS/TEMP]`, `[IN-USE]` and `[LOGIN-DELAY]`
 //! ([`Kind::Temporary`]: the mailbox is locked or the server is busy, try
 //! later) and `[AUTH]` ([`Kind::Auth`]).
@@ -47,7 +59,9 @@
 //! outstanding commands, refilled when half have been answered. The window
 //! bounds what is in flight so that neither side's socket buffers can fill
 //! up while the other waits (the commands are tiny; the answers are read as
-//! they come).
+//! they come). Each answer of a window is an exchange of its own for the
+//! connection's deadline ([`crate::pace`]), so a slow but steady server is
+//! not cut off in the middle of a long window, and a dripping one still is.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::time::Duration;
@@ -66,8 +80,14 @@ pub const MAX_STATUS_LINE: usize = 8 * 1024;
 /// RFC 5322 limits lines to 998 octets, but real mail carries megabytes of
 /// unwrapped base64 or HTML on one line; the bound only stops a server that
 /// never sends a line end from growing memory without limit. (The whole
-/// message is not bounded here: the caller skips what LIST says is too big.)
+/// message is bounded by the limit given to [`Pop3::retr_limited`].)
 pub const MAX_MESSAGE_LINE: usize = 16 * 1024 * 1024;
+
+/// The largest message [`Pop3::retr_many`], [`Pop3::retr`] and
+/// [`Pop3::top`] accept: 256 MiB, far above what mail servers take
+/// (typically 25 to 150 MB) and a bound on what a server that never ends a
+/// message can make us hold.
+pub const MAX_MESSAGE: u64 = 256 << 20;
 
 /// The most RETR commands outstanding at once when pipelining.
 pub const RETR_WINDOW: usize = 64;
@@ -126,6 +146,16 @@ pub enum Login<'a> {
     PlainAs(&'a str),
 }
 
+/// A message [`Pop3::retr_limited`] stopped reading: it went past `limit`
+/// bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// Its message number.
+    pub msgno: u32,
+    /// The limit it went past.
+    pub limit: u64,
+}
+
 /// One POP3 status line, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -140,18 +170,19 @@ pub enum Status {
 /// Parse one status line (with or without its line end).
 ///
 /// Accepts `+OK`, `-ERR` (any case, text optional) and the SASL
-/// continuation `+` / `+ text`; anything else is a [`Kind::Temporary`]
-/// error (a server speaking nonsense may be fine tomorrow).
+/// continuation `+` / `+ text`; anything else is a protocol error
+/// ([`Kind::Unavailable`]). The text is as sent: show it only through
+/// [`printable`].
 pub fn parse_status(line: &[u8]) -> Result<Status> {
     let line = trim_eol(line);
     let text = |rest: &[u8]| String::from_utf8_lossy(rest).trim().to_string();
     let bad = || {
         Error::new(
-            Kind::Temporary,
+            Kind::Unavailable,
             "reading the server's response",
             format!(
-                "malformed status line {:?}",
-                String::from_utf8_lossy(&line[..line.len().min(200)])
+                "malformed status line \"{}\"",
+                printable(&String::from_utf8_lossy(&line[..line.len().min(200)]))
             ),
         )
     };
@@ -191,6 +222,22 @@ pub fn err_kind(text: &str, default: Kind) -> Kind {
     }
 }
 
+/// `text` from the server, safe to show on a terminal: control characters
+/// (C0, DEL, C1) and the Unicode bidirectional overrides, which could
+/// move the cursor, recolour or rewrite what the user sees, are written
+/// as `\u{..}` escapes.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A line without its CRLF or LF.
 fn trim_eol(line: &[u8]) -> &[u8] {
     let l = line.strip_suffix(b"\n").unwrap_or(line);
@@ -208,27 +255,35 @@ pub enum ReadError {
     Eof,
     /// A line longer than the limit.
     TooLong(usize),
+    /// A multi-line response longer than its limit (reading stopped there,
+    /// in the middle of the response).
+    TooBig(u64),
 }
 
 impl ReadError {
     fn into_error(self, context: String) -> Error {
         match self {
-            ReadError::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            // The exchange budget (crate::pace) says which limit was hit.
+            ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Error::new(Kind::Temporary, context, e)
+            }
+            ReadError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 Error::new(Kind::Temporary, context, "timed out waiting for the server")
             }
             ReadError::Io(e) => Error::io(context, &e),
             ReadError::Eof => {
                 Error::new(Kind::Temporary, context, "the server closed the connection")
             }
+            // Not a connection problem: the server breaks the protocol.
             ReadError::TooLong(max) => Error::new(
-                Kind::Temporary,
+                Kind::Unavailable,
                 context,
                 format!("the server sent a line longer than {max} bytes"),
+            ),
+            ReadError::TooBig(max) => Error::new(
+                Kind::Unavailable,
+                context,
+                format!("the server sent more than {max} bytes"),
             ),
         }
     }
@@ -279,11 +334,38 @@ pub fn read_multiline<R: BufRead + ?Sized>(
     out: &mut Vec<u8>,
     max_line: usize,
 ) -> std::result::Result<(), ReadError> {
+    read_multiline_limited(r, out, max_line, u64::MAX)
+}
+
+/// [`read_multiline`] that appends at most `limit` bytes of body: past
+/// that it stops reading, in the middle of the response, with
+/// [`ReadError::TooBig`]. So a response never grows `out` by more than
+/// `limit` plus one line end, whatever the server sends.
+pub fn read_multiline_limited<R: BufRead + ?Sized>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    max_line: usize,
+    limit: u64,
+) -> std::result::Result<(), ReadError> {
+    let base = out.len();
     loop {
         let start = out.len();
-        if let Err(e) = read_line_into(r, out, max_line) {
-            out.truncate(start);
-            return Err(e);
+        // A line may carry a stuffing dot, and the terminator is 3 bytes:
+        // allow that much past what the body may still take.
+        let room = limit
+            .saturating_sub((start - base) as u64)
+            .saturating_add(3);
+        let line_max = usize::try_from(room).map_or(max_line, |r| r.min(max_line));
+        match read_line_into(r, out, line_max) {
+            Ok(()) => {}
+            Err(ReadError::TooLong(_)) if line_max < max_line => {
+                out.truncate(start);
+                return Err(ReadError::TooBig(limit));
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
         }
         if out[start] == b'.' {
             let line = &out[start..];
@@ -295,6 +377,9 @@ pub fn read_multiline<R: BufRead + ?Sized>(
             // end of `out`, so this moves only the line).
             out.copy_within(start + 1.., start);
             out.pop();
+        }
+        if (out.len() - base) as u64 > limit {
+            return Err(ReadError::TooBig(limit));
         }
     }
 }
@@ -360,7 +445,27 @@ pub fn apop_digest(timestamp: &str, secret: &Secret) -> String {
     md5(&data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// MD5 (RFC 1321), only for APOP; small enough not to need a dependency.
+/// A digest of a message's header block (up to its first empty line, CR
+/// before LF dropped), as lower-case hex: the same for `RETR` and `TOP n 0`
+/// of one message, so mail-fetch can tell a message from another that a
+/// server lists under the same UIDL and size. Not a security measure: the
+/// server chooses what it sends either way.
+pub fn header_digest(msg: &[u8]) -> String {
+    let mut head = Vec::with_capacity(msg.len().min(64 * 1024));
+    for line in msg.split_inclusive(|&b| b == b'\n') {
+        let l = trim_eol(line);
+        // The first 64 KiB tell messages apart as well as all of it would.
+        if l.is_empty() || head.len() >= 64 * 1024 {
+            break;
+        }
+        head.extend_from_slice(l);
+        head.push(b'\n');
+    }
+    md5(&head).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// MD5 (RFC 1321), for APOP and [`header_digest`]; small enough not to
+/// need a dependency.
 fn md5(data: &[u8]) -> [u8; 16] {
     const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
     // K[i] = floor(|sin(i + 1)| * 2^32), exact in f64 (checked by the RFC
@@ -501,6 +606,12 @@ impl Pop3 {
         &self.capa
     }
 
+    /// Is the session unusable after an error that may have left the
+    /// stream out of step (every later command fails without sending)?
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Is the session encrypted?
     pub fn is_tls(&self) -> bool {
         self.r.get_ref().is_tls()
@@ -532,7 +643,10 @@ impl Pop3 {
                 return Err(Error::new(
                     err_kind(&text, Kind::Unavailable),
                     self.ctx("STLS"),
-                    format!("server said: -ERR {text}; refusing to continue without TLS"),
+                    format!(
+                        "server said: -ERR {}; refusing to continue without TLS",
+                        printable(&text)
+                    ),
                 ));
             }
             Status::Cont(_) => return Err(self.protocol_error("STLS", "a continuation line")),
@@ -757,7 +871,10 @@ impl Pop3 {
             w.next().and_then(|s| s.parse().ok()),
         ) {
             (Some(n), Some(size)) => Ok((n, size)),
-            _ => Err(self.protocol_error("STAT", &format!("malformed answer {text:?}"))),
+            _ => Err(self.protocol_error(
+                "STAT",
+                &format!("malformed answer \"{}\"", printable(&text)),
+            )),
         }
     }
 
@@ -799,14 +916,21 @@ impl Pop3 {
     }
 
     /// TOP: the header of message `msgno` and the first `lines` lines of
-    /// its body, decoded like [`Pop3::retr_many`] does.
+    /// its body, decoded like [`Pop3::retr_many`] does, at most
+    /// [`MAX_MESSAGE`] bytes.
     pub fn top(&mut self, msgno: u32, lines: u32) -> Result<Vec<u8>> {
+        self.top_limited(msgno, lines, MAX_MESSAGE)
+    }
+
+    /// [`Pop3::top`] taking at most `limit` bytes: a longer answer breaks
+    /// the session (reading stops in its middle) and is an error.
+    pub fn top_limited(&mut self, msgno: u32, lines: u32, limit: u64) -> Result<Vec<u8>> {
         let cmd = format!("TOP {msgno} {lines}");
         self.usable(&cmd)?;
         self.send(&cmd, &cmd)?;
         self.simple_ok(&cmd)?;
         let mut msg = Vec::new();
-        if let Err(e) = read_multiline(&mut self.r, &mut msg, MAX_MESSAGE_LINE) {
+        if let Err(e) = read_multiline_limited(&mut self.r, &mut msg, MAX_MESSAGE_LINE, limit) {
             self.broken = true;
             return Err(e.into_error(self.ctx(&cmd)));
         }
@@ -825,6 +949,8 @@ impl Pop3 {
 
     /// RETR every message in `msgnos`, in order, calling `f` with each:
     /// un-dot-stuffed, terminator removed, line ends as sent (CRLF).
+    /// Messages are limited to [`MAX_MESSAGE`] bytes; a larger one is an
+    /// error that breaks the session (see [`Pop3::retr_limited`]).
     ///
     /// Pipelined (at most [`RETR_WINDOW`] outstanding) when the server
     /// announced PIPELINING, one at a time otherwise. When `f` returns an
@@ -837,6 +963,33 @@ impl Pop3 {
         msgnos: &[u32],
         f: &mut dyn FnMut(u32, Vec<u8>) -> Result<()>,
     ) -> Result<()> {
+        let msgs: Vec<(u32, u64)> = msgnos.iter().map(|&n| (n, MAX_MESSAGE)).collect();
+        match self.retr_limited(&msgs, f)? {
+            None => Ok(()),
+            Some(t) => Err(Error::new(
+                Kind::Unavailable,
+                self.ctx(&format!("RETR {}", t.msgno)),
+                format!("the message is larger than {} bytes", t.limit),
+            )),
+        }
+    }
+
+    /// [`Pop3::retr_many`] with a size limit for each message: `msgs` holds
+    /// (message number, most bytes accepted).
+    ///
+    /// A message that goes past its limit is not read further and not
+    /// passed to `f`: `Ok(Some(TooLarge))` names it. The messages before it
+    /// were passed to `f`; the session is then broken (the rest of that
+    /// message is still on its way, so no command can be sent any more, and
+    /// [`Pop3::quit`] fails without sending: nothing marked is deleted).
+    /// So what a server sends never costs more memory than the limits.
+    pub fn retr_limited(
+        &mut self,
+        msgs: &[(u32, u64)],
+        f: &mut dyn FnMut(u32, Vec<u8>) -> Result<()>,
+    ) -> Result<Option<TooLarge>> {
+        let msgnos: Vec<u32> = msgs.iter().map(|(n, _)| *n).collect();
+        let msgnos = &msgnos[..];
         self.usable("RETR")?;
         let window = if self.capa.pipelining { RETR_WINDOW } else { 1 };
         let (mut sent, mut done) = (0usize, 0usize);
@@ -850,20 +1003,42 @@ impl Pop3 {
             if done == sent {
                 break;
             }
-            let n = msgnos[done];
+            let (n, limit) = msgs[done];
             done += 1;
             let ctx = format!("RETR {n}");
+            // Each reply is an exchange of its own: the replies of a
+            // window are read without a write in between, which would
+            // otherwise hold them all to one budget (crate::pace).
+            self.r.get_mut().arm();
             match self.read_status(&ctx)? {
                 Status::Ok(text) => {
                     let hint = first_word(text.as_bytes());
+                    // The server's word decides at most the preallocation,
+                    // and never beyond the limit.
                     let cap = std::str::from_utf8(hint)
                         .ok()
                         .and_then(|s| s.parse::<usize>().ok())
-                        .map_or(16 * 1024, |s| s.saturating_add(s / 16).min(MAX_PREALLOC));
+                        .map_or(16 * 1024, |s| s.saturating_add(s / 16).min(MAX_PREALLOC))
+                        .min(usize::try_from(limit).unwrap_or(usize::MAX));
                     let mut msg = Vec::with_capacity(if first_err.is_none() { cap } else { 0 });
-                    if let Err(e) = read_multiline(&mut self.r, &mut msg, MAX_MESSAGE_LINE) {
-                        self.broken = true;
-                        return Err(e.into_error(self.ctx(&ctx)));
+                    match read_multiline_limited(&mut self.r, &mut msg, MAX_MESSAGE_LINE, limit) {
+                        Ok(()) => {}
+                        Err(ReadError::TooBig(_)) => {
+                            self.broken = true;
+                            self.transcript.note(&format!(
+                                "message {n}: more than {limit} bytes; stopped reading, session abandoned"
+                            ));
+                            // An error `f` returned first still wins: it
+                            // says why this batch was not stored.
+                            return match first_err {
+                                Some(e) => Err(e),
+                                None => Ok(Some(TooLarge { msgno: n, limit })),
+                            };
+                        }
+                        Err(e) => {
+                            self.broken = true;
+                            return Err(e.into_error(self.ctx(&ctx)));
+                        }
                     }
                     if self.transcript.is_on() {
                         self.transcript
@@ -885,7 +1060,7 @@ impl Pop3 {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
@@ -906,6 +1081,8 @@ impl Pop3 {
             let n = msgnos[done];
             done += 1;
             let ctx = format!("DELE {n}");
+            // One budget per reply, as in retr_many.
+            self.r.get_mut().arm();
             match self.read_status(&ctx)? {
                 Status::Ok(_) => {}
                 Status::Err(text) => {
@@ -968,7 +1145,7 @@ impl Pop3 {
     fn protocol_error(&mut self, cmd: &str, what: &str) -> Error {
         self.broken = true;
         Error::new(
-            Kind::Temporary,
+            Kind::Unavailable,
             self.ctx(cmd),
             format!("unexpected response from the server: {what}"),
         )
@@ -978,7 +1155,7 @@ impl Pop3 {
         Error::new(
             err_kind(text, default),
             self.ctx(cmd),
-            format!("server said: -ERR {text}"),
+            format!("server said: -ERR {}", printable(text)),
         )
     }
 
@@ -1098,11 +1275,11 @@ impl Pop3 {
 
 fn malformed(line: &[u8]) -> Error {
     Error::new(
-        Kind::Temporary,
+        Kind::Unavailable,
         "",
         format!(
-            "malformed listing line {:?}",
-            String::from_utf8_lossy(&line[..line.len().min(200)])
+            "malformed listing line \"{}\"",
+            printable(&String::from_utf8_lossy(&line[..line.len().min(200)]))
         ),
     )
 }
@@ -1186,7 +1363,7 @@ mod tests {
             b"*",
         ] {
             let e = parse_status(bad).unwrap_err();
-            assert_eq!(e.kind(), Kind::Temporary, "{bad:?}");
+            assert_eq!(e.kind(), Kind::Unavailable, "{bad:?}");
         }
     }
 
@@ -1358,6 +1535,69 @@ mod tests {
         );
         assert_eq!(apop_timestamp("Dovecot ready."), None);
         assert_eq!(apop_timestamp("ready <no-at-sign>"), None);
+    }
+
+    #[test]
+    fn limited_multiline_stops_at_the_limit_whatever_comes() {
+        // Body "abc\r\n.d\r\n": 9 bytes after unstuffing.
+        let wire = b"abc\r\n..d\r\n.\r\n+OK next\r\n";
+        for bufsize in [1, 3, 64] {
+            let mut r = BufReader::with_capacity(bufsize, &wire[..]);
+            let mut out = Vec::new();
+            read_multiline_limited(&mut r, &mut out, 1024, 9).unwrap();
+            assert_eq!(out, b"abc\r\n.d\r\n");
+            let mut r = BufReader::with_capacity(bufsize, &wire[..]);
+            let mut out = Vec::new();
+            let e = read_multiline_limited(&mut r, &mut out, 1024, 8).unwrap_err();
+            assert!(matches!(e, ReadError::TooBig(8)), "{e:?}");
+            assert!(out.len() <= 8 + 3, "{}", out.len());
+        }
+        // A server that never ends its line nor its message: reading stops
+        // just past the limit, long before the line limit.
+        struct Endless;
+        impl Read for Endless {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                b.fill(b'x');
+                Ok(b.len())
+            }
+        }
+        let mut r = BufReader::new(Endless);
+        let mut out = Vec::new();
+        let e = read_multiline_limited(&mut r, &mut out, 1 << 30, 1000).unwrap_err();
+        assert!(matches!(e, ReadError::TooBig(1000)), "{e:?}");
+        assert!(out.len() <= 1003);
+        // Endless short lines too.
+        let lines = b"x\r\n".repeat(10_000);
+        let mut r = BufReader::new(&lines[..]);
+        let mut out = Vec::new();
+        let e = read_multiline_limited(&mut r, &mut out, 1 << 30, 1000).unwrap_err();
+        assert!(matches!(e, ReadError::TooBig(1000)), "{e:?}");
+        assert!(out.len() <= 1003);
+    }
+
+    #[test]
+    fn header_digest_is_the_same_for_retr_and_top_and_tells_headers_apart() {
+        let retr = b"Subject: x\r\nFrom: a\r\n\r\nbody\r\n";
+        let top = b"Subject: x\r\nFrom: a\r\n\r\n";
+        assert_eq!(header_digest(retr), header_digest(top));
+        assert_eq!(
+            header_digest(b"Subject: x\nFrom: a\n\nother\n"),
+            header_digest(retr)
+        );
+        assert_ne!(
+            header_digest(b"Subject: y\r\nFrom: a\r\n\r\nbody\r\n"),
+            header_digest(retr)
+        );
+        assert_eq!(header_digest(retr).len(), 32);
+    }
+
+    #[test]
+    fn printable_escapes_what_could_drive_a_terminal() {
+        assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            printable("a\x1b[31mb\x07c\u{202e}d\u{9b}e\x7f"),
+            "a\\u{1b}[31mb\\u{7}c\\u{202e}d\\u{9b}e\\u{7f}"
+        );
     }
 
     #[test]
@@ -1607,11 +1847,66 @@ mod tests {
     }
 
     #[test]
-    fn garbage_from_the_server_is_a_temporary_error() {
-        for reply in [&b"220 smtp.example ESMTP\r\n"[..], b"\xff\xfe\r\n", b""] {
+    fn a_message_past_its_limit_breaks_the_session_without_a_quit() {
+        let (port, h) = serve(vec![
+            Step::Send(GREET),
+            Step::Expect("CAPA"),
+            Step::Send(CAPA_PIPE),
+            Step::Expect("AUTH PLAIN"),
+            Step::Send(b"+OK\r\n"),
+            Step::Expect("CAPA"),
+            Step::Send(CAPA_PIPE),
+            Step::Expect("RETR 1"),
+            Step::Expect("RETR 2"),
+            Step::Expect("RETR 3"),
+            Step::Send(b"+OK\r\none\r\n.\r\n+OK 10 octets\r\n"),
+            Step::Send(&[b'x'; 4096]),
+            Step::Send(b"\r\n.\r\n+OK\r\nthree\r\n.\r\n"),
+        ]);
+        let mut p = open(port, TlsMode::None, Transcript::off()).unwrap();
+        p.login("u", &Secret::new("pw"), Login::Auto).unwrap();
+        let mut seen = Vec::new();
+        let t = p
+            .retr_limited(&[(1, 100), (2, 100), (3, 100)], &mut |n, m| {
+                seen.push((n, m));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            t,
+            Some(TooLarge {
+                msgno: 2,
+                limit: 100
+            })
+        );
+        assert_eq!(seen, vec![(1, b"one\r\n".to_vec())]);
+        assert!(p.is_broken());
+        assert!(p.quit().is_err());
+        assert_eq!(
+            h.join().unwrap(),
+            vec![
+                "CAPA",
+                "AUTH PLAIN AHUAcHc=",
+                "CAPA",
+                "RETR 1",
+                "RETR 2",
+                "RETR 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_from_the_server_is_a_protocol_error_and_eof_a_temporary_one() {
+        for (reply, kind) in [
+            (&b"220 smtp.example ESMTP\r\n"[..], Kind::Unavailable),
+            (b"\xff\xfe\r\n", Kind::Unavailable),
+            (b"\x1b[2J\x1b]0;x\x07\r\n", Kind::Unavailable),
+            (b"", Kind::Temporary),
+        ] {
             let (port, h) = serve(vec![Step::Send(reply), Step::Close]);
             let e = open(port, TlsMode::None, Transcript::off()).err().unwrap();
-            assert_eq!(e.kind(), Kind::Temporary, "{e}");
+            assert_eq!(e.kind(), kind, "{e}");
+            assert!(!e.to_string().contains(['\x1b', '\x07']), "{e}");
             assert!(
                 e.to_string()
                     .contains(&format!("127.0.0.1:{port}: greeting")),
@@ -1657,7 +1952,7 @@ mod tests {
         assert_eq!(p.stat().unwrap(), (2, 30));
         assert_eq!(p.list().unwrap(), vec![(1, 10), (2, 20)]);
         let e = p.uidl().unwrap_err();
-        assert_eq!(e.kind(), Kind::Temporary);
+        assert_eq!(e.kind(), Kind::Unavailable);
         assert!(e.to_string().contains("malformed listing line"), "{e}");
         // The listing was read to its end: the session goes on.
         assert_eq!(
@@ -1758,9 +2053,10 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.kind(), Kind::Temporary);
-        assert_eq!(
-            e.to_string(),
-            format!("POP3 127.0.0.1:{port}: CAPA: timed out waiting for the server")
+        assert!(
+            e.to_string()
+                .starts_with(&format!("POP3 127.0.0.1:{port}: CAPA: timed out")),
+            "{e}"
         );
         assert_eq!(h.join().unwrap(), vec!["CAPA"]);
     }

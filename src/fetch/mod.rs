@@ -20,7 +20,7 @@
 pub mod state;
 pub mod target;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -782,10 +782,59 @@ pub fn run_imap(
     Ok(())
 }
 
-/// The POP3 run: UIDL tells what is new; stored UIDLs are remembered,
-/// DELE follows each durable batch and takes effect at QUIT (a run that
-/// dies before QUIT deletes nothing; the next run deletes what the state
-/// says was stored, without storing it again).
+/// The most bytes one POP3 message may take when `--max-size` is not given
+/// (see [`crate::pop3::MAX_MESSAGE`]): a larger one is left on the server
+/// and reported, never held.
+pub const POP3_DEFAULT_MAX_SIZE: u64 = crate::pop3::MAX_MESSAGE;
+
+/// How much a POP3 message may exceed the size LIST gave for it: servers
+/// that count the stored LF line ends report a little less than they send
+/// with CRLF. Past that the server is not telling the truth, and reading
+/// stops.
+fn pop3_slack(size: u64) -> u64 {
+    size / 8 + 64 * 1024
+}
+
+/// A POP3 message of this session: its number (meaningful in this session
+/// only) and its UIDL (how runs know it; shown in messages).
+#[derive(Debug, Clone)]
+struct PopMsg {
+    n: u32,
+    uidl: String,
+}
+
+impl std::fmt::Display for PopMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.uidl)
+    }
+}
+
+/// The POP3 run: UIDL tells what is new; stored messages are remembered by
+/// UIDL, LIST size and header digest, DELE follows each durable batch and
+/// takes effect at QUIT (a run that dies before QUIT deletes nothing; the
+/// next run deletes what the state says was stored, without storing it
+/// again).
+///
+/// Servers reuse UIDLs and some list one twice, so the state's word is
+/// taken with care:
+///
+/// - A message of this session is deleted by the number it was retrieved
+///   under, right after it is stored and recorded: never by UIDL.
+/// - A message deleted on the state's word (stored by an earlier run) must
+///   match a record of its UIDL in size and, when the record has a digest
+///   and the server offers TOP, in header digest. Anything else under a
+///   known UIDL is new mail. A UIDL the server lists twice is never deleted
+///   on the state's word (reported); records of earlier versions, which
+///   know no size, never are either: such a message is fetched again
+///   (at worst a duplicate, never a loss), except with `--keep`, where it
+///   counts as stored as it did before and its record gains the size.
+/// - A message is read only up to its LIST size plus [`pop3_slack`] and up
+///   to `--max-size` ([`POP3_DEFAULT_MAX_SIZE`] without it). One that goes
+///   past is not stored; what came before it in its batch is, the session
+///   is dropped without QUIT (so nothing is deleted in it), and the state
+///   remembers the message so that later runs leave it alone while the
+///   server lists it with that size.
+/// - Deletions are counted only once QUIT is answered `+OK`.
 fn run_pop3(
     job: &Job,
     logs: Logs,
@@ -793,7 +842,9 @@ fn run_pop3(
     stdout: Option<&SharedOut>,
     report: &mut Report,
 ) -> std::result::Result<(), Failure> {
-    use crate::pop3::{Login as PopLogin, Pop3};
+    use crate::pop3::{Login as PopLogin, Pop3, header_digest};
+    use state::{Oversized, Pop3Stored};
+    use std::collections::HashMap;
     let Prepared {
         pass,
         _lock,
@@ -818,76 +869,181 @@ fn run_pop3(
     };
     net(c.login(&job.user, &pass, how))?;
     let listing = net(c.uidl())?;
-    let present: BTreeSet<&str> = listing.iter().map(|(_, u)| u.as_str()).collect();
-    st.pop3.retain(|u| present.contains(u.as_str()));
-    local(sf.save(&st))?;
-    let pending: Vec<u32> = listing
-        .iter()
-        .filter(|(_, u)| st.pop3.contains(u))
-        .map(|(n, _)| *n)
-        .collect();
-    if delete && !pending.is_empty() {
-        net(c.dele_many(&pending))?;
-        report.deleted += pending.len() as u64;
+    let sizes: HashMap<u32, u64> = if listing.is_empty() {
+        HashMap::new()
+    } else {
+        net(c.list())?.into_iter().collect()
+    };
+    let max_size = job.max_size.unwrap_or(POP3_DEFAULT_MAX_SIZE);
+    let limit_of = |size: Option<u64>| match size {
+        Some(s) => s.saturating_add(pop3_slack(s)).min(max_size),
+        None => max_size,
+    };
+    // The bytes allowed were fewer than --max-size: the LIST size was the
+    // bound, and the server sent more than it said.
+    let lied = |limit: u64| limit < max_size;
+    let mut numbers: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (n, u) in &listing {
+        numbers.entry(u.as_str()).or_default().push(*n);
     }
-    let mut new: Vec<(u32, String)> = listing
-        .iter()
-        .filter(|(_, u)| !st.pop3.contains(u))
-        .cloned()
-        .collect();
-    let mut sizes = std::collections::HashMap::new();
-    if job.max_size.is_some() || new.len() > 1 {
-        for (n, size) in net(c.list())? {
-            sizes.insert(n, size);
+    // Forget what the server no longer lists.
+    st.pop3.retain(|u, _| numbers.contains_key(u.as_str()));
+    st.pop3_oversized.retain(|u, o| {
+        numbers
+            .get(u.as_str())
+            .is_some_and(|ns| ns.iter().any(|n| sizes.get(n) == Some(&o.size)))
+    });
+    let list = |ns: &[u32]| ns.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    for (u, ns) in &numbers {
+        if ns.len() > 1 {
+            report.notes.push(format!(
+                "UIDL {u} is listed for messages {}: the server's UIDLs are not unique",
+                list(ns)
+            ));
         }
     }
-    if let Some(max) = job.max_size {
-        new.retain(|(n, u)| match sizes.get(n) {
-            Some(&s) if s > max => {
-                report.fail(
-                    Class::Delivery,
-                    format!(
-                        "message {n} (UIDL {u}, {s} bytes) is over the size limit of {max}: left on the server"
-                    ),
-                );
-                false
+    let top = c.capabilities().top || !c.capabilities().known;
+    let mut pending: Vec<u32> = Vec::new();
+    let mut new: Vec<PopMsg> = Vec::new();
+    for (n, u) in &listing {
+        let size = sizes.get(n).copied();
+        let twice = numbers[u.as_str()].len() > 1;
+        let new_msg = PopMsg {
+            n: *n,
+            uidl: u.clone(),
+        };
+        let Some(recs) = st.pop3.get_mut(u) else {
+            new.push(new_msg);
+            continue;
+        };
+        let legacy = recs.contains(&Pop3Stored::default());
+        let candidates: Vec<&Pop3Stored> = recs
+            .iter()
+            .filter(|r| r.size.is_some() && r.size == size)
+            .collect();
+        if candidates.is_empty() {
+            if legacy && !delete {
+                // Stored by an earlier version, which knew only the UIDL.
+                if !twice && size.is_some() {
+                    recs.remove(&Pop3Stored::default());
+                    recs.insert(Pop3Stored { size, digest: None });
+                }
+            } else {
+                new.push(new_msg);
             }
-            _ => true,
-        });
+            continue;
+        }
+        if !delete {
+            continue;
+        }
+        // About to be deleted on the state's word: make sure it is the
+        // message that was stored.
+        let digests: Vec<String> = candidates.iter().filter_map(|r| r.digest.clone()).collect();
+        let same = if top && digests.len() == candidates.len() {
+            match c.top_limited(*n, 0, limit_of(size)) {
+                Ok(head) => digests.contains(&header_digest(&head)),
+                // TOP refused: the size is all there is to go by.
+                Err(_) if !c.is_broken() => true,
+                Err(e) => return Err((Class::of(&e), e)),
+            }
+        } else {
+            true
+        };
+        if !same {
+            new.push(new_msg);
+        } else if twice {
+            report.fail(
+                Class::Protocol,
+                format!(
+                    "message {n} (UIDL {u}) was stored by an earlier run but is left on the server: the server lists that UIDL for messages {}, so the state cannot tell which one was stored",
+                    list(&numbers[u.as_str()])
+                ),
+            );
+        } else {
+            pending.push(*n);
+        }
     }
+    local(sf.save(&st))?;
+    // DELE takes effect only at a QUIT answered +OK: count it then.
+    let mut marked = 0u64;
+    if delete && !pending.is_empty() {
+        net(c.dele_many(&pending))?;
+        marked += pending.len() as u64;
+    }
+    new.retain(|m| {
+        let size = sizes.get(&m.n).copied();
+        let u = &m.uidl;
+        let n = m.n;
+        if let Some(s) = size
+            && s > max_size
+        {
+            let what = match job.max_size {
+                Some(_) => format!("the size limit of {max_size}"),
+                None => format!("the default size limit of {max_size} (--max-size raises it)"),
+            };
+            report.fail(
+                Class::Delivery,
+                format!("message {n} (UIDL {u}, {s} bytes) is over {what}: left on the server"),
+            );
+            return false;
+        }
+        if let Some(o) = st.pop3_oversized.get(u)
+            && size == Some(o.size)
+            && limit_of(size) <= o.limit
+        {
+            let (class, why) = if lied(o.limit) {
+                (Class::Protocol, format!("LIST says {} bytes", o.size))
+            } else {
+                (Class::Delivery, format!("over the size limit of {max_size}"))
+            };
+            report.fail(
+                class,
+                format!(
+                    "message {n} (UIDL {u}) went past {} bytes when it was last retrieved ({why}): left on the server",
+                    o.limit
+                ),
+            );
+            return false;
+        }
+        true
+    });
     if let Some(max) = job.max_messages {
         new.truncate(usize::try_from(max).unwrap_or(usize::MAX));
     }
-    let uidl_of: std::collections::HashMap<u32, String> = new.iter().cloned().collect();
-    let num_of: std::collections::HashMap<&str, u32> =
-        listing.iter().map(|(n, u)| (u.as_str(), *n)).collect();
     let susp = suspects(&st, "");
     let mut i = 0;
     while i < new.len() {
         let mut j = i;
         let mut bytes = 0u64;
         while j < new.len() && j - i < job.batch.max(1) {
-            bytes += sizes.get(&new[j].0).copied().unwrap_or(0);
+            bytes += sizes.get(&new[j].n).copied().unwrap_or(0);
             j += 1;
             if bytes >= BATCH_BYTES {
                 break;
             }
         }
-        let nums: Vec<u32> = new[i..j].iter().map(|(n, _)| *n).collect();
+        let batch = &new[i..j];
         i = j;
-        let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(nums.len());
-        net(c.retr_many(&nums, &mut |n, data| {
-            got.push((n, data));
+        let msgs: Vec<(u32, u64)> = batch
+            .iter()
+            .map(|m| (m.n, limit_of(sizes.get(&m.n).copied())))
+            .collect();
+        let by_number: HashMap<u32, &PopMsg> = batch.iter().map(|m| (m.n, m)).collect();
+        let mut got: Vec<(PopMsg, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut digests: HashMap<u32, String> = HashMap::new();
+        let too_large = net(c.retr_limited(&msgs, &mut |n, data| {
+            if let Some(m) = by_number.get(&n) {
+                digests.insert(n, header_digest(&data));
+                got.push(((*m).clone(), data));
+            }
             Ok(())
         }))?;
-        let labelled: Vec<(String, Vec<u8>)> = got
-            .into_iter()
-            .filter_map(|(n, d)| uidl_of.get(&n).map(|u| (u.clone(), d)))
-            .collect();
+        // What came before a message that went past its limit is stored
+        // all the same.
         let (stored, err) = store_batch(
             job,
             &mut target,
-            labelled,
+            got,
             progress,
             report,
             &mut st,
@@ -895,28 +1051,71 @@ fn run_pop3(
             "",
             &susp,
         )?;
-        st.pop3.extend(stored.iter().cloned());
+        for m in &stored {
+            let recs = st.pop3.entry(m.uidl.clone()).or_default();
+            recs.remove(&Pop3Stored::default());
+            recs.insert(Pop3Stored {
+                size: sizes.get(&m.n).copied(),
+                digest: digests.remove(&m.n),
+            });
+        }
+        if let Some(t) = too_large
+            && let Some(m) = by_number.get(&t.msgno)
+        {
+            st.pop3_oversized.insert(
+                m.uidl.clone(),
+                Oversized {
+                    size: sizes.get(&t.msgno).copied().unwrap_or(0),
+                    limit: t.limit,
+                },
+            );
+        }
         if err.is_none() {
             st.inflight.remove("");
         }
         local(sf.save(&st))?;
-        if !stored.is_empty() {
-            let stored: Vec<u32> = stored
-                .iter()
-                .filter_map(|u| num_of.get(u.as_str()).copied())
-                .collect();
-            if delete {
-                net(c.dele_many(&stored))?;
-                report.deleted += stored.len() as u64;
-            }
+        if let Some(t) = too_large {
+            // The rest of that message is still on its way: the session
+            // cannot go on, and without QUIT nothing marked in it is
+            // deleted (the next run deletes what is recorded as stored).
+            target.finish();
+            let uidl = by_number.get(&t.msgno).map_or("?", |m| m.uidl.as_str());
+            let why = match sizes.get(&t.msgno) {
+                Some(s) if lied(t.limit) => format!("LIST said {s} bytes"),
+                _ => format!("over the size limit of {max_size}"),
+            };
+            let class = if lied(t.limit) {
+                Class::Protocol
+            } else {
+                Class::Delivery
+            };
+            return Err((
+                class,
+                Error::new(
+                    Kind::Unavailable,
+                    format!("POP3 {}: RETR {}", c.server(), t.msgno),
+                    format!(
+                        "message {} (UIDL {uidl}) went past {} bytes ({why}): not stored and left on the server; the session was dropped, so nothing was deleted in it",
+                        t.msgno, t.limit
+                    ),
+                ),
+            ));
+        }
+        if delete && !stored.is_empty() {
+            let numbers: Vec<u32> = stored.iter().map(|m| m.n).collect();
+            net(c.dele_many(&numbers))?;
+            marked += numbers.len() as u64;
         }
         if let Some(e) = err {
             // QUIT anyway: what was stored and marked is deleted now.
-            let _ = c.quit();
+            if c.quit().is_ok() {
+                report.deleted += marked;
+            }
             return Err((Class::Delivery, e));
         }
     }
     target.finish();
     net(c.quit())?;
+    report.deleted += marked;
     Ok(())
 }

@@ -1,6 +1,13 @@
 //! What mail-fetch remembers per account between runs: for each IMAP folder
 //! its UIDVALIDITY, the UID below which everything is done and the UIDs
-//! above it already stored; for POP3 the UIDLs already stored.
+//! above it already stored; for POP3 the UIDLs already stored, each with
+//! what tells its message from another under the same UIDL (size, header
+//! digest: servers reuse UIDLs), and the messages left on the server
+//! because they were larger than allowed.
+//!
+//! State files of earlier versions (POP3 UIDLs as a plain list) are read:
+//! such a record knows no size, and the fetch loop treats it with care
+//! (see `fetch::run_pop3`).
 //!
 //! Guarantee: the state file is replaced atomically (written to a temporary
 //! file, fsynced, renamed over the old one, directory fsynced), so after a
@@ -16,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::exit::{Error, Kind, Result};
 
@@ -39,15 +46,61 @@ pub struct State {
     #[serde(default)]
     pub imap: BTreeMap<String, Folder>,
     /// POP3 UIDLs of stored messages (still on the server, or pending
-    /// deletion).
-    #[serde(default)]
-    pub pop3: BTreeSet<String>,
+    /// deletion), each with the messages stored under it (more than one
+    /// when a server lists a UIDL twice).
+    #[serde(default, deserialize_with = "pop3_records")]
+    pub pop3: BTreeMap<String, BTreeSet<Pop3Stored>>,
+    /// POP3 messages not stored because they went past the size allowed:
+    /// not retrieved again while listed with the same UIDL and size, unless
+    /// more is allowed now.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pop3_oversized: BTreeMap<String, Oversized>,
     /// The batch being handed to the target right now: if a run dies
     /// before recording it stored, the next run checks the target for
     /// these messages before storing them again.
     /// By IMAP folder (empty name for POP3).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inflight: BTreeMap<String, Inflight>,
+}
+
+/// What identifies a stored POP3 message beyond its UIDL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Pop3Stored {
+    /// Its size as LIST gave it; `None` in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `pop3::header_digest` of the message as retrieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// A POP3 message that went past the size allowed when it was retrieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Oversized {
+    /// Its size as LIST gave it.
+    pub size: u64,
+    /// The bytes that were allowed.
+    pub limit: u64,
+}
+
+/// `pop3` as written now (UIDL -> records) or by earlier versions (a list
+/// of UIDLs: records without size or digest).
+fn pop3_records<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, BTreeSet<Pop3Stored>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Now(BTreeMap<String, BTreeSet<Pop3Stored>>),
+        Before(BTreeSet<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Now(m) => m,
+        Either::Before(uidls) => uidls
+            .into_iter()
+            .map(|u| (u, BTreeSet::from([Pop3Stored::default()])))
+            .collect(),
+    })
 }
 
 /// A batch on its way into the target.
@@ -274,7 +327,20 @@ mod tests {
         assert!(sf.path().ends_with("a%2Fb%20c.json"));
         assert_eq!(sf.load().unwrap(), State::default());
         let mut s = State::default();
-        s.pop3.insert("x1".into());
+        s.pop3.insert(
+            "x1".into(),
+            BTreeSet::from([Pop3Stored {
+                size: Some(12),
+                digest: Some("ab".into()),
+            }]),
+        );
+        s.pop3_oversized.insert(
+            "x2".into(),
+            Oversized {
+                size: 120,
+                limit: 65656,
+            },
+        );
         s.imap.insert("INBOX".into(), Folder::default());
         sf.save(&s).unwrap();
         assert_eq!(sf.load().unwrap(), s);
@@ -322,7 +388,8 @@ mod tests {
         let dir = scratch("adopt");
         let old = dir.join("account-work_mail.json");
         let mut s = State::default();
-        s.pop3.insert("u1".into());
+        s.pop3
+            .insert("u1".into(), BTreeSet::from([Pop3Stored::default()]));
         fs::write(&old, serde_json::to_vec(&s).unwrap()).unwrap();
         // "work_mail" is configured too: the old file may be its own.
         let sf = StateFile::for_account(&dir, "work mail", ["work mail", "work_mail"]);
@@ -349,5 +416,16 @@ mod tests {
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(sf.load().unwrap(), State::default());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pop3_uidls_of_earlier_versions_are_read_as_records_without_size() {
+        let s: State = serde_json::from_str(r#"{"imap":{},"pop3":["a","b"]}"#).unwrap();
+        assert_eq!(s.pop3.len(), 2);
+        assert_eq!(s.pop3["a"], BTreeSet::from([Pop3Stored::default()]));
+        let s: State =
+            serde_json::from_str(r#"{"pop3":{"a":[{"size":5,"digest":"d"},{"size":7}]}}"#).unwrap();
+        assert_eq!(s.pop3["a"].len(), 2);
+        assert!(s.pop3_oversized.is_empty());
     }
 }
