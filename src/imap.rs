@@ -425,7 +425,7 @@ impl FetchAnswer {
             self.untagged = self.untagged.saturating_add(text);
             return None;
         }
-        let uid = item_number(&upper, "UID ").and_then(|u| u32::try_from(u).ok());
+        let uid = the_uid(&upper);
         let Some(uid) = uid.filter(|u| self.wanted.remove(u)) else {
             self.kept -= held;
             let body = match body_at.and_then(|i| resp.literals.get(i)) {
@@ -445,7 +445,12 @@ impl FetchAnswer {
             });
         }
         // A body sent inline: a quoted string (rare but legal) or NIL.
-        let at = upper.find("BODY[] ").map_or(0, |i| i + 7);
+        // Found in the bytes: the lossy text's offsets may differ.
+        let at = resp
+            .text
+            .windows(7)
+            .position(|w| w.eq_ignore_ascii_case(b"BODY[] "))
+            .map_or(resp.text.len(), |i| i + 7);
         // It counts against the batch like a literal.
         Some(match quoted(&resp.text[at..]) {
             Some(b) if b.len() as u64 > self.limits.message => {
@@ -1175,6 +1180,33 @@ fn item_number(t: &str, key: &str) -> Option<u64> {
     None
 }
 
+/// The UID of a FETCH response: its `UID` item, when every `UID` item in
+/// it agrees (a response naming two UIDs belongs to neither).
+fn the_uid(t: &str) -> Option<u32> {
+    let mut uid = None;
+    let mut from = 0;
+    while let Some(i) = t[from..].find("UID ") {
+        let at = from + i;
+        from = at + 4;
+        if at == 0 || !matches!(t.as_bytes()[at - 1], b'(' | b' ') {
+            continue;
+        }
+        let rest = &t[at + 4..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if end == 0 {
+            continue;
+        }
+        let u: u32 = rest[..end].parse().ok()?;
+        if uid.is_some_and(|v| v != u) {
+            return None;
+        }
+        uid = Some(u);
+    }
+    uid
+}
+
 /// An IMAP quoted string (backslash and quote escaped); control characters
 /// cannot be quoted and are dropped, so a name can never end a command.
 pub fn quote(s: &str) -> String {
@@ -1245,6 +1277,9 @@ mod tests {
         assert_eq!(item_number(t, "UID "), Some(12));
         assert_eq!(item_number(t, "RFC822.SIZE "), Some(99));
         assert_eq!(item_number("* 3 FETCH (XUID 5)", "UID "), None);
+        assert_eq!(the_uid("* 3 FETCH (XUID 5 UID 4 FLAGS () UID 4)"), Some(4));
+        assert_eq!(the_uid("* 3 FETCH (UID 4 UID 5)"), None);
+        assert_eq!(the_uid("* 3 FETCH (\u{e9}UID 4 UID 99999999999)"), None);
         assert_eq!(
             bracket_number("* OK [UIDVALIDITY 1234] x", "[UIDVALIDITY "),
             Some(1234)
@@ -1335,6 +1370,8 @@ mod tests {
             "* 5 FETCH (FLAGS (\\Seen) UID 5)\r\n",
             "* 6 FETCH (UID 6 BODY[] \"a \\\"q\\\" b\")\r\n",
             "* 7 FETCH (UID 7 BODY[] NIL)\r\n",
+            "* 8 FETCH (UID 2 UID 3 BODY[] {2}\r\nm3)\r\n",
+            "* 9 FETCH (X \u{ff}\u{fe}\u{fd}\u{fc} UID 3 BODY[] \"q\")\r\n",
             "a1 OK done\r\n"
         );
         let (evs, e) = answer(wire.as_bytes(), &[1, 2, 3, 5, 6, 7], FetchLimits::default());
@@ -1350,8 +1387,18 @@ mod tests {
                 Fetched::Unrequested(Some(4)),
                 Fetched::Message(6, b"a \"q\" b".to_vec()),
                 Fetched::Unreadable(7),
+                Fetched::Unrequested(None),
+                Fetched::Message(3, b"q".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn invalid_utf_8_does_not_shift_where_an_inline_body_is_cut() {
+        let wire = b"* 9 FETCH (X \xff\xfe\xfd\xfc\xfb\xfa\xf9 UID 3 BODY[] \"q\")\r\na1 OK\r\n";
+        let (evs, e) = answer(&wire[..], &[3], FetchLimits::default());
+        assert!(e.is_none(), "{e:?}");
+        assert_eq!(evs, [Fetched::Message(3, b"q".to_vec())]);
     }
 
     #[test]
