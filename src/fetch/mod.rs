@@ -20,14 +20,14 @@
 pub mod state;
 pub mod target;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::Account;
 use crate::exit::{Error, Kind, Result};
-use crate::imap::{Imap, Login};
+use crate::imap::{FetchLimits, Fetched, Imap, Login, MAX_MESSAGE, MAX_UNTAGGED};
 use crate::sasl::{Mechanism, Secret};
 use crate::tls::{self, TlsMode, TlsOptions};
 use crate::transcript::Transcript;
@@ -560,6 +560,48 @@ fn suspects(st: &state::State, folder: &str) -> Suspects {
     }
 }
 
+/// FETCH responses with a body the server sent without being asked (a UID
+/// outside the batch, a second copy, none at all): never stored, never
+/// deleted, reported once per folder with the first few UIDs.
+#[derive(Debug, Default)]
+struct Stray {
+    count: u64,
+    first: Vec<u32>,
+    without_uid: u64,
+}
+
+impl Stray {
+    fn note(&mut self, uid: Option<u32>) {
+        self.count += 1;
+        match uid {
+            Some(u) if self.first.len() < 5 => self.first.push(u),
+            Some(_) => {}
+            None => self.without_uid += 1,
+        }
+    }
+
+    fn report(&mut self, folder: &str, report: &mut Report) {
+        if self.count == 0 {
+            return;
+        }
+        let mut what: Vec<String> = self.first.iter().map(|u| format!("UID {u}")).collect();
+        if self.without_uid > 0 {
+            what.push(format!("{} without a UID", self.without_uid));
+        }
+        report.fail(
+            Class::Protocol,
+            format!(
+                "{folder}: the server sent {} message{} not asked for ({}{}): ignored, neither stored nor deleted",
+                self.count,
+                if self.count == 1 { "" } else { "s" },
+                what.join(", "),
+                if (self.first.len() as u64 + self.without_uid) < self.count { ", ..." } else { "" },
+            ),
+        );
+        *self = Stray::default();
+    }
+}
+
 /// The IMAP run. With `watch`, after the first pass IDLE on the (single)
 /// folder and fetch again whenever it changes, until `watch` says stop.
 pub fn run_imap(
@@ -684,22 +726,28 @@ pub fn run_imap(
                 new.truncate(budget as usize);
             }
             budget -= new.len() as u64;
-            // Batches: by count, and by bytes when sizes are known.
-            let mut batches: Vec<&[u32]> = Vec::new();
-            let mut i = 0;
-            while i < new.len() {
-                let mut j = i;
+            // Batches: by count, and by the sizes the server claims. Those
+            // are only a hint: what a batch holds is capped by the bytes
+            // actually received (`FetchLimits`), and a message that does
+            // not fit is deferred to the front of the next batch.
+            let limits = FetchLimits {
+                message: job.max_size.unwrap_or(MAX_MESSAGE).min(MAX_MESSAGE),
+                batch: BATCH_BYTES,
+                untagged: MAX_UNTAGGED,
+            };
+            let mut queue: VecDeque<u32> = new.into_iter().collect();
+            let next_batch = |queue: &mut VecDeque<u32>| -> Vec<u32> {
+                let mut b = Vec::new();
                 let mut bytes = 0u64;
-                while j < new.len() && j - i < job.batch.max(1) {
-                    bytes += sizes.get(&new[j]).copied().unwrap_or(0);
-                    j += 1;
-                    if bytes >= BATCH_BYTES {
-                        break;
-                    }
+                while b.len() < job.batch.max(1)
+                    && bytes < BATCH_BYTES
+                    && let Some(u) = queue.pop_front()
+                {
+                    bytes += sizes.get(&u).copied().unwrap_or(0);
+                    b.push(u);
                 }
-                batches.push(&new[i..j]);
-                i = j;
-            }
+                b
+            };
             // Pipelined: the FETCH of batch k+1 is sent before batch k is
             // stored, so the server streams while we sync. Batch k is
             // deleted (or flagged) once durable and recorded, just before
@@ -721,18 +769,49 @@ pub fn run_imap(
                 }
                 Ok(())
             };
-            let mut next_tag = match batches.first() {
-                Some(b) => Some(net(c.uid_fetch_send(b))?),
-                None => None,
-            };
-            for k in 0..batches.len() {
-                let Some(tag) = next_tag.take() else { break };
-                let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(batches[k].len());
-                net(c.uid_fetch_read(tag, &mut |uid, data| got.push((uid, data))))?;
+            let mut stray = Stray::default();
+            let mut in_flight: Option<(u32, Vec<u32>)> = None;
+            let first = next_batch(&mut queue);
+            if !first.is_empty() {
+                in_flight = Some((net(c.uid_fetch_send(&first))?, first));
+            }
+            while let Some((tag, batch)) = in_flight.take() {
+                let mut got: Vec<(u32, Vec<u8>)> = Vec::with_capacity(batch.len());
+                let mut deferred = Vec::new();
+                net(c.uid_fetch_read(tag, &batch, limits, &mut |ev| match ev {
+                    Fetched::Message(uid, data) => got.push((uid, data)),
+                    Fetched::Deferred(uid) => deferred.push(uid),
+                    Fetched::TooLarge(uid, n) => report.fail(
+                        Class::Delivery,
+                        match job.max_size {
+                            Some(max) if n > max => format!(
+                                "{folder}: message UID {uid} ({n} bytes received) is over the size limit of {max}: left on the server"
+                            ),
+                            _ => format!(
+                                "{folder}: message UID {uid} ({n} bytes received) is larger than the {} MiB mail-fetch holds: left on the server",
+                                MAX_MESSAGE >> 20
+                            ),
+                        },
+                    ),
+                    Fetched::Unreadable(uid) => report.fail(
+                        Class::Protocol,
+                        format!(
+                            "{folder}: message UID {uid}: the server sent no readable body: left on the server"
+                        ),
+                    ),
+                    Fetched::Unrequested(uid) => stray.note(uid),
+                }))?;
                 finish(&mut c, &mut to_finish, report)?;
-                if let Some(b) = batches.get(k + 1) {
-                    next_tag = Some(net(c.uid_fetch_send(b))?);
+                for u in deferred.into_iter().rev() {
+                    queue.push_front(u);
                 }
+                let next = next_batch(&mut queue);
+                if !next.is_empty() {
+                    in_flight = Some((net(c.uid_fetch_send(&next))?, next));
+                }
+                // The reader hands out only UIDs this batch asked for; the
+                // state must never learn of another, so say it twice.
+                got.retain(|(u, _)| batch.contains(u));
                 got.sort_by_key(|x| x.0);
                 got.dedup_by_key(|x| x.0);
                 let (stored, err) = store_batch(
@@ -754,14 +833,22 @@ pub fn run_imap(
                 local(sf.save(&st))?;
                 to_finish = stored;
                 if let Some(e) = err {
-                    // Drain the FETCH in flight, then delete what is stored.
-                    if let Some(tag) = next_tag.take() {
-                        net(c.uid_fetch_read(tag, &mut |_, _| {}))?;
+                    // Drain the FETCH in flight (holding none of it), then
+                    // delete what is stored.
+                    if let Some((tag, b)) = in_flight.take() {
+                        let drain = FetchLimits {
+                            message: 0,
+                            batch: 0,
+                            untagged: MAX_UNTAGGED,
+                        };
+                        net(c.uid_fetch_read(tag, &b, drain, &mut |_| {}))?;
                     }
                     finish(&mut c, &mut to_finish, report)?;
+                    stray.report(folder, report);
                     return Err((Class::Delivery, e));
                 }
             }
+            stray.report(folder, report);
             finish(&mut c, &mut to_finish, report)?;
             if !job.unseen {
                 f.compact(&present);

@@ -278,12 +278,14 @@ impl Folder {
             .copied()
             .filter(|u| *u > self.done_through)
             .find(|u| !self.stored.contains(u));
+        // Only UIDs the server listed count: a stored UID it never listed
+        // (a buggy or hostile FETCH answer) must not carry `done_through`
+        // past messages not yet fetched.
         let through = match first_open {
             Some(u) => u - 1,
             None => present
                 .iter()
                 .copied()
-                .chain(self.stored.iter().copied())
                 .max()
                 .unwrap_or(self.done_through)
                 .max(self.done_through),
@@ -315,6 +317,10 @@ mod tests {
         f.compact(&[3, 5, 6]);
         assert_eq!(f.done_through, 6);
         assert!(f.stored.is_empty());
+        // A stored UID the server never listed moves nothing.
+        f.stored.extend([7, 100]);
+        f.compact(&[7]);
+        assert_eq!(f.done_through, 7);
         // A new UIDVALIDITY forgets everything.
         assert!(!f.sync(8, &[1]));
         assert_eq!(f.done_through, 0);
