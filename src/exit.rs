@@ -115,12 +115,34 @@ impl Kind {
     }
 }
 
-/// A typed error: a kind, a context (what we were doing, on what) and a cause.
+/// Where a failure came from: decides, with the [`Kind`], how a tool that
+/// has its own exit classes (mail-fetch follows fetchmail) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Not said (the classification falls back to the kind).
+    Unknown,
+    /// This machine: files, disks, locks, children, configuration.
+    Local,
+    /// The network: connecting, reading, writing, timeouts.
+    Network,
+    /// TLS: the handshake, a certificate, a pin.
+    Tls,
+    /// The peer broke the protocol: a reply it may not send, bad syntax,
+    /// sizes it lied about, data not asked for.
+    Protocol,
+    /// The peer refused our credentials.
+    Auth,
+}
+
+/// A typed error: a kind, an origin, a context (what we were doing, on
+/// what) and a cause, which keeps the I/O error kind when there was one.
 #[derive(Debug)]
 pub struct Error {
     kind: Kind,
+    origin: Origin,
     context: String,
     cause: String,
+    io: Option<io::ErrorKind>,
 }
 
 impl Error {
@@ -128,8 +150,10 @@ impl Error {
     pub fn new(kind: Kind, context: impl Into<String>, cause: impl fmt::Display) -> Error {
         Error {
             kind,
+            origin: Origin::Unknown,
             context: context.into(),
             cause: cause.to_string(),
+            io: None,
         }
     }
 
@@ -139,12 +163,60 @@ impl Error {
     /// are fixed by an admin and the delivery then succeeds; bouncing the
     /// message would lose it, so all of them tell the caller to keep it.
     pub fn io(context: impl Into<String>, err: &io::Error) -> Error {
-        Error::new(Kind::Temporary, context, describe_io(err))
+        let mut e = Error::new(Kind::Temporary, context, describe_io(err));
+        e.io = Some(err.kind());
+        e
+    }
+
+    /// A network I/O error talking to a peer: temporary, [`Origin::Network`],
+    /// the I/O kind kept (so a timeout can be told apart).
+    pub fn net(context: impl Into<String>, err: &io::Error) -> Error {
+        Error::io(context, err).from_origin(Origin::Network)
+    }
+
+    /// The peer broke the protocol: [`Kind::Unavailable`] (a server that
+    /// says what it may not is not fixed by retrying at once), origin
+    /// [`Origin::Protocol`].
+    pub fn protocol(context: impl Into<String>, cause: impl fmt::Display) -> Error {
+        Error::new(Kind::Unavailable, context, cause).from_origin(Origin::Protocol)
+    }
+
+    /// This error with `origin` (replacing what it had).
+    pub fn from_origin(mut self, origin: Origin) -> Error {
+        self.origin = origin;
+        self
+    }
+
+    /// This error with `origin` when it had none.
+    pub fn or_origin(mut self, origin: Origin) -> Error {
+        if self.origin == Origin::Unknown {
+            self.origin = origin;
+        }
+        self
     }
 
     /// The error's kind.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// Where it came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The I/O error kind behind it, if it was one.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        self.io
+    }
+
+    /// Did a deadline or timeout end it? (Linux reports a socket timeout as
+    /// `WouldBlock`.)
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.io,
+            Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+        )
     }
 
     /// The sysexits code for this error.
@@ -157,6 +229,11 @@ impl Error {
         &self.context
     }
 
+    /// Why it failed.
+    pub fn cause(&self) -> &str {
+        &self.cause
+    }
+
     /// Prefix more context: `outer: inner-context: cause`.
     pub fn within(mut self, outer: impl fmt::Display) -> Error {
         self.context = if self.context.is_empty() {
@@ -165,6 +242,30 @@ impl Error {
             format!("{outer}: {}", self.context)
         };
         self
+    }
+}
+
+/// `.context("what we were doing")` on I/O results: the one way an
+/// `io::Error` becomes an [`Error`] ([`Error::io`], local and temporary),
+/// instead of `.map_err(|e| Error::io(..., &e))` at every call.
+pub trait Context<T> {
+    /// Turn an I/O failure into an [`Error`] with this context.
+    fn context(self, context: impl Into<String>) -> Result<T>;
+    /// [`Context::context`] with the context built only on failure.
+    fn with_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T>;
+    /// A network I/O failure ([`Error::net`]).
+    fn net_context(self, context: impl Into<String>) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, io::Error> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| Error::io(context, &e).or_origin(Origin::Local))
+    }
+    fn with_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::io(f(), &e).or_origin(Origin::Local))
+    }
+    fn net_context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| Error::net(context, &e))
     }
 }
 
@@ -201,6 +302,27 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_keep_their_origin_and_io_kind() {
+        let r: std::result::Result<(), io::Error> =
+            Err(io::Error::new(io::ErrorKind::TimedOut, "slow"));
+        let e = r.net_context("reading the greeting").unwrap_err();
+        assert_eq!((e.kind(), e.origin()), (Kind::Temporary, Origin::Network));
+        assert!(e.is_timeout());
+        assert_eq!(e.to_string(), "reading the greeting: slow");
+        let r: std::result::Result<(), io::Error> = Err(io::ErrorKind::StorageFull.into());
+        let e = r.context("writing").unwrap_err();
+        assert_eq!(e.origin(), Origin::Local);
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::StorageFull));
+        assert!(!e.is_timeout());
+        let e = Error::protocol("UID FETCH", "a literal size {-5}");
+        assert_eq!(
+            (e.kind(), e.origin()),
+            (Kind::Unavailable, Origin::Protocol)
+        );
+        assert_eq!(e.or_origin(Origin::Local).origin(), Origin::Protocol);
+    }
 
     #[test]
     fn temporary_beats_permanent() {
