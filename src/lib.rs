@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod child;
 pub mod config;
 pub mod dedup;
 pub mod dns;

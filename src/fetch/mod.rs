@@ -381,7 +381,8 @@ fn prepare(
         &job.recipient,
         stdout,
         target_log,
-    ))?;
+    ))?
+    .with_mda_timeout(job.account.mda_timeout.map(std::time::Duration::from_secs));
     let delete = !job.keep && target.may_delete();
     Ok(Prepared {
         pass,
