@@ -49,6 +49,9 @@ fn smtp_server(conns: usize, s: Smtp) -> (Scripted, Log) {
                 "AUTH" => w.send("235 2.7.0 ok\r\n"),
                 "DATA" => {
                     w.send(s.data);
+                    if !s.data.starts_with("354") {
+                        continue;
+                    }
                     // The message, up to its final dot (logged only when
                     // it came whole).
                     while let Some(b) = w.line() {
@@ -418,7 +421,7 @@ fn a_failing_password_command_queues() {
 fn server_text_never_reaches_the_terminal_raw() {
     let t = TempDir::new();
     let (srv, _log) = smtp_server(
-        2,
+        4,
         Smtp {
             data: "451 4.3.0 \x1b[31mred\x1b]0;pwned\x07 \u{9b}1m\r\n",
             ..HONEST
@@ -438,6 +441,24 @@ fn server_text_never_reaches_the_terminal_raw() {
         );
         assert!(err.contains("red") && err.contains("pwned"), "{err}");
     }
+    // Queued, then flushed and listed: the reply shown on stdout too.
+    mail_send(t.path(), srv.port)
+        .arg("b@example.test")
+        .stdin(message())
+        .run()
+        .success();
+    let flush = Tool::new("mail-queue", t.path()).arg("flush").run();
+    let list = Tool::new("mail-queue", t.path())
+        .arg("list")
+        .run()
+        .success();
+    for out in [flush.stdout(), flush.stderr(), list.stdout()] {
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control characters: {out:?}"
+        );
+    }
+    assert!(flush.stdout().contains("pwned"), "{}", flush.stdout());
 }
 
 /// A scripted POP3 server for an MDA test, and the mail-fetch run.
