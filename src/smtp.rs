@@ -1402,6 +1402,74 @@ mod tests {
         assert_eq!(c.hello("me").unwrap_err().kind(), Kind::Temporary);
     }
 
+    /// What the `smtp_stream` fuzz target checks, on streams built from
+    /// reply fragments (the fuzzer needs nightly): no panic, and nobody
+    /// accepted without a 2xx.
+    #[test]
+    fn arbitrary_server_streams_never_panic_nor_accept_without_a_2xx() {
+        let frags: &[&str] = &[
+            "220 hi\r\n",
+            "250-mx\r\n",
+            "250-PIPELINING\r\n",
+            "250-AUTH LOGIN\r\n",
+            "250 SIZE 10\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "334 VXNlcg==\r\n",
+            "235 ok\r\n",
+            "451 later\r\n",
+            "550 no\r\n",
+            "221 bye\r\n",
+            "2",
+            "\r\n",
+            "\n",
+            "999 x\r\n",
+            "250-",
+            "\x1b[31m",
+            "\u{9b}",
+            " ",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let n = (next() % 24) as usize;
+            let segs: Vec<String> = (0..n)
+                .map(|_| {
+                    let k = 1 + (next() % 3) as usize;
+                    (0..k)
+                        .map(|_| frags[(next() % frags.len() as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+            let proto = if next() % 2 == 0 {
+                Protocol::Smtp
+            } else {
+                Protocol::Lmtp
+            };
+            let mut c = client_segments(proto, &segs);
+            if c.greeting().is_err() || c.hello("me").is_err() {
+                continue;
+            }
+            if next() % 2 == 0 && c.auth(Mechanism::Login, "u", &Secret::new("p")).is_err() {
+                continue;
+            }
+            if let Ok(o) = c.send("s@x", &["a@x", "b@x"], b"x\n") {
+                for r in &o.recipients {
+                    if let Status::Accepted(rep) = &r.status {
+                        assert!(rep.is_success(), "{segs:?}: {rep:?}");
+                    }
+                }
+            }
+            let _ = c.quit();
+        }
+    }
+
     #[test]
     fn a_message_over_the_announced_size_is_refused_without_sending() {
         let mut c = client(Protocol::Smtp, "250-mx\r\n250 SIZE 10\r\n");
