@@ -23,7 +23,7 @@ _mail__fetch() {
 
     case "${cmd}" in
         mail__fetch)
-            opts="-v -q -h -V --config --imap --pop3 --tls --tls-ca-file --tls-fingerprint --user --password-command --password-env --auth --folder --keep --unseen --mark-seen --max-messages --max-size --timeout --batch --maildir --mbox --mda --smtp --lmtp --stdout --recipient --daemon --idle --verbose --quiet --help --version"
+            opts="-v -q -h -V --config --imap --pop3 --tls --tls-ca-file --tls-fingerprint --user --password-command --password-env --auth --folder --keep --unseen --mark-seen --max-messages --max-size --timeout --batch --maildir --mbox --mda --mda-timeout --smtp --lmtp --stdout --recipient --daemon --idle --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -98,6 +98,10 @@ _mail__fetch() {
                     return 0
                     ;;
                 --mda)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mda-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,6 +16,7 @@ complete -c mail-fetch -l batch -d 'Messages per FETCH and per grouped sync [def
 complete -c mail-fetch -l maildir -d 'Store into the Maildir DIR' -r
 complete -c mail-fetch -l mbox -d 'Append to the mbox FILE' -r
 complete -c mail-fetch -l mda -d 'Pipe each message to COMMAND (sh -c; %F sender, %T recipient)' -r
+complete -c mail-fetch -l mda-timeout -d 'Kill an MDA still running after SECONDS; the message stays [default: 600]' -r
 complete -c mail-fetch -l smtp -d 'Hand each message to this SMTP server (plain, port 25)' -r
 complete -c mail-fetch -l lmtp -d 'Hand each message to this LMTP server (port 24) or unix socket' -r
 complete -c mail-fetch -l recipient -d 'Envelope recipient for --mda, --smtp, --lmtp [default: your login name]' -r

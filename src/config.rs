@@ -8,15 +8,21 @@
 //! config, a missing file named with `--config` is an error. Passwords are
 //! never stored in the file: only `password_command` (run with `sh -c`) or
 //! `password_env`, and the value is a [`Secret`] that never prints.
+//!
+//! A password source that fails (the command fails, hangs past the
+//! account's timeout, prints nothing or more than [`MAX_PASSWORD_OUTPUT`],
+//! the variable is unset) is [`Kind::Temporary`]: the mail waits (mail-send
+//! queues) instead of being refused for good. Every `password_env` named in
+//! a config, or read, is hidden from every child ([`crate::child`]).
 
 use std::collections::BTreeMap;
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::child::{self, Ended};
 use crate::exit::{Error, Kind, Result};
 use crate::sasl::Secret;
 use crate::tls::TlsMode;
@@ -144,6 +150,9 @@ pub struct Account {
     pub mbox: Option<String>,
     /// Deliver through this MDA command (`%F` sender, `%T` recipient).
     pub mda: Option<String>,
+    /// Kill the MDA (its process group) when it runs longer than this many
+    /// seconds; the message stays on the server (default 600).
+    pub mda_timeout: Option<u64>,
     /// Hand to this SMTP server, `HOST[:PORT]`.
     pub smtp: Option<String>,
     /// Hand to this LMTP server, `HOST[:PORT]` or a socket path.
@@ -213,9 +222,10 @@ impl Config {
         Ok(c)
     }
 
-    /// Parse config text.
+    /// Parse config text. Every account's `password_env` is hidden from
+    /// children from now on (an MDA must not see another account's secret).
     pub fn parse(text: &str) -> Result<Config> {
-        toml::from_str::<Config>(text).map_err(|e| {
+        let c = toml::from_str::<Config>(text).map_err(|e| {
             let msg = e.message().trim().to_string();
             let line = e
                 .span()
@@ -228,7 +238,13 @@ impl Config {
                 },
                 msg,
             )
-        })
+        })?;
+        for a in c.account.values() {
+            if let Some(var) = &a.password_env {
+                child::hide_env(var);
+            }
+        }
+        Ok(c)
     }
 
     /// The account called `name`, or a config error naming the known ones.
@@ -253,12 +269,20 @@ impl Config {
 
 impl Account {
     /// The password or token: from `password_env`, else the first line of
-    /// `password_command`'s output. `Ok(None)` when neither is set.
+    /// `password_command`'s output, which gets the account's `timeout`
+    /// (default [`DEFAULT_TIMEOUT`]). `Ok(None)` when neither is set.
     pub fn password(&self, account: &str) -> Result<Option<Secret>> {
+        let limit = self.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        self.password_within(account, limit)
+    }
+
+    /// [`Account::password`] with `limit` for the command.
+    pub fn password_within(&self, account: &str, limit: Duration) -> Result<Option<Secret>> {
         get_password(
             account,
             self.password_env.as_deref(),
             self.password_command.as_deref(),
+            limit,
         )
     }
 
@@ -316,17 +340,30 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
         .map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))
 }
 
-/// Fetch a secret from an env var or a command (see [`Account::password`]).
+/// The timeout of an account that sets none (network and password command).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most a password command may print: a password or an OAuth2 token
+/// is far shorter; more is an error, never held in memory.
+pub const MAX_PASSWORD_OUTPUT: usize = 64 * 1024;
+
+/// Fetch a secret from an env var or a command (see [`Account::password`]);
+/// the command is killed (with its process group) after `limit`.
 pub fn get_password(
     account: &str,
     env_var: Option<&str>,
     command: Option<&str>,
+    limit: Duration,
 ) -> Result<Option<Secret>> {
+    // Every failure of the source is temporary: it is the user's setup
+    // (an agent not running, a token service down) that may work later,
+    // never the message that is wrong.
     if let Some(var) = env_var {
+        child::hide_env(var);
         return match env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
             _ => Err(Error::new(
-                Kind::Config,
+                Kind::Temporary,
                 format!("account {account}: password_env"),
                 format!("${var} is not set"),
             )),
@@ -335,35 +372,30 @@ pub fn get_password(
     let Some(cmd) = command else {
         return Ok(None);
     };
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            Error::new(
-                Kind::Config,
-                format!("account {account}: running password_command"),
-                crate::exit::describe_io(&e),
-            )
-        })?;
-    if !out.status.success() {
+    let ctx = format!("account {account}: password_command");
+    let fail = |cause: String| Error::new(Kind::Temporary, &*ctx, cause);
+    let (ended, out) = child::capture(cmd, limit, MAX_PASSWORD_OUTPUT)
+        .map_err(|e| fail(format!("cannot run: {}", crate::exit::describe_io(&e))))?;
+    match ended {
+        Ended::Exited(status) if status.success() => {}
         // The status, never the output: it may hold the secret.
-        return Err(Error::new(
-            Kind::Config,
-            format!("account {account}: password_command"),
-            format!("failed ({})", out.status),
-        ));
+        Ended::Exited(status) => return Err(fail(format!("failed ({status})"))),
+        Ended::TimedOut => {
+            return Err(fail(format!(
+                "did not finish within {} s (killed)",
+                limit.as_secs()
+            )));
+        }
+        Ended::TooMuch => {
+            return Err(fail(format!(
+                "printed more than {MAX_PASSWORD_OUTPUT} bytes (killed)"
+            )));
+        }
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out);
     let first = text.lines().next().unwrap_or("").to_string();
     if first.is_empty() {
-        return Err(Error::new(
-            Kind::Config,
-            format!("account {account}: password_command"),
-            "printed nothing",
-        ));
+        return Err(fail("printed nothing".to_string()));
     }
     Ok(Some(Secret::new(first)))
 }
@@ -465,10 +497,18 @@ expire = "3d"
 
     #[test]
     fn passwords_fail_loudly_and_never_echo() {
-        let e = get_password("a", None, Some("echo hunter2; exit 3")).unwrap_err();
+        let t = DEFAULT_TIMEOUT;
+        let e = get_password("a", None, Some("echo hunter2; exit 3"), t).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert!(get_password("a", Some("POSTLINE_SURELY_UNSET_VAR"), None).is_err());
-        assert!(get_password("a", None, None).unwrap().is_none());
+        assert_eq!(e.kind(), Kind::Temporary);
+        assert!(get_password("a", Some("POSTLINE_SURELY_UNSET_VAR"), None, t).is_err());
+        assert!(get_password("a", None, None, t).unwrap().is_none());
+        // A command that hangs or floods is cut off, temporary.
+        let e = get_password("a", None, Some("sleep 100"), Duration::from_millis(200)).unwrap_err();
+        assert!(e.to_string().contains("did not finish"), "{e}");
+        assert_eq!(e.kind(), Kind::Temporary);
+        let e = get_password("a", None, Some("yes"), t).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
     }
 
     #[test]

@@ -1139,16 +1139,7 @@ fn quoted(b: &[u8]) -> Option<Vec<u8>> {
 /// move the cursor nor retitle the window through our messages.
 pub fn printable(b: &[u8]) -> String {
     let t = String::from_utf8_lossy(b);
-    let t = t.trim_end_matches(['\r', '\n']);
-    let mut out = String::with_capacity(t.len());
-    for c in t.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::transcript::printable(t.trim_end_matches(['\r', '\n'])).into_owned()
 }
 
 /// The number after `[NAME ` in a response code.

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod calendar;
+pub mod child;
 pub mod config;
 pub mod dedup;
 pub mod dns;

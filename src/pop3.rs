@@ -227,15 +227,7 @@ pub fn err_kind(text: &str, default: Kind) -> Kind {
 /// move the cursor, recolour or rewrite what the user sees, are written
 /// as `\u{..}` escapes.
 pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::transcript::printable(text).into_owned()
 }
 
 /// A line without its CRLF or LF.

@@ -614,6 +614,21 @@ impl Sender {
             c.hello(&helo)?;
             return Ok(Conn::Unix(c));
         }
+        // The password first: a password command that hangs or fails must
+        // not hold a connection open meanwhile (it has its own deadline).
+        let login = match server.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(user) => {
+                let secret = server.password_within(name, timeout)?.ok_or_else(|| {
+                    Error::new(
+                        Kind::Config,
+                        format!("account {name}"),
+                        "user is set but neither password_command nor password_env",
+                    )
+                })?;
+                Some((user, secret))
+            }
+            None => None,
+        };
         let mode = server.tls.unwrap_or(TlsMode::Starttls);
         let port = server.port.unwrap_or(match (protocol, mode) {
             (Protocol::Lmtp, _) => 24,
@@ -650,14 +665,7 @@ impl Sender {
                 ));
             }
         }
-        if let Some(user) = server.user.as_deref().filter(|u| !u.is_empty()) {
-            let secret = server.password(name)?.ok_or_else(|| {
-                Error::new(
-                    Kind::Config,
-                    format!("account {name}"),
-                    "user is set but neither password_command nor password_env",
-                )
-            })?;
+        if let Some((user, secret)) = login {
             let configured = server.auth.as_deref().map(Mechanism::parse).transpose()?;
             let mech =
                 Mechanism::choose(configured, &client.capabilities().auth).map_err(within)?;

@@ -26,6 +26,19 @@
 //!   fate with the server's reply; DATA is sent only when at least one
 //!   recipient was accepted; with LMTP each accepted recipient gets its own
 //!   reply after the final dot.
+//! - **Only the reply a stage allows counts.** 220 to the greeting and
+//!   STARTTLS, 250 to EHLO/LHLO/HELO, 2xx to MAIL, RCPT and after the final
+//!   dot (with LMTP, each accepted recipient's own reply), 354 only to DATA,
+//!   334 only inside AUTH. A 3xx where a 2xx belongs is a server out of
+//!   step: a temporary failure, never a delivery.
+//! - **A reply counts only for what the server was sent.** Bytes already
+//!   read when a command or the message is about to go out answer nothing
+//!   yet sent (a desynchronised or injecting peer): a [`Kind::Temporary`]
+//!   error, and nothing more is written. So a "250" that arrives with the
+//!   354 is never taken for the final reply.
+//! - **Pipelined replies each get a fresh budget** ([`Exchange::arm`]), so
+//!   a slow but honest server is not cut off by [`crate::pace`] while a
+//!   dripping one still is.
 //! - **No command injection.** Addresses holding CR, LF, NUL, `<` or `>` are
 //!   refused ([`Kind::Data`]) before anything is written.
 //!
@@ -46,6 +59,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exit::{Error, Kind, Result};
+use crate::pace::{Paced, Socket};
 use crate::sasl::{self, Mechanism, Secret};
 use crate::tls::{Stream, TlsOptions};
 use crate::transcript::Transcript;
@@ -106,9 +120,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// 2xx or 3xx.
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
+    /// 2xx: done. The only reply that completes MAIL, RCPT, the end of
+    /// DATA (and each LMTP recipient after it); a 3xx there is a server out
+    /// of step, never a success.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.code)
     }
 
     /// 4xx: try again later.
@@ -418,8 +434,30 @@ impl Outcome {
     }
 }
 
+/// A stream an SMTP client runs over: any `Read + Write`, and a way to
+/// start a fresh exchange budget ([`crate::pace`]) when several replies
+/// are read without a write in between (a pipelined envelope, LMTP's
+/// per-recipient replies), so a slow but honest server is not cut off.
+/// In-memory streams (tests, fuzzing) keep the default, which does nothing.
+pub trait Exchange: Read + Write {
+    /// Start a fresh exchange budget.
+    fn arm(&mut self) {}
+}
+
+impl Exchange for Stream {
+    fn arm(&mut self) {
+        Stream::arm(self);
+    }
+}
+
+impl<T: Socket> Exchange for Paced<T> {
+    fn arm(&mut self) {
+        Paced::arm(self);
+    }
+}
+
 /// An SMTP or LMTP client over a stream.
-pub struct Client<S: Read + Write> {
+pub struct Client<S: Exchange> {
     stream: S,
     protocol: Protocol,
     buf: Vec<u8>,
@@ -503,7 +541,7 @@ fn check_address(a: &str) -> Result<()> {
     Ok(())
 }
 
-impl<S: Read + Write> Client<S> {
+impl<S: Exchange> Client<S> {
     /// Wrap a connected stream; nothing is read or written yet.
     pub fn new(stream: S, protocol: Protocol) -> Self {
         Client {
@@ -607,8 +645,28 @@ impl<S: Read + Write> Client<S> {
     }
 
     fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        self.expect_quiet(what)?;
         self.log(|t| t.sent(data));
         self.write_quiet(data, what)
+    }
+
+    /// Before anything is sent, every reply read so far must have been
+    /// asked for: bytes already buffered would be taken for the reply to
+    /// what we send next, which the server has not even seen yet.
+    fn expect_quiet(&self, what: &str) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let first = self.buf.split(|&b| b == b'\n').next().unwrap_or_default();
+        let shown = String::from_utf8_lossy(&first[..first.len().min(80)]);
+        Err(Error::new(
+            Kind::Temporary,
+            format!("before sending {what}"),
+            format!(
+                "the server replied before it was asked ({:?}): out of step, nothing more sent",
+                shown.trim_end()
+            ),
+        ))
     }
 
     /// Write without a transcript line (the message payload, secrets).
@@ -753,14 +811,18 @@ impl<S: Read + Write> Client<S> {
             let m = self.read_reply().map_err(|e| e.within("MAIL FROM"))?;
             let mut rs = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
+                // Each reply of the batch has its own budget: a server
+                // checking every recipient may take a while for each.
+                self.stream.arm();
                 rs.push(self.read_reply().map_err(|e| e.within("RCPT TO"))?);
             }
+            self.stream.arm();
             piped_data = Some(self.read_reply().map_err(|e| e.within("DATA"))?);
             (m, rs)
         } else {
             let m = self.command(&mail)?;
             let mut rs = Vec::with_capacity(rcpts.len());
-            if m.is_positive() {
+            if m.is_success() {
                 for l in &rcpt_lines {
                     rs.push(self.command(l)?);
                 }
@@ -782,7 +844,7 @@ impl<S: Read + Write> Client<S> {
                 status: fail(Stage::Mail, &mail_reply),
             })
             .collect();
-        if !mail_reply.is_positive() {
+        if !mail_reply.is_success() {
             self.abandon_data(piped_data.as_ref())?;
             return Ok(Outcome {
                 recipients: results,
@@ -790,7 +852,7 @@ impl<S: Read + Write> Client<S> {
         }
         let mut accepted = Vec::new();
         for (i, r) in rcpt_replies.iter().enumerate() {
-            if r.is_positive() {
+            if r.is_success() {
                 accepted.push(i);
                 results[i].status = Status::Accepted(r.clone());
             } else {
@@ -822,6 +884,10 @@ impl<S: Read + Write> Client<S> {
                 payload.len()
             ))
         });
+        // The final reply can only answer a payload the server has seen:
+        // one already here was sent before it (a server out of step, or
+        // someone injecting replies) and must not be taken for it.
+        self.expect_quiet("the message")?;
         self.data_sent = true;
         self.write_quiet(&payload, "the message")?;
         let finals = match self.protocol {
@@ -829,13 +895,17 @@ impl<S: Read + Write> Client<S> {
             Protocol::Lmtp => accepted.len(),
         };
         for k in 0..finals {
+            if k > 0 {
+                // LMTP delivers recipient by recipient: each its own budget.
+                self.stream.arm();
+            }
             let r = self.read_reply().map_err(|e| e.within("end of DATA"))?;
             let targets: &[usize] = match self.protocol {
                 Protocol::Smtp => &accepted,
                 Protocol::Lmtp => &accepted[k..=k],
             };
             for &i in targets {
-                results[i].status = if r.is_positive() {
+                results[i].status = if r.is_success() {
                     Status::Accepted(r.clone())
                 } else {
                     fail(Stage::Final, &r)
@@ -903,6 +973,7 @@ impl<S: Read + Write> Client<S> {
     }
 
     fn secret_line(&mut self, line: &str, shown: &str) -> Result<Reply> {
+        self.expect_quiet("AUTH")?;
         self.log(|t| t.sent_secret(shown));
         self.write_quiet(format!("{line}\r\n").as_bytes(), "AUTH")?;
         self.read_reply().map_err(|e| e.within("AUTH"))
@@ -991,17 +1062,30 @@ mod tests {
     }
 
     /// A scripted server: the replies it sends, and what the client wrote.
+    /// Each read returns at most what is left of one segment, so a test
+    /// decides which replies arrive together (as in one TCP segment).
     struct Script {
-        input: io::Cursor<Vec<u8>>,
+        input: std::collections::VecDeque<Vec<u8>>,
         written: Vec<u8>,
         writes: usize,
     }
 
     impl Read for Script {
         fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-            self.input.read(b)
+            let Some(seg) = self.input.front_mut() else {
+                return Ok(0);
+            };
+            let n = seg.len().min(b.len());
+            b[..n].copy_from_slice(&seg[..n]);
+            seg.drain(..n);
+            if seg.is_empty() {
+                self.input.pop_front();
+            }
+            Ok(n)
         }
     }
+
+    impl Exchange for Script {}
 
     impl Write for Script {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
@@ -1014,10 +1098,17 @@ mod tests {
         }
     }
 
+    /// A client whose server sends each line of `replies` on its own.
     fn client(protocol: Protocol, replies: &str) -> Client<Script> {
+        let lines: Vec<&str> = replies.split_inclusive('\n').collect();
+        client_segments(protocol, &lines)
+    }
+
+    /// A client whose server sends `segments`, each arriving whole.
+    fn client_segments(protocol: Protocol, segments: &[&str]) -> Client<Script> {
         Client::new(
             Script {
-                input: io::Cursor::new(replies.as_bytes().to_vec()),
+                input: segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
                 written: Vec::new(),
                 writes: 0,
             },
@@ -1232,6 +1323,151 @@ mod tests {
             w.ends_with("DATA\r\n.\r\nRSET\r\n") && !w.contains("secret"),
             "{w}"
         );
+    }
+
+    /// Only the reply a stage allows counts: 2xx after the final dot (and
+    /// to MAIL and RCPT), 354 only to DATA. A 3xx anywhere else is the
+    /// server not following the protocol: temporary, the message kept.
+    #[test]
+    fn a_3xx_where_a_2xx_belongs_is_not_a_delivery() {
+        for piped in [false, true] {
+            let ehlo = if piped {
+                "250-mx\r\n250 PIPELINING\r\n"
+            } else {
+                "250 mx\r\n"
+            };
+            // 354 again after the final dot.
+            let mut c = client(
+                Protocol::Smtp,
+                &format!("{ehlo}250 ok\r\n250 ok\r\n354 go\r\n354 go ahead again\r\n"),
+            );
+            c.hello("me").unwrap();
+            let o = c.send("s@x", &["a@x"], b"x\n").unwrap();
+            assert!(
+                matches!(&o.recipients[0].status, Status::Temporary(Stage::Final, r) if r.code == 354),
+                "{o:?}"
+            );
+            assert_eq!(o.worst(), Some(Kind::Temporary));
+            // A 3xx to MAIL FROM or RCPT TO.
+            for (mail, rcpt) in [("334 what", "250 ok"), ("250 ok", "354 go")] {
+                let mut c = client(
+                    Protocol::Smtp,
+                    &format!("{ehlo}{mail}\r\n{rcpt}\r\n354 go\r\n250 ok\r\n250 reset\r\n"),
+                );
+                c.hello("me").unwrap();
+                let o = c.send("s@x", &["a@x"], b"x\n").unwrap();
+                assert_eq!(o.worst(), Some(Kind::Temporary), "{mail} {rcpt}: {o:?}");
+                let w = String::from_utf8(c.into_inner().written).unwrap();
+                assert!(!w.contains("x\r\n.\r\n"), "the message was sent: {w}");
+            }
+        }
+        // LMTP: every accepted recipient's own reply must be 2xx.
+        let mut c = client(
+            Protocol::Lmtp,
+            "250 lmtp\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 a done\r\n354 b?\r\n",
+        );
+        c.hello("me").unwrap();
+        let o = c.send("s@x", &["a@x", "b@x"], b"x\n").unwrap();
+        assert!(matches!(o.recipients[0].status, Status::Accepted(_)));
+        assert!(matches!(
+            o.recipients[1].status,
+            Status::Temporary(Stage::Final, _)
+        ));
+    }
+
+    /// A final reply that was already there before the message was sent
+    /// answers nothing we sent: a protocol error, never a delivery.
+    #[test]
+    fn a_reply_sent_before_the_message_is_a_protocol_error() {
+        for ehlo in ["250 mx\r\n", "250-mx\r\n250 PIPELINING\r\n"] {
+            let mut c = client_segments(
+                Protocol::Smtp,
+                &[
+                    ehlo,
+                    "250 ok\r\n250 ok\r\n",
+                    "354 go\r\n250 queued before the data\r\n",
+                ],
+            );
+            c.hello("me").unwrap();
+            let e = c.send("s@x", &["a@x"], b"secret\n").unwrap_err();
+            assert_eq!(e.kind(), Kind::Temporary);
+            assert!(e.to_string().contains("before"), "{e}");
+            assert!(!c.data_was_sent());
+            let w = String::from_utf8(c.into_inner().written).unwrap();
+            assert!(!w.contains("secret"), "{w}");
+        }
+        // Replies nobody asked for, before a command: out of step.
+        let mut c = client_segments(Protocol::Smtp, &["220 hi\r\n250 extra\r\n", "250 mx\r\n"]);
+        c.greeting().unwrap();
+        assert_eq!(c.hello("me").unwrap_err().kind(), Kind::Temporary);
+    }
+
+    /// What the `smtp_stream` fuzz target checks, on streams built from
+    /// reply fragments (the fuzzer needs nightly): no panic, and nobody
+    /// accepted without a 2xx.
+    #[test]
+    fn arbitrary_server_streams_never_panic_nor_accept_without_a_2xx() {
+        let frags: &[&str] = &[
+            "220 hi\r\n",
+            "250-mx\r\n",
+            "250-PIPELINING\r\n",
+            "250-AUTH LOGIN\r\n",
+            "250 SIZE 10\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "334 VXNlcg==\r\n",
+            "235 ok\r\n",
+            "451 later\r\n",
+            "550 no\r\n",
+            "221 bye\r\n",
+            "2",
+            "\r\n",
+            "\n",
+            "999 x\r\n",
+            "250-",
+            "\x1b[31m",
+            "\u{9b}",
+            " ",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let n = (next() % 24) as usize;
+            let segs: Vec<String> = (0..n)
+                .map(|_| {
+                    let k = 1 + (next() % 3) as usize;
+                    (0..k)
+                        .map(|_| frags[(next() % frags.len() as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+            let proto = if next() % 2 == 0 {
+                Protocol::Smtp
+            } else {
+                Protocol::Lmtp
+            };
+            let mut c = client_segments(proto, &segs);
+            if c.greeting().is_err() || c.hello("me").is_err() {
+                continue;
+            }
+            if next() % 2 == 0 && c.auth(Mechanism::Login, "u", &Secret::new("p")).is_err() {
+                continue;
+            }
+            if let Ok(o) = c.send("s@x", &["a@x", "b@x"], b"x\n") {
+                for r in &o.recipients {
+                    if let Status::Accepted(rep) = &r.status {
+                        assert!(rep.is_success(), "{segs:?}: {rep:?}");
+                    }
+                }
+            }
+            let _ = c.quit();
+        }
     }
 
     #[test]

@@ -381,7 +381,8 @@ fn prepare(
         &job.recipient,
         stdout,
         target_log,
-    ))?;
+    ))?
+    .with_mda_timeout(job.account.mda_timeout.map(std::time::Duration::from_secs));
     let delete = !job.keep && target.may_delete();
     Ok(Prepared {
         pass,
@@ -487,6 +488,8 @@ fn store_batch<I: Clone + std::fmt::Display>(
         })
         .collect();
     let (fates, err) = target.deliver(&owned);
+    // An mbox repair that was refused or done is said, never silent.
+    report.notes.extend(target.take_notes());
     let mut fate_of: Vec<Option<Fate>> = found
         .iter()
         .map(|&f| if f { Some(Fate::Stored) } else { None })

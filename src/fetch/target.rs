@@ -4,17 +4,20 @@
 //!
 //! Guarantee: a message is reported [`Fate::Stored`] only once the target
 //! confirmed it durable: fsynced in the Maildir/mbox, exit 0 from the MDA,
-//! a final 2xx from the server. Stdout cannot confirm anything, so
+//! a final 2xx from the server. The MDA runs through [`crate::child`]: in
+//! its own process group, killed with it after its deadline
+//! ([`DEFAULT_MDA_TIMEOUT`], `mda_timeout`; the message is then kept), and
+//! without any password variable in its environment. Stdout cannot confirm anything, so
 //! [`Target::may_delete`] is false for it and nothing is deleted on the
 //! server. Everything else is either kept for a later run
 //! ([`Fate::Kept`]) or refused ([`Fate::Refused`]); both leave the message
 //! on the server.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::child::{self, Ended};
 use crate::config::Config;
 use crate::exit::{Error, Kind, Result};
 use crate::mboxfmt::{self, Format};
@@ -92,10 +95,16 @@ pub enum Fate {
     Refused(String),
 }
 
+/// How long an MDA may run for one message unless `mda_timeout` says
+/// otherwise: far more than any real delivery agent takes, and still an
+/// end to one that hangs.
+pub const DEFAULT_MDA_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// An open target for one account's run.
 pub struct Target {
     kind: Open,
     recipient: String,
+    mda_timeout: Duration,
 }
 
 enum Open {
@@ -106,6 +115,15 @@ enum Open {
 }
 
 impl Target {
+    /// Warnings of the store so far, taken away (an mbox whose repair
+    /// journal was not trusted: see [`Destination::take_notes`]).
+    pub fn take_notes(&self) -> Vec<String> {
+        match &self.kind {
+            Open::Store(d) => d.take_notes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Open `spec`; `recipient` is the envelope recipient for MDA, SMTP and
     /// LMTP targets.
     pub fn open(
@@ -176,7 +194,14 @@ impl Target {
         Ok(Target {
             kind,
             recipient: recipient.to_string(),
+            mda_timeout: DEFAULT_MDA_TIMEOUT,
         })
+    }
+
+    /// Kill an MDA after `limit` (None: [`DEFAULT_MDA_TIMEOUT`]).
+    pub fn with_mda_timeout(mut self, limit: Option<Duration>) -> Target {
+        self.mda_timeout = limit.unwrap_or(DEFAULT_MDA_TIMEOUT);
+        self
     }
 
     /// May messages stored here be deleted on the server?
@@ -203,7 +228,7 @@ impl Target {
             Open::Mda(cmd) => {
                 let mut fates = Vec::with_capacity(msgs.len());
                 for m in msgs {
-                    match run_mda(cmd, &m.sender, &self.recipient, &m.data) {
+                    match run_mda(cmd, &m.sender, &self.recipient, &m.data, self.mda_timeout) {
                         Ok(f) => fates.push(f),
                         Err(e) => return (fates, Some(e)),
                     }
@@ -382,35 +407,26 @@ pub fn mda_command(cmd: &str, sender: &str, rcpt: &str) -> String {
     out
 }
 
-/// Run the MDA once for one message: 0 stored, 75 kept, else refused.
+/// Run the MDA once for one message: 0 stored, 75 kept, else refused;
+/// still running after `limit`: killed (with its process group), kept.
 /// Failing to start the shell at all is an error that stops the run.
-fn run_mda(cmd: &str, sender: &str, rcpt: &str, data: &[u8]) -> Result<Fate> {
+fn run_mda(cmd: &str, sender: &str, rcpt: &str, data: &[u8], limit: Duration) -> Result<Fate> {
     let line = mda_command(cmd, sender, rcpt);
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&line)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let ended = child::feed(&line, data, limit)
         .map_err(|e| Error::io(format!("running the MDA {cmd:?}"), &e))?;
-    let write_res = match child.stdin.take() {
-        Some(mut si) => si.write_all(data),
-        None => Ok(()),
-    };
-    let status = child
-        .wait()
-        .map_err(|e| Error::io(format!("waiting for the MDA {cmd:?}"), &e))?;
     // An MDA that exits 0 without reading everything still said "stored";
     // one that broke the pipe and failed did not.
-    Ok(match status.code() {
-        Some(0) => Fate::Stored,
-        Some(75) => Fate::Kept("the MDA exited 75 (temporary failure)".to_string()),
-        Some(c) => Fate::Refused(format!("the MDA exited {c}")),
-        None => {
-            let _ = write_res;
-            Fate::Kept(format!("the MDA was killed ({status})"))
-        }
+    Ok(match ended {
+        Ended::Exited(status) => match status.code() {
+            Some(0) => Fate::Stored,
+            Some(75) => Fate::Kept("the MDA exited 75 (temporary failure)".to_string()),
+            Some(c) => Fate::Refused(format!("the MDA exited {c}")),
+            None => Fate::Kept(format!("the MDA was killed ({status})")),
+        },
+        Ended::TimedOut | Ended::TooMuch => Fate::Kept(format!(
+            "the MDA did not finish within {} s (killed)",
+            limit.as_secs()
+        )),
     })
 }
 

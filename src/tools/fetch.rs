@@ -174,6 +174,14 @@ pub fn command() -> Command {
             "COMMAND",
             "Pipe each message to COMMAND (sh -c; %F sender, %T recipient)",
         ))
+        .arg(
+            s(
+                "mda-timeout",
+                "SECONDS",
+                "Kill an MDA still running after SECONDS; the message stays [default: 600]",
+            )
+            .value_parser(value_parser!(u64).range(1..)),
+        )
         .arg(s(
             "smtp",
             "HOST[:PORT]",
@@ -252,6 +260,7 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         maildir: get("maildir"),
         mbox: get("mbox"),
         mda: get("mda"),
+        mda_timeout: m.get_one::<u64>("mda-timeout").copied(),
         smtp: get("smtp"),
         lmtp: get("lmtp"),
         recipient: get("recipient"),
@@ -304,6 +313,7 @@ fn merge(base: &Account, over: &Account, stdout: bool) -> Account {
         password_env,
         auth,
         timeout,
+        mda_timeout,
         mark_seen,
         max_messages,
         max_size,

@@ -3,8 +3,11 @@
 //!
 //! This is the only part of the crate that writes to stdout/stderr. Its
 //! promises: usage errors exit 64 (not clap's 2) with a one-line message;
-//! every diagnostic is one line, `tool: context: cause`; a closed stdout
-//! (`| head`) ends output quietly and never changes what was stored.
+//! every diagnostic is one line, `tool: context: cause`, with control
+//! characters escaped ([`crate::transcript::printable`]: a peer's reply
+//! quoted in an error can neither break the line nor drive the terminal);
+//! a closed stdout (`| head`) ends output quietly and never changes what
+//! was stored.
 
 pub mod deliver;
 pub mod fetch;
@@ -18,6 +21,7 @@ use std::io::{self, Write};
 use clap::{ArgMatches, Command};
 
 use crate::exit::{self, Error, Kind};
+use crate::transcript::printable;
 
 /// A tool's binary name and the function building its clap command.
 pub type ToolEntry = (&'static str, fn() -> Command);
@@ -96,15 +100,17 @@ impl Ctx {
     /// worst reported.
     pub fn report(&mut self, err: &Error) {
         self.note(err.kind());
+        let text = err.to_string();
+        let text = printable(&text);
         if err.kind() == Kind::Usage {
             let _ = writeln!(
                 io::stderr(),
-                "{}: {err} (see {} --help)",
+                "{}: {text} (see {} --help)",
                 self.name,
                 self.name
             );
         } else {
-            let _ = writeln!(io::stderr(), "{}: {err}", self.name);
+            let _ = writeln!(io::stderr(), "{}: {text}", self.name);
         }
     }
 
@@ -133,7 +139,7 @@ impl Ctx {
 
     /// A warning line on stderr that does not change the exit code.
     pub fn warn(&mut self, msg: &str) {
-        let _ = writeln!(io::stderr(), "{}: {msg}", self.name);
+        let _ = writeln!(io::stderr(), "{}: {}", self.name, printable(msg));
     }
 }
 

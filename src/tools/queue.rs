@@ -354,7 +354,11 @@ fn list(env: &Env, json: bool, ctx: &mut Ctx) -> Result<()> {
             if let Some(reason) = reason
                 && last_reason != Some(reason)
             {
-                block.push(format!("{indent}({reason})"));
+                // A server's reply, stored as it came: escaped for the terminal.
+                block.push(format!(
+                    "{indent}({})",
+                    crate::transcript::printable(reason)
+                ));
                 last_reason = Some(reason);
             }
             block.push(format!("{indent}{}", r.addr));
@@ -426,7 +430,7 @@ fn show(env: &Env, id: String, json: bool, ctx: &mut Ctx) -> Result<()> {
             RcptStatus::Failed if r.expired => "expired",
             RcptStatus::Failed => "failed",
         };
-        let reply = r.reply.as_deref().unwrap_or("");
+        let reply = crate::transcript::printable(r.reply.as_deref().unwrap_or(""));
         out.push(
             format!("  {}  {st}  {reply}", r.addr)
                 .trim_end()
@@ -520,7 +524,12 @@ fn report_lines(r: &EntryReport, json: bool) -> Vec<String> {
             }
             (Fate::Temporary, _) => "deferred".to_string(),
         };
-        out.push(format!("{id}: {}: {what}: {}", t.rcpt, t.reply));
+        // The server's reply, escaped: it goes to a terminal.
+        out.push(format!(
+            "{id}: {}: {what}: {}",
+            t.rcpt,
+            crate::transcript::printable(&t.reply)
+        ));
     }
     for e in r
         .expired

@@ -265,19 +265,10 @@ pub fn analyse_message(
 /// escaped, at most 80 characters.
 fn visible(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == 80 {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", crate::transcript::printable(&text[..i])),
+        None => crate::transcript::printable(&text).into_owned(),
     }
-    out
 }
 
 /// Build the chain from a trace, the Date header and the From header's value.

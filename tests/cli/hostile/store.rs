@@ -580,3 +580,64 @@ fn a_folder_marker_is_never_created_through_a_link() {
         "the message was not delivered"
     );
 }
+
+/// mail-fetch into an mbox says what mail-deliver says about a journal it
+/// did not trust (it used to drop the note silently).
+#[test]
+fn mail_fetch_reports_an_untrusted_journal_too() {
+    let t = TempDir::new();
+    let mb = t.join("mbox");
+    deliver(t.path())
+        .arg(arg(&mb))
+        .stdin(msg(1))
+        .run()
+        .success();
+    let j = journal_for(&mb);
+    fs::write(&j, "postline-append pid=999999 start=0 end=999999999999\n").unwrap();
+    fs::set_permissions(&j, fs::Permissions::from_mode(0o600)).unwrap();
+    let body = String::from_utf8(msg(2)).unwrap().replace('\n', "\r\n");
+    let srv = Scripted::start(1, move |_, s| {
+        let mut w = Wire::new(s);
+        w.send("+OK hi\r\n");
+        while let Some(l) = w.line() {
+            let cmd = l.to_ascii_uppercase();
+            let reply = if cmd.starts_with("CAPA") {
+                "+OK\r\nUIDL\r\nUSER\r\n.\r\n".to_string()
+            } else if cmd.starts_with("STAT") {
+                format!("+OK 1 {}\r\n", body.len())
+            } else if cmd.starts_with("LIST") {
+                format!("+OK\r\n1 {}\r\n.\r\n", body.len())
+            } else if cmd.starts_with("UIDL") {
+                "+OK\r\n1 u1\r\n.\r\n".to_string()
+            } else if cmd.starts_with("RETR") || cmd.starts_with("TOP") {
+                format!("+OK\r\n{body}.\r\n")
+            } else if cmd.starts_with("QUIT") {
+                w.send("+OK bye\r\n");
+                return;
+            } else {
+                "+OK\r\n".to_string()
+            };
+            w.send(reply);
+        }
+    });
+    Tool::new("mail-fetch", t.path())
+        .env("PW", "pw")
+        .args(["--pop3", &format!("127.0.0.1:{}", srv.port)])
+        .args([
+            "--tls",
+            "none",
+            "--user",
+            "u",
+            "--password-env",
+            "PW",
+            "--keep",
+        ])
+        .arg("--mbox")
+        .arg(&mb)
+        .run()
+        .success()
+        .stderr_has("left as it is");
+    srv.join();
+    assert!(!j.exists(), "the forged journal stayed");
+    assert_eq!(subjects(&mb), ["message 1", "message 2"]);
+}
