@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::child::{self, Ended};
 use crate::exit::{Error, Kind, Result};
-use crate::sasl::Secret;
-use crate::tls::TlsMode;
+use crate::proto::sasl::Secret;
+use crate::proto::tls::TlsMode;
 
 /// `$XDG_STATE_HOME/postline`, else `$HOME/.local/state/postline`, else
 /// `./.postline-state` when there is no home at all (cron with a bare env).
@@ -288,13 +288,13 @@ impl Account {
 
     /// The TLS settings of this account (CA file, pinned fingerprint);
     /// certificates are verified, never opportunistic.
-    pub fn tls_options(&self) -> Result<crate::tls::TlsOptions> {
-        Ok(crate::tls::TlsOptions {
+    pub fn tls_options(&self) -> Result<crate::proto::tls::TlsOptions> {
+        Ok(crate::proto::tls::TlsOptions {
             ca_file: self.tls_ca_file.clone(),
             fingerprint: self
                 .tls_fingerprint
                 .as_deref()
-                .map(crate::tls::parse_fingerprint)
+                .map(crate::proto::tls::parse_fingerprint)
                 .transpose()?,
             opportunistic: false,
         })

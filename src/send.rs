@@ -35,13 +35,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Account, Config};
-use crate::dns;
 use crate::exit::{Error, Kind, Result};
-use crate::pace::Paced;
-use crate::sasl::Mechanism;
-use crate::smtp::{Client, MailParams, Outcome, Protocol, SharedTranscript, Stage, Status};
-use crate::tls::{self, Stream, TlsMode, TlsOptions};
-use crate::transcript::Transcript;
+use crate::proto::dns;
+use crate::proto::pace::Paced;
+use crate::proto::sasl::Mechanism;
+use crate::proto::smtp::{Client, MailParams, Outcome, Protocol, SharedTranscript, Stage, Status};
+use crate::proto::tls::{self, Stream, TlsMode, TlsOptions};
+use crate::proto::transcript::Transcript;
 
 /// Where a message goes. Stored in queue entries: accounts are referred to
 /// by name and re-read from the config at each attempt (a fixed password

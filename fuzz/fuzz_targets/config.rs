@@ -2,7 +2,7 @@
 //! panic: any text is a config or a one-line error.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postline::{config, tls};
+use postline::{config, proto::{tls}};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -7,7 +7,7 @@
 //! goes on over the rest as plain responses with bounded text.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postline::imap::{FetchAnswer, FetchLimits, Fetched, Reader};
+use postline::proto::imap::{FetchAnswer, FetchLimits, Fetched, Reader};
 use std::collections::BTreeSet;
 use std::io::BufReader;
 
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             resp.literals
                 .iter()
-                .all(|l| matches!(l, postline::imap::Literal::Dropped(_)))
+                .all(|l| matches!(l, postline::proto::imap::Literal::Dropped(_)))
         );
     }
 });

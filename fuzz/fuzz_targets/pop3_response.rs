@@ -4,7 +4,7 @@
 //! than what was read.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postline::pop3;
+use postline::proto::pop3;
 use std::io::BufReader;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! encoded message has no bare CR or LF and one lone-dot line, its last.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postline::smtp;
+use postline::proto::smtp;
 
 fuzz_target!(|data: &[u8]| {
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();

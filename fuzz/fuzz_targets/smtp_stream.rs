@@ -7,8 +7,8 @@
 use std::io::{self, Read, Write};
 
 use libfuzzer_sys::fuzz_target;
-use postline::sasl::{Mechanism, Secret};
-use postline::smtp::{Client, Exchange, Protocol, Status};
+use postline::proto::sasl::{Mechanism, Secret};
+use postline::proto::smtp::{Client, Exchange, Protocol, Status};
 
 /// The server side: `data` handed out `chunk` bytes at a time; whatever
 /// the client writes is dropped.

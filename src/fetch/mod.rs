@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use crate::config::Account;
 use crate::exit::{Error, Kind, Result};
-use crate::imap::{FetchLimits, Fetched, Imap, Login, MAX_MESSAGE, MAX_UNTAGGED};
-use crate::sasl::{Mechanism, Secret};
-use crate::tls::{self, TlsMode, TlsOptions};
-use crate::transcript::Transcript;
+use crate::proto::imap::{FetchLimits, Fetched, Imap, Login, MAX_MESSAGE, MAX_UNTAGGED};
+use crate::proto::sasl::{Mechanism, Secret};
+use crate::proto::tls::{self, TlsMode, TlsOptions};
+use crate::proto::transcript::Transcript;
 
 use state::{Folder, StateFile};
 use target::{Fate, Msg, SharedOut, Spec, Target};
@@ -873,9 +873,9 @@ pub fn run_imap(
 }
 
 /// The most bytes one POP3 message may take when `--max-size` is not given
-/// (see [`crate::pop3::MAX_MESSAGE`]): a larger one is left on the server
+/// (see [`crate::proto::pop3::MAX_MESSAGE`]): a larger one is left on the server
 /// and reported, never held.
-pub const POP3_DEFAULT_MAX_SIZE: u64 = crate::pop3::MAX_MESSAGE;
+pub const POP3_DEFAULT_MAX_SIZE: u64 = crate::proto::pop3::MAX_MESSAGE;
 
 /// How much a POP3 message may exceed the size LIST gave for it: servers
 /// that count the stored LF line ends report a little less than they send
@@ -932,7 +932,7 @@ fn run_pop3(
     stdout: Option<&SharedOut>,
     report: &mut Report,
 ) -> std::result::Result<(), Failure> {
-    use crate::pop3::{Login as PopLogin, Pop3, header_digest};
+    use crate::proto::pop3::{Login as PopLogin, Pop3, header_digest};
     use state::{Oversized, Pop3Stored};
     use std::collections::HashMap;
     let Prepared {

@@ -22,9 +22,9 @@ use crate::config::Config;
 use crate::exit::{Error, Kind, Result};
 use crate::mboxfmt::{self, Format};
 use crate::message::{self, Message};
+use crate::proto::transcript::Transcript;
 use crate::send::{Envelope, Fate as SendFate, Route, SendOptions, Sender};
 use crate::store::{Destination, Item, Locking, Options};
-use crate::transcript::Transcript;
 
 /// A writer shared by every account's thread (stdout).
 pub type SharedOut = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -162,7 +162,7 @@ impl Target {
                     protocol: Some("smtp".into()),
                     host: Some(host),
                     port: Some(port),
-                    tls: Some(crate::tls::TlsMode::None),
+                    tls: Some(crate::proto::tls::TlsMode::None),
                     ..Default::default()
                 };
                 Open::Send(

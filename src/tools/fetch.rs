@@ -20,9 +20,9 @@ use crate::exit::{Error, Kind, Result};
 use crate::fetch::state::StateFile;
 use crate::fetch::target::SharedOut;
 use crate::fetch::{self, Class, Job, Logs, Progress, Protocol, Report};
-use crate::tls::TlsMode;
+use crate::proto::tls::TlsMode;
+use crate::proto::transcript::Transcript;
 use crate::tools::Ctx;
-use crate::transcript::Transcript;
 
 /// Exit code: no new mail (fetchmail's 1).
 pub const NO_MAIL: i32 = 1;
@@ -267,13 +267,14 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         ..Account::default()
     };
     if let Some(f) = &a.tls_fingerprint {
-        crate::tls::parse_fingerprint(f)
+        crate::proto::tls::parse_fingerprint(f)
             .map_err(|e| Error::new(Kind::Usage, "--tls-fingerprint", e))?;
     }
     if let Some(mech) = &a.auth
         && !matches!(mech.to_ascii_lowercase().as_str(), "apop" | "user")
     {
-        crate::sasl::Mechanism::parse(mech).map_err(|e| Error::new(Kind::Usage, "--auth", e))?;
+        crate::proto::sasl::Mechanism::parse(mech)
+            .map_err(|e| Error::new(Kind::Usage, "--auth", e))?;
     }
     let targets = [&a.maildir, &a.mbox, &a.mda, &a.smtp, &a.lmtp]
         .iter()

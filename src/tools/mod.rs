@@ -4,7 +4,7 @@
 //! This is the only part of the crate that writes to stdout/stderr. Its
 //! promises: usage errors exit 64 (not clap's 2) with a one-line message;
 //! every diagnostic is one line, `tool: context: cause`, with control
-//! characters escaped ([`crate::transcript::printable`]: a peer's reply
+//! characters escaped ([`crate::proto::transcript::printable`]: a peer's reply
 //! quoted in an error can neither break the line nor drive the terminal);
 //! a closed stdout (`| head`) ends output quietly and never changes what
 //! was stored.
@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use clap::{ArgMatches, Command};
 
 use crate::exit::{self, Error, Kind};
-use crate::transcript::printable;
+use crate::proto::transcript::printable;
 
 /// A tool's binary name and the function building its clap command.
 pub type ToolEntry = (&'static str, fn() -> Command);
@@ -175,21 +175,21 @@ fn ignore_file_size_signal() {
 /// clap value parser for `--tls`, shared by every tool with that flag: a
 /// bad mode is a usage error (64) naming the flag, like any bad value.
 pub fn tls_mode_value(s: &str) -> Result<String, String> {
-    crate::tls::TlsMode::parse(s)
+    crate::proto::tls::TlsMode::parse(s)
         .map(|_| s.to_string())
         .map_err(|_| "expected starttls, implicit or none".to_string())
 }
 
 /// clap value parser for `--tls-fingerprint` (see [`tls_mode_value`]).
 pub fn fingerprint_value(s: &str) -> Result<String, String> {
-    crate::tls::parse_fingerprint(s)
+    crate::proto::tls::parse_fingerprint(s)
         .map(|_| s.to_string())
         .map_err(|_| "expected a SHA-256 fingerprint: 64 hex digits, colons allowed".to_string())
 }
 
 /// clap value parser for a SASL `--auth` mechanism (see [`tls_mode_value`]).
 pub fn mechanism_value(s: &str) -> Result<String, String> {
-    crate::sasl::Mechanism::parse(s)
+    crate::proto::sasl::Mechanism::parse(s)
         .map(|_| s.to_string())
         .map_err(|_| "expected plain, login or xoauth2".to_string())
 }

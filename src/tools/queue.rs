@@ -17,6 +17,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use crate::calendar::rfc5322_date;
 use crate::config::{Config, parse_duration};
 use crate::exit::{Error, Kind, Result};
+use crate::proto::transcript::Transcript;
 use crate::queue::dsn::header_block;
 use crate::queue::{
     EntryReport, Outcome, Policy, RcptStatus, Runner, Select, Spool, State, WATCH_POLL, now,
@@ -24,7 +25,6 @@ use crate::queue::{
 };
 use crate::send::{Fate, Route, SendOptions, Sender};
 use crate::tools::Ctx;
-use crate::transcript::Transcript;
 
 fn id_args(help: &'static str) -> Arg {
     Arg::new("id")
@@ -357,7 +357,7 @@ fn list(env: &Env, json: bool, ctx: &mut Ctx) -> Result<()> {
                 // A server's reply, stored as it came: escaped for the terminal.
                 block.push(format!(
                     "{indent}({})",
-                    crate::transcript::printable(reason)
+                    crate::proto::transcript::printable(reason)
                 ));
                 last_reason = Some(reason);
             }
@@ -430,7 +430,7 @@ fn show(env: &Env, id: String, json: bool, ctx: &mut Ctx) -> Result<()> {
             RcptStatus::Failed if r.expired => "expired",
             RcptStatus::Failed => "failed",
         };
-        let reply = crate::transcript::printable(r.reply.as_deref().unwrap_or(""));
+        let reply = crate::proto::transcript::printable(r.reply.as_deref().unwrap_or(""));
         out.push(
             format!("  {}  {st}  {reply}", r.addr)
                 .trim_end()
@@ -528,7 +528,7 @@ fn report_lines(r: &EntryReport, json: bool) -> Vec<String> {
         out.push(format!(
             "{id}: {}: {what}: {}",
             t.rcpt,
-            crate::transcript::printable(&t.reply)
+            crate::proto::transcript::printable(&t.reply)
         ));
     }
     for e in r

@@ -21,11 +21,11 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use crate::config::{Account, Config};
 use crate::exit::{Error, Kind, Result};
 use crate::message::Message;
+use crate::proto::tls::TlsMode;
+use crate::proto::transcript::Transcript;
 use crate::queue::Spool;
 use crate::send::{Dsn, Envelope, Fate, RcptOutcome, Route, SendOptions, Sender};
-use crate::tls::TlsMode;
 use crate::tools::Ctx;
-use crate::transcript::Transcript;
 
 /// The clap command of mail-send.
 pub fn command() -> Command {
@@ -710,7 +710,7 @@ fn explain(plan: &Plan, env: &Envelope, ctx: &mut Ctx) -> Result<()> {
         } else {
             ctx.line(&format!(
                 "server: {} ({})",
-                crate::tls::display_host_port(&host, port),
+                crate::proto::tls::display_host_port(&host, port),
                 if lmtp { "LMTP" } else { "SMTP" }
             ));
         }
@@ -772,7 +772,7 @@ fn explain(plan: &Plan, env: &Envelope, ctx: &mut Ctx) -> Result<()> {
                 "route: direct to the recipients' MX hosts ({})",
                 plan.why
             ));
-            let r = crate::dns::Resolver::new(resolver.as_deref(), plan.opts.timeout)?;
+            let r = crate::proto::dns::Resolver::new(resolver.as_deref(), plan.opts.timeout)?;
             ctx.line(&format!("dns: {}", r.server));
             let port = mx_port.unwrap_or(25);
             let mut domains: Vec<String> = Vec::new();
@@ -787,12 +787,14 @@ fn explain(plan: &Plan, env: &Envelope, ctx: &mut Ctx) -> Result<()> {
             }
             for d in domains {
                 match r.mx(&d) {
-                    Ok(crate::dns::MxAnswer::Hosts(hosts)) => {
+                    Ok(crate::proto::dns::MxAnswer::Hosts(hosts)) => {
                         for (i, (pref, h)) in hosts.iter().enumerate() {
                             let addrs = match r.addresses(h) {
                                 Ok(a) => a
                                     .iter()
-                                    .map(|ip| crate::tls::display_host_port(&ip.to_string(), port))
+                                    .map(|ip| {
+                                        crate::proto::tls::display_host_port(&ip.to_string(), port)
+                                    })
                                     .collect::<Vec<_>>()
                                     .join(" "),
                                 Err(e) => format!("unusable: {e}"),
@@ -803,12 +805,14 @@ fn explain(plan: &Plan, env: &Envelope, ctx: &mut Ctx) -> Result<()> {
                             ));
                         }
                     }
-                    Ok(crate::dns::MxAnswer::Implicit(h)) => {
+                    Ok(crate::proto::dns::MxAnswer::Implicit(h)) => {
                         let addrs = r
                             .addresses(&h)
                             .map(|a| {
                                 a.iter()
-                                    .map(|ip| crate::tls::display_host_port(&ip.to_string(), port))
+                                    .map(|ip| {
+                                        crate::proto::tls::display_host_port(&ip.to_string(), port)
+                                    })
                                     .collect::<Vec<_>>()
                                     .join(" ")
                             })

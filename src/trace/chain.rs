@@ -266,8 +266,8 @@ pub fn analyse_message(
 fn visible(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     match text.char_indices().nth(80) {
-        Some((i, _)) => format!("{}...", crate::transcript::printable(&text[..i])),
-        None => crate::transcript::printable(&text).into_owned(),
+        Some((i, _)) => format!("{}...", crate::proto::transcript::printable(&text[..i])),
+        None => crate::proto::transcript::printable(&text).into_owned(),
     }
 }
 

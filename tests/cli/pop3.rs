@@ -1,4 +1,4 @@
-//! The POP3 client library (`src/pop3.rs`) against the harness's real
+//! The POP3 client library (`src/proto/pop3.rs`) against the harness's real
 //! Dovecot: plain, STLS and implicit TLS, every login, listings, pipelined
 //! RETR byte for byte against the files on disk, DELE + QUIT read back over
 //! IMAP (an independent reader).
@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postline::exit::{Error, Kind};
-use postline::pop3::{Login, Pop3};
-use postline::sasl::{Mechanism, Secret};
-use postline::tls::{TlsMode, TlsOptions};
-use postline::transcript::Transcript;
+use postline::proto::pop3::{Login, Pop3};
+use postline::proto::sasl::{Mechanism, Secret};
+use postline::proto::tls::{TlsMode, TlsOptions};
+use postline::proto::transcript::Transcript;
 
 use crate::harness::*;
 
@@ -162,7 +162,7 @@ fn openssl_fingerprint(cert: &Path) -> [u8; 32] {
         .expect("openssl x509");
     let text = String::from_utf8_lossy(&out.stdout);
     let hex = text.trim().rsplit('=').next().expect("fingerprint");
-    postline::tls::parse_fingerprint(hex).expect("openssl's fingerprint parses")
+    postline::proto::tls::parse_fingerprint(hex).expect("openssl's fingerprint parses")
 }
 
 #[test]

@@ -11,9 +11,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use postline::config::Account;
+use postline::proto::tls::TlsMode;
 use postline::queue::{RcptStatus, Spool, State};
 use postline::send::{Envelope, Route};
-use postline::tls::TlsMode;
 
 use crate::harness::{TempDir, Tool, free_ports, python};
 use crate::mta::{DOMAIN, Pair};

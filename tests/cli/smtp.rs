@@ -1,4 +1,4 @@
-//! The SMTP/LMTP client core (`postline::smtp`) against real servers: the
+//! The SMTP/LMTP client core (`postline::proto::smtp`) against real servers: the
 //! harness's Postfix (relaying example.test over LMTP to Dovecot) and
 //! Dovecot's LMTP directly. What arrives must be the message sent, byte for
 //! byte, apart from the header fields the servers add at the top.
@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use postline::exit::Kind;
-use postline::smtp::{Client, Protocol, Stage, Status};
+use postline::proto::smtp::{Client, Protocol, Stage, Status};
 
 use crate::harness::{Dovecot, TempDir, assert_bytes_eq, dir_names, is_root, skip_unless};
 use crate::mta;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn connect(port: u16, protocol: Protocol) -> Client<postline::tls::Stream> {
+fn connect(port: u16, protocol: Protocol) -> Client<postline::proto::tls::Stream> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut c = Client::connect_tcp(addr, TIMEOUT, protocol).expect("connect");
     c.greeting().expect("greeting");

@@ -43,9 +43,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::exit::{Error, Kind, Result};
-use crate::sasl::{self, Mechanism, Secret};
-use crate::tls::{self, Stream, TlsMode, TlsOptions};
-use crate::transcript::Transcript;
+use crate::proto::sasl::{self, Mechanism, Secret};
+use crate::proto::tls::{self, Stream, TlsMode, TlsOptions};
+use crate::proto::transcript::Transcript;
 
 /// How to log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1139,7 +1139,7 @@ fn quoted(b: &[u8]) -> Option<Vec<u8>> {
 /// move the cursor nor retitle the window through our messages.
 pub fn printable(b: &[u8]) -> String {
     let t = String::from_utf8_lossy(b);
-    crate::transcript::printable(t.trim_end_matches(['\r', '\n'])).into_owned()
+    crate::proto::transcript::printable(t.trim_end_matches(['\r', '\n'])).into_owned()
 }
 
 /// The number after `[NAME ` in a response code.

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::exit::{Error, Kind, Result};
-use crate::pace::Paced;
+use crate::proto::pace::Paced;
 
 /// How a connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -171,7 +171,7 @@ pub enum Stream {
 
 impl Stream {
     /// A plain stream over `tcp`, paced by its read timeout (see
-    /// [`crate::pace`]): set by [`connect`].
+    /// [`crate::proto::pace`]): set by [`connect`].
     pub fn plain(tcp: TcpStream) -> Stream {
         Stream::Plain(pace(tcp))
     }

@@ -60,16 +60,16 @@
 //! bounds what is in flight so that neither side's socket buffers can fill
 //! up while the other waits (the commands are tiny; the answers are read as
 //! they come). Each answer of a window is an exchange of its own for the
-//! connection's deadline ([`crate::pace`]), so a slow but steady server is
+//! connection's deadline ([`crate::proto::pace`]), so a slow but steady server is
 //! not cut off in the middle of a long window, and a dripping one still is.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::time::Duration;
 
 use crate::exit::{Error, Kind, Result};
-use crate::sasl::{self, Mechanism, Secret};
-use crate::tls::{self, Stream, TlsMode, TlsOptions};
-use crate::transcript::Transcript;
+use crate::proto::sasl::{self, Mechanism, Secret};
+use crate::proto::tls::{self, Stream, TlsMode, TlsOptions};
+use crate::proto::transcript::Transcript;
 
 /// The longest status line (`+OK ...`, `-ERR ...`) or line of a CAPA, LIST
 /// or UIDL listing accepted, line end included. RFC 1939 allows 512; real
@@ -227,7 +227,7 @@ pub fn err_kind(text: &str, default: Kind) -> Kind {
 /// move the cursor, recolour or rewrite what the user sees, are written
 /// as `\u{..}` escapes.
 pub fn printable(text: &str) -> String {
-    crate::transcript::printable(text).into_owned()
+    crate::proto::transcript::printable(text).into_owned()
 }
 
 /// A line without its CRLF or LF.
@@ -255,7 +255,7 @@ pub enum ReadError {
 impl ReadError {
     fn into_error(self, context: String) -> Error {
         match self {
-            // The exchange budget (crate::pace) says which limit was hit.
+            // The exchange budget (crate::proto::pace) says which limit was hit.
             ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
                 Error::new(Kind::Temporary, context, e)
             }
@@ -1000,7 +1000,7 @@ impl Pop3 {
             let ctx = format!("RETR {n}");
             // Each reply is an exchange of its own: the replies of a
             // window are read without a write in between, which would
-            // otherwise hold them all to one budget (crate::pace).
+            // otherwise hold them all to one budget (crate::proto::pace).
             self.r.get_mut().arm();
             match self.read_status(&ctx)? {
                 Status::Ok(text) => {

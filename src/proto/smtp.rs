@@ -37,7 +37,7 @@
 //!   error, and nothing more is written. So a "250" that arrives with the
 //!   354 is never taken for the final reply.
 //! - **Pipelined replies each get a fresh budget** ([`Exchange::arm`]), so
-//!   a slow but honest server is not cut off by [`crate::pace`] while a
+//!   a slow but honest server is not cut off by [`crate::proto::pace`] while a
 //!   dripping one still is.
 //! - **No command injection.** Addresses holding CR, LF, NUL, `<` or `>` are
 //!   refused ([`Kind::Data`]) before anything is written.
@@ -59,10 +59,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exit::{Error, Kind, Result};
-use crate::pace::{Paced, Socket};
-use crate::sasl::{self, Mechanism, Secret};
-use crate::tls::{Stream, TlsOptions};
-use crate::transcript::Transcript;
+use crate::proto::pace::{Paced, Socket};
+use crate::proto::sasl::{self, Mechanism, Secret};
+use crate::proto::tls::{Stream, TlsOptions};
+use crate::proto::transcript::Transcript;
 
 /// A transcript shared by every connection of one run (`-v`).
 pub type SharedTranscript = Arc<Mutex<Transcript>>;
@@ -435,7 +435,7 @@ impl Outcome {
 }
 
 /// A stream an SMTP client runs over: any `Read + Write`, and a way to
-/// start a fresh exchange budget ([`crate::pace`]) when several replies
+/// start a fresh exchange budget ([`crate::proto::pace`]) when several replies
 /// are read without a write in between (a pipelined envelope, LMTP's
 /// per-recipient replies), so a slow but honest server is not cut off.
 /// In-memory streams (tests, fuzzing) keep the default, which does nothing.
@@ -468,7 +468,7 @@ pub struct Client<S: Exchange> {
 
 impl Client<Stream> {
     /// Connect to `addr` within `timeout`, with TCP_NODELAY and `timeout` as
-    /// the idle time of every later exchange (see [`crate::pace`]).
+    /// the idle time of every later exchange (see [`crate::proto::pace`]).
     pub fn connect_tcp(addr: SocketAddr, timeout: Duration, protocol: Protocol) -> Result<Self> {
         let ctx = format!("connecting to {addr}");
         let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| Error::io(&*ctx, &e))?;
