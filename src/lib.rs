@@ -22,5 +22,6 @@ pub mod proto;
 pub mod queue;
 pub mod send;
 pub mod store;
+pub mod sysnames;
 pub mod tools;
 pub mod trace;

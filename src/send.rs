@@ -159,11 +159,7 @@ pub struct SendOptions {
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions {
-            helo: nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".to_string()),
+            helo: crate::sysnames::hostname().to_string(),
             timeout: Duration::from_secs(60),
         }
     }

@@ -247,12 +247,7 @@ impl Job {
 
 /// The login name of the running user (the default recipient).
 fn local_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".to_string())
+    crate::sysnames::login_name().to_string()
 }
 
 /// The `-v` transcripts of one account's run: the IMAP/POP3 dialogue and

@@ -321,12 +321,8 @@ pub fn unique_name(size: usize) -> String {
 fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
-        let h = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
-        h.replace('/', "\\057")
+        crate::sysnames::hostname()
+            .replace('/', "\\057")
             .replace(':', "\\072")
             .replace(',', "\\054")
     })

@@ -464,18 +464,7 @@ fn hostname() -> String {
 }
 
 fn default_sender() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        })
-        .unwrap_or_else(|| "root".to_string());
-    format!("{user}@{}", hostname())
+    format!("{}@{}", crate::sysnames::login_name(), hostname())
 }
 
 fn rfc5322_now() -> String {
