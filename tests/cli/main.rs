@@ -9,6 +9,7 @@ mod harness;
 mod hostile;
 mod mta;
 
+mod courier;
 mod deliver;
 mod docs;
 mod fetch;
