@@ -14,6 +14,7 @@
 //!   free loopback ports, users with Maildir or mbox INBOXes anywhere, and a
 //!   self-signed certificate to trust ([`make_readable`] hands root-written
 //!   mail to its mail user);
+//! - (the second server family, Courier, is in `courier.rs`);
 //! - [`Tmpfs`] (a small file system to fill up) and [`Rng`] (a seeded PRNG for
 //!   reproducible random inputs and timings).
 //!
