@@ -492,6 +492,13 @@ impl Printer {
                     String::new()
                 }
             ));
+        } else if !self.quiet && r.deleted > 0 {
+            // Messages stored by an earlier run (one with --keep, or one
+            // that died before deleting) went now: said, though no mail came.
+            ctx.warn(&format!(
+                "{}: no new mail from {server}, {} deleted there",
+                job.name, r.deleted
+            ));
         }
         (r.errors.iter().map(|(c, _)| *c).max(), r.fetched > 0)
     }
@@ -686,8 +693,8 @@ fn idle(
                     Ok(())
                 };
                 let failed = res.is_err() || !r.errors.is_empty();
-                if let Err((c, e)) = res {
-                    r.errors.push((c, e.to_string()));
+                if let Err(e) = res {
+                    r.errors.push((Class::of(&e), e.to_string()));
                 }
                 if tx.send((job.clone(), r)).is_err() {
                     return;
