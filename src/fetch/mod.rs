@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use crate::config::Account;
+use crate::config::{Account, AuthMethod, Service};
 use crate::exit::{Error, Kind, Origin, Result};
 use crate::proto::sasl::Mechanism;
 use crate::proto::tls::{self, TlsMode, TlsOptions};
@@ -174,15 +174,11 @@ impl Job {
     /// picks its state file.
     pub fn from_account(name: &str, a: &Account, state_dir: &std::path::Path) -> Result<Job> {
         let cfg = |what: &str| Error::new(Kind::Config, format!("account {name}"), what);
-        let protocol = match a
-            .protocol
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("imap") => Protocol::Imap,
-            Some("pop3") | Some("pop") => Protocol::Pop3,
+        let protocol = match a.protocol {
+            Some(Service::Imap) => Protocol::Imap,
+            Some(Service::Pop3) => Protocol::Pop3,
             Some(other) => {
+                let other = other.name();
                 return Err(cfg(&format!(
                     "protocol {other:?} cannot be fetched from (use imap or pop3)"
                 )));
@@ -198,18 +194,14 @@ impl Job {
             (Protocol::Pop3, _) => 110,
         });
         let user = a.user.clone().ok_or_else(|| cfg("no user"))?;
-        let lower = a.auth.as_deref().map(str::to_ascii_lowercase);
-        let pop_login = match (protocol, lower.as_deref()) {
-            (Protocol::Pop3, Some("apop")) => Some(PopLogin::Apop),
-            (Protocol::Pop3, Some("user")) => Some(PopLogin::User),
-            (Protocol::Imap, Some("apop" | "user")) => {
+        let (pop_login, auth) = match (protocol, a.auth) {
+            (_, None) => (None, None),
+            (_, Some(AuthMethod::Sasl(m))) => (None, Some(m)),
+            (Protocol::Pop3, Some(AuthMethod::Apop)) => (Some(PopLogin::Apop), None),
+            (Protocol::Pop3, Some(AuthMethod::User)) => (Some(PopLogin::User), None),
+            (Protocol::Imap, Some(AuthMethod::Apop | AuthMethod::User)) => {
                 return Err(cfg("auth apop and user are POP3 logins"));
             }
-            _ => None,
-        };
-        let auth = match pop_login {
-            Some(_) => None,
-            None => a.auth.as_deref().map(Mechanism::parse).transpose()?,
         };
         let tls_opts = a.tls_options()?;
         let targets: Vec<Spec> = [

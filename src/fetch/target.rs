@@ -159,7 +159,7 @@ impl Target {
             Spec::Smtp(h) => {
                 let (host, port) = crate::send::split_host_port(h, 25)?;
                 let server = crate::config::Account {
-                    protocol: Some("smtp".into()),
+                    protocol: Some(crate::config::Service::Smtp),
                     host: Some(host),
                     port: Some(port),
                     tls: Some(crate::proto::tls::TlsMode::None),
