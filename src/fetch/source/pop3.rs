@@ -234,10 +234,7 @@ impl Source for Maildrop {
             // message that was stored.
             let digests: Vec<String> = candidates.iter().filter_map(|r| r.digest.clone()).collect();
             let same = if top && digests.len() == candidates.len() {
-                let limit = match size {
-                    Some(s) => s.saturating_add(pop3_slack(s)).min(max_size),
-                    None => max_size,
-                };
+                let limit = self.limit_of(size);
                 match self.c.top_limited(*n, 0, limit) {
                     Ok(head) => digests.contains(&header_digest(&head)),
                     // TOP refused: the size is all there is to go by.
