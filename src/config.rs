@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::child::{self, Ended};
 use crate::exit::{Error, Kind, Result};
-use crate::proto::sasl::Secret;
+use crate::proto::sasl::{Mechanism, Secret};
 use crate::proto::tls::TlsMode;
 
 /// `$XDG_STATE_HOME/postline`, else `$HOME/.local/state/postline`, else
@@ -90,8 +90,8 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
-    /// `smtp` (default for sending), `lmtp`, `pop3` or `imap`.
-    pub protocol: Option<String>,
+    /// `smtp` (default for sending), `lmtp`, `pop3` (or `pop`) or `imap`.
+    pub protocol: Option<Service>,
     /// Server host name or address.
     pub host: Option<String>,
     /// Server port (default by protocol and TLS mode).
@@ -109,8 +109,8 @@ pub struct Account {
     /// An environment variable holding the password (or token).
     pub password_env: Option<String>,
     /// SASL mechanism: `plain`, `login`, `xoauth2` (default: the best offered
-    /// of plain and login).
-    pub auth: Option<String>,
+    /// of plain and login); for POP3 also `apop` or `user`.
+    pub auth: Option<AuthMethod>,
     /// Connect/read timeout in seconds (default 60).
     pub timeout: Option<u64>,
 
@@ -159,6 +159,119 @@ pub struct Account {
     pub lmtp: Option<String>,
     /// Envelope recipient for SMTP/LMTP/MDA targets.
     pub recipient: Option<String>,
+}
+
+/// What an account's server speaks: `protocol = "..."`, any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// An SMTP smarthost (mail-send, mail-queue).
+    Smtp,
+    /// An LMTP server (mail-send, mail-queue).
+    Lmtp,
+    /// An IMAP mailbox (mail-fetch).
+    Imap,
+    /// A POP3 maildrop (mail-fetch); also spelt `pop`.
+    Pop3,
+}
+
+impl Service {
+    /// The value as the config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Smtp => "smtp",
+            Service::Lmtp => "lmtp",
+            Service::Imap => "imap",
+            Service::Pop3 => "pop3",
+        }
+    }
+
+    /// Read a `protocol` value, any case.
+    pub fn parse(s: &str) -> std::result::Result<Service, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "smtp" => Ok(Service::Smtp),
+            "lmtp" => Ok(Service::Lmtp),
+            "imap" => Ok(Service::Imap),
+            "pop3" | "pop" => Ok(Service::Pop3),
+            _ => Err(format!("protocol {s:?}: expected smtp, lmtp, imap or pop3")),
+        }
+    }
+
+    /// Does mail-send (or mail-queue) send through it?
+    pub fn sends(self) -> bool {
+        matches!(self, Service::Smtp | Service::Lmtp)
+    }
+}
+
+/// How an account logs in: `auth = "..."`, any case. A SASL mechanism, or
+/// one of POP3's own logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A SASL mechanism (`plain`, `login`, `xoauth2`, also spelt `oauth2`
+    /// and `oauthbearer`).
+    Sasl(Mechanism),
+    /// POP3 APOP.
+    Apop,
+    /// POP3 USER/PASS.
+    User,
+}
+
+impl AuthMethod {
+    /// Read an `auth` value, any case. A bad value is said as
+    /// [`Mechanism::parse`] says it (the POP3 logins are the fetcher's
+    /// business, and it names them in its own help).
+    pub fn parse(s: &str) -> Result<AuthMethod> {
+        match s.to_ascii_lowercase().as_str() {
+            "apop" => Ok(AuthMethod::Apop),
+            "user" => Ok(AuthMethod::User),
+            _ => Mechanism::parse(s).map(AuthMethod::Sasl),
+        }
+    }
+
+    /// The value as the config file spells it.
+    pub fn name(self) -> String {
+        match self {
+            AuthMethod::Sasl(m) => m.name().to_ascii_lowercase(),
+            AuthMethod::Apop => "apop".to_string(),
+            AuthMethod::User => "user".to_string(),
+        }
+    }
+
+    /// The SASL mechanism, for a protocol that has only SASL (SMTP, IMAP):
+    /// the POP3 logins are refused with [`Mechanism::parse`]'s words.
+    pub fn mechanism(self) -> Result<Mechanism> {
+        match self {
+            AuthMethod::Sasl(m) => Ok(m),
+            AuthMethod::Apop | AuthMethod::User => Mechanism::parse(&self.name()),
+        }
+    }
+}
+
+// Both are strings in the file (and in queue entries, which keep an
+// account's settings): read any case, written as the file spells them.
+impl Serialize for Service {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Service {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Service, D::Error> {
+        let s = String::deserialize(d)?;
+        Service::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for AuthMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<AuthMethod, D::Error> {
+        let s = String::deserialize(d)?;
+        AuthMethod::parse(&s).map_err(|e| serde::de::Error::custom(e.to_string()))
+    }
 }
 
 /// `[queue]`.
@@ -493,6 +606,43 @@ expire = "3d"
         assert!(e.to_string().contains("pasword_command"), "{e}");
         let e = Config::parse("[account.a]\ntls = \"startls\"\n").unwrap_err();
         assert_eq!(e.kind(), Kind::Config);
+    }
+
+    #[test]
+    fn protocol_and_auth_are_enums_read_in_any_case_and_written_as_spelt() {
+        let c = Config::parse(
+            "[account.a]\nprotocol = \"POP\"\nauth = \"Apop\"\n[account.b]\nprotocol = \"lmtp\"\nauth = \"oauth2\"\n",
+        )
+        .unwrap();
+        let a = c.account("a").unwrap();
+        assert_eq!(
+            (a.protocol, a.auth),
+            (Some(Service::Pop3), Some(AuthMethod::Apop))
+        );
+        let b = c.account("b").unwrap();
+        assert_eq!(b.auth, Some(AuthMethod::Sasl(Mechanism::XOAuth2)));
+        // Queue entries keep accounts as JSON: the same strings come back.
+        let json = serde_json::to_string(b).unwrap();
+        assert!(json.contains(r#""protocol":"lmtp""#), "{json}");
+        assert!(json.contains(r#""auth":"xoauth2""#), "{json}");
+        assert_eq!(&serde_json::from_str::<Account>(&json).unwrap(), b);
+        // SMTP has no POP3 logins: refused in the words it always used.
+        let e = AuthMethod::Apop.mechanism().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "auth mechanism \"apop\": expected plain, login or xoauth2"
+        );
+        let e = Config::parse("[account.a]\nauth = \"cram\"\n").unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("auth mechanism \"cram\": expected plain, login or xoauth2"),
+            "{e}"
+        );
+        let e = Config::parse("[account.a]\nprotocol = \"pop4\"\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(e.to_string().contains("imap or pop3"), "{e}");
     }
 
     #[test]

@@ -195,6 +195,14 @@ impl Error {
         self
     }
 
+    /// This error as another kind (a caller that knows better what the
+    /// failure means to it: mail-fetch counts a password command that fails
+    /// as a configuration error).
+    pub fn with_kind(mut self, kind: Kind) -> Error {
+        self.kind = kind;
+        self
+    }
+
     /// The error's kind.
     pub fn kind(&self) -> Kind {
         self.kind

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Account, Config};
+use crate::config::{Account, AuthMethod, Config, Service};
 use crate::exit::{Error, Kind, Result};
 use crate::proto::dns;
 use crate::proto::pace::Paced;
@@ -264,7 +264,7 @@ impl Sender {
             Route::Lmtp { target } => {
                 let server = if target.starts_with('/') {
                     Account {
-                        protocol: Some("lmtp".into()),
+                        protocol: Some(Service::Lmtp),
                         host: Some(target.clone()),
                         tls: Some(TlsMode::None),
                         ..Account::default()
@@ -272,7 +272,7 @@ impl Sender {
                 } else {
                     let (host, port) = split_host_port(target, 24)?;
                     Account {
-                        protocol: Some("lmtp".into()),
+                        protocol: Some(Service::Lmtp),
                         host: Some(host),
                         port: Some(port),
                         tls: Some(TlsMode::None),
@@ -583,8 +583,8 @@ impl Sender {
     }
 
     fn connect(&mut self, name: &str, server: &Account, policy: Policy) -> Result<Conn> {
-        let protocol = match server.protocol.as_deref() {
-            Some("lmtp") => Protocol::Lmtp,
+        let protocol = match server.protocol {
+            Some(Service::Lmtp) => Protocol::Lmtp,
             _ => Protocol::Smtp,
         };
         let host = server
@@ -662,7 +662,7 @@ impl Sender {
             }
         }
         if let Some((user, secret)) = login {
-            let configured = server.auth.as_deref().map(Mechanism::parse).transpose()?;
+            let configured = server.auth.map(AuthMethod::mechanism).transpose()?;
             let mech =
                 Mechanism::choose(configured, &client.capabilities().auth).map_err(within)?;
             client.auth(mech, user, &secret).map_err(within)?;

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::exit::{Error, Kind, Result};
+use crate::exit::{Context, Error, Kind, Origin, Result};
 
 /// One IMAP folder's memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,12 +221,12 @@ impl StateFile {
                     format!("reading the state file {}", self.path.display()),
                     format!("{e} (move it away to start afresh: messages may be fetched again)"),
                 )
+                .from_origin(Origin::Local)
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(Error::io(
-                format!("reading the state file {}", self.path.display()),
-                &e,
-            )),
+            Err(e) => {
+                Err(e).with_context(|| format!("reading the state file {}", self.path.display()))
+            }
         }
     }
 
@@ -238,13 +238,14 @@ impl StateFile {
             fs::DirBuilder::new()
                 .recursive(true)
                 .create(dir)
-                .map_err(|e| Error::io(ctx(), &e))?;
+                .with_context(ctx)?;
         }
-        let data = serde_json::to_vec(state).map_err(|e| Error::new(Kind::Temporary, ctx(), e))?;
+        let data = serde_json::to_vec(state)
+            .map_err(|e| Error::new(Kind::Temporary, ctx(), e).from_origin(Origin::Local))?;
         let tmp = self
             .path
             .with_extension(format!("json.tmp{}", std::process::id()));
-        crate::durable::replace(&self.path, &tmp, &data).map_err(|e| Error::io(ctx(), &e))?;
+        crate::durable::replace(&self.path, &tmp, &data).with_context(ctx)?;
         Ok(())
     }
 }

@@ -159,7 +159,7 @@ impl Target {
             Spec::Smtp(h) => {
                 let (host, port) = crate::send::split_host_port(h, 25)?;
                 let server = crate::config::Account {
-                    protocol: Some("smtp".into()),
+                    protocol: Some(crate::config::Service::Smtp),
                     host: Some(host),
                     port: Some(port),
                     tls: Some(crate::proto::tls::TlsMode::None),
@@ -295,6 +295,11 @@ impl Target {
     /// the kill cut short counts for nothing, not even its complete
     /// messages: the next append cuts it off whole). Other targets cannot
     /// tell and answer "no" (see the man page).
+    ///
+    /// The walk over `new/`, `cur/` and the mbox tail is this module's own
+    /// for now: when `store` gains a reading side (iterate the messages of
+    /// a Maildir or an mbox, issue 12), this search should go through it,
+    /// keeping the two bounds above (`since`, `mark`).
     pub fn find_stored(&self, since: SystemTime, mark: Option<u64>, msgs: &[&Msg]) -> Vec<bool> {
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         match &self.kind {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
-use crate::config::{self, Account, Config};
+use crate::config::{self, Account, AuthMethod, Config, Service};
 use crate::exit::{Error, Kind, Result};
 use crate::fetch::state::StateFile;
 use crate::fetch::target::SharedOut;
@@ -246,7 +246,10 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         user: get("user"),
         password_command: get("password-command"),
         password_env: get("password-env"),
-        auth: get("auth"),
+        auth: get("auth")
+            .map(|v| AuthMethod::parse(&v))
+            .transpose()
+            .map_err(|e| Error::new(Kind::Usage, "--auth", e))?,
         timeout: m.get_one::<u64>("timeout").copied(),
         folders: m
             .get_many::<String>("folder")
@@ -270,12 +273,6 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         crate::proto::tls::parse_fingerprint(f)
             .map_err(|e| Error::new(Kind::Usage, "--tls-fingerprint", e))?;
     }
-    if let Some(mech) = &a.auth
-        && !matches!(mech.to_ascii_lowercase().as_str(), "apop" | "user")
-    {
-        crate::proto::sasl::Mechanism::parse(mech)
-            .map_err(|e| Error::new(Kind::Usage, "--auth", e))?;
-    }
     let targets = [&a.maildir, &a.mbox, &a.mda, &a.smtp, &a.lmtp]
         .iter()
         .filter(|t| t.is_some())
@@ -288,10 +285,10 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
             "give at most one of --maildir, --mbox, --mda, --smtp, --lmtp, --stdout",
         ));
     }
-    for (flag, proto) in [("imap", "imap"), ("pop3", "pop3")] {
+    for (flag, proto) in [("imap", Service::Imap), ("pop3", Service::Pop3)] {
         if let Some(hp) = get(flag) {
             let (host, port) = crate::send::split_host_port(&hp, 0)?;
-            a.protocol = Some(proto.to_string());
+            a.protocol = Some(proto);
             a.host = Some(host);
             a.port = (port != 0).then_some(port);
         }
@@ -375,7 +372,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         }
         let a = merge(&Account::default(), &over, stdout);
         let a = Account {
-            protocol: over.protocol.clone(),
+            protocol: over.protocol,
             host: over.host.clone(),
             port: over.port,
             ..a
@@ -394,15 +391,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         return Ok(out);
     }
     let cfg = Config::load(m.get_one::<String>("config").map(std::path::Path::new))?;
-    let fetchable = |a: &Account| {
-        matches!(
-            a.protocol
-                .as_deref()
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
-            Some("imap" | "pop3" | "pop")
-        )
-    };
+    let fetchable = |a: &Account| matches!(a.protocol, Some(Service::Imap | Service::Pop3));
     let chosen: Vec<(String, Account)> = if names.is_empty() {
         cfg.account
             .iter()
@@ -491,6 +480,13 @@ impl Printer {
                 } else {
                     String::new()
                 }
+            ));
+        } else if !self.quiet && r.deleted > 0 {
+            // Messages stored by an earlier run (one with --keep, or one
+            // that died before deleting) went now: said, though no mail came.
+            ctx.warn(&format!(
+                "{}: no new mail from {server}, {} deleted there",
+                job.name, r.deleted
             ));
         }
         (r.errors.iter().map(|(c, _)| *c).max(), r.fetched > 0)
@@ -686,8 +682,8 @@ fn idle(
                     Ok(())
                 };
                 let failed = res.is_err() || !r.errors.is_empty();
-                if let Err((c, e)) = res {
-                    r.errors.push((c, e.to_string()));
+                if let Err(e) = res {
+                    r.errors.push((Class::of(&e), e.to_string()));
                 }
                 if tx.send((job.clone(), r)).is_err() {
                     return;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use crate::config::{Account, Config};
+use crate::config::{Account, AuthMethod, Config, Service};
 use crate::exit::{Error, Kind, Result};
 use crate::message::Message;
 use crate::proto::tls::TlsMode;
@@ -587,7 +587,8 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
             password_env: s("password-env"),
             tls_ca_file: m.get_one::<PathBuf>("tls-ca-file").cloned(),
             tls_fingerprint: s("tls-fingerprint"),
-            auth: s("auth"),
+            // Checked by clap (`mechanism_value`).
+            auth: s("auth").and_then(|v| AuthMethod::parse(&v).ok()),
             helo: s("helo"),
             timeout: m.get_one::<u64>("timeout").copied(),
             ..Account::default()
@@ -611,7 +612,7 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
         let sending: Vec<(&String, &Account)> = config
             .account
             .iter()
-            .filter(|(_, a)| matches!(a.protocol.as_deref(), None | Some("smtp") | Some("lmtp")))
+            .filter(|(_, a)| a.protocol.is_none_or(Service::sends))
             .collect();
         if let Some((name, _)) = sending.iter().find(|(_, a)| a.matches_from(&env.from)) {
             (
@@ -723,10 +724,10 @@ fn explain(plan: &Plan, env: &Envelope, ctx: &mut Ctx) -> Result<()> {
         match a.user.as_deref() {
             Some(u) => ctx.line(&format!(
                 "auth: as {u} with {} (password from {})",
-                a.auth.as_deref().map_or(
-                    "the best of PLAIN and LOGIN offered".to_string(),
-                    str::to_uppercase
-                ),
+                a.auth
+                    .map_or("the best of PLAIN and LOGIN offered".to_string(), |m| m
+                        .name()
+                        .to_uppercase()),
                 match (&a.password_env, &a.password_command) {
                     (Some(v), _) => format!("${v}"),
                     (None, Some(c)) => format!("the command {c:?}"),
@@ -743,7 +744,7 @@ fn explain(plan: &Plan, env: &Envelope, ctx: &mut Ctx) -> Result<()> {
                 plan.why
             ));
             let a = plan.config.account(name)?.clone();
-            describe_server(ctx, &a, a.protocol.as_deref() == Some("lmtp"));
+            describe_server(ctx, &a, a.protocol == Some(Service::Lmtp));
         }
         Route::Server { server } => {
             ctx.line(&format!("route: one-off server ({})", plan.why));

@@ -1064,3 +1064,46 @@ fn a_full_disk_stops_the_run_keeps_the_rest_on_the_server_and_the_next_run_finis
     assert_same_messages(python_read_mailbox(&dest), &want, "after the second run");
     assert!(s.on_server().is_empty());
 }
+
+/// Issue 13, defect 2: a run without `--keep` after a `--keep` run deletes
+/// what the earlier run stored, over IMAP as over POP3, stores nothing
+/// again, and says what it deleted (exit 1: no new mail).
+fn delete_after_keep_deletes_what_was_stored(proto: &str) {
+    let Some(s) = Server::start(12) else { return };
+    let want = s.on_server();
+    let dest = s.t.join("out/Maildir/");
+    s.tool(proto, "none")
+        .args(["--keep", "--maildir"])
+        .arg(&dest)
+        .run()
+        .success()
+        .stderr_has("12 messages");
+    assert_eq!(s.on_server(), want, "{proto}: --keep leaves everything");
+    s.tool(proto, "none")
+        .arg("--maildir")
+        .arg(&dest)
+        .run()
+        .code_is(1)
+        .stderr_has("no new mail")
+        .stderr_has("12 deleted there")
+        .stderr_one_line();
+    assert_same_messages(python_read_mailbox(&dest), &want, "stored once");
+    assert!(s.on_server().is_empty(), "{proto}: the server is empty");
+    // Nothing left: nothing said.
+    s.tool(proto, "none")
+        .arg("--maildir")
+        .arg(&dest)
+        .run()
+        .code_is(1)
+        .stderr_empty();
+}
+
+#[test]
+fn imap_delete_after_keep_deletes_what_was_stored() {
+    delete_after_keep_deletes_what_was_stored("imap");
+}
+
+#[test]
+fn pop3_delete_after_keep_deletes_what_was_stored() {
+    delete_after_keep_deletes_what_was_stored("pop3");
+}
