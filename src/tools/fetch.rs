@@ -8,7 +8,6 @@
 //! engine and its guarantees are in `fetch`.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -20,9 +19,9 @@ use crate::exit::{Error, Kind, Result};
 use crate::fetch::state::StateFile;
 use crate::fetch::target::SharedOut;
 use crate::fetch::{self, Class, Job, Logs, Progress, Protocol, Report};
-use crate::proto::tls::TlsMode;
 use crate::proto::transcript::Transcript;
 use crate::tools::Ctx;
+use crate::tools::conn::{Conn, Logins};
 
 /// Exit code: no new mail (fetchmail's 1).
 pub const NO_MAIL: i32 = 1;
@@ -38,7 +37,7 @@ pub fn command() -> Command {
             .action(ArgAction::SetTrue)
             .help(help)
     };
-    Command::new("mail-fetch")
+    let cmd = Command::new("mail-fetch")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Fetch mail over POP3 and IMAP into Maildir, mbox, an MDA, SMTP/LMTP or stdout")
         .long_about(
@@ -77,44 +76,8 @@ pub fn command() -> Command {
             "pop3",
             "HOST[:PORT]",
             "Fetch from this POP3 server (no config needed)",
-        ))
-        .arg(
-            s(
-                "tls",
-                "MODE",
-                "starttls (default; required), implicit or none",
-            )
-            .value_parser(super::tls_mode_value),
-        )
-        .arg(s(
-            "tls-ca-file",
-            "FILE",
-            "Also trust the CA certificate(s) in FILE (PEM)",
-        ))
-        .arg(
-            s(
-                "tls-fingerprint",
-                "SHA256",
-                "Accept exactly the server certificate with this SHA-256 fingerprint",
-            )
-            .value_parser(super::fingerprint_value),
-        )
-        .arg(s("user", "NAME", "Login name"))
-        .arg(s(
-            "password-command",
-            "CMD",
-            "Run CMD with sh -c; its first output line is the password or OAuth2 token",
-        ))
-        .arg(s(
-            "password-env",
-            "VAR",
-            "Take the password or token from $VAR",
-        ))
-        .arg(s(
-            "auth",
-            "MECH",
-            "plain, login or xoauth2; POP3 also apop or user [default: plain when offered]",
-        ))
+        ));
+    super::conn::args(cmd, Logins::Mailbox)
         .arg(
             s(
                 "folder",
@@ -148,14 +111,6 @@ pub fn command() -> Command {
                 "max-size",
                 "BYTES",
                 "Leave messages larger than BYTES on the server (reported)",
-            )
-            .value_parser(value_parser!(u64)),
-        )
-        .arg(
-            s(
-                "timeout",
-                "SECONDS",
-                "Connect and read timeout [default: 60]",
             )
             .value_parser(value_parser!(u64)),
         )
@@ -236,18 +191,8 @@ pub fn command() -> Command {
 /// The account settings the flags give (overriding the config's).
 fn overlay(m: &ArgMatches) -> Result<Account> {
     let get = |k: &str| m.get_one::<String>(k).cloned();
+    let conn = Conn::from_matches(m)?;
     let mut a = Account {
-        tls: get("tls")
-            .map(|t| TlsMode::parse(&t))
-            .transpose()
-            .map_err(|e| Error::new(Kind::Usage, "--tls", e.to_string()))?,
-        tls_ca_file: get("tls-ca-file").map(PathBuf::from),
-        tls_fingerprint: get("tls-fingerprint"),
-        user: get("user"),
-        password_command: get("password-command"),
-        password_env: get("password-env"),
-        auth: get("auth"),
-        timeout: m.get_one::<u64>("timeout").copied(),
         folders: m
             .get_many::<String>("folder")
             .map(|v| v.cloned().collect())
@@ -266,6 +211,7 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         recipient: get("recipient"),
         ..Account::default()
     };
+    a = conn.apply(a);
     if let Some(f) = &a.tls_fingerprint {
         crate::proto::tls::parse_fingerprint(f)
             .map_err(|e| Error::new(Kind::Usage, "--tls-fingerprint", e))?;
