@@ -188,6 +188,44 @@ pub fn command() -> Command {
         )
 }
 
+/// mail-fetch's command line, read once.
+struct Settings {
+    /// The account settings the flags give (overriding the config's).
+    over: Account,
+    /// `--stdout`.
+    stdout: bool,
+    /// The account NAMEs given.
+    names: Vec<String>,
+    /// `--batch`.
+    batch: Option<usize>,
+    /// `--config`.
+    config: Option<String>,
+    verbose: bool,
+    quiet: bool,
+    idle: bool,
+    /// `--daemon SECONDS`.
+    daemon: Option<u64>,
+}
+
+impl Settings {
+    fn from_matches(m: &ArgMatches) -> Result<Settings> {
+        Ok(Settings {
+            over: overlay(m)?,
+            stdout: m.get_flag("stdout"),
+            names: m
+                .get_many::<String>("account")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default(),
+            batch: m.get_one::<u64>("batch").map(|&b| b as usize),
+            config: m.get_one::<String>("config").cloned(),
+            verbose: m.get_flag("verbose"),
+            quiet: m.get_flag("quiet"),
+            idle: m.get_flag("idle"),
+            daemon: m.get_one::<u64>("daemon").copied(),
+        })
+    }
+}
+
 /// The account settings the flags give (overriding the config's).
 fn overlay(m: &ArgMatches) -> Result<Account> {
     let get = |k: &str| m.get_one::<String>(k).cloned();
@@ -291,16 +329,10 @@ fn merge(base: &Account, over: &Account, stdout: bool) -> Account {
     a
 }
 
-fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
-    let over = overlay(m)?;
-    let stdout = m.get_flag("stdout");
+fn jobs(s: &Settings) -> Result<Vec<Job>> {
+    let (over, stdout, names, batch) = (&s.over, s.stdout, &s.names, s.batch);
     let state_dir = config::state_dir().join("fetch");
-    let names: Vec<String> = m
-        .get_many::<String>("account")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default();
     let mut out = Vec::new();
-    let batch = m.get_one::<u64>("batch").map(|&b| b as usize);
     let finish = |mut j: Job| {
         if let Some(b) = batch {
             j.batch = b;
@@ -319,7 +351,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
                 "give either account NAMEs or --imap/--pop3, not both",
             ));
         }
-        let a = merge(&Account::default(), &over, stdout);
+        let a = merge(&Account::default(), over, stdout);
         let a = Account {
             protocol: over.protocol.clone(),
             host: over.host.clone(),
@@ -339,7 +371,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         out.push(finish(Job::from_account(&name, &a, &state_dir)?));
         return Ok(out);
     }
-    let cfg = Config::load(m.get_one::<String>("config").map(std::path::Path::new))?;
+    let cfg = Config::load(s.config.as_deref().map(std::path::Path::new))?;
     let fetchable = |a: &Account| {
         matches!(
             a.protocol
@@ -357,7 +389,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
             .collect()
     } else {
         let mut v = Vec::new();
-        for n in &names {
+        for n in names {
             v.push((n.clone(), cfg.account(n)?.clone()));
         }
         v
@@ -370,7 +402,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         ));
     }
     for (n, a) in chosen {
-        let mut job = Job::from_account(&n, &merge(&a, &over, stdout), &state_dir)?;
+        let mut job = Job::from_account(&n, &merge(&a, over, stdout), &state_dir)?;
         // Named after the account: two accounts on one mailbox (say, one
         // per folder) keep their own state and lock.
         job.state = StateFile::for_account(&state_dir, &n, cfg.account.keys().map(String::as_str))
@@ -471,8 +503,8 @@ fn progress_thread(p: Arc<Progress>, done: Arc<std::sync::atomic::AtomicBool>) {
 
 /// Run mail-fetch.
 pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
-    let jobs = match jobs(m) {
-        Ok(j) => j,
+    let (s, jobs) = match Settings::from_matches(m).and_then(|s| jobs(&s).map(|j| (s, j))) {
+        Ok(sj) => sj,
         Err(e) if e.kind() == Kind::Usage => return Err(e),
         Err(e) => {
             ctx.report(&e);
@@ -480,19 +512,18 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             return Ok(());
         }
     };
-    let verbose = m.get_flag("verbose");
-    let quiet = m.get_flag("quiet");
+    let (verbose, quiet) = (s.verbose, s.quiet);
     let printer = Printer { quiet };
-    let stdout: Option<SharedOut> = m
-        .get_flag("stdout")
+    let stdout: Option<SharedOut> = s
+        .stdout
         .then(|| Arc::new(Mutex::new(Box::new(io::stdout()) as Box<dyn Write + Send>)));
     let progress = Arc::new(Progress::default());
     let show_progress = !quiet && !verbose && io::stderr().is_terminal();
 
-    if m.get_flag("idle") {
+    if s.idle {
         return idle(jobs, ctx, &printer, verbose, stdout, progress);
     }
-    if let Some(&secs) = m.get_one::<u64>("daemon") {
+    if let Some(secs) = s.daemon {
         let mut failures = 0u32;
         loop {
             let (worst, _) = round(
