@@ -65,7 +65,7 @@ impl MaildirReader {
             let rd = match std::fs::read_dir(&d) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("reading {}", d.display()), &e)),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", d.display())),
             };
             any = true;
             for e in rd {
