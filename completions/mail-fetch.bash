@@ -23,7 +23,7 @@ _mail__fetch() {
 
     case "${cmd}" in
         mail__fetch)
-            opts="-v -q -h -V --config --imap --pop3 --tls --tls-ca-file --tls-fingerprint --user --password-command --password-env --auth --folder --keep --unseen --mark-seen --max-messages --max-size --timeout --batch --maildir --mbox --mda --mda-timeout --smtp --lmtp --stdout --recipient --daemon --idle --verbose --quiet --help --version"
+            opts="-v -q -h -V --config --imap --pop3 --tls --tls-ca-file --tls-fingerprint --user --password-command --password-env --auth --timeout --folder --keep --unseen --mark-seen --max-messages --max-size --batch --maildir --mbox --mda --mda-timeout --smtp --lmtp --stdout --recipient --daemon --idle --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -69,6 +69,10 @@ _mail__fetch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --folder)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -78,10 +82,6 @@ _mail__fetch() {
                     return 0
                     ;;
                 --max-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -2,16 +2,16 @@ complete -c mail-fetch -l config -d 'Read accounts from FILE [default: ~/.config
 complete -c mail-fetch -l imap -d 'Fetch from this IMAP server (no config needed)' -r
 complete -c mail-fetch -l pop3 -d 'Fetch from this POP3 server (no config needed)' -r
 complete -c mail-fetch -l tls -d 'starttls (default; required), implicit or none' -r
-complete -c mail-fetch -l tls-ca-file -d 'Also trust the CA certificate(s) in FILE (PEM)' -r
+complete -c mail-fetch -l tls-ca-file -d 'Also trust the CA certificate(s) in FILE (PEM)' -r -F
 complete -c mail-fetch -l tls-fingerprint -d 'Accept exactly the server certificate with this SHA-256 fingerprint' -r
 complete -c mail-fetch -l user -d 'Login name' -r
-complete -c mail-fetch -l password-command -d 'Run CMD with sh -c; its first output line is the password or OAuth2 token' -r
+complete -c mail-fetch -l password-command -d 'Run COMMAND with sh -c; its first output line is the password or OAuth2 token' -r
 complete -c mail-fetch -l password-env -d 'Take the password or token from $VAR' -r
 complete -c mail-fetch -l auth -d 'plain, login or xoauth2; POP3 also apop or user [default: plain when offered]' -r
+complete -c mail-fetch -l timeout -d 'Connect and read timeout in seconds [default: 60]' -r
 complete -c mail-fetch -l folder -d 'IMAP folder to fetch (repeatable; default INBOX)' -r
 complete -c mail-fetch -l max-messages -d 'Fetch at most N messages per account and run' -r
 complete -c mail-fetch -l max-size -d 'Leave messages larger than BYTES on the server (reported)' -r
-complete -c mail-fetch -l timeout -d 'Connect and read timeout [default: 60]' -r
 complete -c mail-fetch -l batch -d 'Messages per FETCH and per grouped sync [default: 250]' -r
 complete -c mail-fetch -l maildir -d 'Store into the Maildir DIR' -r
 complete -c mail-fetch -l mbox -d 'Append to the mbox FILE' -r

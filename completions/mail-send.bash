@@ -23,7 +23,7 @@ _mail__send() {
 
     case "${cmd}" in
         mail__send)
-            opts="-t -i -r -f -F -N -R -V -B -o -b -q -C -L -X -A -O -n -G -m -U -v -a -h --version --verbose --config --account --host --port --tls --user --password-command --password-env --tls-ca-file --tls-fingerprint --auth --helo --timeout --lmtp --direct --resolver --mx-port --no-queue --queue-dir --explain --help"
+            opts="-t -i -r -f -F -N -R -V -B -o -b -q -C -L -X -A -O -n -G -m -U -v -a -h --version --verbose --config --account --host --port --tls --tls-ca-file --tls-fingerprint --user --password-command --password-env --auth --timeout --helo --lmtp --direct --resolver --mx-port --no-queue --queue-dir --explain --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -113,6 +113,14 @@ _mail__send() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -125,23 +133,15 @@ _mail__send() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --tls-ca-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --tls-fingerprint)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --auth)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --helo)
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --timeout)
+                --helo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

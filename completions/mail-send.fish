@@ -14,15 +14,15 @@ complete -c mail-send -l config -d 'Config file (default ~/.config/postline/conf
 complete -c mail-send -s a -l account -d 'Send through this [account.NAME]' -r
 complete -c mail-send -l host -d 'One-off smarthost (no config needed)' -r
 complete -c mail-send -l port -d 'Port of --host' -r
-complete -c mail-send -l tls -d 'starttls (default), implicit or none' -r
-complete -c mail-send -l user -d 'Login name for AUTH' -r
-complete -c mail-send -l password-command -d 'Command printing the password' -r
-complete -c mail-send -l password-env -d 'Environment variable holding the password' -r
-complete -c mail-send -l tls-ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
-complete -c mail-send -l tls-fingerprint -d 'Pin the server certificate\'s SHA-256' -r
-complete -c mail-send -l auth -d 'AUTH mechanism: plain, login or xoauth2' -r
+complete -c mail-send -l tls -d 'starttls (default; required), implicit or none' -r
+complete -c mail-send -l tls-ca-file -d 'Also trust the CA certificate(s) in FILE (PEM)' -r -F
+complete -c mail-send -l tls-fingerprint -d 'Accept exactly the server certificate with this SHA-256 fingerprint' -r
+complete -c mail-send -l user -d 'Login name' -r
+complete -c mail-send -l password-command -d 'Run COMMAND with sh -c; its first output line is the password or OAuth2 token' -r
+complete -c mail-send -l password-env -d 'Take the password or token from $VAR' -r
+complete -c mail-send -l auth -d 'AUTH mechanism: plain, login or xoauth2 [default: the best of plain and login offered]' -r
+complete -c mail-send -l timeout -d 'Connect and read timeout in seconds [default: 60]' -r
 complete -c mail-send -l helo -d 'Name to say in EHLO' -r
-complete -c mail-send -l timeout -d 'Connect and read timeout in seconds (default 60)' -r
 complete -c mail-send -l lmtp -d 'Deliver to this LMTP server' -r
 complete -c mail-send -l resolver -d 'DNS server for MX lookups' -r
 complete -c mail-send -l mx-port -d 'SMTP port on MX hosts (default 25)' -r

@@ -304,6 +304,9 @@ pub struct SendConfig {
     /// Never queue: exit 75 on a temporary failure.
     #[serde(default)]
     pub no_queue: bool,
+    /// The domain a bare sender or recipient (`root`) gets, as Postfix's
+    /// myorigin (default: the host's fully qualified name).
+    pub domain: Option<String>,
 }
 
 impl Config {

@@ -11,6 +11,7 @@
 
 pub mod calendar;
 pub mod child;
+pub mod compose;
 pub mod config;
 pub mod dedup;
 pub mod durable;

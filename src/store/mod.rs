@@ -1,5 +1,6 @@
 //! The one storage path: Maildir and mbox destinations, used by mail-deliver
-//! and (later) by mail-fetch and the queue.
+//! and (later) by mail-fetch and the queue; and its reading side
+//! ([`read`]: the messages of a Maildir or an mbox, for mail-trace).
 //!
 //! Guarantee: [`Destination::store`] returns a message's location only after
 //! the message is complete and durable there; on error nothing partial is
@@ -8,6 +9,7 @@
 pub mod lock;
 pub mod maildir;
 pub mod mbox;
+pub mod read;
 
 use std::path::{Path, PathBuf};
 

@@ -14,7 +14,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
 use crate::config;
 use crate::dedup;
-use crate::exit::{Error, Kind, Result};
+use crate::exit::{Context, Error, Kind, Result};
 use crate::mboxfmt::{Format, Splitter};
 use crate::message::{self, Message};
 use crate::store::{Destination, Item, Locking, Options};
@@ -197,7 +197,7 @@ fn single(dests: &[Destination], s: &Settings, ctx: &mut Ctx) -> Result<()> {
     io::stdin()
         .lock()
         .read_to_end(&mut raw)
-        .map_err(|e| Error::io("reading the message from stdin", &e))?;
+        .context("reading the message from stdin")?;
     if message::is_blank(&raw) {
         return Err(Error::new(
             Kind::Data,

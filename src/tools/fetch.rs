@@ -8,21 +8,20 @@
 //! engine and its guarantees are in `fetch`.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
-use crate::config::{self, Account, AuthMethod, Config, Service};
+use crate::config::{self, Account, Config, Service};
 use crate::exit::{Error, Kind, Result};
 use crate::fetch::state::StateFile;
 use crate::fetch::target::SharedOut;
 use crate::fetch::{self, Class, Job, Logs, Progress, Protocol, Report};
-use crate::proto::tls::TlsMode;
 use crate::proto::transcript::Transcript;
 use crate::tools::Ctx;
+use crate::tools::conn::{Conn, Logins};
 
 /// Exit code: no new mail (fetchmail's 1).
 pub const NO_MAIL: i32 = 1;
@@ -38,7 +37,7 @@ pub fn command() -> Command {
             .action(ArgAction::SetTrue)
             .help(help)
     };
-    Command::new("mail-fetch")
+    let cmd = Command::new("mail-fetch")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Fetch mail over POP3 and IMAP into Maildir, mbox, an MDA, SMTP/LMTP or stdout")
         .long_about(
@@ -77,44 +76,8 @@ pub fn command() -> Command {
             "pop3",
             "HOST[:PORT]",
             "Fetch from this POP3 server (no config needed)",
-        ))
-        .arg(
-            s(
-                "tls",
-                "MODE",
-                "starttls (default; required), implicit or none",
-            )
-            .value_parser(super::tls_mode_value),
-        )
-        .arg(s(
-            "tls-ca-file",
-            "FILE",
-            "Also trust the CA certificate(s) in FILE (PEM)",
-        ))
-        .arg(
-            s(
-                "tls-fingerprint",
-                "SHA256",
-                "Accept exactly the server certificate with this SHA-256 fingerprint",
-            )
-            .value_parser(super::fingerprint_value),
-        )
-        .arg(s("user", "NAME", "Login name"))
-        .arg(s(
-            "password-command",
-            "CMD",
-            "Run CMD with sh -c; its first output line is the password or OAuth2 token",
-        ))
-        .arg(s(
-            "password-env",
-            "VAR",
-            "Take the password or token from $VAR",
-        ))
-        .arg(s(
-            "auth",
-            "MECH",
-            "plain, login or xoauth2; POP3 also apop or user [default: plain when offered]",
-        ))
+        ));
+    super::conn::args(cmd, Logins::Mailbox)
         .arg(
             s(
                 "folder",
@@ -148,14 +111,6 @@ pub fn command() -> Command {
                 "max-size",
                 "BYTES",
                 "Leave messages larger than BYTES on the server (reported)",
-            )
-            .value_parser(value_parser!(u64)),
-        )
-        .arg(
-            s(
-                "timeout",
-                "SECONDS",
-                "Connect and read timeout [default: 60]",
             )
             .value_parser(value_parser!(u64)),
         )
@@ -233,24 +188,49 @@ pub fn command() -> Command {
         )
 }
 
+/// mail-fetch's command line, read once.
+struct Settings {
+    /// The account settings the flags give (overriding the config's).
+    over: Account,
+    /// `--stdout`.
+    stdout: bool,
+    /// The account NAMEs given.
+    names: Vec<String>,
+    /// `--batch`.
+    batch: Option<usize>,
+    /// `--config`.
+    config: Option<String>,
+    verbose: bool,
+    quiet: bool,
+    idle: bool,
+    /// `--daemon SECONDS`.
+    daemon: Option<u64>,
+}
+
+impl Settings {
+    fn from_matches(m: &ArgMatches) -> Result<Settings> {
+        Ok(Settings {
+            over: overlay(m)?,
+            stdout: m.get_flag("stdout"),
+            names: m
+                .get_many::<String>("account")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default(),
+            batch: m.get_one::<u64>("batch").map(|&b| b as usize),
+            config: m.get_one::<String>("config").cloned(),
+            verbose: m.get_flag("verbose"),
+            quiet: m.get_flag("quiet"),
+            idle: m.get_flag("idle"),
+            daemon: m.get_one::<u64>("daemon").copied(),
+        })
+    }
+}
+
 /// The account settings the flags give (overriding the config's).
 fn overlay(m: &ArgMatches) -> Result<Account> {
     let get = |k: &str| m.get_one::<String>(k).cloned();
+    let conn = Conn::from_matches(m)?;
     let mut a = Account {
-        tls: get("tls")
-            .map(|t| TlsMode::parse(&t))
-            .transpose()
-            .map_err(|e| Error::new(Kind::Usage, "--tls", e.to_string()))?,
-        tls_ca_file: get("tls-ca-file").map(PathBuf::from),
-        tls_fingerprint: get("tls-fingerprint"),
-        user: get("user"),
-        password_command: get("password-command"),
-        password_env: get("password-env"),
-        auth: get("auth")
-            .map(|v| AuthMethod::parse(&v))
-            .transpose()
-            .map_err(|e| Error::new(Kind::Usage, "--auth", e))?,
-        timeout: m.get_one::<u64>("timeout").copied(),
         folders: m
             .get_many::<String>("folder")
             .map(|v| v.cloned().collect())
@@ -269,6 +249,7 @@ fn overlay(m: &ArgMatches) -> Result<Account> {
         recipient: get("recipient"),
         ..Account::default()
     };
+    a = conn.apply(a);
     if let Some(f) = &a.tls_fingerprint {
         crate::proto::tls::parse_fingerprint(f)
             .map_err(|e| Error::new(Kind::Usage, "--tls-fingerprint", e))?;
@@ -342,16 +323,10 @@ fn merge(base: &Account, over: &Account, stdout: bool) -> Account {
     a
 }
 
-fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
-    let over = overlay(m)?;
-    let stdout = m.get_flag("stdout");
+fn jobs(s: &Settings) -> Result<Vec<Job>> {
+    let (over, stdout, names, batch) = (&s.over, s.stdout, &s.names, s.batch);
     let state_dir = config::state_dir().join("fetch");
-    let names: Vec<String> = m
-        .get_many::<String>("account")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default();
     let mut out = Vec::new();
-    let batch = m.get_one::<u64>("batch").map(|&b| b as usize);
     let finish = |mut j: Job| {
         if let Some(b) = batch {
             j.batch = b;
@@ -370,7 +345,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
                 "give either account NAMEs or --imap/--pop3, not both",
             ));
         }
-        let a = merge(&Account::default(), &over, stdout);
+        let a = merge(&Account::default(), over, stdout);
         let a = Account {
             protocol: over.protocol,
             host: over.host.clone(),
@@ -390,7 +365,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         out.push(finish(Job::from_account(&name, &a, &state_dir)?));
         return Ok(out);
     }
-    let cfg = Config::load(m.get_one::<String>("config").map(std::path::Path::new))?;
+    let cfg = Config::load(s.config.as_deref().map(std::path::Path::new))?;
     let fetchable = |a: &Account| matches!(a.protocol, Some(Service::Imap | Service::Pop3));
     let chosen: Vec<(String, Account)> = if names.is_empty() {
         cfg.account
@@ -400,7 +375,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
             .collect()
     } else {
         let mut v = Vec::new();
-        for n in &names {
+        for n in names {
             v.push((n.clone(), cfg.account(n)?.clone()));
         }
         v
@@ -413,7 +388,7 @@ fn jobs(m: &ArgMatches) -> Result<Vec<Job>> {
         ));
     }
     for (n, a) in chosen {
-        let mut job = Job::from_account(&n, &merge(&a, &over, stdout), &state_dir)?;
+        let mut job = Job::from_account(&n, &merge(&a, over, stdout), &state_dir)?;
         // Named after the account: two accounts on one mailbox (say, one
         // per folder) keep their own state and lock.
         job.state = StateFile::for_account(&state_dir, &n, cfg.account.keys().map(String::as_str))
@@ -521,8 +496,8 @@ fn progress_thread(p: Arc<Progress>, done: Arc<std::sync::atomic::AtomicBool>) {
 
 /// Run mail-fetch.
 pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
-    let jobs = match jobs(m) {
-        Ok(j) => j,
+    let (s, jobs) = match Settings::from_matches(m).and_then(|s| jobs(&s).map(|j| (s, j))) {
+        Ok(sj) => sj,
         Err(e) if e.kind() == Kind::Usage => return Err(e),
         Err(e) => {
             ctx.report(&e);
@@ -530,19 +505,18 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             return Ok(());
         }
     };
-    let verbose = m.get_flag("verbose");
-    let quiet = m.get_flag("quiet");
+    let (verbose, quiet) = (s.verbose, s.quiet);
     let printer = Printer { quiet };
-    let stdout: Option<SharedOut> = m
-        .get_flag("stdout")
+    let stdout: Option<SharedOut> = s
+        .stdout
         .then(|| Arc::new(Mutex::new(Box::new(io::stdout()) as Box<dyn Write + Send>)));
     let progress = Arc::new(Progress::default());
     let show_progress = !quiet && !verbose && io::stderr().is_terminal();
 
-    if m.get_flag("idle") {
+    if s.idle {
         return idle(jobs, ctx, &printer, verbose, stdout, progress);
     }
-    if let Some(&secs) = m.get_one::<u64>("daemon") {
+    if let Some(secs) = s.daemon {
         let mut failures = 0u32;
         loop {
             let (worst, _) = round(

@@ -9,6 +9,7 @@
 //! a closed stdout (`| head`) ends output quietly and never changes what
 //! was stored.
 
+pub mod conn;
 pub mod deliver;
 pub mod fetch;
 pub mod queue;

@@ -968,3 +968,68 @@ fn installed_as_sendmail_it_is_mail_send_and_dash_q_runs_the_queue() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Cron's exact command line and From field (issue 13, defect 3): a bare
+/// local part never reaches the server as a sender or a recipient; it is
+/// qualified with `[send] domain`, else the host's FQDN (as Postfix does
+/// with myorigin). Only `<>` goes without a domain.
+#[test]
+fn bare_senders_and_recipients_are_qualified_with_the_domain() {
+    let t = TempDir::new();
+    let Some(pair) = start(&t) else { return };
+    let lmtp = format!("127.0.0.1:{}", pair.dovecot.lmtp_port);
+    let cron = b"From: root (Cron Daemon)\nTo: alice\nSubject: cron\n\nbody\n".to_vec();
+    let cron_flags = ["-FCronDaemon", "-i", "-B8BITMIME", "-oem"];
+
+    // No config: the sender gets the host's name, never `<root>`.
+    for extra in [&[][..], &["-f", "root"][..]] {
+        let out = send(t.path())
+            .args(["--lmtp", &lmtp, "-v"])
+            .args(cron_flags)
+            .args(extra)
+            .arg("alice@example.test")
+            .stdin(cron.clone())
+            .run()
+            .success();
+        let err = out.stderr();
+        assert!(err.contains("C: MAIL FROM:<root@"), "{extra:?}: {err}");
+        assert!(!err.contains("MAIL FROM:<root>"), "{extra:?}: {err}");
+    }
+
+    // `[send] domain` qualifies the sender and a bare recipient alike.
+    let dir = t.join(".config/postline");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "[send]\ndomain = \"example.test\"\n",
+    )
+    .unwrap();
+    let out = send(t.path())
+        .args(["--lmtp", &lmtp, "-v"])
+        .args(cron_flags)
+        .arg("alice")
+        .stdin(cron.clone())
+        .run()
+        .success();
+    let err = out.stderr();
+    assert!(err.contains("C: MAIL FROM:<root@example.test>"), "{err}");
+    assert!(err.contains("C: RCPT TO:<alice@example.test>"), "{err}");
+    let got = inbox(&pair, "alice", 3);
+    assert_eq!(got.len(), 3);
+
+    // The null sender stays null.
+    let out = send(t.path())
+        .args([
+            "--lmtp",
+            &lmtp,
+            "-v",
+            "-i",
+            "-f",
+            "<>",
+            "alice@example.test",
+        ])
+        .stdin(cron)
+        .run()
+        .success();
+    assert!(out.stderr().contains("C: MAIL FROM:<>"), "{}", out.stderr());
+}

@@ -3,29 +3,33 @@
 //! to the recipients' MX hosts, or to an LMTP server.
 //!
 //! Owns the command line (every sendmail flag real callers pass, in attached
-//! and separate forms), reading the message (a lone `.` line ends input
-//! unless `-i`), `-t` recipients with Bcc removed, the header fields added
-//! when missing (Date, Message-ID, From; the body is never touched), the
-//! choice of route and account, `--explain`, the `-bs` SMTP dialogue, and
-//! reporting per recipient. Guarantee: a recipient is either delivered
+//! and separate forms, read once into `Settings`), reading the message (a
+//! lone `.` line ends input unless `-i`), the choice of route and account,
+//! `--explain`, and reporting per recipient. What a submission adds to the
+//! message (`-t` recipients with Bcc removed, Date, Message-ID, From, the
+//! domain of bare addresses) is [`crate::compose`]; the `-bs` SMTP dialogue
+//! is [`bs`]. Guarantee: a recipient is either delivered
 //! (server's final 2xx), queued durably (exit 0 after "queued as ID"),
 //! reported as temporary (exit 75 with `--no-queue`) or reported as refused
 //! with the server's reply and the matching sysexits code; never dropped,
 //! never sent twice by this run.
 
-use std::io::{BufRead, Read};
+mod bs;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use crate::config::{Account, AuthMethod, Config, Service};
-use crate::exit::{Error, Kind, Result};
-use crate::message::Message;
+use crate::compose::{Submission, cut_at_lone_dot, parse_address_list};
+use crate::config::{Account, Config, Service};
+use crate::exit::{Context, Error, Kind, Result};
 use crate::proto::tls::TlsMode;
 use crate::proto::transcript::Transcript;
 use crate::queue::Spool;
 use crate::send::{Dsn, Envelope, Fate, RcptOutcome, Route, SendOptions, Sender};
 use crate::tools::Ctx;
+use crate::tools::conn::{Conn, Logins};
 
 /// The clap command of mail-send.
 pub fn command() -> Command {
@@ -37,7 +41,7 @@ pub fn command() -> Command {
     };
     let value =
         |id: &'static str, help: &'static str| Arg::new(id).long(id).value_name("VALUE").help(help);
-    Command::new("mail-send")
+    let cmd = Command::new("mail-send")
         .version(env!("CARGO_PKG_VERSION"))
         .disable_version_flag(true)
         .about("Submit mail: sendmail-compatible, to a smarthost, straight to MX or LMTP; queue on temporary failure")
@@ -162,35 +166,9 @@ pub fn command() -> Command {
                 .value_name("PORT")
                 .value_parser(clap::value_parser!(u16)),
         )
-        .arg(
-            value("tls", "starttls (default), implicit or none")
-                .value_name("MODE")
-                .value_parser(super::tls_mode_value),
-        )
-        .arg(value("user", "Login name for AUTH").value_name("USER"))
-        .arg(value("password-command", "Command printing the password").value_name("COMMAND"))
-        .arg(value("password-env", "Environment variable holding the password").value_name("VAR"))
-        .arg(
-            value("tls-ca-file", "Extra trusted CA certificate (PEM)")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf)),
-        )
-        .arg(
-            value("tls-fingerprint", "Pin the server certificate's SHA-256")
-                .value_name("SHA256")
-                .value_parser(super::fingerprint_value),
-        )
-        .arg(
-            value("auth", "AUTH mechanism: plain, login or xoauth2")
-                .value_name("MECH")
-                .value_parser(super::mechanism_value),
-        )
+    ;
+    super::conn::args(cmd, Logins::Smtp)
         .arg(value("helo", "Name to say in EHLO").value_name("NAME"))
-        .arg(
-            value("timeout", "Connect and read timeout in seconds (default 60)")
-                .value_name("SECONDS")
-                .value_parser(clap::value_parser!(u64)),
-        )
         .arg(value("lmtp", "Deliver to this LMTP server").value_name("HOST:PORT|PATH"))
         .arg(
             Arg::new("direct")
@@ -246,6 +224,108 @@ pub fn main() -> std::process::ExitCode {
     crate::tools::main("mail-send", command, run)
 }
 
+/// mail-send's command line, read once.
+struct Settings {
+    verbose: bool,
+    /// `-i` or `-oi`: a lone `.` line does not end the input.
+    ignore_dots: bool,
+    /// `-b`: `m` (send), `s` (`-bs`) or `p` (list the queue).
+    mode: Option<String>,
+    /// `-q` given (with or without an interval).
+    run_queue: bool,
+    explain: bool,
+    /// Sendmail options accepted and ignored, named for `-v`.
+    ignored: Vec<String>,
+    /// The argument recipients, address lists parsed.
+    recipients: Vec<String>,
+    /// `-t`, `-f`, `-F`, the DSN flags (the domain is set from the config).
+    submission: Submission,
+    config: Option<PathBuf>,
+    queue_dir: Option<PathBuf>,
+    no_queue: bool,
+    account: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    conn: Conn,
+    helo: Option<String>,
+    lmtp: Option<String>,
+    direct: bool,
+    resolver: Option<String>,
+    mx_port: Option<u16>,
+}
+
+impl Settings {
+    fn from_matches(m: &ArgMatches) -> Result<Settings> {
+        let s = |id: &str| m.get_one::<String>(id).cloned();
+        let mut ignore_dots = m.get_flag("i");
+        let mut ignored = Vec::new();
+        for o in m.get_many::<String>("option").into_iter().flatten() {
+            if o == "i" {
+                ignore_dots = true;
+            } else {
+                ignored.push(format!("ignoring sendmail option -o{o}"));
+            }
+        }
+        for o in m.get_many::<String>("ignored").into_iter().flatten() {
+            ignored.push(format!("ignoring sendmail option with value {o:?}"));
+        }
+        if m.get_count("ignored-flag") > 0 {
+            ignored.push("ignoring sendmail flags -U, -n, -G, -m".to_string());
+        }
+        Ok(Settings {
+            verbose: m.get_count("verbose") > 0,
+            ignore_dots,
+            mode: s("mode"),
+            run_queue: m.value_source("runqueue").is_some(),
+            explain: m.get_flag("explain"),
+            ignored,
+            recipients: m
+                .get_many::<String>("recipients")
+                .into_iter()
+                .flatten()
+                .flat_map(|r| parse_address_list(r))
+                .collect(),
+            submission: Submission {
+                header_rcpts: m.get_flag("t"),
+                from: s("from"),
+                fullname: s("fullname"),
+                dsn: Dsn {
+                    ret: s("ret").map(|s| s.to_ascii_uppercase()),
+                    envid: s("envid"),
+                    notify: s("notify").map(|s| s.to_ascii_uppercase()),
+                },
+                domain: String::new(),
+            },
+            config: m.get_one::<PathBuf>("config").cloned(),
+            queue_dir: m.get_one::<PathBuf>("queue-dir").cloned(),
+            no_queue: m.get_flag("no-queue"),
+            account: s("account"),
+            host: s("host"),
+            port: m.get_one::<u16>("port").copied(),
+            conn: Conn::from_matches(m)?,
+            helo: s("helo"),
+            lmtp: s("lmtp"),
+            direct: m.get_flag("direct"),
+            resolver: s("resolver"),
+            mx_port: m.get_one::<u16>("mx-port").copied(),
+        })
+    }
+
+    /// The config file, and the submission rules with the domain that
+    /// qualifies bare addresses (`[send] domain`, else the host's). A config
+    /// that does not load still gives a domain: its error is reported once
+    /// the recipients are known to be there, as it always was.
+    fn load(&self) -> (Result<Config>, Submission) {
+        let config = Config::load(self.config.as_deref());
+        let configured = config.as_ref().ok().and_then(|c| c.send.domain.clone());
+        let submission = Submission {
+            domain: crate::compose::local_domain(configured.as_deref()),
+            ..self.submission.clone()
+        };
+        (config, submission)
+    }
+}
+
 /// Everything decided from the command line and config, before sending.
 struct Plan {
     config: Config,
@@ -259,340 +339,103 @@ struct Plan {
 
 /// Run mail-send.
 pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
-    let verbose = m.get_count("verbose") > 0;
-    let mut ignore_dots = m.get_flag("i");
-    for o in m.get_many::<String>("option").into_iter().flatten() {
-        if o == "i" {
-            ignore_dots = true;
-        } else if verbose {
-            ctx.warn(&format!("ignoring sendmail option -o{o}"));
+    let s = Settings::from_matches(m)?;
+    if s.verbose {
+        for w in &s.ignored {
+            ctx.warn(w);
         }
     }
-    if verbose {
-        for o in m.get_many::<String>("ignored").into_iter().flatten() {
-            ctx.warn(&format!("ignoring sendmail option with value {o:?}"));
-        }
-        if m.get_count("ignored-flag") > 0 {
-            ctx.warn("ignoring sendmail flags -U, -n, -G, -m");
-        }
-    }
-    // -bp and -q hand over to mail-queue, with the same config and spool.
-    let queue = |what: &str, ctx: &mut Ctx| {
-        let mut args = Vec::new();
-        for id in ["config", "queue-dir"] {
-            if let Some(p) = m.get_one::<PathBuf>(id) {
-                args.push(format!("--{id}"));
-                args.push(p.display().to_string());
-            }
-        }
-        if verbose {
-            args.push("-v".to_string());
-        }
-        args.push(what.to_string());
-        crate::tools::queue::run_args(&args, ctx)
-    };
-    match m.get_one::<String>("mode").map(String::as_str) {
-        Some("p") => return queue("list", ctx),
-        Some("s") => return run_bs(m, ctx),
+    match s.mode.as_deref() {
+        Some("p") => return queue(&s, "list", ctx),
+        Some("s") => return bs::run(&s, ctx),
         _ => {}
     }
-    if m.value_source("runqueue").is_some() {
-        return queue("run", ctx);
+    if s.run_queue {
+        return queue(&s, "run", ctx);
     }
 
     let mut input = Vec::new();
     // --explain from a terminal needs no message (it only looks at the
     // From field to pick an account).
-    let skip = m.get_flag("explain") && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let skip = s.explain && std::io::IsTerminal::is_terminal(&std::io::stdin());
     if !skip {
         std::io::stdin()
             .lock()
             .read_to_end(&mut input)
-            .map_err(|e| Error::io("reading the message from stdin", &e))?;
+            .context("reading the message from stdin")?;
     }
-    if !ignore_dots {
+    if !s.ignore_dots {
         cut_at_lone_dot(&mut input);
     }
-    let argv_rcpts: Vec<String> = m
-        .get_many::<String>("recipients")
-        .into_iter()
-        .flatten()
-        .flat_map(|r| parse_address_list(r))
-        .collect();
-    let (msg, mut env) = prepare(m, input, argv_rcpts, None)?;
-    let plan = plan(m, &env)?;
-    use_envelope_from(m, &plan, &mut env);
-    if m.get_flag("explain") {
+    let (config, submission) = s.load();
+    let (msg, mut env) = submission.prepare(input, s.recipients.clone(), None)?;
+    let plan = plan(&s, config?, &env)?;
+    use_envelope_from(&s, &plan, &submission.domain, &mut env);
+    if s.explain {
         return explain(&plan, &env, ctx);
     }
     send_one(&plan, &env, &msg, ctx).map(|_| ())
 }
 
-/// An account's `envelope_from` is the sender when `-f` was not given.
-fn use_envelope_from(m: &ArgMatches, plan: &Plan, env: &mut Envelope) {
-    if m.get_one::<String>("from").is_some() {
+/// -bp and -q hand over to mail-queue, with the same config and spool.
+fn queue(s: &Settings, what: &str, ctx: &mut Ctx) -> Result<()> {
+    let mut args = Vec::new();
+    for (id, p) in [("config", &s.config), ("queue-dir", &s.queue_dir)] {
+        if let Some(p) = p {
+            args.push(format!("--{id}"));
+            args.push(p.display().to_string());
+        }
+    }
+    if s.verbose {
+        args.push("-v".to_string());
+    }
+    args.push(what.to_string());
+    crate::tools::queue::run_args(&args, ctx)
+}
+
+/// An account's `envelope_from` is the sender when `-f` was not given
+/// (qualified like any other sender).
+fn use_envelope_from(s: &Settings, plan: &Plan, domain: &str, env: &mut Envelope) {
+    if s.submission.from.is_some() {
         return;
     }
     if let Route::Account { name } = &plan.route
         && let Ok(a) = plan.config.account(name)
         && let Some(f) = &a.envelope_from
     {
-        env.from = f.clone();
+        env.from = crate::compose::qualify(f, domain);
     }
-}
-
-/// Without `-i`, a line holding only `.` ends the input (sendmail's rule).
-fn cut_at_lone_dot(input: &mut Vec<u8>) {
-    let mut pos = 0;
-    while pos < input.len() {
-        let end = input[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(input.len(), |i| pos + i + 1);
-        let line = &input[pos..end];
-        if line == b".\n" || line == b".\r\n" || line == b"." {
-            input.truncate(pos);
-            return;
-        }
-        pos = end;
-    }
-}
-
-/// Build the message (header fields added when missing, Bcc removed with
-/// `-t`) and the envelope.
-fn prepare(
-    m: &ArgMatches,
-    input: Vec<u8>,
-    mut rcpts: Vec<String>,
-    smtp_from: Option<String>,
-) -> Result<(Vec<u8>, Envelope)> {
-    // Empty input is a message of header fields only, as with sendmail.
-    let mut msg = Message::new(input);
-    let header_rcpts = m.get_flag("t") && smtp_from.is_none();
-    if header_rcpts {
-        let mut from_headers = Vec::new();
-        for name in ["To", "Cc", "Bcc"] {
-            for v in msg.header_values(name) {
-                from_headers.extend(parse_address_list(&v));
-            }
-        }
-        from_headers.extend(rcpts);
-        rcpts = from_headers;
-    }
-    // One RCPT per address, first spelling kept.
-    let mut seen = std::collections::HashSet::new();
-    rcpts.retain(|r| seen.insert(r.to_ascii_lowercase()));
-    if rcpts.is_empty() {
-        return Err(Error::new(
-            Kind::Usage,
-            "choosing recipients",
-            if header_rcpts {
-                "no recipients in To, Cc, Bcc or the arguments"
-            } else {
-                "no recipients given (name them, or use -t)"
-            },
-        ));
-    }
-    let header_from = msg
-        .header_values("From")
-        .first()
-        .and_then(|v| parse_address_list(v).into_iter().next());
-    let from = match (smtp_from, m.get_one::<String>("from")) {
-        (Some(f), _) => f,
-        (None, Some(f)) => {
-            let f = f.trim();
-            if f == "<>" {
-                String::new()
-            } else {
-                crate::message::bare_address(f)
-            }
-        }
-        (None, None) => header_from.clone().unwrap_or_else(default_sender),
-    };
-
-    let nl = if msg.bytes().windows(2).any(|w| w == b"\r\n") {
-        "\r\n"
-    } else {
-        "\n"
-    };
-    let mut add = Vec::new();
-    if msg.header_values("From").is_empty() {
-        let addr = if from.is_empty() {
-            default_sender()
-        } else {
-            from.clone()
-        };
-        add.push(match m.get_one::<String>("fullname") {
-            Some(n) if !n.is_empty() => format!("From: {} <{addr}>{nl}", quote_name(n)),
-            _ => format!("From: {addr}{nl}"),
-        });
-    }
-    if msg.header_values("Date").is_empty() {
-        add.push(format!("Date: {}{nl}", rfc5322_now()));
-    }
-    if msg.message_id().is_none() {
-        add.push(format!("Message-ID: <{}>{nl}", new_message_id(&from)));
-    }
-    let drop: &[&str] = if header_rcpts { &["Bcc"] } else { &[] };
-    msg.replace_at_top(drop, &add);
-    let env = Envelope {
-        from,
-        rcpts,
-        dsn: Dsn {
-            ret: m.get_one::<String>("ret").map(|s| s.to_ascii_uppercase()),
-            envid: m.get_one::<String>("envid").cloned(),
-            notify: m
-                .get_one::<String>("notify")
-                .map(|s| s.to_ascii_uppercase()),
-        },
-    };
-    Ok((msg.into_bytes(), env))
-}
-
-fn quote_name(n: &str) -> String {
-    if n.chars()
-        .all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c))
-    {
-        n.to_string()
-    } else {
-        format!("\"{}\"", n.replace('\\', "\\\\").replace('"', "\\\""))
-    }
-}
-
-fn hostname() -> String {
-    SendOptions::default().helo
-}
-
-fn default_sender() -> String {
-    format!("{}@{}", crate::sysnames::login_name(), hostname())
-}
-
-fn rfc5322_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    crate::calendar::rfc5322_date(now)
-}
-
-fn new_message_id(from: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut h = Sha256::new();
-    h.update(now.as_nanos().to_le_bytes());
-    h.update(std::process::id().to_le_bytes());
-    h.update(from.as_bytes());
-    let d = h.finalize();
-    let tag: String = d[..10].iter().map(|b| format!("{b:02x}")).collect();
-    let domain = from
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_string())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(hostname);
-    format!("{}.{tag}@{domain}", now.as_secs())
-}
-
-/// The addresses in an address-list header value (RFC 5322): display names,
-/// quoted strings, comments and groups handled; only addr-specs returned.
-pub fn parse_address_list(v: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quote, mut depth, mut angle) = (false, 0usize, false);
-    let mut chars = v.chars().peekable();
-    let push = |cur: &mut String, out: &mut Vec<String>| {
-        let a = crate::message::bare_address(cur);
-        let a = a.trim();
-        if !a.is_empty() && !a.contains(char::is_whitespace) {
-            out.push(a.to_string());
-        } else if let Some(last) = a.split_whitespace().last()
-            && last.contains('@')
-        {
-            out.push(last.to_string());
-        }
-        cur.clear();
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quote || depth > 0 => {
-                cur.push(c);
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            '"' if depth == 0 => {
-                quote = !quote;
-                cur.push(c);
-            }
-            '(' if !quote => depth += 1,
-            ')' if !quote && depth > 0 => depth -= 1,
-            _ if depth > 0 => {}
-            '<' if !quote => {
-                angle = true;
-                cur.push(c);
-            }
-            '>' if !quote => {
-                angle = false;
-                cur.push(c);
-            }
-            ':' if !quote && !angle => cur.clear(),
-            ',' | ';' if !quote && !angle => push(&mut cur, &mut out),
-            _ => cur.push(c),
-        }
-    }
-    push(&mut cur, &mut out);
-    out
 }
 
 /// Decide route and settings.
-fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
-    let config = Config::load(m.get_one::<PathBuf>("config").map(PathBuf::as_path))?;
-    let s = |id: &str| m.get_one::<String>(id).cloned();
+fn plan(s: &Settings, config: Config, env: &Envelope) -> Result<Plan> {
     let mut opts = SendOptions::default();
-    if let Some(h) = s("helo") {
-        opts.helo = h;
+    if let Some(h) = &s.helo {
+        opts.helo = h.clone();
     }
-    if let Some(t) = m.get_one::<u64>("timeout") {
-        opts.timeout = std::time::Duration::from_secs(*t);
+    if let Some(t) = s.conn.timeout {
+        opts.timeout = std::time::Duration::from_secs(t);
     }
-    let one_off = [
-        "port",
-        "tls",
-        "user",
-        "password-command",
-        "password-env",
-        "tls-ca-file",
-        "tls-fingerprint",
-        "auth",
-    ]
-    .iter()
-    .find(|id| m.value_source(id).is_some());
-    let (route, why) = if let Some(target) = s("lmtp") {
+    let one_off = s
+        .port
+        .map(|_| "port")
+        .or_else(|| s.conn.first_server_only());
+    let (route, why) = if let Some(target) = &s.lmtp {
         (
             Route::Lmtp {
                 target: target.clone(),
             },
             format!("--lmtp {target}"),
         )
-    } else if m.get_flag("direct") {
-        (direct_route(m, &config), "--direct".to_string())
-    } else if let Some(host) = s("host") {
-        let tls = s("tls").map(|t| TlsMode::parse(&t)).transpose()?;
-        let server = Account {
-            host: Some(host),
-            port: m.get_one::<u16>("port").copied(),
-            tls,
-            user: s("user"),
-            password_command: s("password-command"),
-            password_env: s("password-env"),
-            tls_ca_file: m.get_one::<PathBuf>("tls-ca-file").cloned(),
-            tls_fingerprint: s("tls-fingerprint"),
-            // Checked by clap (`mechanism_value`).
-            auth: s("auth").and_then(|v| AuthMethod::parse(&v).ok()),
-            helo: s("helo"),
-            timeout: m.get_one::<u64>("timeout").copied(),
+    } else if s.direct {
+        (direct_route(s, &config), "--direct".to_string())
+    } else if let Some(host) = &s.host {
+        let server = s.conn.apply(Account {
+            host: Some(host.clone()),
+            port: s.port,
+            helo: s.helo.clone(),
             ..Account::default()
-        };
+        });
         (
             Route::Server {
                 server: Box::new(server),
@@ -605,8 +448,8 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
             format!("--{id}"),
             "needs --host (or use an account in the config file)",
         ));
-    } else if let Some(name) = s("account") {
-        config.account(&name)?;
+    } else if let Some(name) = &s.account {
+        config.account(name)?;
         (Route::Account { name: name.clone() }, format!("-a {name}"))
     } else {
         let sending: Vec<(&String, &Account)> = config
@@ -629,7 +472,7 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
                 format!("default = true (no from pattern matches <{}>)", env.from),
             )
         } else if config.send.direct {
-            (direct_route(m, &config), "[send] direct = true".to_string())
+            (direct_route(s, &config), "[send] direct = true".to_string())
         } else {
             return Err(Error::new(
                 Kind::Config,
@@ -644,14 +487,14 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
             ));
         }
     };
-    let queue_dir = m
-        .get_one::<PathBuf>("queue-dir")
-        .cloned()
+    let queue_dir = s
+        .queue_dir
+        .clone()
         .unwrap_or_else(|| Spool::default_dir(&config));
     Ok(Plan {
-        no_queue: m.get_flag("no-queue") || config.send.no_queue,
+        no_queue: s.no_queue || config.send.no_queue,
         queue_dir,
-        verbose: m.get_count("verbose") > 0,
+        verbose: s.verbose,
         route,
         why,
         config,
@@ -659,13 +502,10 @@ fn plan(m: &ArgMatches, env: &Envelope) -> Result<Plan> {
     })
 }
 
-fn direct_route(m: &ArgMatches, config: &Config) -> Route {
+fn direct_route(s: &Settings, config: &Config) -> Route {
     Route::Direct {
-        resolver: m
-            .get_one::<String>("resolver")
-            .cloned()
-            .or_else(|| config.send.resolver.clone()),
-        mx_port: m.get_one::<u16>("mx-port").copied().or(config.send.mx_port),
+        resolver: s.resolver.clone().or_else(|| config.send.resolver.clone()),
+        mx_port: s.mx_port.or(config.send.mx_port),
     }
 }
 
@@ -950,176 +790,9 @@ fn report(
     })
 }
 
-/// `-bs`: an SMTP server dialogue on stdin/stdout; each message is sent (or
-/// queued) as usual when its DATA ends, and the reply says how it went.
-fn run_bs(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
-    let host = hostname();
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    let say = |ctx: &mut Ctx, s: &str| {
-        ctx.line(&format!("{s}\r"));
-        ctx.flush();
-    };
-    say(ctx, &format!("220 {host} ESMTP postline mail-send"));
-    let mut from: Option<String> = None;
-    let mut rcpts: Vec<String> = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io("reading the SMTP dialogue", &e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&line)
-            .trim_end_matches(['\r', '\n'])
-            .to_string();
-        let upper = text.to_ascii_uppercase();
-        let verb = upper.split(' ').next().unwrap_or("");
-        match verb {
-            "EHLO" => say(
-                ctx,
-                &format!(
-                    "250-{host}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES"
-                ),
-            ),
-            "HELO" => say(ctx, &format!("250 {host}")),
-            "NOOP" => say(ctx, "250 2.0.0 Ok"),
-            "RSET" => {
-                from = None;
-                rcpts.clear();
-                say(ctx, "250 2.0.0 Ok");
-            }
-            "QUIT" => {
-                say(ctx, "221 2.0.0 Bye");
-                return Ok(());
-            }
-            "VRFY" => say(ctx, "252 2.0.0 Cannot verify; send some mail"),
-            "MAIL" if upper.starts_with("MAIL FROM:") => {
-                if from.is_some() {
-                    say(ctx, "503 5.5.1 Nested MAIL command");
-                    continue;
-                }
-                from = Some(path_arg(&text[10..]));
-                say(ctx, "250 2.1.0 Ok");
-            }
-            "RCPT" if upper.starts_with("RCPT TO:") => {
-                if from.is_none() {
-                    say(ctx, "503 5.5.1 Need MAIL first");
-                    continue;
-                }
-                let r = path_arg(&text[8..]);
-                if r.is_empty() {
-                    say(ctx, "501 5.1.3 Bad recipient address syntax");
-                    continue;
-                }
-                rcpts.push(r);
-                say(ctx, "250 2.1.5 Ok");
-            }
-            "DATA" => {
-                let Some(f) = from.clone() else {
-                    say(ctx, "503 5.5.1 Need MAIL first");
-                    continue;
-                };
-                if rcpts.is_empty() {
-                    say(ctx, "554 5.5.1 No valid recipients");
-                    continue;
-                }
-                say(ctx, "354 End data with <CR><LF>.<CR><LF>");
-                let mut body = Vec::new();
-                loop {
-                    line.clear();
-                    let n = input
-                        .read_until(b'\n', &mut line)
-                        .map_err(|e| Error::io("reading the SMTP dialogue", &e))?;
-                    if n == 0 {
-                        // The client went away mid-message: nothing accepted.
-                        return Err(Error::new(
-                            Kind::Data,
-                            "-bs dialogue",
-                            "input ended inside DATA; nothing was sent",
-                        ));
-                    }
-                    if line == b".\r\n" || line == b".\n" {
-                        break;
-                    }
-                    let l: &[u8] = if line.starts_with(b"..") {
-                        &line[1..]
-                    } else {
-                        &line
-                    };
-                    body.extend_from_slice(l);
-                }
-                let outcome =
-                    prepare(m, body, std::mem::take(&mut rcpts), Some(f)).and_then(|(msg, env)| {
-                        let p = plan(m, &env)?;
-                        send_one(&p, &env, &msg, ctx)
-                    });
-                from = None;
-                match outcome {
-                    Ok(Result1::Done(None)) => say(ctx, "250 2.0.0 Ok: delivered"),
-                    Ok(Result1::Done(Some(id))) => {
-                        say(ctx, &format!("250 2.0.0 Ok: queued as {id}"))
-                    }
-                    Ok(Result1::Temporary(r)) => say(ctx, &format!("451 4.3.0 {}", one_line(&r))),
-                    Ok(Result1::Refused(r)) => say(ctx, &format!("554 5.0.0 {}", one_line(&r))),
-                    Err(e) if e.kind().is_temporary() => {
-                        say(ctx, &format!("451 4.3.0 {}", one_line(&e.to_string())))
-                    }
-                    Err(e) => say(ctx, &format!("554 5.0.0 {}", one_line(&e.to_string()))),
-                }
-            }
-            _ => say(ctx, "502 5.5.2 Command not recognized"),
-        }
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.replace(['\r', '\n'], " ")
-}
-
-/// The address in `<addr> PARAMS` (or a bare `addr`).
-fn path_arg(s: &str) -> String {
-    let s = s.trim();
-    if let Some(rest) = s.strip_prefix('<') {
-        return rest.split('>').next().unwrap_or("").trim().to_string();
-    }
-    s.split(' ').next().unwrap_or("").to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn address_lists() {
-        assert_eq!(
-            parse_address_list(r#""Doe, John" <j@x.org>, b@y.org (Bee), Group: c@z, d@z;, <e@w>"#),
-            vec!["j@x.org", "b@y.org", "c@z", "d@z", "e@w"]
-        );
-        assert_eq!(
-            parse_address_list("undisclosed-recipients:;"),
-            Vec::<String>::new()
-        );
-        assert_eq!(parse_address_list("Name a@b"), vec!["a@b"]);
-    }
-
-    #[test]
-    fn lone_dot_ends_input_without_i() {
-        let mut v = b"a\n.\nb\n".to_vec();
-        cut_at_lone_dot(&mut v);
-        assert_eq!(v, b"a\n");
-        let mut v = b"a\n..\nb\n".to_vec();
-        cut_at_lone_dot(&mut v);
-        assert_eq!(v, b"a\n..\nb\n");
-    }
-
-    #[test]
-    fn dates_look_right() {
-        let d = rfc5322_now();
-        assert!(d.ends_with(" +0000") && d.len() > 25, "{d}");
-    }
 
     #[test]
     fn sendmail_flag_forms_parse() {
