@@ -666,3 +666,20 @@ body\n"
         out.stdout()
     );
 }
+
+#[test]
+fn header_text_reaches_the_table_escaped() {
+    let home = TempDir::new();
+    let msg = b"Received: from evil\x1b]0;pwned\x07 (x [192.0.2.1]) by mx\x1b[2J.example with ESMTP id \x1b[31mRED; Mon, 1 Jan 2024 00:00:00 +0000\n\
+Authentication-Results: mx.example; spf=pass smtp.mailfrom=a\x1b[31m@example.org\n\
+\n\
+body\n"
+        .to_vec();
+    let out = Tool::new("mail-trace", home.path()).stdin(msg).run().success();
+    let text = out.stdout();
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("evil\\u{1b}]0"), "{text}");
+}

@@ -8,6 +8,7 @@
 //! text is the same with and without colour but for the escapes and the
 //! bar character.
 
+use crate::proto::transcript::printable;
 use crate::tools::Ctx;
 use crate::trace::Hop;
 use crate::trace::chain::{self, Chain, human_seconds};
@@ -92,7 +93,9 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
     if !c.x_received.is_empty() {
         head.push_str(&format!(", {} X-Received apart", c.x_received.len()));
     }
-    let mut lines = vec![p.wrap("1", &head)];
+    // Header text is the sender's: escaped before any colour of ours is
+    // added, so no byte of it reaches the terminal as a control.
+    let mut lines = vec![p.wrap("1", &printable(&head))];
     let header = [
         "#",
         "delay",
@@ -115,10 +118,10 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
                         .to_string()
                 })
                 .unwrap_or_else(|| "-".to_string()),
-            cut(&from_cell(h), CELL_MAX),
-            cut(h.by.as_deref().unwrap_or("-"), CELL_MAX),
-            h.protocol.clone().unwrap_or_else(|| "-".to_string()),
-            h.tls_version.clone().unwrap_or_else(|| "-".to_string()),
+            cut(&printable(&from_cell(h)), CELL_MAX),
+            cut(&printable(h.by.as_deref().unwrap_or("-")), CELL_MAX),
+            printable(h.protocol.as_deref().unwrap_or("-")).into_owned(),
+            printable(h.tls_version.as_deref().unwrap_or("-")).into_owned(),
         ]);
     }
     let mut widths = [0usize; 7];
@@ -161,12 +164,16 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
         let byw = c
             .hops
             .iter()
-            .map(|h| cut(h.by.as_deref().unwrap_or("-"), 32).chars().count())
+            .map(|h| {
+                cut(&printable(h.by.as_deref().unwrap_or("-")), 32)
+                    .chars()
+                    .count()
+            })
             .max()
             .unwrap_or(1);
         let numw = c.hops.len().to_string().len();
         for (i, (h, d)) in c.hops.iter().zip(&c.delays).enumerate() {
-            let by = cut(h.by.as_deref().unwrap_or("-"), 32);
+            let by = cut(&printable(h.by.as_deref().unwrap_or("-")), 32);
             let pad = " ".repeat(byw - by.chars().count());
             let (bar, label) = match d {
                 Some(d) => {
@@ -204,7 +211,7 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
             lines.push(format!(
                 "  {} {}",
                 p.wrap(code, &format!("[{}]", a.kind)),
-                a.text
+                printable(&a.text)
             ));
         }
     }
@@ -227,7 +234,8 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
         let at = |h: Option<usize>| h.map(|h| format!(" (hop {h})")).unwrap_or_default();
         for e in &c.auth {
             let who = e.authserv_id.as_deref().unwrap_or("(no authserv-id)");
-            lines.push(format!("  {who}{}: {}", at(e.hop), verdict_text(e)));
+            let l = format!("  {who}{}: {}", at(e.hop), verdict_text(e));
+            lines.push(printable(&l).into_owned());
         }
         for s in &c.received_spf {
             let mut parts = vec![format!("spf={}", s.result.as_deref().unwrap_or("?"))];
@@ -240,22 +248,28 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
             if let Some(h) = &s.helo {
                 parts.push(format!("helo={h}"));
             }
-            lines.push(format!(
-                "  Received-SPF{}{}: {}",
-                s.receiver
-                    .as_deref()
-                    .map(|r| format!(" by {r}"))
-                    .unwrap_or_default(),
-                at(s.hop),
-                parts.join(" ")
-            ));
+            lines.push(
+                printable(&format!(
+                    "  Received-SPF{}{}: {}",
+                    s.receiver
+                        .as_deref()
+                        .map(|r| format!(" by {r}"))
+                        .unwrap_or_default(),
+                    at(s.hop),
+                    parts.join(" ")
+                ))
+                .into_owned(),
+            );
         }
         for s in &c.dkim_signatures {
-            lines.push(format!(
-                "  DKIM-Signature: d={} s={}",
-                s.domain.as_deref().unwrap_or("?"),
-                s.selector.as_deref().unwrap_or("?")
-            ));
+            lines.push(
+                printable(&format!(
+                    "  DKIM-Signature: d={} s={}",
+                    s.domain.as_deref().unwrap_or("?"),
+                    s.selector.as_deref().unwrap_or("?")
+                ))
+                .into_owned(),
+            );
         }
         for set in &c.arc {
             let mut l = format!(
@@ -278,7 +292,7 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
             if !set.complete {
                 l.push_str(" (incomplete set)");
             }
-            lines.push(l);
+            lines.push(printable(&l).into_owned());
         }
         let a = &c.alignment;
         if let Some(fd) = &a.from_domain
@@ -291,15 +305,16 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
                 p.wrap("31", "fail")
             };
             lines.push(format!(
-                "  DMARC alignment of From {fd}: SPF {}, DKIM {} -> {verdict} ({})",
+                "  DMARC alignment of From {}: SPF {}, DKIM {} -> {verdict} ({})",
+                printable(fd),
                 yn(a.spf_aligned),
                 yn(a.dkim_aligned),
-                a.method
+                printable(&a.method)
             ));
         }
     }
     for w in &c.warnings {
-        lines.push(format!("warning: {w}"));
+        lines.push(format!("warning: {}", printable(w)));
     }
     lines.into_iter().all(|l| ctx.line(&l))
 }
