@@ -309,7 +309,7 @@ pub(super) fn print(source: &str, c: &Chain, colour: bool, ctx: &mut Ctx) -> boo
                 printable(fd),
                 yn(a.spf_aligned),
                 yn(a.dkim_aligned),
-                printable(&a.method)
+                printable(a.method)
             ));
         }
     }
