@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::exit::{Error, Kind, Result};
+use crate::proto::Exchange;
 use crate::proto::pace::Paced;
 
 /// How a connection is secured.
@@ -237,6 +238,27 @@ impl Stream {
                 format!("TLS with {host}"),
                 "already encrypted",
             )),
+        }
+    }
+}
+
+impl Exchange for Stream {
+    fn arm(&mut self) {
+        Stream::arm(self);
+    }
+    fn idle(&self) -> Option<Duration> {
+        Some(Stream::idle(self))
+    }
+    fn set_idle(&mut self, idle: Duration) {
+        Stream::set_idle(self, idle);
+    }
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+    fn close(&mut self) {
+        if let Stream::Tls(s) = self {
+            // Best effort close_notify: the peer has answered already.
+            let _ = s.shutdown();
         }
     }
 }
