@@ -19,8 +19,9 @@
 //!   caller from [`TlsMode`]; this module never falls back to plain text on
 //!   its own.
 //! - Every failure is an [`Error`]; connection and handshake failures are
-//!   [`Kind::Temporary`] (the message is kept), a bad option is
-//!   [`Kind::Config`].
+//!   [`Kind::Temporary`] (the message is kept), of [`Origin::Network`]
+//!   (resolving, connecting) or [`Origin::Tls`] (the handshake, the
+//!   certificate, the pin); a bad option is [`Kind::Config`].
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -35,7 +36,7 @@ use openssl::x509::verify::X509CheckFlags;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::exit::{Error, Kind, Result};
+use crate::exit::{Context, Error, Kind, Origin, Result};
 use crate::proto::Exchange;
 use crate::proto::pace::Paced;
 
@@ -133,12 +134,12 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     let ctx = format!("connecting to {}", display_host_port(host, port));
     let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
         .to_socket_addrs()
-        .map_err(|e| Error::new(Kind::Temporary, &*ctx, e))?;
+        .map_err(|e| Error::new(Kind::Temporary, &*ctx, e).from_origin(Origin::Network))?;
     let mut last: Option<io::Error> = None;
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => {
-                let set = |r: io::Result<()>| r.map_err(|e| Error::io(&*ctx, &e));
+                let set = |r: io::Result<()>| r.net_context(&*ctx);
                 set(s.set_nodelay(true))?;
                 set(s.set_read_timeout(Some(timeout)))?;
                 set(s.set_write_timeout(Some(timeout)))?;
@@ -148,8 +149,9 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
         }
     }
     Err(match last {
-        Some(e) => Error::io(ctx, &e),
-        None => Error::new(Kind::Temporary, ctx, "the name resolved to no address"),
+        Some(e) => Error::net(ctx, &e),
+        None => Error::new(Kind::Temporary, ctx, "the name resolved to no address")
+            .from_origin(Origin::Network),
     })
 }
 
@@ -237,7 +239,8 @@ impl Stream {
                 Kind::Temporary,
                 format!("TLS with {host}"),
                 "already encrypted",
-            )),
+            )
+            .from_origin(Origin::Tls)),
         }
     }
 }
@@ -421,7 +424,7 @@ fn handshake_paced(mut tcp: Paced<TcpStream>, host: &str, opts: &TlsOptions) -> 
             }
             HandshakeError::SetupFailure(e) => e.to_string(),
         };
-        Error::new(Kind::Temporary, &*ctx, cause)
+        Error::new(Kind::Temporary, &*ctx, cause).from_origin(Origin::Tls)
     })?;
     let stream = Stream::Tls(Box::new(tls));
     if let Some(want) = opts.fingerprint {
@@ -436,14 +439,16 @@ fn handshake_paced(mut tcp: Paced<TcpStream>, host: &str, opts: &TlsOptions) -> 
                         format_fingerprint(&got),
                         format_fingerprint(&want)
                     ),
-                ));
+                )
+                .from_origin(Origin::Tls));
             }
             None => {
                 return Err(Error::new(
                     Kind::Temporary,
                     ctx,
                     "the server sent no certificate to check the pin against",
-                ));
+                )
+                .from_origin(Origin::Tls));
             }
         }
     }
