@@ -44,6 +44,13 @@
 //!   credentials [`Kind::Auth`], a refused or malformed command or reply
 //!   (a literal size that is not a number, a flood) [`Kind::Unavailable`]
 //!   (a protocol error).
+//!
+//! [`Error`]: crate::exit::Error
+//! [`Kind::Auth`]: crate::exit::Kind::Auth
+//! [`Kind::Temporary`]: crate::exit::Kind::Temporary
+//! [`Kind::Unavailable`]: crate::exit::Kind::Unavailable
+//! [`TlsMode::Starttls`]: crate::proto::tls::TlsMode::Starttls
+//! [`Transcript::sent_secret`]: crate::proto::transcript::Transcript::sent_secret
 
 pub mod client;
 pub mod response;

@@ -69,7 +69,7 @@ pub const MAX_UNTAGGED: u64 = 128 << 20;
 /// session as a protocol error (`Err`).
 pub type KeepLiteral<'a> = dyn FnMut(&[u8], usize, u64) -> std::result::Result<bool, String> + 'a;
 
-/// The response reader over any buffered stream: what [`Imap`] reads its
+/// The response reader over any buffered stream: what [`Imap`](crate::proto::imap::Imap) reads its
 /// server with, and what the fuzz target drives with arbitrary bytes.
 ///
 /// Guarantees: at most `max_text` bytes of text per response; a literal is

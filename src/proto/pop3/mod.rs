@@ -1,7 +1,8 @@
 //! The POP3 client mail-fetch retrieves with (RFC 1939, CAPA/PIPELINING/
 //! UIDL/RESP-CODES per RFC 2449, STLS per RFC 2595, AUTH per RFC 5034, APOP).
 //!
-//! This module owns the client side of one POP3 session over a [`Stream`]:
+//! This module owns the client side of one POP3 session over any
+//! [`Exchange`] stream:
 //! the greeting, CAPA, STLS, the logins ([`Login`]: SASL PLAIN, LOGIN,
 //! XOAUTH2, USER/PASS, APOP), STAT, LIST, UIDL, TOP, pipelined RETR and
 //! DELE ([`Pop3::retr_limited`], [`Pop3::dele_many`]) and QUIT, plus the
@@ -62,6 +63,14 @@
 //! they come). Each answer of a window is an exchange of its own for the
 //! connection's deadline ([`crate::proto::pace`]), so a slow but steady server is
 //! not cut off in the middle of a long window, and a dripping one still is.
+//!
+//! [`BufReader`]: std::io::BufReader
+//! [`Kind::Auth`]: crate::exit::Kind::Auth
+//! [`Kind::Temporary`]: crate::exit::Kind::Temporary
+//! [`Kind::Unavailable`]: crate::exit::Kind::Unavailable
+//! [`TlsMode::Starttls`]: crate::proto::tls::TlsMode::Starttls
+//! [`Transcript::sent_secret`]: crate::proto::transcript::Transcript::sent_secret
+//! [`Exchange`]: crate::proto::Exchange
 
 pub mod client;
 pub mod response;

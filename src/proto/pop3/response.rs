@@ -24,7 +24,8 @@ pub const MAX_STATUS_LINE: usize = 8 * 1024;
 /// RFC 5322 limits lines to 998 octets, but real mail carries megabytes of
 /// unwrapped base64 or HTML on one line; the bound only stops a server that
 /// never sends a line end from growing memory without limit. (The whole
-/// message is bounded by the limit given to [`Pop3::retr_limited`].)
+/// message is bounded by the limit given to
+/// [`Pop3::retr_limited`](crate::proto::pop3::Pop3::retr_limited).)
 pub const MAX_MESSAGE_LINE: usize = 16 * 1024 * 1024;
 
 /// What the server announced in its greeting and CAPA response.

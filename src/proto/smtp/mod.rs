@@ -67,6 +67,13 @@
 //! - MAIL FROM carries SIZE, BODY=8BITMIME (8-bit message and the server
 //!   offers it), SMTPUTF8 (non-ASCII address) and the DSN parameters
 //!   RET/ENVID (xtext) and NOTIFY when the server offers DSN.
+//!
+//! [`Kind::Auth`]: crate::exit::Kind::Auth
+//! [`Kind::Data`]: crate::exit::Kind::Data
+//! [`Kind::NoUser`]: crate::exit::Kind::NoUser
+//! [`Kind::Temporary`]: crate::exit::Kind::Temporary
+//! [`Kind::Unavailable`]: crate::exit::Kind::Unavailable
+//! [`Transcript::sent_secret`]: crate::proto::transcript::Transcript::sent_secret
 
 pub mod capabilities;
 pub mod client;
