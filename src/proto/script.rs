@@ -8,11 +8,13 @@
 //! sockets, ports or timing, and with the bytes the client sent checked
 //! after the fact. The record is shared ([`Script::sent`]), so it can be
 //! read after the client is gone (POP3's `quit` consumes the session).
+//! [`Sink`] catches a `-v` transcript the same way.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use crate::proto::Exchange;
 
@@ -131,5 +133,26 @@ impl Write for Script {
 impl Exchange for Script {
     fn is_tls(&self) -> bool {
         self.tls
+    }
+}
+
+/// A transcript sink whose text a test reads after the dialogue.
+#[derive(Clone, Default)]
+pub(crate) struct Sink(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+impl Sink {
+    /// Everything written, as text (lossy).
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

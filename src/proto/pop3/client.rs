@@ -860,32 +860,13 @@ impl<S: Exchange> Pop3<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::script::{Script, Sent};
+    use crate::proto::script::{Script, Sent, Sink};
     use std::io::{self, BufRead, Write};
     use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
 
     // --- scripted servers in memory, for what a real server never does:
     // refuse STLS, inject bytes, break off, send garbage. Each segment
     // arrives whole; what the client sent is checked after the dialogue.
-
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Sink {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
 
     /// A session with the server `script` (greeting and CAPA read), and
     /// the record of what the client sends.

@@ -618,8 +618,7 @@ impl<S: Exchange> Client<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::script::Script;
-    use std::io::Write;
+    use crate::proto::script::{Script, Sink};
 
     /// A client whose server sends each line of `replies` on its own.
     fn client(protocol: Protocol, replies: &str) -> Client<Script> {
@@ -714,18 +713,6 @@ mod tests {
         c.send("s@x", &["a@x"], &b"line\n".repeat(1000)).unwrap();
         // EHLO, MAIL, RCPT, DATA, payload.
         assert_eq!(c.into_inner().sent().writes(), 5);
-    }
-
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
     }
 
     fn traced(c: &mut Client<Script>) -> Sink {
