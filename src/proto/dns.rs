@@ -21,7 +21,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver as HResolver, TokioResolver};
 
-use crate::exit::{Error, Kind, Result};
+use crate::exit::{Context, Error, Kind, Origin, Result};
 
 /// Where to deliver mail for a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Resolver {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::io("starting the DNS resolver", &e))?;
+            .context("starting the DNS resolver")?;
         let provider = TokioRuntimeProvider::default();
         let (builder, name) = match server {
             Some(s) => {
@@ -207,7 +207,8 @@ fn absolute(name: &str) -> String {
 }
 
 fn temporary(ctx: String, e: &NetError) -> Error {
-    Error::new(Kind::Temporary, ctx, e)
+    // SERVFAIL, a timeout, an unreachable resolver: the network's doing.
+    Error::new(Kind::Temporary, ctx, e).from_origin(Origin::Network)
 }
 
 #[cfg(test)]

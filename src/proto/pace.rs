@@ -165,6 +165,18 @@ impl<S: Socket> Paced<S> {
     }
 }
 
+impl<S: Socket> crate::proto::Exchange for Paced<S> {
+    fn arm(&mut self) {
+        Paced::arm(self);
+    }
+    fn idle(&self) -> Option<Duration> {
+        Some(Paced::idle(self))
+    }
+    fn set_idle(&mut self, idle: Duration) {
+        Paced::set_idle(self, idle);
+    }
+}
+
 impl<S: Socket> Read for Paced<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.writing = false;

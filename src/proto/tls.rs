@@ -19,8 +19,9 @@
 //!   caller from [`TlsMode`]; this module never falls back to plain text on
 //!   its own.
 //! - Every failure is an [`Error`]; connection and handshake failures are
-//!   [`Kind::Temporary`] (the message is kept), a bad option is
-//!   [`Kind::Config`].
+//!   [`Kind::Temporary`] (the message is kept), of [`Origin::Network`]
+//!   (resolving, connecting) or [`Origin::Tls`] (the handshake, the
+//!   certificate, the pin); a bad option is [`Kind::Config`].
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -35,7 +36,8 @@ use openssl::x509::verify::X509CheckFlags;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::exit::{Error, Kind, Result};
+use crate::exit::{Context, Error, Kind, Origin, Result};
+use crate::proto::Exchange;
 use crate::proto::pace::Paced;
 
 /// How a connection is secured.
@@ -132,12 +134,12 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     let ctx = format!("connecting to {}", display_host_port(host, port));
     let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
         .to_socket_addrs()
-        .map_err(|e| Error::new(Kind::Temporary, &*ctx, e))?;
+        .map_err(|e| Error::new(Kind::Temporary, &*ctx, e).from_origin(Origin::Network))?;
     let mut last: Option<io::Error> = None;
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => {
-                let set = |r: io::Result<()>| r.map_err(|e| Error::io(&*ctx, &e));
+                let set = |r: io::Result<()>| r.net_context(&*ctx);
                 set(s.set_nodelay(true))?;
                 set(s.set_read_timeout(Some(timeout)))?;
                 set(s.set_write_timeout(Some(timeout)))?;
@@ -147,8 +149,9 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
         }
     }
     Err(match last {
-        Some(e) => Error::io(ctx, &e),
-        None => Error::new(Kind::Temporary, ctx, "the name resolved to no address"),
+        Some(e) => Error::net(ctx, &e),
+        None => Error::new(Kind::Temporary, ctx, "the name resolved to no address")
+            .from_origin(Origin::Network),
     })
 }
 
@@ -236,7 +239,29 @@ impl Stream {
                 Kind::Temporary,
                 format!("TLS with {host}"),
                 "already encrypted",
-            )),
+            )
+            .from_origin(Origin::Tls)),
+        }
+    }
+}
+
+impl Exchange for Stream {
+    fn arm(&mut self) {
+        Stream::arm(self);
+    }
+    fn idle(&self) -> Option<Duration> {
+        Some(Stream::idle(self))
+    }
+    fn set_idle(&mut self, idle: Duration) {
+        Stream::set_idle(self, idle);
+    }
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+    fn close(&mut self) {
+        if let Stream::Tls(s) = self {
+            // Best effort close_notify: the peer has answered already.
+            let _ = s.shutdown();
         }
     }
 }
@@ -399,7 +424,7 @@ fn handshake_paced(mut tcp: Paced<TcpStream>, host: &str, opts: &TlsOptions) -> 
             }
             HandshakeError::SetupFailure(e) => e.to_string(),
         };
-        Error::new(Kind::Temporary, &*ctx, cause)
+        Error::new(Kind::Temporary, &*ctx, cause).from_origin(Origin::Tls)
     })?;
     let stream = Stream::Tls(Box::new(tls));
     if let Some(want) = opts.fingerprint {
@@ -414,14 +439,16 @@ fn handshake_paced(mut tcp: Paced<TcpStream>, host: &str, opts: &TlsOptions) -> 
                         format_fingerprint(&got),
                         format_fingerprint(&want)
                     ),
-                ));
+                )
+                .from_origin(Origin::Tls));
             }
             None => {
                 return Err(Error::new(
                     Kind::Temporary,
                     ctx,
                     "the server sent no certificate to check the pin against",
-                ));
+                )
+                .from_origin(Origin::Tls));
             }
         }
     }

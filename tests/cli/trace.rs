@@ -675,7 +675,10 @@ Authentication-Results: mx.example; spf=pass smtp.mailfrom=a\x1b[31m@example.org
 \n\
 body\n"
         .to_vec();
-    let out = Tool::new("mail-trace", home.path()).stdin(msg).run().success();
+    let out = Tool::new("mail-trace", home.path())
+        .stdin(msg)
+        .run()
+        .success();
     let text = out.stdout();
     assert!(
         !text.chars().any(|c| c.is_control() && c != '\n'),

@@ -1,383 +1,35 @@
-//! The one SMTP/LMTP client core that mail-send, mail-queue and mail-fetch share.
+//! The SMTP/LMTP client over any [`Exchange`] stream (plain TCP, TLS, a
+//! unix socket, an in-memory script): the dialogue whose guarantees the
+//! module docs of [`crate::proto::smtp`] list: only the reply a stage
+//! allows counts, a reply counts only for what the server was sent,
+//! pipelined replies each get a fresh budget, no command injection,
+//! STARTTLS never half done, credentials off the transcript, and every
+//! recipient's fate in the [`Outcome`].
 //!
-//! This module owns the client side of the dialogue over any `Read + Write`
-//! stream (so TLS can wrap the stream later): reply parsing, the greeting,
-//! EHLO/HELO or LHLO and the capabilities they announce, one mail
-//! transaction ([`Client::send`]) with PIPELINING when offered (MAIL, every
-//! RCPT and DATA in one write: one round trip), the DATA
-//! encoding ([`encode_data`]) and QUIT.
-//!
-//! Guarantees:
-//!
-//! - **No panic on any server bytes.** A malformed reply, a reply line longer
-//!   than [`MAX_LINE`] or a reply of more than [`MAX_REPLY_LINES`] lines is a
-//!   [`Kind::Temporary`] error, as are connection errors, EOF and timeouts.
-//! - **A 4xx is temporary at every stage** (greeting, hello, MAIL, RCPT,
-//!   DATA, after the final dot). A 5xx is permanent: [`Kind::NoUser`] for
-//!   550, 551 and 553 on RCPT TO (the mailbox is unknown or unusable), and
-//!   [`Kind::Unavailable`] for every other 5xx.
-//! - **The body cannot end the DATA early.** Every bare LF and bare CR
-//!   becomes CRLF, lines starting with `.` are dot-stuffed, a final CRLF is
-//!   added when missing and `.` CRLF ends the payload; the whole payload is
-//!   written with one `write_all`. So the "SMTP smuggling" shapes `\n.\n`,
-//!   `\r\n.\r` and `\n.\r\n` arrive as dot-stuffed lines, never as an end of
-//!   data.
-//! - **Per-recipient outcomes.** [`Client::send`] reports every recipient's
-//!   fate with the server's reply; DATA is sent only when at least one
-//!   recipient was accepted; with LMTP each accepted recipient gets its own
-//!   reply after the final dot.
-//! - **Only the reply a stage allows counts.** 220 to the greeting and
-//!   STARTTLS, 250 to EHLO/LHLO/HELO, 2xx to MAIL, RCPT and after the final
-//!   dot (with LMTP, each accepted recipient's own reply), 354 only to DATA,
-//!   334 only inside AUTH. A 3xx where a 2xx belongs is a server out of
-//!   step: a temporary failure, never a delivery.
-//! - **A reply counts only for what the server was sent.** Bytes already
-//!   read when a command or the message is about to go out answer nothing
-//!   yet sent (a desynchronised or injecting peer): a [`Kind::Temporary`]
-//!   error, and nothing more is written. So a "250" that arrives with the
-//!   354 is never taken for the final reply.
-//! - **Pipelined replies each get a fresh budget** ([`Exchange::arm`]), so
-//!   a slow but honest server is not cut off by [`crate::proto::pace`] while a
-//!   dripping one still is.
-//! - **No command injection.** Addresses holding CR, LF, NUL, `<` or `>` are
-//!   refused ([`Kind::Data`]) before anything is written.
-//!
-//! - **STARTTLS is never half done.** [`Client::starttls`] refuses to go on
-//!   when the server sent anything after its 220 (a man in the middle
-//!   injecting plain-text replies, CVE-2011-0411 style), forgets every
-//!   capability learnt in clear and says EHLO again over TLS.
-//! - **Credentials stay off the transcript.** [`Client::auth`] sends its
-//!   lines through [`Transcript::sent_secret`]; a 535 (and every other 5xx
-//!   to AUTH) is [`Kind::Auth`], a 4xx temporary.
-//! - MAIL FROM carries SIZE, BODY=8BITMIME (8-bit message and the server
-//!   offers it), SMTPUTF8 (non-ASCII address) and the DSN parameters
-//!   RET/ENVID (xtext) and NOTIFY when the server offers DSN.
+//! Errors: network I/O is [`Kind::Temporary`] of [`Origin::Network`]; a
+//! server out of step or speaking nonsense is [`Kind::Temporary`] of
+//! [`Origin::Protocol`]; a refused AUTH is [`Kind::Auth`] of
+//! [`Origin::Auth`]; a STARTTLS that cannot be trusted is
+//! [`Kind::Temporary`] of [`Origin::Tls`].
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::exit::{Error, Kind, Result};
-use crate::proto::pace::{Paced, Socket};
+use crate::exit::{Context, Error, Kind, Origin, Result};
+use crate::proto::Exchange;
 use crate::proto::sasl::{self, Mechanism, Secret};
+use crate::proto::smtp::reply::out_of_step;
+use crate::proto::smtp::{
+    Capabilities, MAX_LINE, MAX_REPLY_LINES, MailParams, Protocol, Reply, Stage, encode_data,
+    parse_reply, parse_reply_line, xtext,
+};
 use crate::proto::tls::{Stream, TlsOptions};
 use crate::proto::transcript::Transcript;
 
 /// A transcript shared by every connection of one run (`-v`).
 pub type SharedTranscript = Arc<Mutex<Transcript>>;
-
-/// DSN (RFC 3461) parameters for one transaction; used only when the server
-/// offers DSN.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MailParams<'a> {
-    /// `RET=FULL|HDRS`.
-    pub ret: Option<&'a str>,
-    /// `ENVID=` (xtext-encoded here).
-    pub envid: Option<&'a str>,
-    /// `NOTIFY=` for every recipient (`NEVER` or `SUCCESS,FAILURE,DELAY`).
-    pub notify: Option<&'a str>,
-}
-
-/// RFC 3461 xtext: `+`, `=`, controls, space and non-ASCII as `+XX`.
-pub fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The longest reply line accepted, CRLF included (RFC 5321 asks for 512;
-/// real servers send longer EHLO and error lines).
-pub const MAX_LINE: usize = 4096;
-/// The most lines one reply may have.
-pub const MAX_REPLY_LINES: usize = 1000;
-
-/// Which protocol the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// SMTP (RFC 5321): EHLO, falling back to HELO on a 5xx.
-    Smtp,
-    /// LMTP (RFC 2033): LHLO, one reply per accepted recipient after DATA.
-    Lmtp,
-}
-
-/// One server reply: the code, the enhanced status code when the first line
-/// carries one, and the text of every line (without code and separator).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The three-digit code.
-    pub code: u16,
-    /// The RFC 3463 enhanced status (`"5.1.1"`), when present.
-    pub enhanced: Option<String>,
-    /// The text of each line, the enhanced status removed from the first.
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    /// 2xx: done. The only reply that completes MAIL, RCPT, the end of
-    /// DATA (and each LMTP recipient after it); a 3xx there is a server out
-    /// of step, never a success.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// 4xx: try again later.
-    pub fn is_temporary(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-
-    /// 5xx: refused for good.
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-
-    /// The reply as one line: `550 5.1.1 text text`.
-    pub fn text(&self) -> String {
-        let mut s = self.code.to_string();
-        if let Some(e) = &self.enhanced {
-            s.push(' ');
-            s.push_str(e);
-        }
-        for l in &self.lines {
-            if !l.is_empty() {
-                s.push(' ');
-                s.push_str(l);
-            }
-        }
-        s
-    }
-
-    /// The kind of a non-positive reply at `stage` (see the module docs).
-    pub fn kind(&self, stage: Stage) -> Kind {
-        if self.code < 500 {
-            Kind::Temporary
-        } else if stage == Stage::Rcpt && matches!(self.code, 550 | 551 | 553) {
-            Kind::NoUser
-        } else {
-            Kind::Unavailable
-        }
-    }
-
-    fn error(&self, context: &str, stage: Stage) -> Error {
-        Error::new(
-            self.kind(stage),
-            context,
-            format!("server said: {}", self.text()),
-        )
-    }
-}
-
-/// One line of a reply: code, whether it is the last line, and its text.
-///
-/// Accepts `250-text`, `250 text` and a bare `250`; anything else is a
-/// temporary error (a server speaking nonsense may be fine tomorrow).
-pub fn parse_reply_line(line: &[u8]) -> Result<(u16, bool, &[u8])> {
-    let bad = || {
-        Error::new(
-            Kind::Temporary,
-            "reading the server's reply",
-            format!("malformed reply line {:?}", String::from_utf8_lossy(line)),
-        )
-    };
-    if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    if !(b'2'..=b'5').contains(&line[0]) {
-        return Err(bad());
-    }
-    let code =
-        (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16;
-    match line.get(3) {
-        None => Ok((code, true, &[])),
-        Some(b' ') => Ok((code, true, &line[4..])),
-        Some(b'-') => Ok((code, false, &line[4..])),
-        Some(_) => Err(bad()),
-    }
-}
-
-/// Split an RFC 3463 status (`x.y.z` whose class matches the code) off `text`.
-fn split_enhanced(code: u16, text: &str) -> (Option<String>, String) {
-    let (word, rest) = match text.find(' ') {
-        Some(i) => (&text[..i], text[i + 1..].to_string()),
-        None => (text, String::new()),
-    };
-    let parts: Vec<&str> = word.split('.').collect();
-    let ok = parts.len() == 3
-        && parts[0].len() == 1
-        && parts[0].as_bytes()[0] == b'0' + (code / 100) as u8
-        && parts[1..]
-            .iter()
-            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()));
-    if ok {
-        (Some(word.to_string()), rest)
-    } else {
-        (None, text.to_string())
-    }
-}
-
-/// Parse a complete reply from its lines (CRLF or LF already removed).
-pub fn parse_reply<'a, I: IntoIterator<Item = &'a [u8]>>(lines: I) -> Result<Reply> {
-    let mut code = None;
-    let mut texts = Vec::new();
-    let mut done = false;
-    for line in lines {
-        if done {
-            return Err(Error::new(
-                Kind::Temporary,
-                "reading the server's reply",
-                "lines after the last line of a reply",
-            ));
-        }
-        let (c, last, text) = parse_reply_line(line)?;
-        if *code.get_or_insert(c) != c {
-            return Err(Error::new(
-                Kind::Temporary,
-                "reading the server's reply",
-                format!(
-                    "reply codes differ within one reply ({} and {c})",
-                    code.unwrap_or(c)
-                ),
-            ));
-        }
-        texts.push(String::from_utf8_lossy(text).into_owned());
-        done = last;
-    }
-    let Some(code) = code.filter(|_| done) else {
-        return Err(Error::new(
-            Kind::Temporary,
-            "reading the server's reply",
-            "incomplete reply",
-        ));
-    };
-    let (enhanced, first) = split_enhanced(code, &texts[0]);
-    texts[0] = first;
-    Ok(Reply {
-        code,
-        enhanced,
-        lines: texts,
-    })
-}
-
-/// Encode a message for DATA: bare LF and bare CR become CRLF, lines starting
-/// with `.` get another `.`, a final CRLF is added when missing, and `.` CRLF
-/// ends it. The result is the exact bytes to write after the 354.
-pub fn encode_data(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + msg.len() / 32 + 5);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < msg.len() {
-        let b = msg[i];
-        match b {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if msg.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                at_line_start = true;
-            }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                at_line_start = false;
-            }
-        }
-        i += 1;
-    }
-    if !at_line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-/// What the server announced in its EHLO/LHLO reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    /// EHLO or LHLO succeeded (false after a HELO fallback).
-    pub extended: bool,
-    /// PIPELINING (RFC 2920).
-    pub pipelining: bool,
-    /// SIZE (RFC 1870); `Some(0)` when no limit was given.
-    pub size: Option<u64>,
-    /// 8BITMIME (RFC 6152).
-    pub eightbitmime: bool,
-    /// SMTPUTF8 (RFC 6531).
-    pub smtputf8: bool,
-    /// DSN (RFC 3461).
-    pub dsn: bool,
-    /// STARTTLS (RFC 3207).
-    pub starttls: bool,
-    /// ENHANCEDSTATUSCODES (RFC 2034).
-    pub enhanced_status: bool,
-    /// AUTH mechanisms, upper case (also from the old `AUTH=` form).
-    pub auth: Vec<String>,
-}
-
-impl Capabilities {
-    /// Parse the lines after the first of an EHLO/LHLO reply.
-    pub fn parse(reply: &Reply) -> Capabilities {
-        let mut c = Capabilities {
-            extended: true,
-            ..Capabilities::default()
-        };
-        for line in reply.lines.iter().skip(1) {
-            let mut words = line.split_ascii_whitespace();
-            let Some(kw) = words.next() else { continue };
-            let kw = kw.to_ascii_uppercase();
-            match kw.as_str() {
-                "PIPELINING" => c.pipelining = true,
-                "SIZE" => c.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
-                "8BITMIME" => c.eightbitmime = true,
-                "SMTPUTF8" => c.smtputf8 = true,
-                "DSN" => c.dsn = true,
-                "STARTTLS" => c.starttls = true,
-                "ENHANCEDSTATUSCODES" => c.enhanced_status = true,
-                _ => {}
-            }
-            let mechs: Vec<&str> = if kw == "AUTH" {
-                words.collect()
-            } else if let Some(first) = kw.strip_prefix("AUTH=") {
-                let mut v = vec![first];
-                v.extend(line.split_ascii_whitespace().skip(1));
-                v
-            } else {
-                continue;
-            };
-            for m in mechs {
-                let m = m.to_ascii_uppercase();
-                if !m.is_empty() && !c.auth.contains(&m) {
-                    c.auth.push(m);
-                }
-            }
-        }
-        c
-    }
-}
-
-/// The stage of a transaction a reply answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// MAIL FROM.
-    Mail,
-    /// RCPT TO.
-    Rcpt,
-    /// The DATA command (before the payload).
-    Data,
-    /// The reply after the final dot.
-    Final,
-}
 
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,28 +86,6 @@ impl Outcome {
     }
 }
 
-/// A stream an SMTP client runs over: any `Read + Write`, and a way to
-/// start a fresh exchange budget ([`crate::proto::pace`]) when several replies
-/// are read without a write in between (a pipelined envelope, LMTP's
-/// per-recipient replies), so a slow but honest server is not cut off.
-/// In-memory streams (tests, fuzzing) keep the default, which does nothing.
-pub trait Exchange: Read + Write {
-    /// Start a fresh exchange budget.
-    fn arm(&mut self) {}
-}
-
-impl Exchange for Stream {
-    fn arm(&mut self) {
-        Stream::arm(self);
-    }
-}
-
-impl<T: Socket> Exchange for Paced<T> {
-    fn arm(&mut self) {
-        Paced::arm(self);
-    }
-}
-
 /// An SMTP or LMTP client over a stream.
 pub struct Client<S: Exchange> {
     stream: S,
@@ -471,8 +101,8 @@ impl Client<Stream> {
     /// the idle time of every later exchange (see [`crate::proto::pace`]).
     pub fn connect_tcp(addr: SocketAddr, timeout: Duration, protocol: Protocol) -> Result<Self> {
         let ctx = format!("connecting to {addr}");
-        let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| Error::io(&*ctx, &e))?;
-        let set = |r: io::Result<()>| r.map_err(|e| Error::io(&*ctx, &e));
+        let s = TcpStream::connect_timeout(&addr, timeout).net_context(&*ctx)?;
+        let set = |r: io::Result<()>| r.net_context(&*ctx);
         set(s.set_nodelay(true))?;
         set(s.set_read_timeout(Some(timeout)))?;
         set(s.set_write_timeout(Some(timeout)))?;
@@ -481,12 +111,12 @@ impl Client<Stream> {
 }
 
 fn auth_error(ctx: &str, r: &Reply) -> Error {
-    let kind = if r.is_temporary() {
-        Kind::Temporary
+    let e = |kind| Error::new(kind, ctx, format!("server said: {}", r.text()));
+    if r.is_temporary() {
+        e(Kind::Temporary)
     } else {
-        Kind::Auth
-    };
-    Error::new(kind, ctx, format!("server said: {}", r.text()))
+        e(Kind::Auth).from_origin(Origin::Auth)
+    }
 }
 
 impl Client<Stream> {
@@ -500,7 +130,8 @@ impl Client<Stream> {
                 Kind::Temporary,
                 format!("{host}: STARTTLS"),
                 "TLS is required but the server does not offer STARTTLS; nothing was sent",
-            ));
+            )
+            .from_origin(Origin::Tls));
         }
         let r = me.command("STARTTLS")?;
         if r.code != 220 {
@@ -511,7 +142,8 @@ impl Client<Stream> {
                 Kind::Temporary,
                 format!("{host}: STARTTLS"),
                 "the server sent data after its 220 before the handshake (injection?)",
-            ));
+            )
+            .from_origin(Origin::Tls));
         }
         let Client {
             stream,
@@ -596,8 +228,7 @@ impl<S: Exchange> Client<S> {
                 return Ok(line);
             }
             if self.buf.len() >= MAX_LINE {
-                return Err(Error::new(
-                    Kind::Temporary,
+                return Err(out_of_step(
                     "reading the server's reply",
                     format!("reply line longer than {MAX_LINE} bytes"),
                 ));
@@ -608,7 +239,7 @@ impl<S: Exchange> Client<S> {
                 match self.stream.read(&mut chunk[..want]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io("reading the server's reply", &e)),
+                    Err(e) => return Err(Error::net("reading the server's reply", &e)),
                 }
             };
             if n == 0 {
@@ -616,7 +247,8 @@ impl<S: Exchange> Client<S> {
                     Kind::Temporary,
                     "reading the server's reply",
                     "connection closed by the server",
-                ));
+                )
+                .from_origin(Origin::Network));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -634,8 +266,7 @@ impl<S: Exchange> Client<S> {
                 break;
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(Error::new(
-                    Kind::Temporary,
+                return Err(out_of_step(
                     "reading the server's reply",
                     format!("reply longer than {MAX_REPLY_LINES} lines"),
                 ));
@@ -659,8 +290,7 @@ impl<S: Exchange> Client<S> {
         }
         let first = self.buf.split(|&b| b == b'\n').next().unwrap_or_default();
         let shown = String::from_utf8_lossy(&first[..first.len().min(80)]);
-        Err(Error::new(
-            Kind::Temporary,
+        Err(out_of_step(
             format!("before sending {what}"),
             format!(
                 "the server replied before it was asked ({:?}): out of step, nothing more sent",
@@ -674,7 +304,7 @@ impl<S: Exchange> Client<S> {
         self.stream
             .write_all(data)
             .and_then(|()| self.stream.flush())
-            .map_err(|e| Error::io(format!("sending {what}"), &e))
+            .net_context(format!("sending {what}"))
     }
 
     /// Send one command line (CRLF added) and read its reply.
@@ -988,132 +618,16 @@ impl<S: Exchange> Client<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reply(s: &[u8]) -> Result<Reply> {
-        let lines: Vec<&[u8]> = s.split(|&b| b == b'\n').collect();
-        parse_reply(lines)
-    }
-
-    #[test]
-    fn parses_single_and_multi_line_replies() {
-        let r = reply(b"550 5.1.1 <x@y>: user unknown").unwrap();
-        assert_eq!(r.code, 550);
-        assert_eq!(r.enhanced.as_deref(), Some("5.1.1"));
-        assert_eq!(r.lines, vec!["<x@y>: user unknown"]);
-        assert_eq!(r.text(), "550 5.1.1 <x@y>: user unknown");
-        let r = reply(b"250-mx.example\n250-PIPELINING\n250-SIZE 1000\n250-AUTH PLAIN login\n250-AUTH=XOAUTH2\n250 8BITMIME").unwrap();
-        assert_eq!(r.lines.len(), 6);
-        let c = Capabilities::parse(&r);
-        assert!(c.pipelining && c.eightbitmime && !c.starttls);
-        assert_eq!(c.size, Some(1000));
-        assert_eq!(c.auth, vec!["PLAIN", "LOGIN", "XOAUTH2"]);
-        let r = reply(b"250").unwrap();
-        assert_eq!((r.code, r.enhanced.clone()), (250, None));
-        // A class that does not match the code is text, not a status.
-        assert_eq!(reply(b"250 5.1.1 ok").unwrap().enhanced, None);
-    }
-
-    #[test]
-    fn malformed_replies_are_temporary_errors() {
-        for bad in [
-            &b""[..],
-            b"25",
-            b"abc hello",
-            b"650 nope",
-            b"250x",
-            b"250-a\n251 b",
-            b"250-a",
-            b"250 a\n250 b",
-            b"\xff\xfe\xfd",
-        ] {
-            let e = reply(bad).unwrap_err();
-            assert_eq!(e.kind(), Kind::Temporary, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn encodes_data_safely() {
-        let cases: &[(&[u8], &[u8])] = &[
-            (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),
-            (b"a\nb", b"a\r\nb\r\n.\r\n"),
-            (b"", b".\r\n"),
-            (b"a\n.\nb\n", b"a\r\n..\r\nb\r\n.\r\n"),
-            (b"a\r\n.\rb", b"a\r\n..\r\nb\r\n.\r\n"),
-            (b"a\n.\r\nb\r\n", b"a\r\n..\r\nb\r\n.\r\n"),
-            (b".\n..x\n", b"..\r\n...x\r\n.\r\n"),
-            (b"a\rb\r", b"a\r\nb\r\n.\r\n"),
-            (b"x.y\n", b"x.y\r\n.\r\n"),
-            (b"\r\r\n\n", b"\r\n\r\n\r\n.\r\n"),
-        ];
-        for (msg, want) in cases {
-            assert_eq!(
-                String::from_utf8_lossy(&encode_data(msg)),
-                String::from_utf8_lossy(want),
-                "{:?}",
-                String::from_utf8_lossy(msg)
-            );
-        }
-        // No shape ends the data early: the only "\r\n.\r\n" is the end.
-        let nasty = b"x\n.\n\r\n.\r\r.\n\n.\r\n.\r\r\n.\r\n";
-        let enc = encode_data(nasty);
-        let end = enc.windows(5).position(|w| w == b"\r\n.\r\n").unwrap();
-        assert_eq!(end + 5, enc.len());
-        assert!(!enc.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
-    }
-
-    /// A scripted server: the replies it sends, and what the client wrote.
-    /// Each read returns at most what is left of one segment, so a test
-    /// decides which replies arrive together (as in one TCP segment).
-    struct Script {
-        input: std::collections::VecDeque<Vec<u8>>,
-        written: Vec<u8>,
-        writes: usize,
-    }
-
-    impl Read for Script {
-        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-            let Some(seg) = self.input.front_mut() else {
-                return Ok(0);
-            };
-            let n = seg.len().min(b.len());
-            b[..n].copy_from_slice(&seg[..n]);
-            seg.drain(..n);
-            if seg.is_empty() {
-                self.input.pop_front();
-            }
-            Ok(n)
-        }
-    }
-
-    impl Exchange for Script {}
-
-    impl Write for Script {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.writes += 1;
-            self.written.extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::proto::script::{Script, Sink};
 
     /// A client whose server sends each line of `replies` on its own.
     fn client(protocol: Protocol, replies: &str) -> Client<Script> {
-        let lines: Vec<&str> = replies.split_inclusive('\n').collect();
-        client_segments(protocol, &lines)
+        Client::new(Script::lines(replies), protocol)
     }
 
     /// A client whose server sends `segments`, each arriving whole.
     fn client_segments(protocol: Protocol, segments: &[&str]) -> Client<Script> {
-        Client::new(
-            Script {
-                input: segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
-                written: Vec::new(),
-                writes: 0,
-            },
-            protocol,
-        )
+        Client::new(Script::segments(segments), protocol)
     }
 
     #[test]
@@ -1132,7 +646,7 @@ mod tests {
         assert_eq!(o.recipients[1].kind(), Some(Kind::NoUser));
         assert_eq!(o.recipients[2].kind(), Some(Kind::Temporary));
         assert_eq!(o.worst(), Some(Kind::Temporary));
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert!(w.contains("MAIL FROM:<s@x> SIZE=18\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n"), "{w}");
         assert!(w.ends_with("Subject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n"), "{w}");
     }
@@ -1146,7 +660,7 @@ mod tests {
         c.hello("me").unwrap();
         let o = c.send("", &["a@x"], b"x").unwrap();
         assert_eq!(o.worst(), Some(Kind::NoUser));
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert!(!w.contains("DATA") && w.ends_with("RSET\r\n"), "{w}");
 
         let mut c = client(
@@ -1161,11 +675,7 @@ mod tests {
             Status::Temporary(Stage::Final, _)
         ));
         let s = c.into_inner();
-        assert!(
-            String::from_utf8(s.written)
-                .unwrap()
-                .starts_with("LHLO me\r\n")
-        );
+        assert!(s.sent().text().starts_with("LHLO me\r\n"));
     }
 
     #[test]
@@ -1190,7 +700,7 @@ mod tests {
             c.send("a\r\nRSET", &["b@x"], b"x").unwrap_err().kind(),
             Kind::Data
         );
-        assert_eq!(c.into_inner().writes, 1);
+        assert_eq!(c.into_inner().sent().writes(), 1);
     }
 
     #[test]
@@ -1202,19 +712,7 @@ mod tests {
         c.hello("me").unwrap();
         c.send("s@x", &["a@x"], &b"line\n".repeat(1000)).unwrap();
         // EHLO, MAIL, RCPT, DATA, payload.
-        assert_eq!(c.into_inner().writes, 5);
-    }
-
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
+        assert_eq!(c.into_inner().sent().writes(), 5);
     }
 
     fn traced(c: &mut Client<Script>) -> Sink {
@@ -1232,7 +730,7 @@ mod tests {
         let mut c = client(Protocol::Smtp, "235 ok\r\n");
         let sink = traced(&mut c);
         c.auth(Mechanism::Plain, "me", &pw).unwrap();
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert_eq!(w, format!("AUTH PLAIN {}\r\n", sasl::plain("me", &pw)));
         let t = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(t, "C: AUTH PLAIN <redacted>\nS: 235 ok\n");
@@ -1252,11 +750,7 @@ mod tests {
         let mut c = client(Protocol::Smtp, "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 no\r\n");
         let e = c.auth(Mechanism::XOAuth2, "me", &pw).unwrap_err();
         assert_eq!(e.kind(), Kind::Auth);
-        assert!(
-            String::from_utf8(c.into_inner().written)
-                .unwrap()
-                .ends_with("\r\n\r\n")
-        );
+        assert!(c.into_inner().sent().text().ends_with("\r\n\r\n"));
 
         let mut c = client(Protocol::Smtp, "454 4.7.0 try later\r\n");
         let e = c.auth(Mechanism::Plain, "me", &pw).unwrap_err();
@@ -1278,7 +772,7 @@ mod tests {
         };
         c.send_with("s@x", &["a@x"], "Subject: \u{e9}\n\nx\n".as_bytes(), &p)
             .unwrap();
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert!(
             w.contains("MAIL FROM:<s@x> SIZE=18 BODY=8BITMIME RET=HDRS ENVID=a+2Bb+3Dc\r\n"),
             "{w}"
@@ -1296,7 +790,7 @@ mod tests {
         );
         c.hello("me").unwrap();
         c.send_with("s@x", &["a@x"], b"x\n", &p).unwrap();
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert!(w.contains("MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"), "{w}");
     }
 
@@ -1309,7 +803,7 @@ mod tests {
         c.hello("me").unwrap();
         let o = c.send("s@x", &["a@x"], b"secret body\n").unwrap();
         assert_eq!(o.worst(), Some(Kind::NoUser));
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert!(w.ends_with("RCPT TO:<a@x>\r\nDATA\r\nRSET\r\n"), "{w}");
         // A server that says 354 anyway gets an empty payload, not the message.
         let mut c = client(
@@ -1318,7 +812,7 @@ mod tests {
         );
         c.hello("me").unwrap();
         c.send("s@x", &["a@x"], b"secret body\n").unwrap();
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert!(
             w.ends_with("DATA\r\n.\r\nRSET\r\n") && !w.contains("secret"),
             "{w}"
@@ -1357,7 +851,7 @@ mod tests {
                 c.hello("me").unwrap();
                 let o = c.send("s@x", &["a@x"], b"x\n").unwrap();
                 assert_eq!(o.worst(), Some(Kind::Temporary), "{mail} {rcpt}: {o:?}");
-                let w = String::from_utf8(c.into_inner().written).unwrap();
+                let w = c.into_inner().sent().text();
                 assert!(!w.contains("x\r\n.\r\n"), "the message was sent: {w}");
             }
         }
@@ -1393,7 +887,7 @@ mod tests {
             assert_eq!(e.kind(), Kind::Temporary);
             assert!(e.to_string().contains("before"), "{e}");
             assert!(!c.data_was_sent());
-            let w = String::from_utf8(c.into_inner().written).unwrap();
+            let w = c.into_inner().sent().text();
             assert!(!w.contains("secret"), "{w}");
         }
         // Replies nobody asked for, before a command: out of step.
@@ -1476,7 +970,7 @@ mod tests {
         c.hello("me").unwrap();
         let o = c.send("s@x", &["a@x"], b"0123456789abcdef\n").unwrap();
         assert_eq!(o.worst(), Some(Kind::Unavailable));
-        let w = String::from_utf8(c.into_inner().written).unwrap();
+        let w = c.into_inner().sent().text();
         assert_eq!(w, "EHLO me\r\n");
     }
 }
