@@ -303,6 +303,21 @@ impl<S: Exchange> Imap<S> {
         }
     }
 
+    /// RFC 6855: with `UTF8=ACCEPT` enabled, a server that offers it
+    /// hands over a message whose header holds raw UTF-8 as it is (one that
+    /// is not asked may downgrade or refuse it): we store what the server
+    /// holds, byte for byte. A refusal (NO/BAD) is not an error.
+    fn enable_utf8(&mut self) -> Result<()> {
+        if !(self.has("ENABLE") && self.has("UTF8=ACCEPT")) {
+            return Ok(());
+        }
+        match self.command("ENABLE UTF8=ACCEPT") {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == Kind::Unavailable && e.origin() != Origin::Protocol => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Log in as `user`.
     pub fn login(&mut self, user: &str, pass: &Secret, how: Login) -> Result<()> {
         let offered: Vec<String> = self
@@ -352,6 +367,7 @@ impl<S: Exchange> Imap<S> {
                 {
                     self.capability()?;
                 }
+                self.enable_utf8()?;
                 Ok(())
             }
             Err(e) if e.kind() == Kind::Unavailable => {
@@ -730,6 +746,35 @@ mod tests {
     }
 
     const GREET: &str = "* OK [CAPABILITY IMAP4rev1 UIDPLUS IDLE AUTH=PLAIN SASL-IR] ready\r\n";
+
+    #[test]
+    fn utf8_accept_is_enabled_when_offered_and_a_refusal_is_no_error() {
+        for (answer, ok) in [("a2 OK enabled\r\n", true), ("a2 NO not now\r\n", true)] {
+            let (c, sent) = open(
+                Script::segments(&[
+                    "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n",
+                    "a1 OK [CAPABILITY IMAP4rev1 ENABLE UTF8=ACCEPT] in\r\n",
+                    answer,
+                ]),
+                Transcript::off(),
+            );
+            let mut c = c.unwrap();
+            assert_eq!(c.login("me", &Secret::new("pw"), Login::Auto).is_ok(), ok);
+            assert_eq!(
+                sent.lines().last().map(String::as_str),
+                Some("a2 ENABLE UTF8=ACCEPT")
+            );
+        }
+        // Not offered: not sent.
+        let (c, sent) = open(
+            Script::segments(&[GREET, "a1 OK [CAPABILITY IMAP4rev1 ENABLE] in\r\n"]),
+            Transcript::off(),
+        );
+        c.unwrap()
+            .login("me", &Secret::new("pw"), Login::Auto)
+            .unwrap();
+        assert_eq!(sent.lines().len(), 1, "{:?}", sent.lines());
+    }
 
     #[test]
     fn a_whole_session_in_memory() {

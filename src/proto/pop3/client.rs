@@ -99,6 +99,8 @@ pub struct Pop3<S: Exchange = Stream> {
     transcript: Transcript,
     /// Set after an error that may leave the stream out of step.
     broken: bool,
+    /// The server accepted `UTF8` (RFC 6856).
+    utf8: bool,
     /// Scratch line buffer for status lines and listings.
     line: Vec<u8>,
     /// Scratch buffer for batched commands.
@@ -173,6 +175,7 @@ impl<S: Exchange> Pop3<S> {
             timestamp: None,
             transcript,
             broken: false,
+            utf8: false,
             line: Vec::with_capacity(512),
             out: Vec::with_capacity(4096),
         };
@@ -290,6 +293,11 @@ impl<S: Exchange> Pop3<S> {
     pub fn login(&mut self, user: &str, pass: &Secret, how: Login) -> Result<()> {
         check_arg("user name", user)?;
         check_arg("password", pass.expose())?;
+        // RFC 6856: UTF8 belongs to the AUTHORIZATION state. A server that
+        // offers it may otherwise rewrite a message whose header holds raw
+        // UTF-8 (Courier sends a notice instead of the message): we store
+        // what the server holds, byte for byte, so we always ask.
+        self.utf8_mode()?;
         match how {
             Login::Auto => {
                 if self.offers(Mechanism::Plain) {
@@ -323,7 +331,30 @@ impl<S: Exchange> Pop3<S> {
                 self.capa.sasl = before.sasl;
                 self.capa.stls |= before.stls;
                 self.capa.user |= before.user;
+                self.capa.utf8 |= before.utf8;
             }
+        }
+        // A server that took UTF8 only after the login gets it now.
+        self.utf8_mode()?;
+        Ok(())
+    }
+
+    /// Did the server accept `UTF8`?
+    pub fn utf8(&self) -> bool {
+        self.utf8
+    }
+
+    /// Send `UTF8` when it is offered and not yet accepted; a refusal is
+    /// not an error (the login or a later try may still succeed).
+    fn utf8_mode(&mut self) -> Result<()> {
+        if self.utf8 || !self.capa.utf8 {
+            return Ok(());
+        }
+        self.simple("UTF8")?;
+        match self.read_status("UTF8")? {
+            Status::Ok(_) => self.utf8 = true,
+            Status::Err(_) => {}
+            Status::Cont(_) => return Err(self.protocol_error("UTF8", "a continuation line")),
         }
         Ok(())
     }
@@ -877,6 +908,54 @@ mod tests {
 
     const GREET: &[u8] = b"+OK hi <1.2@x>\r\n";
     const CAPA_PIPE: &[u8] = b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\nSASL PLAIN\r\n.\r\n";
+
+    #[test]
+    fn utf8_is_asked_for_before_the_login_when_offered() {
+        // Courier: UTF8 in the AUTHORIZATION state.
+        let (p, sent) = open(
+            Script::segments(&[
+                GREET,
+                b"+OK\r\nUSER\r\nUIDL\r\nUTF8 USER\r\n.\r\n",
+                b"+OK UTF8 enabled\r\n",
+                b"+OK\r\n",
+                b"+OK\r\n",
+                b"+OK\r\nUIDL\r\n.\r\n",
+            ]),
+            Transcript::off(),
+        );
+        let mut p = p.unwrap();
+        p.login("u", &Secret::new("pw"), Login::User).unwrap();
+        assert!(p.utf8());
+        assert_eq!(
+            sent.lines(),
+            vec!["CAPA", "UTF8", "USER u", "PASS pw", "CAPA"]
+        );
+        // A refusal before the login is tried again after it.
+        let (p, sent) = open(
+            Script::segments(&[
+                GREET,
+                b"+OK\r\nUSER\r\nUTF8\r\n.\r\n",
+                b"-ERR not yet\r\n",
+                b"+OK\r\n",
+                b"+OK\r\n",
+                b"+OK\r\nUIDL\r\n.\r\n",
+                b"+OK\r\n",
+            ]),
+            Transcript::off(),
+        );
+        let mut p = p.unwrap();
+        p.login("u", &Secret::new("pw"), Login::User).unwrap();
+        assert!(p.utf8());
+        assert_eq!(
+            sent.lines(),
+            vec!["CAPA", "UTF8", "USER u", "PASS pw", "CAPA", "UTF8"]
+        );
+        // Not offered: not sent.
+        let (p, sent) = open(Script::segments(&[GREET, CAPA_PIPE]), Transcript::off());
+        let mut p = p.unwrap();
+        let _ = p.login("u", &Secret::new("pw"), Login::User);
+        assert!(!sent.lines().iter().any(|l| l == "UTF8"));
+    }
 
     #[test]
     fn required_stls_not_offered_sends_nothing_more() {

@@ -50,6 +50,10 @@ pub struct Capa {
     pub known: bool,
     /// RESP-CODES: `-ERR` lines may carry `[CODE]`s.
     pub resp_codes: bool,
+    /// UTF8 (RFC 6856): the server keeps raw UTF-8 headers as they are
+    /// only for a client that said `UTF8` (Courier otherwise hands over a
+    /// substitute notice instead of the message).
+    pub utf8: bool,
 }
 
 /// One POP3 status line, parsed.
@@ -306,6 +310,7 @@ pub(super) fn capa_line(capa: &mut Capa, line: &[u8]) {
         "STLS" => capa.stls = true,
         "USER" => capa.user = true,
         "RESP-CODES" => capa.resp_codes = true,
+        "UTF8" => capa.utf8 = true,
         "SASL" => {
             capa.sasl = words.map(|w| w.to_ascii_uppercase()).collect();
         }
@@ -591,11 +596,12 @@ mod tests {
             "USER",
             "SASL plain LOGIN",
             "stls",
+            "UTF8 USER",
             "",
         ] {
             capa_line(&mut c, l.as_bytes());
         }
-        assert!(c.top && c.uidl && c.resp_codes && c.pipelining && c.user && c.stls);
+        assert!(c.top && c.uidl && c.resp_codes && c.pipelining && c.user && c.stls && c.utf8);
         assert_eq!(c.sasl, vec!["PLAIN", "LOGIN"]);
         assert!(!c.apop && !c.known);
     }
