@@ -296,25 +296,17 @@ impl Target {
     /// messages: the next append cuts it off whole). Other targets cannot
     /// tell and answer "no" (see the man page).
     ///
-    /// The walk over `new/`, `cur/` and the mbox tail is this module's own
-    /// for now: when `store` gains a reading side (iterate the messages of
-    /// a Maildir or an mbox, issue 12), this search should go through it,
-    /// keeping the two bounds above (`since`, `mark`).
+    /// The walk goes through the store's reading side (`store::read`), the
+    /// same one mail-trace reads with.
     pub fn find_stored(&self, since: SystemTime, mark: Option<u64>, msgs: &[&Msg]) -> Vec<bool> {
+        use crate::store::read::{self, Extent, MaildirReader};
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         match &self.kind {
             Open::Store(Destination::Maildir(md)) => {
-                for sub in ["new", "cur"] {
-                    let Ok(rd) = std::fs::read_dir(md.root().join(sub)) else {
-                        continue;
-                    };
-                    for e in rd.flatten() {
-                        let young = e
-                            .metadata()
-                            .and_then(|m| m.modified())
-                            .is_ok_and(|t| t >= since);
-                        if young && let Ok(data) = std::fs::read(e.path()) {
-                            seen.insert(data);
+                if let Ok(files) = MaildirReader::open(md.root(), Extent::Whole) {
+                    for (_, m) in files.modified_since(since) {
+                        if let Ok(m) = m {
+                            seen.insert(m.data);
                         }
                     }
                 }
@@ -328,15 +320,10 @@ impl Target {
                 let end = mb.settled_len();
                 if let Some(mark) = mark
                     && mark < end
-                    && let Ok(mut f) = std::fs::File::open(mb.path())
+                    && let Ok(mut entries) = read::mbox_range(mb.path(), mark, end)
                 {
-                    use std::io::{Read, Seek, SeekFrom};
-                    if f.seek(SeekFrom::Start(mark)).is_ok() {
-                        let sp = std::io::BufReader::new(f.take(end - mark));
-                        let mut sp = mboxfmt::Splitter::new(sp, Format::Mboxrd);
-                        while let Ok(Some(e)) = sp.next_entry() {
-                            seen.insert(e.data);
-                        }
+                    while let Ok(Some(e)) = entries.next_entry() {
+                        seen.insert(e.data);
                     }
                 }
             }

@@ -91,6 +91,44 @@ impl MaildirReader {
     }
 }
 
+impl MaildirReader {
+    /// Keep only the files last modified at or after `since` (a search for
+    /// what a recent run stored: mail-fetch's in-flight batch). A file whose
+    /// time cannot be read is left out.
+    pub fn modified_since(self, since: std::time::SystemTime) -> MaildirReader {
+        let files: Vec<PathBuf> = self
+            .files
+            .filter(|p| {
+                std::fs::symlink_metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since)
+            })
+            .collect();
+        MaildirReader {
+            files: files.into_iter(),
+            extent: self.extent,
+        }
+    }
+}
+
+/// The messages of the bytes `start..end` of the mbox file `path` (mboxrd
+/// quoting undone), one at a time: for reading back what one append wrote.
+/// `start` must be where a `From ` line begins.
+pub fn mbox_range(
+    path: &Path,
+    start: u64,
+    end: u64,
+) -> io::Result<MboxReader<io::Take<BufReader<File>>>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let r = BufReader::new(f).take(end.saturating_sub(start));
+    let input = BufReader::with_capacity(1 << 16, Cursor::new(Vec::new()).chain(r));
+    Ok(MboxReader {
+        splitter: Splitter::new(input, Format::Mboxrd),
+    })
+}
+
 impl Iterator for MaildirReader {
     /// A file's path and its message, or why it could not be read.
     type Item = (PathBuf, Result<Message>);
@@ -200,6 +238,42 @@ fn read_header_block<R: BufRead>(mut r: R, mut buf: Vec<u8>) -> io::Result<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_of_an_mbox_and_the_young_files_of_a_maildir() {
+        let d = tempfile::tempdir().unwrap();
+        let mb = d.path().join("mbox");
+        let first = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: 1\n\none\n\n";
+        let rest = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: 2\n\n>From two\n\nFrom a@b Thu Jan  1 00:00:00 1970\nSubject: 3\n\nthree\n\n";
+        std::fs::write(&mb, [&first[..], &rest[..]].concat()).unwrap();
+        let start = first.len() as u64;
+        let mut r = mbox_range(&mb, start, start + rest.len() as u64).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            got.push(e.data);
+        }
+        assert_eq!(
+            got,
+            vec![
+                b"Subject: 2\n\nFrom two\n".to_vec(),
+                b"Subject: 3\n\nthree\n".to_vec()
+            ]
+        );
+        let md = d.path().join("md");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).unwrap();
+        }
+        std::fs::write(md.join("cur/1.old"), b"old\n").unwrap();
+        let since = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let f = File::create(md.join("new/2.young")).unwrap();
+        f.set_modified(since).unwrap();
+        let young: Vec<PathBuf> = MaildirReader::open(&md, Extent::Whole)
+            .unwrap()
+            .modified_since(since)
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(young, vec![md.join("new/2.young")]);
+    }
 
     fn messages<R: BufRead>(s: Stream<R>) -> Vec<Vec<u8>> {
         match s {
