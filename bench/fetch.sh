@@ -41,7 +41,12 @@
 #   POSTLINE_BIN=DIR    take mail-fetch from DIR (unset: build it with cargo
 #                       into BENCH_TARGET_DIR; "none": peers only)
 #   BENCH_DIR=/var/tmp/postline-bench   (not /tmp: slow file creation there)
-#   RUNS=3              hyperfine runs per case
+#   RUNS=1              hyperfine runs per case per round
+#   ROUNDS=3            rounds over all the cases of a protocol, in rotated
+#                       order, so that the disk's drift (file creation gets
+#                       slower after mass deletions on this ext4) spreads
+#                       over every tool instead of landing on whichever
+#                       ran last; the table takes the median of all runs
 #   ONLY=regex          only the cases whose id matches (ids: mail-fetch-pop3,
 #                       fetchmail-pop3, getmail-pop3, fdm-pop3, doveadm-fetch-pop3,
 #                       readout-pop3, and the same with -imap, plus mbsync-imap)
@@ -57,12 +62,13 @@ umask 022
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 N=${1:-10000}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-1}
+ROUNDS=${ROUNDS:-3}
 SEED=${SEED:-2}
 PROTOCOLS=${PROTOCOLS:-pop3 imap}
 PROBE=${PROBE:-1}
-case "$N$RUNS$SEED" in *[!0-9]*) echo "fetch.sh: N, RUNS and SEED must be numbers" >&2; exit 64 ;; esac
-[ "$N" -gt 0 ] && [ "$RUNS" -gt 0 ] || { echo "fetch.sh: N and RUNS must be positive" >&2; exit 64; }
+case "$N$RUNS$ROUNDS$SEED" in *[!0-9]*) echo "fetch.sh: N, RUNS, ROUNDS and SEED must be numbers" >&2; exit 64 ;; esac
+[ "$N" -gt 0 ] && [ "$RUNS" -gt 0 ] && [ "$ROUNDS" -gt 0 ] || { echo "fetch.sh: N, RUNS and ROUNDS must be positive" >&2; exit 64; }
 
 . "$HERE/lib.sh"
 . "$HERE/servers.sh"
@@ -70,6 +76,7 @@ case "$N$RUNS$SEED" in *[!0-9]*) echo "fetch.sh: N, RUNS and SEED must be number
 for t in hyperfine python3 dovecot doveadm setpriv; do have "$t" || die "$t is required"; done
 bench_init fetch
 MAIL_FETCH=$(bench_bin mail-fetch)
+MAIL_DELIVER=$(bench_bin mail-deliver)
 mkdir -p "$W/xdg-config" "$W/xdg-state" "$W/home"
 # Hermetic: no user config of any tool is read; each tool's state is under $W.
 export XDG_CONFIG_HOME=$W/xdg-config XDG_STATE_HOME=$W/xdg-state HOME=$W/home FETCHMAILHOME=$W/fetchmail
@@ -118,6 +125,27 @@ done
 template "$TPL" "$N"
 template "$TPL1" 1
 TPL_BYTES=$(du -sb "$TPL" | cut -f1)
+# The messages as one mbox (mboxrd), for the storing floor (and its first
+# message alone, for the one-message trial).
+MBOX=$W/input-$GEN-$N.mbox
+MBOX1=$W/input-$GEN-1.mbox
+for pair in "$MBOX $N" "$MBOX1 1"; do
+  set -- $pair
+  [ -s "$1" ] || python3 - "$LIST" "$1" "$2" <<'PY'
+import re, sys
+lst, out, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(out, "wb") as o:
+    for i, path in enumerate(l.strip() for l in open(lst)):
+        if i >= count:
+            break
+        data = open(path, "rb").read()
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        o.write(b"From bench@example.net Thu Jan  1 00:00:00 1970\n")
+        o.write(re.sub(rb"(?m)^(>*From )", rb">\1", data))
+        o.write(b"\n")
+PY
+done
 
 bench_header "bench/fetch.sh: N=$N, RUNS=$RUNS, SEED=$SEED"
 say "# mailbox: $N messages, $MSG_BYTES bytes (avg $(( MSG_BYTES / N )) B), Maildir with Dovecot indexes"
@@ -289,6 +317,15 @@ EOF
         "mbsync -c $W/mbsyncrc -q bench" "$D" dir check_keep
     else say "SKIP mbsync-imap: isync not installed"; fi
   fi
+  if [ -n "$MAIL_DELIVER" ]; then
+    # The storing floor: the same N messages stored the way mail-fetch
+    # stores them (grouped: one syncfs and one fsync of new/ per batch),
+    # with no server in the way. mail-fetch's distance to this and to the
+    # read-out floor says which side to work on.
+    D=$W/dest/store-floor-$pr
+    add_fetch "store-floor-$pr" "floor: mail-deliver --split" "the same messages stored, no network" "grouped syncs, as mail-fetch stores" \
+      "m=$MBOX; [ \"\${READOUT_EXPECT:-}\" = 1 ] && m=$MBOX1; $MAIL_DELIVER --split $D/ < \$m" "$D" maildir check_keep
+  fi
   add_fetch "doveadm-fetch-$pr" "floor: doveadm fetch text" "Dovecot reads the mail out, no network" "nothing stored" \
     "doveadm -c $DC fetch -u $U text mailbox INBOX all > /dev/null" "$W/dest/none" none check_left
   add_fetch "readout-$pr" "floor: bench/readout.py $pr" "one pipelined $PR read-out, loopback" "nothing stored" \
@@ -304,7 +341,30 @@ for pr in $PROTOCOLS; do
   for id in "${CASES[@]}"; do
     [[ " ${PREFLIGHT_FAILED[*]:-} " == *" $id "* ]] || run+=("$id")
   done
-  run_hyperfine "$pr" "${run[@]}"
+  # ROUNDS rounds, each in rotated order; their runs are merged into one
+  # result per case (times and checks), which the table reads.
+  for ((r = 0; r < ROUNDS; r++)); do
+    order=("${run[@]:r % ${#run[@]}}" "${run[@]:0:r % ${#run[@]}}")
+    run_hyperfine "$pr-r$((r + 1))" "${order[@]}"
+    for id in "${run[@]}"; do cat "$RES/$id.counts" >> "$RES/$id.counts.all" 2>/dev/null || true; done
+  done
+  for id in "${run[@]}"; do mv -f "$RES/$id.counts.all" "$RES/$id.counts" 2>/dev/null || true; done
+  python3 - "$RES" "$pr" "$ROUNDS" <<'PY'
+import json, sys
+res, group, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+merged = {}
+for r in range(1, rounds + 1):
+    for x in json.load(open("%s/%s-r%d.json" % (res, group, r)))["results"]:
+        m = merged.setdefault(x["command"], dict(x, times=[], exit_codes=[]))
+        m["times"] += x["times"]
+        m["exit_codes"] += x.get("exit_codes") or []
+for m in merged.values():
+    t = sorted(m["times"])
+    k = len(t)
+    m["median"] = t[k // 2] if k % 2 else (t[k // 2 - 1] + t[k // 2]) / 2
+    m["min"], m["max"], m["mean"] = t[0], t[-1], sum(t) / k
+json.dump({"results": list(merged.values())}, open("%s/%s.json" % (res, group), "w"))
+PY
   say
   say "## $(echo "$pr" | tr a-z A-Z): $N messages into a fresh Maildir"
   table "$pr" "$N"
