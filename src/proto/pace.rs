@@ -14,9 +14,14 @@
 //!   fails after about `idle`; a large message at any honest speed passes.
 //!   Since every size a peer can make us move is capped elsewhere, the
 //!   whole exchange is bounded.
-//! - An exchange starts automatically with the first write after reads (a
-//!   new command) and explicitly with [`Paced::arm`] (each reply of a
-//!   pipelined batch, which its client reads without writing in between).
+//! - An exchange starts automatically whenever the direction changes: the
+//!   first write after reads (a new command) and the first read after
+//!   writes (its reply: the bytes we sent buy the peer no time to answer),
+//!   and explicitly with [`Paced::arm`] (each reply of a pipelined batch,
+//!   which its client reads without writing in between). Only our own
+//!   protocol steps write, so a peer cannot re-arm at will; TLS
+//!   renegotiation, the one way a peer could make the layer above write on
+//!   its own, is refused (`proto::tls`).
 //! - A spent budget is an [`io::ErrorKind::TimedOut`] error naming the
 //!   budget, never a partial success.
 
@@ -179,7 +184,13 @@ impl<S: Socket> crate::proto::Exchange for Paced<S> {
 
 impl<S: Socket> Read for Paced<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.writing = false;
+        if self.writing {
+            // The reply to what we sent: a fresh budget, not one grown by
+            // our own bytes (a 25 MB DATA would otherwise give the final
+            // reply hours).
+            self.writing = false;
+            self.arm();
+        }
         let left = self.left()?;
         self.inner.set_read_timeout(Some(left))?;
         self.inner.before_read();
@@ -241,6 +252,38 @@ mod tests {
         assert!(p.moved < 30, "{}", p.moved);
         drop(p);
         server.join().unwrap();
+    }
+
+    #[test]
+    fn what_we_send_buys_the_reply_no_time() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut p = Paced::new(a, Duration::from_millis(300));
+        // The peer reads our 64 KiB (16 s of budget if it were shared),
+        // then drips its reply a byte every 50 ms for 2 s.
+        let peer = std::thread::spawn(move || {
+            let mut sink = vec![0u8; 1 << 16];
+            b.read_exact(&mut sink).unwrap();
+            for _ in 0..40 {
+                if b.write_all(b"2").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        p.write_all(&vec![b'x'; 1 << 16]).unwrap();
+        let mut got = 0;
+        let end = loop {
+            match p.read(&mut [0u8; 1]) {
+                Ok(0) => break None,
+                Ok(_) => got += 1,
+                Err(e) => break Some(e),
+            }
+        };
+        drop(p);
+        peer.join().unwrap();
+        let e = end.expect("the drip outlived the reply's budget");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(got < 40, "{got}");
     }
 
     #[test]

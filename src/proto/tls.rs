@@ -309,7 +309,10 @@ fn context(opts: &TlsOptions) -> Result<SslContext> {
     let mut b = SslContext::builder(SslMethod::tls_client()).map_err(setup)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(setup)?;
-    b.set_options(SslOptions::NO_COMPRESSION);
+    // No renegotiation: a server's HelloRequest would make OpenSSL write a
+    // handshake inside our read, which would re-arm the exchange budget
+    // (`proto::pace`) at the peer's will; mail never needs it.
+    b.set_options(SslOptions::NO_COMPRESSION | SslOptions::NO_RENEGOTIATION);
     if verifies(opts) {
         b.set_verify(SslVerifyMode::PEER);
         match system_trust() {
