@@ -115,16 +115,7 @@ impl Courier {
         if let Some(why) = Courier::unavailable() {
             panic!("Courier::start: {why} (check Courier::unavailable() with skip_unless first)");
         }
-        let mut last = String::new();
-        // A port picked free may be taken before couriertcpd binds it.
-        for _ in 0..3 {
-            match Courier::try_start(dir) {
-                Ok(c) => return c,
-                Err(e) if e.contains("Address already in use") => last = e,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        panic!("{last}");
+        crate::harness::retry_port_race(|| Courier::try_start(dir))
     }
 
     fn try_start(dir: &Path) -> Result<Courier, String> {

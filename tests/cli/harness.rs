@@ -27,6 +27,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Start a server with `try_start` (which picks free ports), again with
+/// fresh ports when one picked free was taken before the server bound it
+/// (up to three tries); any other failure panics with its message.
+pub fn retry_port_race<T>(mut try_start: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match try_start() {
+            Ok(t) => return t,
+            Err(e) if e.contains("Address already in use") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{last}");
+}
+
 /// Root for all test scratch space.
 pub fn test_root() -> PathBuf {
     let root = std::env::var_os("POSTLINE_TEST_DIR")
@@ -573,17 +588,7 @@ impl Dovecot {
             is_root(),
             "Dovecot::start needs root (use skip_unless(is_root(), ..))"
         );
-        let mut last_err = String::new();
-        // A port picked free may be taken by someone else before Dovecot
-        // binds it: retry with fresh ports then.
-        for _ in 0..3 {
-            match Dovecot::try_start(dir) {
-                Ok(d) => return d,
-                Err(e) if e.contains("Address already in use") => last_err = e,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        panic!("{last_err}");
+        retry_port_race(|| Dovecot::try_start(dir))
     }
 
     fn try_start(dir: &Path) -> Result<Dovecot, String> {

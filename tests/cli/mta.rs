@@ -55,17 +55,9 @@ impl Postfix {
         key: &Path,
         sasl_socket: Option<&Path>,
     ) -> Postfix {
-        // A port picked free may be taken by another test before Postfix
-        // binds it: retry with fresh ports then.
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Postfix::try_start(dir, domain, lmtp_port, cert, key, sasl_socket) {
-                Ok(pf) => return pf,
-                Err(e) if e.contains("Address already in use") => last = e,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        panic!("{last}");
+        crate::harness::retry_port_race(|| {
+            Postfix::try_start(dir, domain, lmtp_port, cert, key, sasl_socket)
+        })
     }
 
     fn try_start(
