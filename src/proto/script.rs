@@ -51,6 +51,42 @@ pub(crate) struct Script {
     tls: bool,
 }
 
+/// Random server streams for the clients' "no panic on any reply"
+/// properties: up to `max` segments, each one to three of `frags` glued,
+/// chosen by a seeded xorshift (reproducible, no dependency).
+pub struct Noise<'a> {
+    x: u64,
+    frags: &'a [&'a str],
+}
+
+impl<'a> Noise<'a> {
+    /// A generator seeded with `seed` (not zero) over `frags`.
+    pub fn new(seed: u64, frags: &'a [&'a str]) -> Noise<'a> {
+        Noise { x: seed, frags }
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.x
+    }
+
+    /// The next stream: up to `max` segments.
+    pub fn segments(&mut self, max: u64) -> Vec<String> {
+        let n = self.next() % max;
+        (0..n)
+            .map(|_| {
+                let k = 1 + self.next() % 3;
+                (0..k)
+                    .map(|_| self.frags[(self.next() % self.frags.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 impl Script {
     /// A server that sends `segments`, each arriving whole, then EOF.
     pub(crate) fn segments<T: AsRef<[u8]>>(segments: &[T]) -> Script {

@@ -1048,23 +1048,9 @@ mod tests {
             "\x1b[31m",
             " ",
         ];
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut noise = crate::proto::script::Noise::new(0x2545_f491_4f6c_dd1d, frags);
         for _ in 0..3000 {
-            let n = (next() % 16) as usize;
-            let segs: Vec<String> = (0..n)
-                .map(|_| {
-                    let k = 1 + (next() % 3) as usize;
-                    (0..k)
-                        .map(|_| frags[(next() % frags.len() as u64) as usize])
-                        .collect()
-                })
-                .collect();
+            let segs = noise.segments(16);
             let Ok(mut c) = Imap::start(Script::segments(&segs), "h", 143, Transcript::off())
             else {
                 continue;

@@ -923,25 +923,11 @@ mod tests {
             "\u{9b}",
             " ",
         ];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut noise = crate::proto::script::Noise::new(0x9e37_79b9_7f4a_7c15, frags);
         for _ in 0..3000 {
-            let n = (next() % 24) as usize;
-            let segs: Vec<String> = (0..n)
-                .map(|_| {
-                    let k = 1 + (next() % 3) as usize;
-                    (0..k)
-                        .map(|_| frags[(next() % frags.len() as u64) as usize])
-                        .collect()
-                })
-                .collect();
+            let segs = noise.segments(24);
             let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-            let proto = if next() % 2 == 0 {
+            let proto = if noise.next().is_multiple_of(2) {
                 Protocol::Smtp
             } else {
                 Protocol::Lmtp
@@ -950,7 +936,9 @@ mod tests {
             if c.greeting().is_err() || c.hello("me").is_err() {
                 continue;
             }
-            if next() % 2 == 0 && c.auth(Mechanism::Login, "u", &Secret::new("p")).is_err() {
+            if noise.next().is_multiple_of(2)
+                && c.auth(Mechanism::Login, "u", &Secret::new("p")).is_err()
+            {
                 continue;
             }
             if let Ok(o) = c.send("s@x", &["a@x", "b@x"], b"x\n") {
