@@ -79,6 +79,7 @@ pub mod capabilities;
 pub mod client;
 pub mod data;
 pub mod reply;
+pub mod server;
 
 pub use crate::proto::Exchange;
 pub use capabilities::{Capabilities, MailParams, xtext};
