@@ -164,6 +164,65 @@ pub fn feed(line: &str, input: &[u8], limit: Duration) -> io::Result<Ended> {
     wait_until(child, deadline)
 }
 
+/// Run `argv` directly (no shell: nothing in it is interpreted) in a
+/// process group of its own, with `env` added to our environment (minus
+/// the hidden variables) and `input` on its stdin; stdout is discarded and
+/// at most `err_cap` bytes of its stderr are kept (the rest is read and
+/// dropped, so a chatty child never blocks). Ends within `limit` (then
+/// [`Ended::TimedOut`]), whether or not the child reads its input.
+pub fn run_argv(
+    argv: &[std::ffi::OsString],
+    env: &[(String, std::ffi::OsString)],
+    input: &[u8],
+    limit: Duration,
+    err_cap: usize,
+) -> io::Result<(Ended, Vec<u8>)> {
+    let deadline = Instant::now() + limit;
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(io::Error::other("empty command"));
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args).process_group(0);
+    if let Ok(h) = HIDDEN.lock() {
+        for name in h.iter() {
+            cmd.env_remove(name);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut si) = child.stdin.take() {
+        let data = input.to_vec();
+        // A child that exits early breaks the pipe: its exit status says
+        // what happened, not the write.
+        std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut err = err;
+            let _ = (&mut err).take(err_cap as u64).read_to_end(&mut kept);
+            let _ = io::copy(&mut err, &mut io::sink());
+            let _ = tx.send(kept);
+        });
+    }
+    let ended = wait_until(child, deadline)?;
+    // The stderr reader ends with the pipe; a grandchild that escaped the
+    // group kill may hold it, so wait only briefly for what it kept.
+    let kept = rx
+        .recv_timeout(Duration::from_millis(200))
+        .unwrap_or_default();
+    Ok((ended, kept))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

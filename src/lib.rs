@@ -21,6 +21,7 @@ pub mod mboxfmt;
 pub mod message;
 pub mod proto;
 pub mod queue;
+pub mod recv;
 pub mod send;
 pub mod store;
 pub mod sysnames;
