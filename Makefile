@@ -10,7 +10,7 @@ BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 DATADIR = $(PREFIX)/share
 CARGO ?= cargo
-TOOLS = mail-deliver mail-trace mail-send mail-queue mail-fetch
+TOOLS = mail-deliver mail-trace mail-send mail-queue mail-fetch mail-recv
 DEMO_DIR ?= /var/tmp/postline-demo
 
 .PHONY: all build demo test lint deps install uninstall completions fuzz clean

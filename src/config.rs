@@ -79,6 +79,9 @@ pub struct Config {
     /// `[send]`: defaults for mail-send.
     #[serde(default)]
     pub send: SendConfig,
+    /// `[recv]`: defaults for mail-recv.
+    #[serde(default)]
+    pub recv: RecvConfig,
     /// Where the config was read from (None: no file).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -307,6 +310,56 @@ pub struct SendConfig {
     /// The domain a bare sender or recipient (`root`) gets, as Postfix's
     /// myorigin (default: the host's fully qualified name).
     pub domain: Option<String>,
+}
+
+/// `[recv]`: mail-recv's settings, named like its flags; the command line
+/// wins over each.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecvConfig {
+    /// The domains received for (`--domain`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub domains: Vec<String>,
+    /// The delivery template (`--deliver`).
+    pub deliver: Option<String>,
+    /// The delivery command as argv (`-- COMMAND ARGS...`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub command: Vec<String>,
+    /// Queue relayed (and, without a delivery, local) mail (`--queue`).
+    #[serde(default)]
+    pub queue: bool,
+    /// Speak LMTP (`--lmtp`).
+    #[serde(default)]
+    pub lmtp: bool,
+    /// Listen on these `ADDR:PORT`s (`--listen`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
+    /// Implicit-TLS listeners (`--listen-tls`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub listen_tls: Vec<String>,
+    /// The server certificate chain, PEM (`--tls-cert`).
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key, PEM (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
+    /// Largest message in octets (`--max-size`).
+    pub max_size: Option<u64>,
+    /// Concurrent sessions on the listeners (`--max-sessions`).
+    pub max_sessions: Option<usize>,
+    /// Recipients per message (`--max-recipients`).
+    pub max_recipients: Option<usize>,
+    /// `normalize` or `reject` (`--bare-lf`).
+    pub bare_lf: Option<String>,
+    /// The checkpassword program for AUTH (`--checkpassword`).
+    pub checkpassword: Option<PathBuf>,
+    /// Our name in the greeting and Received (`--hostname`).
+    pub hostname: Option<String>,
+    /// Idle timeout in seconds (`--timeout`).
+    pub timeout: Option<u64>,
+    /// The delivery command's deadline in seconds (`--mda-timeout`).
+    pub mda_timeout: Option<u64>,
+    /// One JSON record per transaction on stderr (`--log-json`).
+    #[serde(default)]
+    pub log_json: bool,
 }
 
 impl Config {

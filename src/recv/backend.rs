@@ -182,6 +182,44 @@ impl Receiver {
     }
 }
 
+/// `--explain ADDR`: what RCPT TO would answer for an unauthenticated and
+/// for an authenticated client, why, and where the message would go.
+/// Returns the lines to print and whether an unauthenticated client's
+/// RCPT would be accepted.
+pub fn explain(setup: &std::sync::Arc<Setup>, addr: &str) -> (Vec<String>, bool) {
+    let b = Receiver::new(setup.clone(), None);
+    let mut lines = vec![format!("recipient: {addr}")];
+    let mut accepted = false;
+    for (who, authed) in [("unauthenticated", false), ("authenticated", true)] {
+        let d = setup.policy.decide(addr, authed);
+        let outcome = match b.classify(addr, authed) {
+            Ok(Dest::Path(p)) => format!("250 2.1.5 accepted: stored in {p}"),
+            Ok(Dest::Command { .. }) => "250 2.1.5 accepted: handed to the delivery command".into(),
+            Ok(Dest::Queue) => match &setup.spool {
+                Some(dir) => format!("250 2.1.5 accepted: queued in {}", dir.display()),
+                None => "250 2.1.5 accepted: queued".into(),
+            },
+            Err(r) => r.text(),
+        };
+        if !authed {
+            accepted = outcome.starts_with("250");
+        }
+        let mut reason = d.reason;
+        if let (Verdict::Local { .. }, Local::Template(t)) = (&d.verdict, &setup.local)
+            && !outcome.starts_with("250")
+        {
+            reason = format!("{reason}; but {} has no destination for it", t.as_str());
+        }
+        lines.push(format!("{who}: {outcome}"));
+        lines.push(format!("  because {reason}"));
+        if setup.checkpassword.is_none() && !authed {
+            lines.push("  (no --checkpassword: no client can authenticate)".into());
+            break;
+        }
+    }
+    (lines, accepted)
+}
+
 /// The reply for a storage failure: temporary unless the data itself can
 /// never be stored (the caller keeps everything else and retries).
 fn store_error(e: &crate::exit::Error) -> Reply {

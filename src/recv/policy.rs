@@ -173,7 +173,7 @@ impl Policy {
             550,
             "5.7.1",
             "relaying denied",
-            format!("{domain} is not one of our domains and {why}: refused (550 5.7.1)"),
+            format!("{domain} is not one of our domains and {why}"),
         )
     }
 }

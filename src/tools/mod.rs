@@ -13,6 +13,7 @@ pub mod conn;
 pub mod deliver;
 pub mod fetch;
 pub mod queue;
+pub mod recv;
 pub mod send;
 pub mod trace;
 
@@ -36,6 +37,7 @@ pub fn all() -> Vec<ToolEntry> {
         ("mail-send", send::command),
         ("mail-queue", queue::command),
         ("mail-fetch", fetch::command),
+        ("mail-recv", recv::command),
     ]
 }
 

@@ -109,6 +109,7 @@ pub fn bin(name: &str) -> PathBuf {
         "mail-send" => PathBuf::from(env!("CARGO_BIN_EXE_mail-send")),
         "mail-queue" => PathBuf::from(env!("CARGO_BIN_EXE_mail-queue")),
         "mail-fetch" => PathBuf::from(env!("CARGO_BIN_EXE_mail-fetch")),
+        "mail-recv" => PathBuf::from(env!("CARGO_BIN_EXE_mail-recv")),
         other => panic!("unknown binary {other}"),
     }
 }
