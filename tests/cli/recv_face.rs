@@ -290,3 +290,65 @@ fn recv_section_of_the_config_gives_defaults_the_command_line_overrides() {
         .run()
         .success();
 }
+
+/// Connect to 127.0.0.1:`port` until the listener is up (the child may
+/// still be starting); panics when it never comes up.
+fn wait_listening(port: u16, child: &mut std::process::Child) {
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("mail-recv exited before listening: {st}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("mail-recv never listened on {port}");
+}
+
+#[test]
+fn a_listener_stops_on_sigterm_and_exits_0() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let t = TempDir::new();
+    let (mut child, port) = retry_port_race(|| {
+        let port = free_ports(1)[0];
+        let (mut cmd, _) = recv(t.path())
+            .args(["--domain", "example.org", "--queue", "--max-sessions", "2"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .command();
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn mail-recv");
+        // A bind race shows as an early exit 69.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            return Err(err);
+        }
+        Ok((child, port))
+    });
+    wait_listening(port, &mut child);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{st}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn a_listen_address_in_use_is_unavailable() {
+    let t = TempDir::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    recv(t.path())
+        .args(["--domain", "example.org", "--queue", "--listen", &addr])
+        .run()
+        .code_is(69)
+        .stderr_has(&addr)
+        .stderr_one_line();
+}
