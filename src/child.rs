@@ -258,6 +258,37 @@ mod tests {
     }
 
     #[test]
+    fn argv_children_get_no_shell_and_their_stderr_is_capped() {
+        let argv: Vec<std::ffi::OsString> = [
+            "/bin/sh",
+            "-c",
+            "printf '%s' \"$1$X\" >&2; head -c 100000 /dev/zero >&2; exit 3",
+            "sh",
+            "$(id)",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let env = [("X".to_string(), std::ffi::OsString::from("+x"))];
+        let (e, err) = run_argv(&argv, &env, b"", Duration::from_secs(10), 10).unwrap();
+        assert!(
+            matches!(e, Ended::Exited(s) if s.code() == Some(3)),
+            "{e:?}"
+        );
+        assert_eq!(err, b"$(id)+x\0\0\0");
+        let (e, _) = run_argv(
+            &["/bin/sleep".into(), "1000".into()],
+            &[],
+            b"",
+            Duration::from_millis(200),
+            10,
+        )
+        .unwrap();
+        assert!(matches!(e, Ended::TimedOut), "{e:?}");
+        assert!(run_argv(&[], &[], b"", Duration::from_secs(1), 10).is_err());
+    }
+
+    #[test]
     fn hidden_variables_are_not_passed_on() {
         // A variable cargo sets in the test's own environment (setting one
         // here would need `unsafe`).

@@ -417,6 +417,19 @@ mod tests {
         })
     }
 
+    /// A `--log-json` sink the test can read.
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     const MSG: &[u8] = b"Received: from client.example by mx\r\nReturn-Path: <forged@x>\r\nSubject: hi\r\n\r\nbody\r\n";
 
     fn new_files(md: &std::path::Path) -> Vec<Vec<u8>> {
@@ -441,16 +454,6 @@ mod tests {
         }
         let t = Template::parse(&format!("{root}/{{local}}/")).unwrap();
         let log = Arc::new(Mutex::new(Vec::<u8>::new()));
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl Write for Sink {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let mut b = Receiver::new(
             setup(Local::Template(t), None, false),
             Some(Box::new(Sink(log.clone()))),
@@ -541,8 +544,16 @@ mod tests {
             ),
             None,
         );
-        let r = smtp.deliver(&s, &tx(&["x@example.org"]), MSG);
+        let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+        smtp.log = Some(Box::new(Sink(log.clone())));
+        let t = tx(&["x@example.org"]);
+        let r = smtp.deliver(&s, &t, MSG);
         assert_eq!((r[0].code, r[0].enhanced.as_deref()), (451, Some("4.3.0")));
+        smtp.transaction_end(&s, &t, &r);
+        let line = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["stored"], serde_json::json!([]), "{line}");
+        assert!(v["replies"][0].as_str().unwrap().starts_with("451 4.3.0"));
     }
 
     #[test]
