@@ -428,17 +428,30 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
 /// `REMOTE_ADDR` (inetd wrappers, systemd's socket units set it), else
 /// the peer of the socket on stdin.
 fn stdio_peer() -> Peer {
-    let env_ip = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    };
-    let ip = env_ip("TCPREMOTEIP")
-        .or_else(|| env_ip("REMOTE_ADDR"))
-        .or_else(stdin_socket_peer);
-    let host = std::env::var("TCPREMOTEHOST")
-        .ok()
-        .filter(|h| !h.is_empty() && h.len() <= 255);
+    let var = |k: &str| std::env::var(k).ok();
+    peer_from(
+        var("TCPREMOTEIP"),
+        var("REMOTE_ADDR"),
+        var("TCPREMOTEHOST"),
+        stdin_socket_peer,
+    )
+}
+
+/// [`stdio_peer`] over given values: the first variable that parses as an
+/// address wins; a host name is kept only when it is plausible.
+fn peer_from(
+    tcpremoteip: Option<String>,
+    remote_addr: Option<String>,
+    tcpremotehost: Option<String>,
+    socket: impl FnOnce() -> Option<IpAddr>,
+) -> Peer {
+    let parse = |v: Option<String>| v.and_then(|v| v.trim().parse::<IpAddr>().ok());
+    let ip = parse(tcpremoteip)
+        .or_else(|| parse(remote_addr))
+        .or_else(socket);
+    let host = tcpremotehost.filter(|h| {
+        !h.is_empty() && h.len() <= 255 && !h.chars().any(|c| c.is_control() || c.is_whitespace())
+    });
     Peer { ip, host }
 }
 
@@ -490,4 +503,23 @@ fn serve_tcp(
         "TCP session",
         "not built yet (the server stream of proto::tls)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_is_tcpremoteip_then_remote_addr_then_the_socket() {
+        let s = |v: &str| Some(v.to_string());
+        let p = peer_from(s("192.0.2.1"), s("192.0.2.2"), s("client.example"), || None);
+        assert_eq!(p.ip, "192.0.2.1".parse().ok());
+        assert_eq!(p.host.as_deref(), Some("client.example"));
+        let p = peer_from(s("junk"), s(" 2001:db8::1 "), None, || None);
+        assert_eq!(p.ip, "2001:db8::1".parse().ok());
+        let p = peer_from(None, s(""), s("bad\r\nhost"), || "192.0.2.9".parse().ok());
+        assert_eq!(p.ip, "192.0.2.9".parse().ok());
+        assert_eq!(p.host, None);
+        assert_eq!(peer_from(None, None, None, || None).ip, None);
+    }
 }
