@@ -210,8 +210,8 @@ fn split_address(addr: &str) -> Option<(String, String)> {
 }
 
 /// A domain name (labels of letters, digits, `-`, or any non-ASCII for
-/// SMTPUTF8) or an address literal `[...]`.
-fn valid_domain(d: &str) -> bool {
+/// SMTPUTF8) or an address literal `[...]`, as [`canonical_domain`] gives it.
+pub fn valid_domain(d: &str) -> bool {
     if let Some(inner) = d.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         return !inner.is_empty()
             && inner

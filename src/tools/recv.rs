@@ -190,6 +190,15 @@ impl Options {
                 "needs at least one --domain (or [recv] domains)",
             ));
         }
+        if let Some(bad) = domains
+            .iter()
+            .find(|d| !crate::recv::policy::valid_domain(&crate::recv::policy::canonical_domain(d)))
+        {
+            return Err(usage(
+                &format!("--domain {bad:?}"),
+                "not a domain name or address literal",
+            ));
+        }
         let cli_deliver = m.get_one::<String>("deliver").cloned();
         let cli_command: Vec<OsString> = m
             .get_many::<OsString>("command")

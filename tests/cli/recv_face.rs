@@ -21,6 +21,8 @@ fn impossible_combinations_are_usage_errors() {
     let cases: &[(&[&str], &str)] = &[
         (&["--deliver", &md], "--domain"),
         (&["--domain", "example.org"], "--deliver TEMPLATE"),
+        (&["--domain", "exa mple.org", "--queue"], "not a domain"),
+        (&["--domain", "", "--queue"], "not a domain"),
         (
             &[
                 "--domain",
