@@ -171,8 +171,12 @@ where
                     Ok((tcp, _)) => tcp,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // ECONNABORTED, EMFILE...: this one is lost, the
-                    // listener goes on.
-                    Err(_) => break,
+                    // listener goes on; a short pause keeps a socket that
+                    // stays readable (out of descriptors) from spinning.
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(100));
+                        break;
+                    }
                 };
                 let _ = tcp.set_nonblocking(false);
                 if !running.try_enter(max_sessions) {
