@@ -34,6 +34,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+mod command;
+mod received;
+mod session;
+#[cfg(test)]
+mod tests;
+
 pub use super::Protocol;
 use super::reply::Reply;
 use crate::exit::Result;
@@ -147,6 +153,14 @@ pub struct Transaction {
     pub smtputf8: bool,
     /// The accepted recipients, in order.
     pub rcpts: Vec<String>,
+    /// The source route (`@a,@b`) MAIL FROM carried before the mailbox:
+    /// stripped from `mail_from` (RFC 5321 4.1.1.2 says to ignore it).
+    pub mail_source_route: Option<String>,
+    /// Set only while [`Backend::rcpt`] runs: the source route the client
+    /// put before this recipient (`<@a,@b:user@dom>`), stripped from the
+    /// `rcpt` argument. A source route never relays: a backend should
+    /// refuse such a recipient (550 5.7.1) unless the mailbox is local.
+    pub rcpt_source_route: Option<String>,
 }
 
 /// A backend's answer to AUTH.
@@ -214,15 +228,26 @@ pub struct Summary {
 /// Run one session over `stream` until QUIT, EOF, a timeout or too many
 /// errors. Errors are only I/O failures of the stream (logged by the
 /// caller); protocol errors are answered on the wire.
+///
+/// Set [`Limits::idle`] as the stream's budget when it has one
+/// ([`Exchange::idle`]). A timeout ends the session with `421 4.4.2`
+/// (tried), EOF or a lost connection without QUIT with
+/// [`Summary::aborted`] set; so do too many errors, a TLS handshake that
+/// fails and a client pipelining past a refused DATA.
 pub fn serve<S: Upgrade, B: Backend>(
-    _stream: S,
-    _settings: &Settings,
-    _peer: Peer,
-    _backend: &mut B,
+    stream: S,
+    settings: &Settings,
+    peer: Peer,
+    backend: &mut B,
 ) -> Result<Summary> {
-    Err(crate::exit::Error::new(
-        crate::exit::Kind::Temporary,
-        "smtp server",
-        "not implemented yet",
-    ))
+    session::run(stream, settings, peer, backend)
+}
+
+/// A reply with one line (`enhanced` empty: none).
+pub(crate) fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
+    Reply {
+        code,
+        enhanced: (!enhanced.is_empty()).then(|| enhanced.to_string()),
+        lines: vec![text.to_string()],
+    }
 }
