@@ -369,4 +369,111 @@ mod tests {
         assert_eq!(end + 5, enc.len());
         assert!(!enc.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
     }
+
+    /// Feed `input` in pieces of `step`; the message and what was used.
+    fn read(input: &[u8], step: usize, bare: BareLf) -> (DataReader, usize) {
+        let mut r = DataReader::dot(1 << 20, 1000, bare);
+        let mut used = 0;
+        while used < input.len() && !r.is_done() {
+            let end = (used + step).min(input.len());
+            used += r.feed(&input[used..end]);
+        }
+        (r, used)
+    }
+
+    #[test]
+    fn reads_back_what_encode_data_writes() {
+        let msgs: &[&[u8]] = &[
+            b"a\r\nb\r\n",
+            b"",
+            b".\r\n..x\r\n",
+            b"x.y\r\n.\r\n",
+            b"Subject: x\r\n\r\nbody",
+        ];
+        for m in msgs {
+            let enc = encode_data(m);
+            for step in [1, 2, 3, 7, 1000] {
+                let (r, used) = read(&enc, step, BareLf::Reject);
+                assert!(r.is_done());
+                assert_eq!(used, enc.len());
+                assert!(!r.saw_bare_line_end());
+                let mut want = m.to_vec();
+                if !want.is_empty() && !want.ends_with(b"\r\n") {
+                    want.extend_from_slice(b"\r\n");
+                }
+                assert_eq!(r.into_message(), want, "{m:?} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_the_data() {
+        for shape in [
+            &b"\n.\n"[..],
+            b"\r.\r",
+            b"\r.\n",
+            b"\n.\r",
+            b"\n.\r\n",
+            b"\r\n.\n",
+            b"\r.\r\n",
+            b"\r\n.\r",
+            b"\r\n\0.\r\n",
+            b"\r\n.\0\r\n",
+            b"\r\n .\r\n",
+        ] {
+            let input = [&b"one"[..], shape, b"two\r\n.\r\nNEXT"].concat();
+            for step in [1, 4, 1000] {
+                let (r, used) = read(&input, step, BareLf::Normalize);
+                assert!(r.is_done(), "{shape:?}");
+                assert_eq!(&input[used..], b"NEXT", "{shape:?}");
+                let m = r.into_message();
+                assert!(m.ends_with(b"two\r\n"), "{shape:?}: {m:?}");
+                // Every line end stored is a CRLF.
+                for (i, &b) in m.iter().enumerate() {
+                    if b == b'\n' {
+                        assert_eq!(m[i - 1], b'\r', "{shape:?}: {m:?}");
+                    }
+                    if b == b'\r' {
+                        assert_eq!(m.get(i + 1), Some(&b'\n'), "{shape:?}: {m:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bare_line_ends_are_noted_and_counted_headers_stop_at_the_body() {
+        let (r, _) = read(b"a\nb\r\n.\r\n", 1000, BareLf::Reject);
+        assert!(r.refused_for_bare_lf());
+        let (r, _) = read(b"a\nb\r\n.\r\n", 1000, BareLf::Normalize);
+        assert!(r.saw_bare_line_end() && !r.refused_for_bare_lf());
+        assert_eq!(r.into_message(), b"a\r\nb\r\n");
+        let (r, _) = read(
+            b"Received: a\r\n\tfolded\r\nRECEIVED:b\r\nX: y\r\n\r\nReceived: body\r\n.\r\n",
+            3,
+            BareLf::Normalize,
+        );
+        assert_eq!(r.received(), 2);
+        let long = [b"x".repeat(1200), b"\r\n.\r\n".to_vec()].concat();
+        let (r, _) = read(&long, 1000, BareLf::Normalize);
+        assert_eq!(r.long_lines(), 1);
+        assert_eq!(r.size(), 1202);
+    }
+
+    #[test]
+    fn bdat_chunks_are_not_unstuffed_and_a_split_crlf_is_one() {
+        let mut r = DataReader::chunked(100, 1000, BareLf::Reject);
+        r.feed(b"a\r");
+        r.feed(b"\n.\r\n..x\r");
+        assert!(!r.is_done());
+        r.finish();
+        assert!(r.is_done());
+        assert!(r.refused_for_bare_lf(), "a trailing CR is bare");
+        assert_eq!(r.into_message(), b"a\r\n.\r\n..x\r\n");
+        let mut r = DataReader::chunked(4, 1000, BareLf::Normalize);
+        r.feed(b"12345");
+        r.finish();
+        assert!(r.is_over());
+        assert_eq!(r.size(), 5);
+    }
 }

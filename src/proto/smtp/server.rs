@@ -243,8 +243,9 @@ pub fn serve<S: Upgrade, B: Backend>(
     session::run(stream, settings, peer, backend)
 }
 
-/// A reply with one line (`enhanced` empty: none).
-pub(crate) fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
+/// A reply with one line (`enhanced` empty: none), for backends too:
+/// `reply(550, "5.1.1", "no such user")`.
+pub fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
     Reply {
         code,
         enhanced: (!enhanced.is_empty()).then(|| enhanced.to_string()),
