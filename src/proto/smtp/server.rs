@@ -29,12 +29,33 @@
 //!   most the size limit plus a line; every read has a deadline (the
 //!   stream's [`Exchange`] pace); after [`Limits::max_errors`] errors the
 //!   session ends with 421.
+//! - **Message text is never run as commands.** A DATA refused (no
+//!   recipient) while more input is already buffered behind it means the
+//!   client sent its message without waiting for the 354 (the
+//!   "pipelining" smuggling shape): the refusal is sent and the session
+//!   ends. A BDAT whose count cannot be read ends the session likewise.
+//! - **Replies come only from the server or the backend, made safe**: a
+//!   backend reply with a code outside 200..=599 becomes 451 4.3.0, a CR,
+//!   LF or other control in its text becomes a space.
 //! - **No panic on any bytes** a client sends.
+//!
+//! Layout: `command` (one command line parsed; address syntax),
+//! `session` (the state machine, DATA/BDAT, STARTTLS, AUTH), `io` (the
+//! input buffer and pending replies), `received` (the Received header),
+//! and the DATA reader in [`super::data::DataReader`]. The streams it runs
+//! over in mail-recv are [`crate::proto::tls::ServerStream`] over TCP or
+//! [`crate::proto::stdio::Duplex`].
+//!
+//! Source routes (`<@a,@b:user@dom>`) are accepted syntactically and
+//! stripped; the route is handed to the backend in
+//! [`Transaction::rcpt_source_route`] (and kept in
+//! [`Transaction::mail_source_route`] for MAIL) so its policy can refuse.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 mod command;
+mod io;
 mod received;
 mod session;
 #[cfg(test)]
