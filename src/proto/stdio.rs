@@ -162,4 +162,76 @@ mod tests {
         let e = p.read(&mut [0u8; 4]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     }
+
+    /// A backend that takes every message (the pipe tests' server).
+    struct Take(Vec<Vec<u8>>);
+
+    impl crate::proto::smtp::server::Backend for Take {
+        fn rcpt(
+            &mut self,
+            _: &crate::proto::smtp::server::Session,
+            _: &crate::proto::smtp::server::Transaction,
+            _: &str,
+        ) -> Result<(), crate::proto::smtp::Reply> {
+            Ok(())
+        }
+        fn auth(&mut self, _: &str, _: &[u8]) -> crate::proto::smtp::server::AuthVerdict {
+            crate::proto::smtp::server::AuthVerdict::Bad
+        }
+        fn deliver(
+            &mut self,
+            _: &crate::proto::smtp::server::Session,
+            _: &crate::proto::smtp::server::Transaction,
+            m: &[u8],
+        ) -> Vec<crate::proto::smtp::Reply> {
+            self.0.push(m.to_vec());
+            vec![crate::proto::smtp::server::reply(250, "2.0.0", "stored")]
+        }
+    }
+
+    #[test]
+    fn a_session_over_two_pipes_delivers_then_times_out_with_421() {
+        use crate::proto::smtp::server::{BareLf, Limits, Peer, Settings, serve};
+        use crate::proto::tls::ServerStream;
+        let (d, mut client_w, mut client_r) = pipes();
+        // The client pipelines a whole transaction, then goes silent
+        // without QUIT (its write end stays open until serve returns).
+        client_w
+            .write_all(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n")
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            client_r.read_to_end(&mut all).unwrap();
+            all
+        });
+        client_w.write_all(b"hi\r\n.\r\n").unwrap();
+        let settings = Settings {
+            protocol: crate::proto::smtp::Protocol::Smtp,
+            hostname: "mx.example".into(),
+            limits: Limits {
+                idle: Duration::from_millis(300),
+                ..Limits::default()
+            },
+            bare_lf: BareLf::Normalize,
+            starttls: false,
+            auth: false,
+        };
+        let mut b = Take(Vec::new());
+        let stream = ServerStream::plain(d, Duration::from_secs(60), None);
+        let summary = serve(stream, &settings, Peer::default(), &mut b).unwrap();
+        drop(client_w);
+        assert_eq!(summary.aborted.as_deref(), Some("timeout"));
+        assert_eq!(summary.accepted, 1);
+        assert_eq!(b.0.len(), 1);
+        let out = String::from_utf8(reader.join().unwrap()).unwrap();
+        assert!(
+            out.starts_with("220 mx.example ESMTP postline\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("354 ") && out.contains("250 2.0.0 stored\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("421 4.4.2 timeout, closing\r\n"), "{out}");
+    }
 }
