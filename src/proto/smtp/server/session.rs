@@ -462,10 +462,21 @@ impl<S: Upgrade, B: Backend> Engine<'_, S, B> {
         }
         if let Some(err) = tx.chunk_error.clone() {
             if last {
+                // The end of the message: with LMTP, one reply for each
+                // recipient, as after a final dot.
                 let tx = self.tx.take().map(|t| t.t).unwrap_or_default();
+                let n = if self.lmtp() {
+                    tx.rcpts.len().max(1)
+                } else {
+                    1
+                };
+                let replies = vec![err; n];
                 self.summary.refused += 1;
-                self.backend
-                    .transaction_end(&self.session, &tx, std::slice::from_ref(&err));
+                for r in &replies {
+                    self.answer(r.clone())?;
+                }
+                self.backend.transaction_end(&self.session, &tx, &replies);
+                return Ok(Flow::Go);
             }
             self.answer(err)?;
             return Ok(Flow::Go);

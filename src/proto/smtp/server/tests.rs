@@ -492,6 +492,24 @@ fn bdat_over_the_size_is_consumed_and_refused_then_data_mixing_is_refused() {
 }
 
 #[test]
+fn lmtp_answers_a_refused_bdat_last_for_every_recipient() {
+    let mut s = settings();
+    s.protocol = Protocol::Lmtp;
+    s.limits.max_size = 4;
+    let r = run(
+        &s,
+        &[b"LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\nBDAT 5\r\n12345BDAT 1 LAST\r\nxQUIT\r\n"],
+    );
+    assert_eq!(
+        r.codes(),
+        vec![220, 250, 250, 250, 250, 552, 552, 552, 221],
+        "{}",
+        r.out
+    );
+    assert!(r.rec.delivered.is_empty());
+}
+
+#[test]
 fn a_bdat_count_that_cannot_be_read_ends_the_session() {
     let r = run(&settings(), &[ENVELOPE, b"BDAT x\r\nQUIT\r\n"]);
     assert_eq!(r.codes(), vec![220, 250, 250, 250, 501], "{}", r.out);
@@ -616,6 +634,19 @@ fn auth_only_over_tls_and_its_flows() {
     );
     // The password is nowhere in what the server wrote.
     assert!(!r.out.contains("secret") && !r.out.contains(&b64(b"\0bob\0secret")[4..]));
+}
+
+#[test]
+fn an_auth_line_over_the_limit_is_refused_and_the_session_goes_on() {
+    let long = format!("AUTH PLAIN\r\n{}\r\nNOOP\r\nQUIT\r\n", "A".repeat(20_000));
+    let segs = vec![
+        Seg::Bytes(b"EHLO c\r\n".to_vec()),
+        Seg::Bytes(long.into_bytes()),
+    ];
+    let r = run_with(&tls_settings(), Rec::default(), segs, None, true);
+    assert_eq!(r.codes(), vec![220, 250, 334, 500, 250, 221], "{}", r.out);
+    assert!(r.out.contains("500 5.5.6 "), "{}", r.out);
+    assert!(r.rec.auth_asked.is_empty());
 }
 
 #[test]
