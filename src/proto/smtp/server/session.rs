@@ -632,15 +632,18 @@ impl<S: Upgrade, B: Backend> Engine<'_, S, B> {
                 Some(i) => Ok(i),
                 None => self.challenge("")?,
             };
-            resp.and_then(|r| decode(&r)).and_then(|raw| {
+            resp.and_then(|r| decode(&r)).and_then(|mut raw| {
                 let parts: Vec<&[u8]> = raw.splitn(3, |&b| b == 0).collect();
-                match parts.as_slice() {
+                let got = match parts.as_slice() {
                     [authz, user, pass] if authz.is_empty() || authz == user => {
                         Ok((user.to_vec(), pass.to_vec()))
                     }
                     [_, _, _] => Err(reply(535, "5.7.8", "authentication credentials invalid")),
                     _ => Err(reply(501, "5.5.2", "malformed PLAIN response")),
-                }
+                };
+                // The decoded response holds the password too.
+                raw.iter_mut().for_each(|b| *b = 0);
+                got
             })
         } else {
             let user = match initial {
