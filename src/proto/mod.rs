@@ -4,7 +4,8 @@
 //! adds beside the client): [`smtp`] (SMTP and LMTP), [`pop3`], [`imap`],
 //! and what they share: [`tls`] (connecting, TLS policy, the stream),
 //! [`pace`] (the exchange budget every connection keeps), [`sasl`],
-//! [`dns`] (MX lookups for direct delivery) and [`transcript`] (the `-v`
+//! [`dns`] (MX lookups for direct delivery), [`stdio`] (the inetd/UCSPI
+//! client on fds 0 and 1, for the server) and [`transcript`] (the `-v`
 //! dialogue and the one escaper of peer text).
 //!
 //! Guarantees kept by every module here: no panic on any byte a peer
@@ -31,6 +32,7 @@ pub mod sasl;
 #[cfg(test)]
 pub(crate) mod script;
 pub mod smtp;
+pub mod stdio;
 pub mod tls;
 pub mod transcript;
 

@@ -4,7 +4,10 @@
 //! TCP_NODELAY, read/write timeouts), the TLS policy ([`TlsMode`]), the
 //! connector (OpenSSL: the system trust directory read lazily, an extra CA
 //! file, SHA-256 certificate pinning) and [`Stream`], which is plain TCP
-//! before STARTTLS and TLS after.
+//! before STARTTLS and TLS after. For the server side (mail-recv):
+//! [`ServerTls`] (the certificate and key) and [`ServerStream`], a paced
+//! socket of any kind (TCP, a unix socket, stdin/stdout) that the SMTP
+//! server can upgrade with STARTTLS or that starts in TLS (port 465).
 //!
 //! Guarantees:
 //!
@@ -22,14 +25,21 @@
 //!   [`Kind::Temporary`] (the message is kept), of [`Origin::Network`]
 //!   (resolving, connecting) or [`Origin::Tls`] (the handshake, the
 //!   certificate, the pin); a bad option is [`Kind::Config`].
+//! - **The server side is TLS 1.2 or newer, without renegotiation**, and
+//!   its handshake runs under the same exchange budget as every read
+//!   (`proto::pace`): a client that stalls in the handshake is cut off.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use openssl::ssl::{
-    HandshakeError, Ssl, SslContext, SslMethod, SslOptions, SslVerifyMode, SslVersion,
+    HandshakeError, Ssl, SslAcceptor, SslContext, SslFiletype, SslMethod, SslOptions, SslStream,
+    SslVerifyMode, SslVersion,
 };
 use openssl::x509::X509VerifyResult;
 use openssl::x509::verify::X509CheckFlags;
@@ -38,7 +48,8 @@ use sha2::{Digest, Sha256};
 
 use crate::exit::{Context, Error, Kind, Origin, Result};
 use crate::proto::Exchange;
-use crate::proto::pace::Paced;
+use crate::proto::pace::{Paced, Socket};
+use crate::proto::smtp::server::{TlsInfo, Upgrade};
 
 /// How a connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -475,6 +486,223 @@ pub fn open(
     }
 }
 
+/// The server's TLS setup: its certificate chain and key, TLS 1.2 and
+/// newer (Mozilla's intermediate profile), no renegotiation. Cheap to
+/// clone: one context shared by every session of a listener.
+#[derive(Clone)]
+pub struct ServerTls {
+    acceptor: Arc<SslAcceptor>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+impl ServerTls {
+    /// Load the certificate chain (`--tls-cert`, PEM, leaf first) and the
+    /// private key (`--tls-key`, PEM). A file that cannot be read, or a key
+    /// that does not match, is a [`Kind::Config`] error naming the file.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<ServerTls> {
+        let setup = |e: openssl::error::ErrorStack| Error::new(Kind::Config, "setting up TLS", e);
+        for path in [cert, key] {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(Error::new(
+                    Kind::Config,
+                    format!("reading {}", path.display()),
+                    crate::exit::describe_io(&e),
+                ));
+            }
+        }
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(setup)?;
+        // No renegotiation: a client's request would make OpenSSL write
+        // inside our read and re-arm the exchange budget.
+        b.set_options(SslOptions::NO_COMPRESSION | SslOptions::NO_RENEGOTIATION);
+        b.set_certificate_chain_file(cert).map_err(|e| {
+            Error::new(
+                Kind::Config,
+                format!("reading the certificate {}", cert.display()),
+                e,
+            )
+        })?;
+        b.set_private_key_file(key, SslFiletype::PEM).map_err(|e| {
+            Error::new(
+                Kind::Config,
+                format!("reading the key {}", key.display()),
+                e,
+            )
+        })?;
+        b.check_private_key().map_err(|e| {
+            Error::new(
+                Kind::Config,
+                format!(
+                    "the key {} and the certificate {}",
+                    key.display(),
+                    cert.display()
+                ),
+                format!("do not match: {e}"),
+            )
+        })?;
+        Ok(ServerTls {
+            acceptor: Arc::new(b.build()),
+        })
+    }
+
+    /// The server handshake over `sock`, as one exchange of its budget.
+    fn accept<S: Socket>(&self, mut sock: Paced<S>) -> Result<SslStream<Paced<S>>> {
+        sock.arm();
+        self.acceptor.accept(sock).map_err(|e| {
+            let cause = match &e {
+                HandshakeError::Failure(mid) | HandshakeError::WouldBlock(mid) => {
+                    match mid.error().io_error() {
+                        Some(io) => crate::exit::describe_io(io),
+                        None => mid.error().to_string(),
+                    }
+                }
+                HandshakeError::SetupFailure(e) => e.to_string(),
+            };
+            Error::new(Kind::Temporary, "TLS handshake with the client", cause)
+                .from_origin(Origin::Tls)
+        })
+    }
+}
+
+/// The server's connection: a paced socket (TCP, unix, stdin/stdout
+/// through [`crate::proto::stdio::Duplex`]), plain until STARTTLS or TLS
+/// from the start. It is the stream [`crate::proto::smtp::server::serve`]
+/// runs over.
+pub struct ServerStream<S: Socket> {
+    conn: ServerConn<S>,
+    tls: Option<ServerTls>,
+}
+
+enum ServerConn<S: Socket> {
+    Plain(Paced<S>),
+    Tls(Box<SslStream<Paced<S>>>),
+}
+
+impl<S: Socket> ServerStream<S> {
+    /// A plain session over `sock` with `idle` as its exchange budget's
+    /// base; with `tls`, STARTTLS can upgrade it.
+    pub fn plain(sock: S, idle: Duration, tls: Option<ServerTls>) -> ServerStream<S> {
+        ServerStream {
+            conn: ServerConn::Plain(Paced::new(sock, idle)),
+            tls,
+        }
+    }
+
+    /// Implicit TLS (port 465): the handshake now, before the greeting.
+    pub fn implicit(sock: S, idle: Duration, tls: &ServerTls) -> Result<ServerStream<S>> {
+        let s = tls.accept(Paced::new(sock, idle))?;
+        Ok(ServerStream {
+            conn: ServerConn::Tls(Box::new(s)),
+            tls: Some(tls.clone()),
+        })
+    }
+
+    /// The socket underneath (its peer address, shutdown).
+    pub fn socket(&self) -> &S {
+        match &self.conn {
+            ServerConn::Plain(p) => p.get_ref(),
+            ServerConn::Tls(t) => t.get_ref().get_ref(),
+        }
+    }
+
+    fn paced_mut(&mut self) -> &mut Paced<S> {
+        match &mut self.conn {
+            ServerConn::Plain(p) => p,
+            ServerConn::Tls(t) => t.get_mut(),
+        }
+    }
+
+    fn paced(&self) -> &Paced<S> {
+        match &self.conn {
+            ServerConn::Plain(p) => p,
+            ServerConn::Tls(t) => t.get_ref(),
+        }
+    }
+}
+
+impl<S: Socket> Read for ServerStream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.conn {
+            ServerConn::Plain(s) => s.read(buf),
+            ServerConn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl<S: Socket> Write for ServerStream<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.conn {
+            ServerConn::Plain(s) => s.write(buf),
+            ServerConn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.conn {
+            ServerConn::Plain(s) => s.flush(),
+            ServerConn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl<S: Socket> Exchange for ServerStream<S> {
+    fn arm(&mut self) {
+        self.paced_mut().arm();
+    }
+    fn idle(&self) -> Option<Duration> {
+        Some(self.paced().idle())
+    }
+    fn set_idle(&mut self, idle: Duration) {
+        self.paced_mut().set_idle(idle);
+    }
+    fn is_tls(&self) -> bool {
+        matches!(self.conn, ServerConn::Tls(_))
+    }
+    fn close(&mut self) {
+        if let ServerConn::Tls(s) = &mut self.conn {
+            let _ = s.shutdown();
+        }
+    }
+}
+
+impl<S: Socket> Upgrade for ServerStream<S> {
+    /// The server handshake; an error when already TLS or when no
+    /// certificate was configured (the server offers STARTTLS only then).
+    fn start_tls(self) -> Result<Self> {
+        let not = |why: &str| {
+            Error::new(Kind::Temporary, "STARTTLS", why.to_string()).from_origin(Origin::Tls)
+        };
+        let Some(tls) = self.tls else {
+            return Err(not("no certificate configured"));
+        };
+        match self.conn {
+            ServerConn::Plain(p) => Ok(ServerStream {
+                conn: ServerConn::Tls(Box::new(tls.accept(p)?)),
+                tls: Some(tls),
+            }),
+            ServerConn::Tls(_) => Err(not("already encrypted")),
+        }
+    }
+
+    fn tls_info(&self) -> Option<TlsInfo> {
+        match &self.conn {
+            ServerConn::Plain(_) => None,
+            ServerConn::Tls(s) => Some(TlsInfo {
+                version: s.ssl().version_str().to_string(),
+                cipher: s
+                    .ssl()
+                    .current_cipher()
+                    .map_or_else(String::new, |c| c.name().to_string()),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,5 +736,190 @@ mod tests {
         let e = connect("127.0.0.1", 1, Duration::from_secs(2)).unwrap_err();
         assert_eq!(e.kind(), Kind::Temporary);
         assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use crate::proto::sasl::{Mechanism, Secret};
+    use crate::proto::smtp::server::{
+        self, AuthVerdict, Backend, BareLf, Limits, Peer, Session, Settings, Transaction,
+    };
+    use crate::proto::smtp::{Client, Protocol, Reply};
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509, X509NameBuilder};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// A self-signed certificate for `localhost` and 127.0.0.1, written as
+    /// PEM files in `dir`: (cert, key).
+    fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "localhost").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        let san = SubjectAlternativeName::new()
+            .dns("localhost")
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = dir.join("cert.pem");
+        let keyf = dir.join("key.pem");
+        std::fs::write(&cert, b.build().to_pem().unwrap()).unwrap();
+        std::fs::write(&keyf, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        (cert, keyf)
+    }
+
+    #[test]
+    fn implicit_tls_handshakes_with_the_client_side_and_names_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let tls = ServerTls::from_pem_files(&cert, &key).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = l.accept().unwrap();
+            let mut s = ServerStream::implicit(tcp, Duration::from_secs(10), &tls).unwrap();
+            let info = s.tls_info().unwrap();
+            s.write_all(b"hello\n").unwrap();
+            s.flush().unwrap();
+            let mut b = [0u8; 3];
+            s.read_exact(&mut b).unwrap();
+            assert!(s.is_tls());
+            (info, b)
+        });
+        let tcp = connect("127.0.0.1", addr.port(), Duration::from_secs(10)).unwrap();
+        let opts = TlsOptions {
+            ca_file: Some(cert.clone()),
+            ..TlsOptions::default()
+        };
+        let mut c = handshake(tcp, "localhost", &opts).unwrap();
+        let mut b = [0u8; 6];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"hello\n");
+        c.write_all(b"bye").unwrap();
+        let (info, got) = server.join().unwrap();
+        assert_eq!(&got, b"bye");
+        assert!(info.version.starts_with("TLSv1."), "{info:?}");
+        assert!(!info.cipher.is_empty(), "{info:?}");
+        // A key that is not the certificate's is a config error.
+        let other = tempfile::tempdir().unwrap();
+        let (_, key2) = self_signed(other.path());
+        let e = ServerTls::from_pem_files(&cert, &key2).unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+        let e = ServerTls::from_pem_files(&dir.path().join("nope.pem"), &key).unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+    }
+
+    #[derive(Clone, Default)]
+    struct Store(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Backend for Store {
+        fn rcpt(
+            &mut self,
+            _: &Session,
+            _: &Transaction,
+            _: &str,
+        ) -> std::result::Result<(), Reply> {
+            Ok(())
+        }
+        fn auth(&mut self, user: &str, password: &[u8]) -> AuthVerdict {
+            if user == "bob" && password == b"pw" {
+                AuthVerdict::Ok
+            } else {
+                AuthVerdict::Bad
+            }
+        }
+        fn deliver(&mut self, _: &Session, _: &Transaction, message: &[u8]) -> Vec<Reply> {
+            self.0.lock().unwrap().push(message.to_vec());
+            vec![server::reply(250, "2.0.0", "stored")]
+        }
+    }
+
+    #[test]
+    fn the_smtp_client_talks_starttls_and_auth_to_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let tls = ServerTls::from_pem_files(&cert, &key).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let store = Store::default();
+        let mut backend = store.clone();
+        let server = std::thread::spawn(move || {
+            let (tcp, peer) = l.accept().unwrap();
+            let s = ServerStream::plain(tcp, Duration::from_secs(10), Some(tls));
+            let settings = Settings {
+                protocol: Protocol::Smtp,
+                hostname: "mx.example".into(),
+                limits: Limits::default(),
+                bare_lf: BareLf::Normalize,
+                starttls: true,
+                auth: true,
+            };
+            let peer = Peer {
+                ip: Some(peer.ip()),
+                host: None,
+            };
+            server::serve(s, &settings, peer, &mut backend).unwrap()
+        });
+        let mut c = Client::connect_tcp(addr, Duration::from_secs(10), Protocol::Smtp).unwrap();
+        c.greeting().unwrap();
+        assert!(c.hello("client.example").unwrap().starttls);
+        let opts = TlsOptions {
+            ca_file: Some(cert),
+            ..TlsOptions::default()
+        };
+        let mut c = c.starttls("localhost", &opts, "client.example").unwrap();
+        assert_eq!(c.capabilities().auth, vec!["PLAIN", "LOGIN"]);
+        c.auth(Mechanism::Plain, "bob", &Secret::new("pw")).unwrap();
+        let o = c
+            .send("a@x.example", &["b@mx.example"], b"Subject: t\n\n.hi\n")
+            .unwrap();
+        assert!(o.all_accepted(), "{o:?}");
+        c.quit().unwrap();
+        let summary = server.join().unwrap();
+        assert_eq!(summary.accepted, 1);
+        assert_eq!(summary.aborted, None);
+        let msgs = store.0.lock().unwrap();
+        let msg = String::from_utf8_lossy(&msgs[0]).into_owned();
+        let hop = crate::trace::received::parse(
+            msg.split_once("\r\nSubject")
+                .unwrap()
+                .0
+                .strip_prefix("Received:")
+                .unwrap(),
+        );
+        assert_eq!(hop.protocol.as_deref(), Some("ESMTPSA"), "{msg}");
+        assert_eq!(hop.ip.as_deref(), Some("127.0.0.1"), "{msg}");
+        assert!(
+            hop.tls_version
+                .as_deref()
+                .is_some_and(|v| v.starts_with("TLSv1.")),
+            "{msg}"
+        );
+        assert!(msg.ends_with("\r\nSubject: t\r\n\r\n.hi\r\n"), "{msg}");
     }
 }

@@ -13,11 +13,11 @@
 //!   ([`Client::send`]) with PIPELINING when offered (MAIL, every RCPT and
 //!   DATA in one write: one round trip), QUIT.
 //!
-//! The server side (mail-recv: an SMTP/LMTP receiver, issue 14) goes into
-//! `smtp/server.rs` beside the client and shares `reply` (writing replies
-//! with the same codes and stages), `capabilities` (announcing what it
-//! offers, reading MAIL FROM parameters) and `data` (the reverse of the
-//! encoding: un-stuffing, the terminator).
+//! - [`server`]: the server side (mail-recv: an SMTP/LMTP receiver,
+//!   issue 14), [`server::serve`] over any stream that can
+//!   [`server::Upgrade`] to TLS, beside the client; it shares [`Reply`]
+//!   and `data` (the reverse of the encoding: [`data::DataReader`]
+//!   un-stuffs up to the terminator).
 //!
 //! Everything public keeps its path `crate::proto::smtp::Name`: the parts
 //! are re-exported here.

@@ -29,10 +29,37 @@
 //!   most the size limit plus a line; every read has a deadline (the
 //!   stream's [`Exchange`] pace); after [`Limits::max_errors`] errors the
 //!   session ends with 421.
+//! - **Message text is never run as commands.** A DATA refused (no
+//!   recipient) while more input is already buffered behind it means the
+//!   client sent its message without waiting for the 354 (the
+//!   "pipelining" smuggling shape): the refusal is sent and the session
+//!   ends. A BDAT whose count cannot be read ends the session likewise.
+//! - **Replies come only from the server or the backend, made safe**: a
+//!   backend reply with a code outside 200..=599 becomes 451 4.3.0, a CR,
+//!   LF or other control in its text becomes a space.
 //! - **No panic on any bytes** a client sends.
+//!
+//! Layout: `command` (one command line parsed; address syntax),
+//! `session` (the state machine, DATA/BDAT, STARTTLS, AUTH), `io` (the
+//! input buffer and pending replies), `received` (the Received header),
+//! and the DATA reader in [`super::data::DataReader`]. The streams it runs
+//! over in mail-recv are [`crate::proto::tls::ServerStream`] over TCP or
+//! [`crate::proto::stdio::Duplex`].
+//!
+//! Source routes (`<@a,@b:user@dom>`) are accepted syntactically and
+//! stripped; the route is handed to the backend in
+//! [`Transaction::rcpt_source_route`] (and kept in
+//! [`Transaction::mail_source_route`] for MAIL) so its policy can refuse.
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+mod command;
+mod io;
+mod received;
+mod session;
+#[cfg(test)]
+mod tests;
 
 pub use super::Protocol;
 use super::reply::Reply;
@@ -147,6 +174,14 @@ pub struct Transaction {
     pub smtputf8: bool,
     /// The accepted recipients, in order.
     pub rcpts: Vec<String>,
+    /// The source route (`@a,@b`) MAIL FROM carried before the mailbox:
+    /// stripped from `mail_from` (RFC 5321 4.1.1.2 says to ignore it).
+    pub mail_source_route: Option<String>,
+    /// Set only while [`Backend::rcpt`] runs: the source route the client
+    /// put before this recipient (`<@a,@b:user@dom>`), stripped from the
+    /// `rcpt` argument. A source route never relays: a backend should
+    /// refuse such a recipient (550 5.7.1) unless the mailbox is local.
+    pub rcpt_source_route: Option<String>,
 }
 
 /// A backend's answer to AUTH.
@@ -214,15 +249,27 @@ pub struct Summary {
 /// Run one session over `stream` until QUIT, EOF, a timeout or too many
 /// errors. Errors are only I/O failures of the stream (logged by the
 /// caller); protocol errors are answered on the wire.
+///
+/// Set [`Limits::idle`] as the stream's budget when it has one
+/// ([`Exchange::idle`]). A timeout ends the session with `421 4.4.2`
+/// (tried), EOF or a lost connection without QUIT with
+/// [`Summary::aborted`] set; so do too many errors, a TLS handshake that
+/// fails and a client pipelining past a refused DATA.
 pub fn serve<S: Upgrade, B: Backend>(
-    _stream: S,
-    _settings: &Settings,
-    _peer: Peer,
-    _backend: &mut B,
+    stream: S,
+    settings: &Settings,
+    peer: Peer,
+    backend: &mut B,
 ) -> Result<Summary> {
-    Err(crate::exit::Error::new(
-        crate::exit::Kind::Temporary,
-        "smtp server",
-        "not implemented yet",
-    ))
+    session::run(stream, settings, peer, backend)
+}
+
+/// A reply with one line (`enhanced` empty: none), for backends too:
+/// `reply(550, "5.1.1", "no such user")`.
+pub fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
+    Reply {
+        code,
+        enhanced: (!enhanced.is_empty()).then(|| enhanced.to_string()),
+        lines: vec![text.to_string()],
+    }
 }
