@@ -19,6 +19,8 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use crate::config::Config;
 use crate::exit::{Error, Kind, Result};
 use crate::proto::smtp::server::{self, BareLf, Limits, Peer, Protocol, Summary};
+use crate::proto::stdio::Duplex;
+use crate::proto::tls::{ServerStream, ServerTls};
 use crate::queue::Spool;
 use crate::recv::backend::{self, Local, Receiver, Setup};
 use crate::recv::checkpassword::Checkpassword;
@@ -392,9 +394,10 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         }
         return Ok(());
     }
-    if let Some((cert, key)) = &opts.tls {
-        server_tls(cert, key)?;
-    }
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(ServerTls::from_pem_files(cert, key)?),
+        None => None,
+    };
     let settings = Arc::new(opts.server_settings());
     let log_json = opts.log_json;
     let backend = move || {
@@ -404,7 +407,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     };
     if opts.listen.is_empty() && opts.listen_tls.is_empty() {
         let mut b = backend();
-        serve_stdio(&settings, stdio_peer(), &mut b)?;
+        serve_stdio(&settings, tls, stdio_peer(), &mut b)?;
         return Ok(());
     }
     let (stopper, wake) = listen::stopper()?;
@@ -423,7 +426,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             host: None,
         };
         let mut b = backend();
-        if let Err(e) = serve_tcp(tcp, implicit, &settings, peer, &mut b) {
+        if let Err(e) = serve_tcp(tcp, implicit, tls.clone(), &settings, peer, &mut b) {
             // A session's I/O failure ends that session only.
             eprintln!(
                 "mail-recv: {}",
@@ -472,46 +475,41 @@ fn stdin_socket_peer() -> Option<IpAddr> {
     tcp.peer_addr().ok().map(|a| a.ip())
 }
 
-/// The server-side TLS context from `cert` and `key`.
-// The lead wires this to `proto::tls::ServerTls` (recv-core) at merge.
-fn server_tls(_cert: &std::path::Path, _key: &std::path::Path) -> Result<()> {
-    Err(Error::new(
-        Kind::Config,
-        "--tls-cert/--tls-key",
-        "server-side TLS is not built yet (proto::tls::ServerTls)",
-    ))
-}
-
-/// One session on stdin/stdout.
-// The lead wires this to `proto::stdio::Duplex` (recv-core) at merge:
-// `server::serve(Duplex::new(idle), settings, peer, backend)`.
+/// One session on stdin/stdout (inetd, tcpserver, systemd `Accept=yes`,
+/// `swaks --pipe`): fds 0 and 1 with poll(2) deadlines.
 fn serve_stdio(
-    _settings: &server::Settings,
-    _peer: Peer,
-    _backend: &mut Receiver,
+    settings: &server::Settings,
+    tls: Option<ServerTls>,
+    peer: Peer,
+    backend: &mut Receiver,
 ) -> Result<Summary> {
-    Err(Error::new(
-        Kind::Temporary,
-        "stdin/stdout session",
-        "not built yet (proto::stdio::Duplex)",
-    ))
+    let duplex = Duplex::stdio().map_err(|e| Error::io("standard input", &e))?;
+    let stream = ServerStream::plain(duplex, settings.limits.idle, tls);
+    server::serve(stream, settings, peer, backend)
 }
 
 /// One session on an accepted connection (`implicit`: TLS from the start).
-// The lead wires this to recv-core's server stream (plain or TLS,
-// implementing `server::Upgrade`) at merge.
 fn serve_tcp(
-    _tcp: std::net::TcpStream,
-    _implicit: bool,
-    _settings: &server::Settings,
-    _peer: Peer,
-    _backend: &mut Receiver,
+    tcp: std::net::TcpStream,
+    implicit: bool,
+    tls: Option<ServerTls>,
+    settings: &server::Settings,
+    peer: Peer,
+    backend: &mut Receiver,
 ) -> Result<Summary> {
-    Err(Error::new(
-        Kind::Temporary,
-        "TCP session",
-        "not built yet (the server stream of proto::tls)",
-    ))
+    let idle = settings.limits.idle;
+    let stream = match (implicit, tls) {
+        (true, Some(t)) => ServerStream::implicit(tcp, idle, &t)?,
+        (true, None) => {
+            return Err(Error::new(
+                Kind::Config,
+                "--listen-tls",
+                "needs --tls-cert and --tls-key",
+            ));
+        }
+        (false, tls) => ServerStream::plain(tcp, idle, tls),
+    };
+    server::serve(stream, settings, peer, backend)
 }
 
 #[cfg(test)]
