@@ -149,6 +149,38 @@ fn every_smuggling_shape_with_bare_lf_reject_stores_at_most_one_and_bare_ends_ge
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// The other pipelining shape: DATA and the message sent without waiting
+/// for 354, with the one recipient refused. DATA is refused, and the text
+/// behind it (a whole smuggled transaction) is never run as commands.
+#[test]
+fn data_without_waiting_for_354_never_runs_the_text_as_commands() {
+    let t = TempDir::new();
+    let boxes = Boxes::new(&t, &["bob"]);
+    let mut p = Piped::start(
+        recv(t.path()).args(["--deliver", &boxes.template()]),
+        t.path(),
+    );
+    p.c.hello(false);
+    p.c.expect("MAIL FROM:<alice@remote.test>", 250);
+    let r = p.c.cmd("RCPT TO:<nobody@example.org>");
+    assert_eq!(r.code, 550, "{:?}", r.lines);
+    let mut b = b"DATA\r\n".to_vec();
+    b.extend(smuggle(b"\r\n.\r\n"));
+    b.extend_from_slice(b"QUIT\r\n");
+    p.c.send(b);
+    let (_, replies) = p.finish();
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert!(
+        !codes.iter().any(|&c| c == 250 || c == 354),
+        "the text behind the refused DATA ran as commands: {replies:?}"
+    );
+    assert!(
+        codes.first().is_some_and(|c| (500..600).contains(c)),
+        "DATA without recipients: {replies:?}"
+    );
+    assert_eq!(boxes.count("bob"), 0);
+}
+
 /// A bare LF in the body of an otherwise proper message: stored with CRLF
 /// (normalize, the default), refused with 5xx and nothing stored (reject).
 #[test]
