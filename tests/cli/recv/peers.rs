@@ -107,7 +107,7 @@ fn swaks_over_tcp() {
         .iter()
         .position(|l| *l == " -> .")
         .expect("the final dot");
-    assert!(lines[dot + 1].starts_with(" <-  250"), "{text}");
+    assert!(lines[dot + 1].starts_with("<-  250"), "{text}");
     let got = boxes.read("bob");
     assert_eq!(got.len(), 1, "{text}");
     check_stored(&got[0], "client.test", Some("127.0.0.1"), HOST);
@@ -141,6 +141,21 @@ fn postfix_log(pf: &crate::mta::Postfix) -> String {
     std::fs::read_to_string(&pf.log).unwrap_or_default()
 }
 
+/// Postfix (tests/cli/mta.rs) with a SASL socket path that is never used:
+/// `Postfix::start` without one writes an empty `smtpd_sasl_path`, which
+/// smtpd refuses at startup ("bad string length 0 < 1").
+fn postfix(t: &TempDir, lmtp_port: u16) -> crate::mta::Postfix {
+    let cert = crate::harness::self_signed_cert(t.path());
+    crate::mta::Postfix::start_with_auth(
+        &t.join("postfix"),
+        DOMAIN,
+        lmtp_port,
+        &cert.0,
+        &cert.1,
+        Some(&t.join("no-sasl-socket")),
+    )
+}
+
 /// Postfix as the sending MTA: mail injected into Postfix goes out of its
 /// queue over SMTP (virtual_transport smtp:[127.0.0.1]:PORT) to mail-recv,
 /// which stores it.
@@ -157,15 +172,8 @@ fn postfix_relays_to_mail_recv_over_smtp() {
     let l = Listener::start(t.path(), || {
         recv_as(t.path(), RECV_HOST).args(["--deliver", &boxes.template()])
     });
-    let cert = crate::harness::self_signed_cert(t.path());
     // The LMTP port is not used: the transport is replaced below.
-    let pf = crate::mta::Postfix::start(
-        &t.join("postfix"),
-        DOMAIN,
-        free_ports(1)[0],
-        &cert.0,
-        &cert.1,
-    );
+    let pf = postfix(&t, free_ports(1)[0]);
     let conf = pf.conf_dir.clone();
     let postconf = Command::new("postconf")
         .arg("-c")
@@ -226,8 +234,7 @@ fn postfix_delivers_to_mail_recv_over_lmtp() {
     let l = Listener::start(t.path(), || {
         recv_as(t.path(), RECV_HOST).args(["--lmtp", "--deliver", &boxes.template()])
     });
-    let cert = crate::harness::self_signed_cert(t.path());
-    let pf = crate::mta::Postfix::start(&t.join("postfix"), DOMAIN, l.port, &cert.0, &cert.1);
+    let pf = postfix(&t, l.port);
     let port = pf.smtp_port.to_string();
     let out = swaks(
         t.path(),

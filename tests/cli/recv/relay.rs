@@ -226,11 +226,13 @@ fn implicit_tls_listener() {
 fn explain_prints_the_decision() {
     let t = TempDir::new();
     let boxes = Boxes::new(&t, &["bob"]);
-    let cp = checkpassword(t.path());
+    let cert = crate::harness::self_signed_cert(t.path());
     let explain = |queue: bool, addr: &str| {
         let mut tool = recv(t.path()).args(["--deliver", &boxes.template()]);
         if queue {
-            tool = tool.arg("--queue").arg("--checkpassword").arg(&cp);
+            // AUTH (over TLS only) is what makes a client able to relay.
+            tool = tls_tool(&t, &cert).args(["--deliver", &boxes.template()]);
+            tool = tool.arg("--queue");
         }
         tool.args(["--explain", addr]).run()
     };
