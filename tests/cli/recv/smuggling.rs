@@ -6,7 +6,8 @@ use super::*;
 
 /// The end-of-data look-alikes of the SMTP smuggling research (names as in
 /// hannob/smtpsmug; `nullafter` puts the NUL after the dot), each sent after
-/// a CRLF-terminated line of the first message.
+/// a CRLF-terminated line of the first message. The eleventh, `pipelining`,
+/// has a test of its own below.
 const SHAPES: &[(&str, &[u8])] = &[
     ("lflf", b"\n.\n"),
     ("crcr", b"\r.\r"),
@@ -18,9 +19,6 @@ const SHAPES: &[(&str, &[u8])] = &[
     ("crlfcr", b"\r\n.\r"),
     ("nullbefore", b"\r\n\x00.\r\n"),
     ("nullafter", b"\r\n.\x00\r\n"),
-    // A real end of data with the next transaction in the same write
-    // (Postfix's smtpd_forbid_unauth_pipelining case).
-    ("pipelining", b"\r\n.\r\n"),
 ];
 
 /// The bytes after DATA's 354 for `shape`: the first message, the shape,
@@ -74,8 +72,10 @@ fn run_shape(t: &TempDir, shape: &[u8], extra: &[&str]) -> Outcome {
 
 /// What is wrong with an outcome (empty when it is right). At most one
 /// message, never the smuggled one on its own, never a second DATA
-/// executed, and the reply agrees with what was stored.
-fn check(name: &str, o: &Outcome, reject: bool) -> Vec<String> {
+/// executed, and the reply agrees with what was stored. `bare`: the shape
+/// holds a bare CR or LF (refused with 5xx under `reject`, else normalised
+/// into text of the one message).
+fn check(name: &str, o: &Outcome, reject: bool, bare: bool) -> Vec<String> {
     let mut bad = Vec::new();
     let all: Vec<&Reply> = std::iter::once(&o.first).chain(&o.rest).collect();
     if o.stored.len() > 1 {
@@ -106,8 +106,6 @@ fn check(name: &str, o: &Outcome, reject: bool) -> Vec<String> {
     if o.first.code == 0 {
         bad.push(format!("{name}: no reply to the message: {}", o.stderr));
     }
-    let is_pipelining = name == "pipelining";
-    let bare = !name.starts_with("null") && !is_pipelining;
     if reject && bare && (o.first.ok() || !(500..600).contains(&o.first.code)) {
         bad.push(format!(
             "{name}: --bare-lf reject answered {:?}",
@@ -133,7 +131,7 @@ fn every_smuggling_shape_stores_at_most_one_message() {
     for (name, shape) in SHAPES {
         let t = TempDir::new();
         let o = run_shape(&t, shape, &[]);
-        bad.extend(check(name, &o, false));
+        bad.extend(check(name, &o, false, !name.starts_with("null")));
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
@@ -144,7 +142,23 @@ fn every_smuggling_shape_with_bare_lf_reject_stores_at_most_one_and_bare_ends_ge
     for (name, shape) in SHAPES {
         let t = TempDir::new();
         let o = run_shape(&t, shape, &["--bare-lf", "reject"]);
-        bad.extend(check(name, &o, true));
+        bad.extend(check(name, &o, true, !name.starts_with("null")));
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// smtpsmug's "pipelining" shape: a proper end of data with a whole second
+/// transaction behind it in the same write, without waiting for the reply
+/// to the dot (what Postfix 3.9's smtpd_forbid_unauth_pipelining refuses as
+/// bad synchronisation). The issue counts it among the shapes that must
+/// store at most one message, with or without --bare-lf reject.
+#[test]
+fn pipelined_transaction_behind_the_final_dot_is_not_stored() {
+    let mut bad = Vec::new();
+    for extra in [&[][..], &["--bare-lf", "reject"][..]] {
+        let t = TempDir::new();
+        let o = run_shape(&t, b"\r\n.\r\n", extra);
+        bad.extend(check("pipelining", &o, false, false));
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
