@@ -620,42 +620,7 @@ impl Dovecot {
             );
         }
 
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        if !cert.exists() {
-            let out = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                ])
-                .args([
-                    "-nodes",
-                    "-days",
-                    "3650",
-                    "-sha256",
-                    "-subj",
-                    "/CN=localhost",
-                ])
-                .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .stdin(Stdio::null())
-                .output()
-                .expect("run openssl");
-            assert!(
-                out.status.success(),
-                "openssl req failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))
-                .expect("chmod cert");
-        }
+        let (cert, key) = self_signed_cert(&dir);
 
         let ports = free_ports(5);
         let (imap_port, imaps_port, pop3_port, pop3s_port, lmtp_port) =
@@ -970,6 +935,50 @@ fn write_file_0644(path: &Path, data: &[u8]) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod 0644");
+}
+
+/// A self-signed certificate for `localhost` / `127.0.0.1` (EC P-256) and its
+/// key, as `DIR/cert.pem` and `DIR/key.pem`, made once (kept when present).
+/// Trust the certificate itself to talk TLS to a server using it.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if !cert.exists() {
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "3650",
+                "-sha256",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod cert");
+    }
+    (cert, key)
 }
 
 /// `n` distinct free TCP ports on 127.0.0.1 (bound together, then released).

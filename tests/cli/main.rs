@@ -15,6 +15,7 @@ mod docs;
 mod fetch;
 mod pop3;
 mod queue;
+mod recv;
 mod recv_face;
 mod send;
 mod smtp;
