@@ -256,8 +256,16 @@ fn with_return_path(lf: &[u8], sender: &str) -> Vec<u8> {
 }
 
 impl Backend for Receiver {
-    fn rcpt(&mut self, session: &Session, _tx: &Transaction, rcpt: &str) -> Result<(), Reply> {
-        self.classify(rcpt, session.auth_user.is_some()).map(|_| ())
+    fn rcpt(&mut self, session: &Session, tx: &Transaction, rcpt: &str) -> Result<(), Reply> {
+        // The server strips a source route (`<@a,@b:user@dom>`, RFC 5321
+        // C) and hands it over here: put it back so the policy, which
+        // never relays along one, sees what the client asked for.
+        match &tx.rcpt_source_route {
+            Some(route) => self
+                .classify(&format!("{route}:{rcpt}"), session.auth_user.is_some())
+                .map(|_| ()),
+            None => self.classify(rcpt, session.auth_user.is_some()).map(|_| ()),
+        }
     }
 
     fn auth(&mut self, user: &str, password: &[u8]) -> AuthVerdict {

@@ -5,12 +5,11 @@
 //! Guarantees: the command is run as argv (no shell); it runs through
 //! [`crate::child`] in a process group of its own, killed at its deadline,
 //! its stderr read up to a cap, no password variable in its environment.
-//! Only exit 0 becomes a 2xx. Exit 75, any signal and a timeout are always
-//! `451 4.3.0` (the client keeps the message), whatever the command
-//! printed; other exit codes map as Postfix's `sys_exits` table maps them
-//! for pipe(8). An RFC 3463 status at the start of its stderr
-//! (`5.2.2 mailbox full`) gives the detail, and may turn a permanent
-//! failure into a temporary one, never the other way.
+//! Only exit 0 becomes a 2xx. A signal and a timeout are always
+//! `451 4.3.0` (the client keeps the message); exit 75 is `451 4.3.0`
+//! and other exit codes map as Postfix's `sys_exits` table maps them for
+//! pipe(8), unless an RFC 3463 status starts the command's stderr
+//! (`5.2.2 mailbox full`): that status wins, as in pipe(8).
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -116,14 +115,10 @@ pub fn reply_for(ended: &Ended, stderr: &[u8]) -> Reply {
         Some((_, t)) if !t.is_empty() => t.clone(),
         _ => format!("delivery command: {text} (exit {code})"),
     };
-    if enh.starts_with('4') {
-        // Temporary stays temporary, whatever the command claims.
-        let enh = match &said {
-            Some((e, _)) if e.starts_with('4') => e.clone(),
-            _ => enh.to_string(),
-        };
-        return reply(smtp_code(&enh), &enh, text);
-    }
+    // As pipe(8) does (Postfix 2.3 and later): an RFC 3463 status at the
+    // start of the command's stderr takes precedence over its exit status,
+    // in both directions (a filter that exits 75 with "5.2.2 mailbox full"
+    // means it). A signal or a timeout never gets here: always 451.
     let enh = match &said {
         Some((e, _)) if e.starts_with('4') || e.starts_with('5') => e.clone(),
         _ => enh.to_string(),
@@ -237,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn an_enhanced_status_on_stderr_gives_the_detail_but_never_makes_a_retry_permanent() {
+    fn an_enhanced_status_on_stderr_wins_over_the_exit_status() {
         let r = reply_for(&exited(73), b"5.2.2 mailbox full\nmore\n");
         assert_eq!(short(&r), "552 5.2.2");
         assert_eq!(r.lines, vec!["mailbox full".to_string()]);
@@ -246,9 +241,11 @@ mod tests {
             short(&reply_for(&exited(1), b"4.2.2 over quota")),
             "452 4.2.2"
         );
-        // A permanent status cannot harden exit 75.
+        // A permanent status wins over exit 75 too (pipe(8)).
         let r = reply_for(&exited(75), b"5.1.1 no such user");
-        assert_eq!(short(&r), "451 4.3.0");
+        assert_eq!(short(&r), "550 5.1.1");
+        // Without a status, 75 is temporary.
+        assert_eq!(short(&reply_for(&exited(75), b"try later")), "451 4.3.0");
         // Exit 0 is delivered, whatever stderr says.
         assert_eq!(short(&reply_for(&exited(0), b"5.0.0 odd")), "250 2.0.0");
         // Text from the child is escaped.

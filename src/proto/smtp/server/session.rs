@@ -415,7 +415,27 @@ impl<S: Upgrade, B: Backend> Engine<'_, S, B> {
                 return Ok(Flow::Close("connection closed in DATA".into()));
             }
         }
+        // Commands already sent behind the final dot, before its reply
+        // (smtpsmug's "pipelining" shape; Postfix 3.9 refuses it with
+        // smtpd_forbid_unauth_pipelining): they may be the tail of a
+        // message that a lax relay forwarded with an end-of-data look-alike
+        // unstuffed, so they are never run. The message itself ended
+        // properly and is answered; then 421 and the session ends (a
+        // honest pipelining client retries the rest on a new connection).
+        // A lone QUIT behind the dot is what many clients send: allowed.
+        let early = !self.io.buffered().is_empty() && !is_lone_quit(self.io.buffered());
         self.complete(reader)?;
+        if early {
+            self.answer(reply(
+                421,
+                "4.5.0",
+                "commands sent before the reply to the end of data; closing",
+            ))?;
+            self.io.flush()?;
+            return Ok(Flow::Close(
+                "improper pipelining after the end of data".into(),
+            ));
+        }
         Ok(Flow::Go)
     }
 
@@ -721,6 +741,12 @@ fn decode(s: &[u8]) -> std::result::Result<Vec<u8>, Reply> {
 /// A backend's reply made safe to send: a code in 200..=599 (else 451),
 /// no CR, LF or other control in its text, an enhanced code of the
 /// right class only.
+/// Is `buf` exactly one QUIT command (any case), as pipelined behind a
+/// final dot by clients that end the session there?
+fn is_lone_quit(buf: &[u8]) -> bool {
+    buf.eq_ignore_ascii_case(b"QUIT\r\n")
+}
+
 fn sanitize(mut r: Reply) -> Reply {
     if !(200..=599).contains(&r.code) {
         return reply(451, "4.3.0", "internal error");

@@ -387,6 +387,56 @@ fn pipelining_past_a_refused_data_never_runs_the_text_as_commands() {
 }
 
 #[test]
+fn a_transaction_pipelined_behind_the_final_dot_is_never_run() {
+    // smtpsmug's "pipelining" shape: a proper end of data with a whole
+    // second transaction behind it, sent before the dot's reply. The first
+    // message is answered; the rest is never executed: 421 and the end.
+    let r = run(
+        &settings(),
+        &[
+            ENVELOPE,
+            b"DATA\r\n",
+            b"Subject: one\r\n\r\nmsg1\r\n.\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@mx.example>\r\nDATA\r\nmsg2\r\n.\r\nQUIT\r\n",
+        ],
+    );
+    assert_eq!(r.rec.delivered.len(), 1, "{}", r.out);
+    assert!(
+        r.rec
+            .rcpt_asked
+            .iter()
+            .all(|(a, _)| a != "victim@mx.example"),
+        "{}",
+        r.out
+    );
+    assert_eq!(
+        r.codes(),
+        vec![220, 250, 250, 250, 354, 250, 421],
+        "{}",
+        r.out
+    );
+    assert_eq!(
+        r.summary.aborted.as_deref(),
+        Some("improper pipelining after the end of data")
+    );
+    // A lone QUIT behind the dot is what many clients send: fine.
+    let r = run(
+        &settings(),
+        &[
+            ENVELOPE,
+            b"DATA\r\n",
+            b"Subject: one\r\n\r\nmsg1\r\n.\r\nquit\r\n",
+        ],
+    );
+    assert_eq!(
+        r.codes(),
+        vec![220, 250, 250, 250, 354, 250, 221],
+        "{}",
+        r.out
+    );
+    assert_eq!(r.summary.aborted, None);
+}
+
+#[test]
 fn pipelined_commands_get_their_replies_in_order_in_one_write() {
     let r = run(
         &settings(),
@@ -583,7 +633,11 @@ fn a_mail_loop_is_refused() {
     s.limits.max_received = 2;
     let r = run(
         &s,
-        &[ENVELOPE, b"DATA\r\nReceived: a\r\nreceived: b\r\nRECEIVED: c\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nReceived: a\r\nReceived: b\r\n\r\nReceived: c\r\n.\r\nQUIT\r\n"],
+        &[
+            ENVELOPE,
+            b"DATA\r\nReceived: a\r\nreceived: b\r\nRECEIVED: c\r\n\r\nbody\r\n.\r\n",
+            b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nReceived: a\r\nReceived: b\r\n\r\nReceived: c\r\n.\r\nQUIT\r\n",
+        ],
     );
     assert_eq!(
         r.codes(),
