@@ -250,12 +250,12 @@ pub fn analyse_message(
     }
     // `collect` normalises again. That changes nothing unless a CR is left
     // before a newline (from `\r\r\n`), so only then is the copy needed.
-    let trace = if msg.bytes().windows(2).any(|w| w == b"\r\n") {
+    let trace = if memchr::memmem::find(msg.bytes(), b"\r\n").is_some() {
         super::collect(msg.bytes())
     } else {
         super::collect_fields(fields)
     };
-    let mut c = build(&trace, date_header, from_header.as_deref());
+    let mut c = build(trace, date_header, from_header.as_deref());
     warnings.append(&mut c.warnings);
     c.warnings = warnings;
     c
@@ -272,16 +272,19 @@ fn visible(line: &[u8]) -> String {
 }
 
 /// Build the chain from a trace, the Date header and the From header's value.
-pub fn build(trace: &Trace, date_header: Option<MailDate>, from_header: Option<&str>) -> Chain {
+/// The trace is taken by value so that its hops move into the chain
+/// instead of being copied.
+pub fn build(mut trace: Trace, date_header: Option<MailDate>, from_header: Option<&str>) -> Chain {
     let mut hops = Vec::new();
     let mut x_received = Vec::new();
     let mut warnings = Vec::new();
-    for (kind, hop) in trace.hops.iter().rev() {
+    for (kind, hop) in std::mem::take(&mut trace.hops).into_iter().rev() {
         match kind {
-            HopKind::Received => hops.push(hop.clone()),
-            HopKind::XReceived => x_received.push(hop.clone()),
+            HopKind::Received => hops.push(hop),
+            HopKind::XReceived => x_received.push(hop),
         }
     }
+    let trace = &trace;
     for (i, h) in hops.iter().enumerate() {
         for w in &h.warnings {
             warnings.push(format!("hop {}: {w}", i + 1));

@@ -939,7 +939,9 @@ pub fn normalize_ip(s: &str) -> Option<String> {
     };
     let s = s.split('%').next().unwrap_or("");
     match s.parse::<IpAddr>().ok()? {
-        IpAddr::V4(v4) => Some(v4.to_string()),
+        // The parser takes only the canonical dotted quad (no leading
+        // zeros, no spaces), so the text is already what `to_string` gives.
+        IpAddr::V4(_) => Some(s.to_string()),
         IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => v6.to_string(),
@@ -958,8 +960,8 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
         };
         let ip = normalize_ip(inner)?;
         let port = after.strip_prefix(':').and_then(|p| {
-            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
+            let n = p.bytes().take_while(u8::is_ascii_digit).count();
+            p.get(..n)?.parse().ok()
         });
         return Some((ip, port));
     }
@@ -970,8 +972,9 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
     if a.contains(':') {
         return None;
     }
-    let ip = a.parse::<std::net::Ipv4Addr>().ok()?;
-    Some((ip.to_string(), Some(p.parse().ok()?)))
+    a.parse::<std::net::Ipv4Addr>().ok()?;
+    // Canonical when it parses (see `normalize_ip`): kept as written.
+    Some((a.to_string(), Some(p.parse().ok()?)))
 }
 
 /// qmail's `ident@a.b.c.d`: the address part.
@@ -1584,6 +1587,31 @@ mod tests {
             Some(("192.0.2.1".into(), Some(587)))
         );
         assert_eq!(any_ip("[local]"), None);
+        // IPv4 is kept as written: only the canonical form parses.
+        for w in [
+            "192.0.2.1",
+            "010.0.0.1",
+            "1.2.3.04",
+            "0.0.0.0",
+            "1.2.3",
+            "1.2.3.4.",
+            " 1.2.3.4",
+            "1.2.3.256",
+            "+1.2.3.4",
+            "0x1.2.3.4",
+            "1.2.3.4:",
+        ] {
+            let canonical = w.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string());
+            assert!(canonical.as_deref().is_none_or(|c| c == w), "{w}");
+            assert_eq!(
+                normalize_ip(w),
+                w.trim()
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+                    .map(|a| a.to_string()),
+                "{w}"
+            );
+        }
         assert_eq!(normalize_tls_version("TLS1_2"), "TLSv1.2");
         assert_eq!(normalize_tls_version("TLS1.3"), "TLSv1.3");
         assert_eq!(normalize_tls_version("TLSv1"), "TLSv1");
