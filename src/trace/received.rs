@@ -946,7 +946,10 @@ pub fn normalize_ip(s: &str) -> Option<String> {
         Some(p) if p.eq_ignore_ascii_case("ipv6:") => s.get(5..).unwrap_or(""),
         _ => s,
     };
-    let s = s.split('%').next().unwrap_or("");
+    let s = match memchr::memchr(b'%', s.as_bytes()) {
+        Some(k) => s.get(..k).unwrap_or(""),
+        None => s,
+    };
     // Only these bytes can make an address: a host name is turned away
     // before the two parsers try it.
     if !s
