@@ -182,11 +182,16 @@ pub(crate) struct Tok {
 /// and semicolons. `<...>` and `"..."` are single words. Linear.
 pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
     let b = s.as_bytes();
-    let mut toks = Vec::new();
+    // Sized for the usual token density, so that a field's tokens seldom
+    // need the vector to grow; a huge field grows it as it always did.
+    let mut toks = Vec::with_capacity(8 + (s.len() / 12).min(256));
     let mut i = 0;
     let mut ws_before = true;
     // Positions of `(` known never to close (sorted).
     let mut unclosed: Vec<usize> = Vec::new();
+    // The opening parentheses still open in the comment being read,
+    // innermost last; one vector for every comment of the field.
+    let mut open: Vec<usize> = Vec::new();
     // Unclosed comments read again after their opening parenthesis.
     let mut rescans = 0;
     const MAX_RESCANS: usize = 4;
@@ -223,8 +228,7 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                 });
             }
             b'(' => {
-                // The opening parentheses still open, innermost last.
-                let mut open: Vec<usize> = Vec::new();
+                open.clear();
                 let mut closed = false;
                 while let Some(&d) = b.get(i) {
                     i += 1;
@@ -258,7 +262,7 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                     // end: after MAX_RESCANS of those, an unclosed comment
                     // takes the rest as it always did. Linear either way.
                     rescans += 1;
-                    unclosed = open;
+                    unclosed = std::mem::take(&mut open);
                     i = start + 1;
                     toks.push(Tok {
                         kind: Kind::Comment,
