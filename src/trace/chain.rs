@@ -523,7 +523,13 @@ fn literal_ip(s: &str) -> Option<String> {
         .strip_prefix("IPv6:")
         .or_else(|| t.strip_prefix("ipv6:"))
         .unwrap_or(t);
-    if t.parse::<std::net::IpAddr>().is_err() {
+    // Only hex digits, dots and colons can make an address: a host name is
+    // turned away before the parser tries it.
+    if !t
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
+        || t.parse::<std::net::IpAddr>().is_err()
+    {
         return None;
     }
     normalize_ip(t)
@@ -538,6 +544,21 @@ pub fn org_domain(name: &str) -> String {
     } else {
         labels[labels.len() - 2..].join(".")
     }
+}
+
+/// `org_domain(a) == org_domain(b)` without building either: the last two
+/// non-empty labels compared, ASCII case ignored.
+fn same_org(a: &str, b: &str) -> bool {
+    fn labels(n: &str) -> [Option<&str>; 2] {
+        let mut it = n.trim().rsplit('.').filter(|l| !l.is_empty());
+        [it.next(), it.next()]
+    }
+    let (x, y) = (labels(a), labels(b));
+    x.iter().zip(&y).all(|pair| match pair {
+        (Some(p), Some(q)) => p.eq_ignore_ascii_case(q),
+        (None, None) => true,
+        _ => false,
+    })
 }
 
 /// Why hop `n` does not continue from the previous hop's `by`, if it does not.
@@ -571,8 +592,7 @@ fn gap(n: usize, by: &str, prev: &Hop, h: &Hop) -> Option<String> {
         {
             return None;
         }
-        if literal_ip(bare).is_none() && by_l.contains('.') && org_domain(bare) == org_domain(by_l)
-        {
+        if literal_ip(bare).is_none() && by_l.contains('.') && same_org(bare, by_l) {
             return None;
         }
     }
@@ -980,7 +1000,7 @@ fn alignment(newest: Option<&AuthResults>, from_header: Option<&str>) -> Alignme
     let aligned = |ds: &[String]| {
         from_domain
             .as_deref()
-            .is_some_and(|f| ds.iter().any(|d| org_domain(d) == org_domain(f)))
+            .is_some_and(|f| ds.iter().any(|d| same_org(d, f)))
     };
     let spf_aligned = aligned(&spf);
     let dkim_aligned = aligned(&dkim);
@@ -998,6 +1018,39 @@ fn alignment(newest: Option<&AuthResults>, from_header: Option<&str>) -> Alignme
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_org_is_org_domain_compared() {
+        let names = [
+            "",
+            ".",
+            "..",
+            "a",
+            "A.",
+            "b.a",
+            "x.b.A",
+            "y.x.b.a.",
+            " mx.b.a ",
+            "b..a",
+            "mx.b.a. .",
+            "c.a",
+            "mx.c.a",
+            "\u{e9}.b.a",
+            "MX.B.A",
+            "a.b",
+            "[192.0.2.1]",
+            "1.2.3.4",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    same_org(a, b),
+                    org_domain(a) == org_domain(b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
 
     fn block(s: &str) -> Chain {
         analyse(s.as_bytes())
