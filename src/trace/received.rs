@@ -989,6 +989,15 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
         });
         return Some((ip, port));
     }
+    // Unbracketed, an address starts with a digit, a hex letter, `:`, `.`
+    // or the `IPv6:` prefix: most host names are turned away here.
+    if !w
+        .as_bytes()
+        .first()
+        .is_some_and(|&c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.' | b'i' | b'I'))
+    {
+        return None;
+    }
     if let Some(ip) = normalize_ip(w) {
         return Some((ip, None));
     }
@@ -1003,8 +1012,8 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
 
 /// qmail's `ident@a.b.c.d`: the address part.
 fn ident_ip(w: &str) -> Option<String> {
-    let (_, ip) = w.rsplit_once('@')?;
-    any_ip(ip).map(|(ip, _)| ip)
+    let at = memchr::memrchr(b'@', w.as_bytes())?;
+    any_ip(w.get(at + 1..)?).map(|(ip, _)| ip)
 }
 
 /// Is this a TLS protocol name (`TLSv1.3`, `TLS1_2`, `TLS1.3`, `SSLv3`)?
