@@ -181,6 +181,17 @@ pub fn read_line_limited<R: BufRead>(
     Ok(consumed)
 }
 
+/// Whether the line ending with the newline at `buf[j]` is blank (`\n` or
+/// `\r\n`), `buf` starting at the start of a line.
+fn ends_blank_line(buf: &[u8], j: usize) -> bool {
+    match j {
+        0 => true,
+        _ if buf[j - 1] == b'\n' => true,
+        1 => buf[0] == b'\r',
+        _ => buf[j - 1] == b'\r' && buf[j - 2] == b'\n',
+    }
+}
+
 impl<R: BufRead> Splitter<R> {
     /// A splitter over `input` undoing `format`'s quoting.
     pub fn new(input: R, format: Format) -> Splitter<R> {
@@ -239,18 +250,35 @@ impl<R: BufRead> Splitter<R> {
                 if buf.is_empty() {
                     return Ok(());
                 }
-                let mut pos = 0;
-                let mut at_separator = false;
-                while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
-                    let line = &buf[pos..=pos + i];
-                    if prev_blank && line.starts_with(b"From ") {
-                        at_separator = true;
-                        break;
+                // The buffer starts at a line's start. A separator is a
+                // `From ` line after a blank one: the first line when the
+                // one before was blank, else a `\nFrom ` whose line ending
+                // at that newline is blank, found with memmem instead of
+                // line by line (bodies are most of an mbox).
+                if prev_blank && buf.starts_with(b"From ") {
+                    (0, true)
+                } else {
+                    let mut found = None;
+                    for j in memchr::memmem::find_iter(buf, b"\nFrom ") {
+                        if ends_blank_line(buf, j) {
+                            found = Some(j + 1);
+                            break;
+                        }
                     }
-                    prev_blank = line == b"\n" || line == b"\r\n";
-                    pos += i + 1;
+                    match found {
+                        Some(at) => {
+                            prev_blank = true;
+                            (at, true)
+                        }
+                        None => match memchr::memrchr(b'\n', buf) {
+                            Some(k) => {
+                                prev_blank = ends_blank_line(buf, k);
+                                (k + 1, false)
+                            }
+                            None => (0, false),
+                        },
+                    }
                 }
-                (pos, at_separator)
             };
             self.input.consume(used);
             self.offset += used as u64;
@@ -394,7 +422,7 @@ mod tests {
         let mut full = Splitter::new(input, Format::Mboxrd);
         let full = all(&mut || full.next_entry().unwrap());
         assert_eq!(full.len(), 5);
-        for cap in [1, 2, 3, 5, 7, 16, 4096] {
+        for cap in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 4096] {
             let mut sp = Splitter::new(io::BufReader::with_capacity(cap, input), Format::Mboxrd)
                 .headers_only();
             let heads = all(&mut || sp.next_entry().unwrap());

@@ -12,7 +12,7 @@
 /// Bare CRs are left alone (they are data, not line ends). Works in place in
 /// one pass so 50 MB bodies are not copied twice.
 pub fn normalize(mut data: Vec<u8>) -> Vec<u8> {
-    if data.windows(2).any(|w| w == b"\r\n") {
+    if memchr::memmem::find(&data, b"\r\n").is_some() {
         let mut w = 0;
         let n = data.len();
         let mut r = 0;
@@ -226,10 +226,7 @@ pub fn bare_address(s: &str) -> String {
 fn find_header_end(data: &[u8]) -> usize {
     let mut pos = 0;
     while pos < data.len() {
-        let end = data[pos..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(data.len(), |i| pos + i + 1);
+        let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i + 1);
         let line = &data[pos..end];
         if line == b"\n" {
             return end;
@@ -247,7 +244,7 @@ fn find_header_end(data: &[u8]) -> usize {
 /// printable ASCII except colon; we also refuse spaces before the colon
 /// beyond the obsolete trailing-WSP form).
 fn field_name(line: &[u8]) -> Option<&[u8]> {
-    let colon = line.iter().position(|&c| c == b':')?;
+    let colon = memchr::memchr(b':', line)?;
     let name = &line[..colon];
     let trimmed = name.trim_ascii_end();
     if trimmed.is_empty() || !trimmed.iter().all(|&c| (33..=126).contains(&c)) {
@@ -261,10 +258,7 @@ pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
     let mut out: Vec<Field<'_>> = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
-        let end = block[pos..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(block.len(), |i| pos + i + 1);
+        let end = memchr::memchr(b'\n', &block[pos..]).map_or(block.len(), |i| pos + i + 1);
         let line = &block[pos..end];
         if line == b"\n" {
             break;

@@ -250,12 +250,12 @@ pub fn analyse_message(
     }
     // `collect` normalises again. That changes nothing unless a CR is left
     // before a newline (from `\r\r\n`), so only then is the copy needed.
-    let trace = if msg.bytes().windows(2).any(|w| w == b"\r\n") {
+    let trace = if memchr::memmem::find(msg.bytes(), b"\r\n").is_some() {
         super::collect(msg.bytes())
     } else {
         super::collect_fields(fields)
     };
-    let mut c = build(&trace, date_header, from_header.as_deref());
+    let mut c = build(trace, date_header, from_header.as_deref());
     warnings.append(&mut c.warnings);
     c.warnings = warnings;
     c
@@ -272,16 +272,19 @@ fn visible(line: &[u8]) -> String {
 }
 
 /// Build the chain from a trace, the Date header and the From header's value.
-pub fn build(trace: &Trace, date_header: Option<MailDate>, from_header: Option<&str>) -> Chain {
+/// The trace is taken by value so that its hops move into the chain
+/// instead of being copied.
+pub fn build(mut trace: Trace, date_header: Option<MailDate>, from_header: Option<&str>) -> Chain {
     let mut hops = Vec::new();
     let mut x_received = Vec::new();
     let mut warnings = Vec::new();
-    for (kind, hop) in trace.hops.iter().rev() {
+    for (kind, hop) in std::mem::take(&mut trace.hops).into_iter().rev() {
         match kind {
-            HopKind::Received => hops.push(hop.clone()),
-            HopKind::XReceived => x_received.push(hop.clone()),
+            HopKind::Received => hops.push(hop),
+            HopKind::XReceived => x_received.push(hop),
         }
     }
+    let trace = &trace;
     for (i, h) in hops.iter().enumerate() {
         for w in &h.warnings {
             warnings.push(format!("hop {}: {w}", i + 1));
@@ -520,7 +523,13 @@ fn literal_ip(s: &str) -> Option<String> {
         .strip_prefix("IPv6:")
         .or_else(|| t.strip_prefix("ipv6:"))
         .unwrap_or(t);
-    if t.parse::<std::net::IpAddr>().is_err() {
+    // Only hex digits, dots and colons can make an address: a host name is
+    // turned away before the parser tries it.
+    if !t
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
+        || t.parse::<std::net::IpAddr>().is_err()
+    {
         return None;
     }
     normalize_ip(t)
@@ -535,6 +544,21 @@ pub fn org_domain(name: &str) -> String {
     } else {
         labels[labels.len() - 2..].join(".")
     }
+}
+
+/// `org_domain(a) == org_domain(b)` without building either: the last two
+/// non-empty labels compared, ASCII case ignored.
+fn same_org(a: &str, b: &str) -> bool {
+    fn labels(n: &str) -> [Option<&str>; 2] {
+        let mut it = n.trim().rsplit('.').filter(|l| !l.is_empty());
+        [it.next(), it.next()]
+    }
+    let (x, y) = (labels(a), labels(b));
+    x.iter().zip(&y).all(|pair| match pair {
+        (Some(p), Some(q)) => p.eq_ignore_ascii_case(q),
+        (None, None) => true,
+        _ => false,
+    })
 }
 
 /// Why hop `n` does not continue from the previous hop's `by`, if it does not.
@@ -568,8 +592,7 @@ fn gap(n: usize, by: &str, prev: &Hop, h: &Hop) -> Option<String> {
         {
             return None;
         }
-        if literal_ip(bare).is_none() && by_l.contains('.') && org_domain(bare) == org_domain(by_l)
-        {
+        if literal_ip(bare).is_none() && by_l.contains('.') && same_org(bare, by_l) {
             return None;
         }
     }
@@ -609,8 +632,21 @@ const FILTER_WORDS: &[&str] = &[
 /// What makes `h` a content-filter hop, if anything: a filter's name in
 /// the field, or a receiver called `localhost`.
 fn content_filter(h: &Hop) -> Option<String> {
+    // One searcher per word, built once: `str::contains` sets one up at
+    // every call, which cost more than the search on a short field.
+    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::LazyLock::new(|| {
+            FILTER_WORDS
+                .iter()
+                .map(|w| memchr::memmem::Finder::new(w.as_bytes()))
+                .collect()
+        });
     let raw = h.raw.to_ascii_lowercase();
-    if let Some(w) = FILTER_WORDS.iter().find(|w| raw.contains(**w)) {
+    if let Some((w, _)) = FILTER_WORDS
+        .iter()
+        .zip(FINDERS.iter())
+        .find(|(_, f)| f.find(raw.as_bytes()).is_some())
+    {
         return Some((*w).to_string());
     }
     // Final delivery over LMTP (Dovecot, Cyrus) is often stamped `by
@@ -964,7 +1000,7 @@ fn alignment(newest: Option<&AuthResults>, from_header: Option<&str>) -> Alignme
     let aligned = |ds: &[String]| {
         from_domain
             .as_deref()
-            .is_some_and(|f| ds.iter().any(|d| org_domain(d) == org_domain(f)))
+            .is_some_and(|f| ds.iter().any(|d| same_org(d, f)))
     };
     let spf_aligned = aligned(&spf);
     let dkim_aligned = aligned(&dkim);
@@ -982,6 +1018,39 @@ fn alignment(newest: Option<&AuthResults>, from_header: Option<&str>) -> Alignme
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_org_is_org_domain_compared() {
+        let names = [
+            "",
+            ".",
+            "..",
+            "a",
+            "A.",
+            "b.a",
+            "x.b.A",
+            "y.x.b.a.",
+            " mx.b.a ",
+            "b..a",
+            "mx.b.a. .",
+            "c.a",
+            "mx.c.a",
+            "\u{e9}.b.a",
+            "MX.B.A",
+            "a.b",
+            "[192.0.2.1]",
+            "1.2.3.4",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    same_org(a, b),
+                    org_domain(a) == org_domain(b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
 
     fn block(s: &str) -> Chain {
         analyse(s.as_bytes())

@@ -469,6 +469,17 @@ fn zone_comment(inner: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b" +-:.".contains(&b))
 }
 
+/// `w` is the lower-case `name` or its three-letter abbreviation, ASCII
+/// case ignored.
+fn name_or_abbrev(name: &str, w: &str) -> bool {
+    name.eq_ignore_ascii_case(w)
+        || (w.len() == 3
+            && name
+                .as_bytes()
+                .get(..3)
+                .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes())))
+}
+
 fn day_name(w: &str) -> bool {
     const DAYS: [&str; 7] = [
         "monday",
@@ -479,11 +490,8 @@ fn day_name(w: &str) -> bool {
         "saturday",
         "sunday",
     ];
-    let l = w.to_ascii_lowercase();
-    l.len() >= 3
-        && DAYS
-            .iter()
-            .any(|d| *d == l || (l.len() == 3 && d.starts_with(&l)))
+    // Compared ignoring ASCII case: no lower-cased copy per word.
+    w.len() >= 3 && DAYS.iter().any(|d| name_or_abbrev(d, w))
 }
 
 fn month_number(w: &str) -> Option<u32> {
@@ -501,13 +509,10 @@ fn month_number(w: &str) -> Option<u32> {
         "november",
         "december",
     ];
-    let l = w.to_ascii_lowercase();
-    if l.len() < 3 {
+    if w.len() < 3 {
         return None;
     }
-    let i = MONTHS
-        .iter()
-        .position(|m| *m == l || (l.len() == 3 && m.starts_with(&l)))?;
+    let i = MONTHS.iter().position(|m| name_or_abbrev(m, w))?;
     u32::try_from(i + 1).ok()
 }
 

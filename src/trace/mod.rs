@@ -66,6 +66,15 @@ pub fn collect(message: &[u8]) -> Trace {
     collect_fields(&msg.fields())
 }
 
+/// Header bytes as text, invalid UTF-8 replaced: `String::from_utf8_lossy`
+/// with the quick check for valid text (nearly every header) first.
+pub(crate) fn lossy(v: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(v) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(v),
+    }
+}
+
 /// [`collect`] over the fields of a header block that is already
 /// normalised (see [`crate::message::normalize`]).
 pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace {
@@ -78,26 +87,18 @@ pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace {
             t.hops
                 .push((HopKind::XReceived, received::parse_bytes(f.value)));
         } else if f.is("Authentication-Results") {
-            t.auth_results
-                .push(authres::parse(&String::from_utf8_lossy(f.value)));
+            t.auth_results.push(authres::parse(&lossy(f.value)));
         } else if f.is("ARC-Authentication-Results") {
-            t.arc_auth_results
-                .push(authres::parse_arc(&String::from_utf8_lossy(f.value)));
+            t.arc_auth_results.push(authres::parse_arc(&lossy(f.value)));
         } else if f.is("Received-SPF") {
             t.received_spf
-                .push(authres::parse_received_spf(&String::from_utf8_lossy(
-                    f.value,
-                )));
+                .push(authres::parse_received_spf(&lossy(f.value)));
         } else if f.is("DKIM-Signature") {
-            t.dkim_signatures.push(authres::parse_signature(
-                &String::from_utf8_lossy(f.value),
-                false,
-            ));
+            t.dkim_signatures
+                .push(authres::parse_signature(&lossy(f.value), false));
         } else if f.is("ARC-Seal") {
-            t.arc_seals.push(authres::parse_signature(
-                &String::from_utf8_lossy(f.value),
-                true,
-            ));
+            t.arc_seals
+                .push(authres::parse_signature(&lossy(f.value), true));
         } else if f.is("List-Id") || f.is("List-Post") {
             let name = if f.is("List-Id") {
                 "List-Id"
@@ -106,13 +107,11 @@ pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace {
             };
             t.list_headers.push(format!(
                 "{name}: {}",
-                received::unfold(&String::from_utf8_lossy(f.value)).trim()
+                received::unfold(&lossy(f.value)).trim()
             ));
         } else if f.is("ARC-Message-Signature") {
-            t.arc_message_signatures.push(authres::parse_signature(
-                &String::from_utf8_lossy(f.value),
-                true,
-            ));
+            t.arc_message_signatures
+                .push(authres::parse_signature(&lossy(f.value), true));
         }
     }
     t

@@ -115,14 +115,18 @@ pub struct Hop {
 /// Parse a Received field value (folded or not). Never fails.
 pub fn parse(value: &str) -> Hop {
     let raw = unfold(value);
-    let mut p = Parser::new(&raw);
-    p.run();
-    p.finish()
+    let mut hop = {
+        let mut p = Parser::new(&raw);
+        p.run();
+        p.finish()
+    };
+    hop.raw = raw;
+    hop
 }
 
 /// [`parse`] for raw header bytes (decoded lossily).
 pub fn parse_bytes(value: &[u8]) -> Hop {
-    parse(&String::from_utf8_lossy(value))
+    parse(&super::lossy(value))
 }
 
 /// Unfold: a line break before whitespace goes away, any other becomes a space.
@@ -178,11 +182,16 @@ pub(crate) struct Tok {
 /// and semicolons. `<...>` and `"..."` are single words. Linear.
 pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
     let b = s.as_bytes();
-    let mut toks = Vec::new();
+    // Sized for the usual token density, so that a field's tokens seldom
+    // need the vector to grow; a huge field grows it as it always did.
+    let mut toks = Vec::with_capacity(8 + (s.len() / 12).min(256));
     let mut i = 0;
     let mut ws_before = true;
     // Positions of `(` known never to close (sorted).
     let mut unclosed: Vec<usize> = Vec::new();
+    // The opening parentheses still open in the comment being read,
+    // innermost last; one vector for every comment of the field.
+    let mut open: Vec<usize> = Vec::new();
     // Unclosed comments read again after their opening parenthesis.
     let mut rescans = 0;
     const MAX_RESCANS: usize = 4;
@@ -219,8 +228,7 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                 });
             }
             b'(' => {
-                // The opening parentheses still open, innermost last.
-                let mut open: Vec<usize> = Vec::new();
+                open.clear();
                 let mut closed = false;
                 while let Some(&d) = b.get(i) {
                     i += 1;
@@ -254,7 +262,7 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                     // end: after MAX_RESCANS of those, an unclosed comment
                     // takes the rest as it always did. Linear either way.
                     rescans += 1;
-                    unclosed = open;
+                    unclosed = std::mem::take(&mut open);
                     i = start + 1;
                     toks.push(Tok {
                         kind: Kind::Comment,
@@ -409,10 +417,8 @@ impl<'a> Parser<'a> {
             s,
             toks: tokenize(s),
             i: 0,
-            hop: Hop {
-                raw: s.to_string(),
-                ..Hop::default()
-            },
+            // `raw` is filled in by `parse`, which owns the text.
+            hop: Hop::default(),
             ctx: Ctx::Start,
             from: FromInfo::default(),
             tls_flag: false,
@@ -663,20 +669,22 @@ impl<'a> Parser<'a> {
             }
             return;
         }
+        // Split and lower-cased once, for every reading below.
+        let ws = words(inner);
         let lower = inner.to_ascii_lowercase();
         if lower.contains("may be forged") {
             self.hop.may_be_forged = true;
         }
         if lower.starts_with("auth:") {
             // Courier: `(AUTH: LOGIN user, TLS: TLSv1.2,128bits,CIPHER)`
-            if let Some(u) = words(inner).get(2) {
+            if let Some(u) = ws.get(2) {
                 let u = u.trim_end_matches(',');
                 if !u.is_empty() {
                     self.hop.auth = Some(Auth::User(u.to_string()));
                 }
             }
         }
-        if let Some((v, c)) = tls_info(inner) {
+        if let Some((v, c)) = tls_info(inner, &ws, &lower) {
             self.tls_flag = true;
             if self.hop.tls_version.is_none() {
                 self.hop.tls_version = v;
@@ -690,7 +698,6 @@ impl<'a> Parser<'a> {
             return;
         }
         if lower.starts_with("envelope-from") || lower.starts_with("envelope-sender") {
-            let ws = words(inner);
             let v = ws.get(1).map(|w| strip_angle(w));
             if self.hop.envelope_from.is_none() {
                 self.hop.envelope_from = v;
@@ -716,7 +723,6 @@ impl<'a> Parser<'a> {
             return;
         }
         if lower.contains("authenticated") {
-            let ws = words(inner);
             let pos = ws
                 .iter()
                 .position(|w| w.to_ascii_lowercase().starts_with("authenticated"));
@@ -741,9 +747,8 @@ impl<'a> Parser<'a> {
             return;
         }
         match self.ctx {
-            Ctx::From => self.tcp_info_comment(inner),
+            Ctx::From => self.tcp_info_comment(&ws),
             Ctx::By => {
-                let ws = words(inner);
                 if self.hop.by_ip.is_none() {
                     self.hop.by_ip = ws.iter().find_map(|w| any_ip(w).map(|(ip, _)| ip));
                 }
@@ -759,17 +764,18 @@ impl<'a> Parser<'a> {
     }
 
     /// A comment in the FROM clause: TCP information in any MTA's layout.
-    fn tcp_info_comment(&mut self, inner: &str) {
-        let ws = words(inner);
+    fn tcp_info_comment(&mut self, ws: &[&str]) {
         let first = self.from.comments == 0;
         self.from.comments += 1;
-        let lw: Vec<String> = ws.iter().map(|w| w.to_ascii_lowercase()).collect();
         let tcp = ws.len() <= 1
             || ws
                 .iter()
                 .any(|w| w.starts_with('[') || any_ip(w).is_some() || ident_ip(w).is_some())
-            || lw.iter().any(|w| {
-                w.starts_with("helo=") || w == "helo" || w == "account" || w.starts_with("ident=")
+            || ws.iter().any(|w| {
+                starts_ci(w, "helo=")
+                    || w.eq_ignore_ascii_case("helo")
+                    || w.eq_ignore_ascii_case("account")
+                    || starts_ci(w, "ident=")
             });
         if !tcp {
             return;
@@ -777,14 +783,14 @@ impl<'a> Parser<'a> {
         self.from.tcp_seen = true;
         let mut k = 0;
         while let Some(w) = ws.get(k).copied() {
-            let l = lw.get(k).map(String::as_str).unwrap_or("");
-            if let Some(h) = w.get(5..).filter(|_| l.starts_with("helo=")) {
+            let is = |x: &str| w.eq_ignore_ascii_case(x);
+            if let Some(h) = w.get(5..).filter(|_| starts_ci(w, "helo=")) {
                 if !h.is_empty() && self.from.explicit_helo.is_none() {
                     self.from.explicit_helo = Some(h.to_string());
                 }
-            } else if l == "helo" || l == "account" {
+            } else if is("helo") || is("account") {
                 if let Some(next) = ws.get(k + 1) {
-                    if l == "helo" {
+                    if is("helo") {
                         self.from
                             .explicit_helo
                             .get_or_insert_with(|| next.to_string());
@@ -793,11 +799,11 @@ impl<'a> Parser<'a> {
                     }
                 }
                 k += 1;
-            } else if let Some(p) = w.get(5..).filter(|_| l.starts_with("port=")) {
+            } else if let Some(p) = w.get(5..).filter(|_| starts_ci(w, "port=")) {
                 if self.hop.port.is_none() {
                     self.hop.port = p.parse().ok();
                 }
-            } else if l.starts_with("ident=") {
+            } else if starts_ci(w, "ident=") {
                 // RFC 1413 ident: not kept
             } else if let Some((ip, port)) = any_ip(w).or_else(|| ident_ip(w).map(|ip| (ip, None)))
             {
@@ -809,7 +815,7 @@ impl<'a> Parser<'a> {
                 }
             } else if w.starts_with('[') {
                 // `[local]`, `[UNAVAILABLE]`: no address
-            } else if l == "unknown" {
+            } else if is("unknown") {
                 self.from.named = true;
             } else if k == 0 && !self.from.named && hostname_like(w) {
                 let name = w.trim_end_matches('.').to_string();
@@ -901,6 +907,13 @@ fn short(w: &str) -> String {
     }
 }
 
+/// `w` starts with the ASCII text `prefix`, ignoring case.
+fn starts_ci(w: &str, prefix: &str) -> bool {
+    w.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 /// The word after the pair `a b` (case-insensitive), if any.
 fn after_words<'w>(ws: &[&'w str], a: &str, b: &str) -> Option<&'w str> {
     ws.windows(3)
@@ -937,9 +950,22 @@ pub fn normalize_ip(s: &str) -> Option<String> {
         Some(p) if p.eq_ignore_ascii_case("ipv6:") => s.get(5..).unwrap_or(""),
         _ => s,
     };
-    let s = s.split('%').next().unwrap_or("");
+    let s = match memchr::memchr(b'%', s.as_bytes()) {
+        Some(k) => s.get(..k).unwrap_or(""),
+        None => s,
+    };
+    // Only these bytes can make an address: a host name is turned away
+    // before the two parsers try it.
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
+    {
+        return None;
+    }
     match s.parse::<IpAddr>().ok()? {
-        IpAddr::V4(v4) => Some(v4.to_string()),
+        // The parser takes only the canonical dotted quad (no leading
+        // zeros, no spaces), so the text is already what `to_string` gives.
+        IpAddr::V4(_) => Some(s.to_string()),
         IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => v6.to_string(),
@@ -958,10 +984,19 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
         };
         let ip = normalize_ip(inner)?;
         let port = after.strip_prefix(':').and_then(|p| {
-            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
+            let n = p.bytes().take_while(u8::is_ascii_digit).count();
+            p.get(..n)?.parse().ok()
         });
         return Some((ip, port));
+    }
+    // Unbracketed, an address starts with a digit, a hex letter, `:`, `.`
+    // or the `IPv6:` prefix: most host names are turned away here.
+    if !w
+        .as_bytes()
+        .first()
+        .is_some_and(|&c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.' | b'i' | b'I'))
+    {
+        return None;
     }
     if let Some(ip) = normalize_ip(w) {
         return Some((ip, None));
@@ -970,14 +1005,15 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
     if a.contains(':') {
         return None;
     }
-    let ip = a.parse::<std::net::Ipv4Addr>().ok()?;
-    Some((ip.to_string(), Some(p.parse().ok()?)))
+    a.parse::<std::net::Ipv4Addr>().ok()?;
+    // Canonical when it parses (see `normalize_ip`): kept as written.
+    Some((a.to_string(), Some(p.parse().ok()?)))
 }
 
 /// qmail's `ident@a.b.c.d`: the address part.
 fn ident_ip(w: &str) -> Option<String> {
-    let (_, ip) = w.rsplit_once('@')?;
-    any_ip(ip).map(|(ip, _)| ip)
+    let at = memchr::memrchr(b'@', w.as_bytes())?;
+    any_ip(w.get(at + 1..)?).map(|(ip, _)| ip)
 }
 
 /// Is this a TLS protocol name (`TLSv1.3`, `TLS1_2`, `TLS1.3`, `SSLv3`)?
@@ -1017,10 +1053,10 @@ pub fn normalize_tls_version(w: &str) -> String {
 
 /// TLS version and cipher from a comment, in every MTA's syntax; `None`
 /// when the comment is not about TLS.
-fn tls_info(inner: &str) -> Option<(Option<String>, Option<String>)> {
-    let t = inner.trim();
-    let lower = t.to_ascii_lowercase();
-    let ws = words(t);
+///
+/// `inner` is trimmed; `ws` are its [`words`] and `lower` its lower case.
+fn tls_info(inner: &str, ws: &[&str], lower: &str) -> Option<(Option<String>, Option<String>)> {
+    let t = inner;
     let ver = |w: &str| is_tls_version(w).then(|| normalize_tls_version(w));
     // Postfix, Stalwart: `using TLSv1.3 with cipher X (256/256 bits) ...`
     if lower.starts_with("using ") {
@@ -1037,13 +1073,12 @@ fn tls_info(inner: &str) -> Option<(Option<String>, Option<String>)> {
         let mut version = None;
         let mut cipher = None;
         for piece in t.split([' ', ',', '\t']) {
-            let pl = piece.to_ascii_lowercase();
-            if pl.starts_with("version=") {
+            if starts_ci(piece, "version=") {
                 version = piece
                     .get(8..)
                     .filter(|v| !v.is_empty())
                     .map(normalize_tls_version);
-            } else if pl.starts_with("cipher=") {
+            } else if starts_ci(piece, "cipher=") {
                 cipher = piece.get(7..).filter(|v| !v.is_empty()).map(str::to_string);
             }
         }
@@ -1068,7 +1103,7 @@ fn tls_info(inner: &str) -> Option<(Option<String>, Option<String>)> {
             .map(|c| c.to_string());
         return Some((version, cipher));
     }
-    if let [w] = ws.as_slice() {
+    if let [w] = ws {
         // Exim before 4.95, old OpenSMTPD: `TLSv1.3:TLS_AES_256_GCM_SHA384:256`
         let parts: Vec<&str> = w.split(':').collect();
         if parts.len() >= 2 && parts.first().is_some_and(|p| is_tls_version(p)) {
@@ -1088,7 +1123,7 @@ fn tls_info(inner: &str) -> Option<(Option<String>, Option<String>)> {
     }
     // qmail TLS patch: `(DHE-RSA-AES256-SHA encrypted)`
     // qpsmtpd, Stalwart: `(CIPHER encrypted, authenticated)`
-    if let [c, e, ..] = ws.as_slice()
+    if let [c, e, ..] = ws
         && e.trim_end_matches(',').eq_ignore_ascii_case("encrypted")
     {
         return Some((None, Some(c.to_string())));
@@ -1584,6 +1619,31 @@ mod tests {
             Some(("192.0.2.1".into(), Some(587)))
         );
         assert_eq!(any_ip("[local]"), None);
+        // IPv4 is kept as written: only the canonical form parses.
+        for w in [
+            "192.0.2.1",
+            "010.0.0.1",
+            "1.2.3.04",
+            "0.0.0.0",
+            "1.2.3",
+            "1.2.3.4.",
+            " 1.2.3.4",
+            "1.2.3.256",
+            "+1.2.3.4",
+            "0x1.2.3.4",
+            "1.2.3.4:",
+        ] {
+            let canonical = w.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string());
+            assert!(canonical.as_deref().is_none_or(|c| c == w), "{w}");
+            assert_eq!(
+                normalize_ip(w),
+                w.trim()
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+                    .map(|a| a.to_string()),
+                "{w}"
+            );
+        }
         assert_eq!(normalize_tls_version("TLS1_2"), "TLSv1.2");
         assert_eq!(normalize_tls_version("TLS1.3"), "TLSv1.3");
         assert_eq!(normalize_tls_version("TLSv1"), "TLSv1");

@@ -1,245 +1,505 @@
 //! mail-trace `--json`: one JSON object per message (JSON Lines).
 //!
-//! Owns the view structs that fix the documented key order of the schema
-//! in mail-trace(1) (`"version": 1`); they borrow from the analysed
-//! [`Chain`], so a line costs no copies of the hop fields. Guarantee: one
-//! line per message, always valid JSON (serialising these structs cannot
-//! fail; if it ever did, the line says so in an `"error"` key).
+//! Owns the documented key order of the schema in mail-trace(1)
+//! (`"version": 1`) and writes it straight from the analysed [`Chain`]
+//! into one reused buffer: no intermediate value tree, strings escaped in
+//! one pass with runs that need no escaping copied whole. Guarantee: one
+//! line per message, always valid JSON, byte for byte what `serde_json`
+//! writes for the same keys and values (the tests compare the two).
 
-use serde::Serialize;
-
-use crate::trace::Hop;
 use crate::trace::chain::{self, Chain};
+use crate::trace::{Auth, Hop, MailDate};
 
-/// A hop in `--json`, keys in the documented order.
-#[derive(Serialize)]
-struct HopOut<'a> {
-    from: &'a Option<String>,
-    helo: &'a Option<String>,
-    rdns: &'a Option<String>,
-    ip: &'a Option<String>,
-    port: Option<u16>,
-    by: &'a Option<String>,
-    by_ip: &'a Option<String>,
-    with: &'a Option<String>,
-    protocol: &'a Option<String>,
-    tls_version: &'a Option<String>,
-    tls_cipher: &'a Option<String>,
-    auth: &'a Option<crate::trace::Auth>,
-    id: &'a Option<String>,
-    #[serde(rename = "for")]
-    for_addr: &'a Option<String>,
-    via: &'a Option<String>,
-    envelope_from: &'a Option<String>,
-    date: Option<String>,
-    tz_assumed: bool,
-    delay_s: Option<f64>,
-    raw: &'a str,
+/// Which bytes a JSON string cannot hold as they are: `"`, `\` and the
+/// controls below 0x20 (as `serde_json` escapes them; DEL and non-ASCII
+/// pass through).
+const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
-fn hop_out(h: &Hop, delay: Option<f64>) -> HopOut<'_> {
-    HopOut {
-        from: &h.from,
-        helo: &h.helo,
-        rdns: &h.rdns,
-        ip: &h.ip,
-        port: h.port,
-        by: &h.by,
-        by_ip: &h.by_ip,
-        with: &h.with,
-        protocol: &h.protocol,
-        tls_version: &h.tls_version,
-        tls_cipher: &h.tls_cipher,
-        auth: &h.auth,
-        id: &h.id,
-        for_addr: &h.for_addr,
-        via: &h.via,
-        envelope_from: &h.envelope_from,
-        date: h.date.map(|d| d.to_rfc3339_utc()),
-        tz_assumed: h.tz_assumed,
-        delay_s: delay,
-        raw: &h.raw,
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = needs_escape(i as u8);
+        i += 1;
+    }
+    t
+};
+
+/// Whether any of the eight bytes in `w` is below 0x20, `"` or `\`
+/// (the classic "has a byte less than / equal to" bit tricks: exact, no
+/// false negatives; a false positive only sends the bytes one by one).
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) != 0
+}
+
+/// `s` as a JSON string, appended to `buf`.
+fn string(buf: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    buf.reserve(b.len() + 2);
+    buf.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Eight bytes at a time while none needs escaping (most text).
+        if let Some(chunk) = b.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        i += 1;
+        if !ESCAPE[usize::from(c)] {
+            continue;
+        }
+        let i = i - 1;
+        buf.extend_from_slice(&b[start..i]);
+        start = i + 1;
+        match c {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0x08 => buf.extend_from_slice(b"\\b"),
+            0x0c => buf.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(b"\\u00");
+                buf.push(HEX[usize::from(c >> 4)]);
+                buf.push(HEX[usize::from(c & 0xf)]);
+            }
+        }
+    }
+    buf.extend_from_slice(&b[start..]);
+    buf.push(b'"');
+}
+
+/// `"key":` (keys are ours: plain ASCII, nothing to escape).
+fn key(buf: &mut Vec<u8>, k: &str) {
+    buf.push(b'"');
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(b"\":");
+}
+
+fn opt_str(buf: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(s) => string(buf, s),
+        None => buf.extend_from_slice(b"null"),
     }
 }
 
-/// A message in `--json`, keys in the documented order.
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    version: u32,
-    source: &'a str,
-    hops: Vec<HopOut<'a>>,
-    x_received: Vec<HopOut<'a>>,
-    date: Option<String>,
-    total_transit_s: Option<f64>,
-    anomalies: Vec<AnomalyOut<'a>>,
-    auth: AuthOut<'a>,
-    warnings: &'a [String],
-}
-
-#[derive(Serialize)]
-struct AnomalyOut<'a> {
-    kind: &'a str,
-    hop: Option<usize>,
-    text: &'a str,
-}
-
-#[derive(Serialize)]
-struct AuthOut<'a> {
-    results: Vec<EntryOut<'a>>,
-    arc: Vec<ArcOut<'a>>,
-    received_spf: Vec<SpfOut<'a>>,
-    dkim_signatures: Vec<SigOut<'a>>,
-    alignment: AlignmentOut<'a>,
-}
-
-#[derive(Serialize)]
-struct EntryOut<'a> {
-    authserv_id: &'a Option<String>,
-    hop: Option<usize>,
-    verdicts: Vec<VerdictOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct VerdictOut<'a> {
-    method: &'a str,
-    result: &'a str,
-    domain: &'a Option<String>,
-}
-
-#[derive(Serialize)]
-struct ArcOut<'a> {
-    instance: u32,
-    cv: &'a Option<String>,
-    seal: SigOut<'a>,
-    signature: SigOut<'a>,
-    results: Option<EntryOut<'a>>,
-    complete: bool,
-}
-
-#[derive(Serialize)]
-struct SpfOut<'a> {
-    result: &'a Option<String>,
-    client_ip: &'a Option<String>,
-    envelope_from: &'a Option<String>,
-    helo: &'a Option<String>,
-    receiver: &'a Option<String>,
-    hop: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct SigOut<'a> {
-    domain: &'a Option<String>,
-    selector: &'a Option<String>,
-}
-
-#[derive(Serialize)]
-struct AlignmentOut<'a> {
-    from_domain: &'a Option<String>,
-    spf_pass_domains: &'a [String],
-    dkim_pass_domains: &'a [String],
-    spf_aligned: bool,
-    dkim_aligned: bool,
-    dmarc_pass: bool,
-    method: &'a str,
-}
-
-fn entry_out(e: &chain::AuthEntry) -> EntryOut<'_> {
-    EntryOut {
-        authserv_id: &e.authserv_id,
-        hop: e.hop,
-        verdicts: e
-            .verdicts
-            .iter()
-            .map(|v| VerdictOut {
-                method: &v.method,
-                result: &v.result,
-                domain: &v.domain,
-            })
-            .collect(),
+fn uint(buf: &mut Vec<u8>, n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+fn opt_uint(buf: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(n) => uint(buf, n),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+fn boolean(buf: &mut Vec<u8>, v: bool) {
+    buf.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+/// A float as `serde_json` writes it (shortest round trip; `null` if not
+/// finite).
+fn opt_f64(buf: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        Some(f) => {
+            if serde_json::to_writer(&mut *buf, &f).is_err() {
+                buf.extend_from_slice(b"null");
+            }
+        }
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+/// Two digits, zero-padded.
+fn two(buf: &mut Vec<u8>, n: u32) {
+    buf.push(b'0' + (n / 10 % 10) as u8);
+    buf.push(b'0' + (n % 10) as u8);
+}
+
+/// A date as [`MailDate::to_rfc3339_utc`] writes it, without building a
+/// `String` for the common years 0-9999.
+fn date(buf: &mut Vec<u8>, d: Option<MailDate>) {
+    let Some(d) = d else {
+        buf.extend_from_slice(b"null");
+        return;
+    };
+    let t = d.unix;
+    let (y, mo, day) = crate::calendar::civil_from_days(t.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        string(buf, &d.to_rfc3339_utc());
+        return;
+    }
+    let secs = t.rem_euclid(86_400) as u32;
+    let y = y as u32;
+    buf.push(b'"');
+    two(buf, y / 100);
+    two(buf, y % 100);
+    buf.push(b'-');
+    two(buf, mo);
+    buf.push(b'-');
+    two(buf, day);
+    buf.push(b'T');
+    two(buf, secs / 3600);
+    buf.push(b':');
+    two(buf, secs % 3600 / 60);
+    buf.push(b':');
+    two(buf, secs % 60);
+    if d.nanos > 0 {
+        let mut digits = [0u8; 9];
+        let mut n = d.nanos;
+        for slot in digits.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        let mut len = 9;
+        while len > 0 && digits[len - 1] == b'0' {
+            len -= 1;
+        }
+        buf.push(b'.');
+        buf.extend_from_slice(&digits[..len]);
+    }
+    buf.extend_from_slice(b"Z\"");
+}
+
+fn auth(buf: &mut Vec<u8>, a: Option<&Auth>) {
+    match a {
+        None => buf.extend_from_slice(b"null"),
+        Some(Auth::Authenticated) => buf.extend_from_slice(b"true"),
+        Some(Auth::User(u)) => string(buf, u),
+        Some(other) => string(buf, &other.describe()),
+    }
+}
+
+/// A hop, keys in the documented order.
+fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>) {
+    buf.push(b'{');
+    key(buf, "from");
+    opt_str(buf, h.from.as_deref());
+    buf.push(b',');
+    key(buf, "helo");
+    opt_str(buf, h.helo.as_deref());
+    buf.push(b',');
+    key(buf, "rdns");
+    opt_str(buf, h.rdns.as_deref());
+    buf.push(b',');
+    key(buf, "ip");
+    opt_str(buf, h.ip.as_deref());
+    buf.push(b',');
+    key(buf, "port");
+    opt_uint(buf, h.port.map(u64::from));
+    buf.push(b',');
+    key(buf, "by");
+    opt_str(buf, h.by.as_deref());
+    buf.push(b',');
+    key(buf, "by_ip");
+    opt_str(buf, h.by_ip.as_deref());
+    buf.push(b',');
+    key(buf, "with");
+    opt_str(buf, h.with.as_deref());
+    buf.push(b',');
+    key(buf, "protocol");
+    opt_str(buf, h.protocol.as_deref());
+    buf.push(b',');
+    key(buf, "tls_version");
+    opt_str(buf, h.tls_version.as_deref());
+    buf.push(b',');
+    key(buf, "tls_cipher");
+    opt_str(buf, h.tls_cipher.as_deref());
+    buf.push(b',');
+    key(buf, "auth");
+    auth(buf, h.auth.as_ref());
+    buf.push(b',');
+    key(buf, "id");
+    opt_str(buf, h.id.as_deref());
+    buf.push(b',');
+    key(buf, "for");
+    opt_str(buf, h.for_addr.as_deref());
+    buf.push(b',');
+    key(buf, "via");
+    opt_str(buf, h.via.as_deref());
+    buf.push(b',');
+    key(buf, "envelope_from");
+    opt_str(buf, h.envelope_from.as_deref());
+    buf.push(b',');
+    key(buf, "date");
+    date(buf, h.date);
+    buf.push(b',');
+    key(buf, "tz_assumed");
+    boolean(buf, h.tz_assumed);
+    buf.push(b',');
+    key(buf, "delay_s");
+    opt_f64(buf, delay);
+    buf.push(b',');
+    key(buf, "raw");
+    string(buf, &h.raw);
+    buf.push(b'}');
+}
+
+/// `[a,b,...]` with `each` writing one element.
+fn list<T>(
+    buf: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut each: impl FnMut(&mut Vec<u8>, T),
+) {
+    buf.push(b'[');
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        each(buf, x);
+    }
+    buf.push(b']');
+}
+
+fn strings(buf: &mut Vec<u8>, v: &[String]) {
+    list(buf, v, |buf, s| string(buf, s));
+}
+
+fn entry(buf: &mut Vec<u8>, e: &chain::AuthEntry) {
+    buf.push(b'{');
+    key(buf, "authserv_id");
+    opt_str(buf, e.authserv_id.as_deref());
+    buf.push(b',');
+    key(buf, "hop");
+    opt_uint(buf, e.hop.map(|h| h as u64));
+    buf.push(b',');
+    key(buf, "verdicts");
+    list(buf, &e.verdicts, |buf, v| {
+        buf.push(b'{');
+        key(buf, "method");
+        string(buf, &v.method);
+        buf.push(b',');
+        key(buf, "result");
+        string(buf, &v.result);
+        buf.push(b',');
+        key(buf, "domain");
+        opt_str(buf, v.domain.as_deref());
+        buf.push(b'}');
+    });
+    buf.push(b'}');
+}
+
+fn sig(buf: &mut Vec<u8>, domain: Option<&str>, selector: Option<&str>) {
+    buf.push(b'{');
+    key(buf, "domain");
+    opt_str(buf, domain);
+    buf.push(b',');
+    key(buf, "selector");
+    opt_str(buf, selector);
+    buf.push(b'}');
 }
 
 /// The `--json` line for one message (no newline), into `buf`.
 pub(super) fn line(source: &str, c: &Chain, buf: &mut Vec<u8>) {
-    let a = &c.alignment;
-    let out = MessageOut {
-        version: 1,
-        source,
-        hops: c
-            .hops
-            .iter()
-            .zip(&c.delays)
-            .map(|(h, d)| hop_out(h, *d))
-            .collect(),
-        x_received: c.x_received.iter().map(|h| hop_out(h, None)).collect(),
-        date: c.date.map(|d| d.to_rfc3339_utc()),
-        total_transit_s: c.total_transit_s,
-        anomalies: c
-            .anomalies
-            .iter()
-            .map(|a| AnomalyOut {
-                kind: a.kind,
-                hop: a.hop,
-                text: &a.text,
-            })
-            .collect(),
-        auth: AuthOut {
-            results: c.auth.iter().map(entry_out).collect(),
-            arc: c
-                .arc
-                .iter()
-                .map(|s| ArcOut {
-                    instance: s.instance,
-                    cv: &s.cv,
-                    seal: SigOut {
-                        domain: &s.seal_domain,
-                        selector: &s.seal_selector,
-                    },
-                    signature: SigOut {
-                        domain: &s.signature_domain,
-                        selector: &s.signature_selector,
-                    },
-                    results: s.results.as_ref().map(entry_out),
-                    complete: s.complete,
-                })
-                .collect(),
-            received_spf: c
-                .received_spf
-                .iter()
-                .map(|s| SpfOut {
-                    result: &s.result,
-                    client_ip: &s.client_ip,
-                    envelope_from: &s.envelope_from,
-                    helo: &s.helo,
-                    receiver: &s.receiver,
-                    hop: s.hop,
-                })
-                .collect(),
-            dkim_signatures: c
-                .dkim_signatures
-                .iter()
-                .map(|s| SigOut {
-                    domain: &s.domain,
-                    selector: &s.selector,
-                })
-                .collect(),
-            alignment: AlignmentOut {
-                from_domain: &a.from_domain,
-                spf_pass_domains: &a.spf_pass_domains,
-                dkim_pass_domains: &a.dkim_pass_domains,
-                spf_aligned: a.spf_aligned,
-                dkim_aligned: a.dkim_aligned,
-                dmarc_pass: a.dmarc_pass,
-                method: a.method,
-            },
-        },
-        warnings: &c.warnings,
-    };
-    // Serialising plain structs of strings and numbers cannot fail; a NaN
-    // delay is impossible (dates are whole seconds plus nanoseconds).
     buf.clear();
-    if let Err(e) = serde_json::to_writer(&mut *buf, &out) {
-        buf.clear();
-        buf.extend_from_slice(format!("{{\"version\":1,\"error\":\"{e}\"}}").as_bytes());
+    buf.extend_from_slice(b"{\"version\":1,");
+    key(buf, "source");
+    string(buf, source);
+    buf.push(b',');
+    key(buf, "hops");
+    list(buf, c.hops.iter().zip(&c.delays), |buf, (h, d)| {
+        hop(buf, h, *d)
+    });
+    buf.push(b',');
+    key(buf, "x_received");
+    list(buf, &c.x_received, |buf, h| hop(buf, h, None));
+    buf.push(b',');
+    key(buf, "date");
+    date(buf, c.date);
+    buf.push(b',');
+    key(buf, "total_transit_s");
+    opt_f64(buf, c.total_transit_s);
+    buf.push(b',');
+    key(buf, "anomalies");
+    list(buf, &c.anomalies, |buf, a| {
+        buf.push(b'{');
+        key(buf, "kind");
+        string(buf, a.kind);
+        buf.push(b',');
+        key(buf, "hop");
+        opt_uint(buf, a.hop.map(|h| h as u64));
+        buf.push(b',');
+        key(buf, "text");
+        string(buf, &a.text);
+        buf.push(b'}');
+    });
+    buf.push(b',');
+    key(buf, "auth");
+    buf.push(b'{');
+    key(buf, "results");
+    list(buf, &c.auth, entry);
+    buf.push(b',');
+    key(buf, "arc");
+    list(buf, &c.arc, |buf, s| {
+        buf.push(b'{');
+        key(buf, "instance");
+        uint(buf, u64::from(s.instance));
+        buf.push(b',');
+        key(buf, "cv");
+        opt_str(buf, s.cv.as_deref());
+        buf.push(b',');
+        key(buf, "seal");
+        sig(buf, s.seal_domain.as_deref(), s.seal_selector.as_deref());
+        buf.push(b',');
+        key(buf, "signature");
+        sig(
+            buf,
+            s.signature_domain.as_deref(),
+            s.signature_selector.as_deref(),
+        );
+        buf.push(b',');
+        key(buf, "results");
+        match &s.results {
+            Some(e) => entry(buf, e),
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.push(b',');
+        key(buf, "complete");
+        boolean(buf, s.complete);
+        buf.push(b'}');
+    });
+    buf.push(b',');
+    key(buf, "received_spf");
+    list(buf, &c.received_spf, |buf, s| {
+        buf.push(b'{');
+        key(buf, "result");
+        opt_str(buf, s.result.as_deref());
+        buf.push(b',');
+        key(buf, "client_ip");
+        opt_str(buf, s.client_ip.as_deref());
+        buf.push(b',');
+        key(buf, "envelope_from");
+        opt_str(buf, s.envelope_from.as_deref());
+        buf.push(b',');
+        key(buf, "helo");
+        opt_str(buf, s.helo.as_deref());
+        buf.push(b',');
+        key(buf, "receiver");
+        opt_str(buf, s.receiver.as_deref());
+        buf.push(b',');
+        key(buf, "hop");
+        opt_uint(buf, s.hop.map(|h| h as u64));
+        buf.push(b'}');
+    });
+    buf.push(b',');
+    key(buf, "dkim_signatures");
+    list(buf, &c.dkim_signatures, |buf, s| {
+        sig(buf, s.domain.as_deref(), s.selector.as_deref())
+    });
+    buf.push(b',');
+    let a = &c.alignment;
+    key(buf, "alignment");
+    buf.push(b'{');
+    key(buf, "from_domain");
+    opt_str(buf, a.from_domain.as_deref());
+    buf.push(b',');
+    key(buf, "spf_pass_domains");
+    strings(buf, &a.spf_pass_domains);
+    buf.push(b',');
+    key(buf, "dkim_pass_domains");
+    strings(buf, &a.dkim_pass_domains);
+    buf.push(b',');
+    key(buf, "spf_aligned");
+    boolean(buf, a.spf_aligned);
+    buf.push(b',');
+    key(buf, "dkim_aligned");
+    boolean(buf, a.dkim_aligned);
+    buf.push(b',');
+    key(buf, "dmarc_pass");
+    boolean(buf, a.dmarc_pass);
+    buf.push(b',');
+    key(buf, "method");
+    string(buf, a.method);
+    buf.extend_from_slice(b"}}");
+    buf.push(b',');
+    key(buf, "warnings");
+    strings(buf, &c.warnings);
+    buf.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        let mut all = String::new();
+        for c in 0u32..0x200 {
+            all.extend(char::from_u32(c));
+        }
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "tab\tnl\ncr\r\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+            "\u{e9}t\u{e9} \u{1f600} \u{fffd}",
+            "\"\"",
+            all.as_str(),
+        ] {
+            let mut buf = Vec::new();
+            string(&mut buf, s);
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_and_dates_as_before() {
+        for n in [0u64, 7, 10, 99, 100, 65535, u64::MAX] {
+            let mut buf = Vec::new();
+            uint(&mut buf, n);
+            assert_eq!(buf, n.to_string().as_bytes());
+        }
+        for f in [0.0, -0.0, 1.0, -3.0, 0.5, 1e21, 123456.789, -1e-7, f64::NAN] {
+            let mut buf = Vec::new();
+            opt_f64(&mut buf, Some(f));
+            assert_eq!(buf, serde_json::to_vec(&f).unwrap(), "{f}");
+        }
+        let mut unix = -70_000_000_000i64;
+        while unix < 300_000_000_000 {
+            for nanos in [0, 1, 500_000_000, 123_456_789, 999_999_999] {
+                let d = MailDate {
+                    unix,
+                    nanos,
+                    offset_minutes: None,
+                    tz_assumed: false,
+                };
+                let mut buf = Vec::new();
+                date(&mut buf, Some(d));
+                assert_eq!(
+                    String::from_utf8(buf).unwrap(),
+                    serde_json::to_string(&d.to_rfc3339_utc()).unwrap()
+                );
+            }
+            unix += 7_919_993;
+        }
     }
 }
