@@ -2,11 +2,10 @@
 //!
 //! Guarantee: a message appears in `new/` only complete and durable. Each
 //! one is written under a unique name in `tmp/` (created with `O_EXCL`),
-//! fsynced, then moved into `new/` (a rename that never replaces a file,
-//! or a hard link where the file system has no such rename) and the
+//! fsynced, then hard-linked into `new/` (link never overwrites) and the
 //! `new/` directory fsynced; only then is its path reported. A crash at any
 //! point leaves at worst a file in `tmp/`, which readers ignore. Batches write
-//! every file first, make them all durable with one `syncfs`, move them all
+//! every file first, make them all durable with one `syncfs`, link them all
 //! and fsync `new/` once: the same guarantee for a group, with two syncs
 //! instead of two per message.
 //!
@@ -211,12 +210,11 @@ impl Maildir {
                 Some(Error::io(format!("syncing {}", tmp_dir.display()), &e)),
             );
         }
-        // 3. Move into new/ (never replacing a file there), then one fsync
-        //    of new/.
+        // 3. Link into new/ (never overwriting), then one fsync of new/.
         let mut linked: Vec<PathBuf> = Vec::with_capacity(written.len());
         let mut failure = None;
         for (i, (tmp, name)) in written.iter().enumerate() {
-            match move_unique(tmp, &new_dir, name) {
+            match link_unique(tmp, &new_dir, name) {
                 Ok(p) => linked.push(p),
                 Err(e) => {
                     failure = Some(Error::io(format!("moving into {}", new_dir.display()), &e));
@@ -237,8 +235,6 @@ impl Maildir {
                 Some(Error::io(format!("syncing {}", new_dir.display()), &e)),
             );
         }
-        // Left in tmp/ only where the move had to be a link (see
-        // `move_unique`); gone already where it was a rename.
         for (tmp, _) in &written[..linked.len()] {
             let _ = fs::remove_file(tmp);
         }
@@ -283,15 +279,11 @@ fn write_tmp(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<(PathBuf, String
     ))
 }
 
-/// Move `tmp` into `dir` under `name` (or a fresh name if taken), never
-/// replacing what is there: `renameat2(RENAME_NOREPLACE)`, one call and
-/// one entry fewer to write than a link and an unlink; where the file
-/// system (or the C library) has no such rename, a hard link, and the
-/// name in `tmp/` is removed by the caller once `new/` is durable.
-fn move_unique(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
+/// Hard-link `tmp` into `dir` under `name` (or a fresh name if taken).
+fn link_unique(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
     let mut target = dir.join(name);
     for _ in 0..100 {
-        match rename_noreplace(tmp, &target).unwrap_or_else(|| fs::hard_link(tmp, &target)) {
+        match fs::hard_link(tmp, &target) {
             Ok(()) => return Ok(target),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let size = fs::metadata(tmp)?.len() as usize;
@@ -304,25 +296,6 @@ fn move_unique(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         "no unique name in new/",
     ))
-}
-
-/// Rename `from` to `to` unless `to` exists (`AlreadyExists`); `None`
-/// when this system cannot say "no replace" (a link must do).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn rename_noreplace(from: &Path, to: &Path) -> Option<io::Result<()>> {
-    use nix::errno::Errno;
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-        Ok(()) => Some(Ok(())),
-        // No support in this file system or kernel.
-        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => None,
-        Err(e) => Some(Err(io::Error::from(e))),
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn rename_noreplace(_from: &Path, _to: &Path) -> Option<io::Result<()>> {
-    None
 }
 
 /// `time.MusecPpidQcounter.host,S=size`, the Maildir spec's unique name with
@@ -369,16 +342,16 @@ mod tests {
     }
 
     #[test]
-    fn a_move_into_new_never_replaces_a_file_there() {
+    fn a_link_into_new_never_replaces_a_file_there() {
         let d = tempfile::tempdir().unwrap();
         let md = Maildir::open(&d.path().join("md")).unwrap();
         let (tmp, name) = write_tmp(&md.root().join("tmp"), b"new message\n", false).unwrap();
         let taken = md.root().join("new").join(&name);
         fs::write(&taken, b"already there\n").unwrap();
-        let moved = move_unique(&tmp, &md.root().join("new"), &name).unwrap();
-        assert_ne!(moved, taken);
+        let linked = link_unique(&tmp, &md.root().join("new"), &name).unwrap();
+        assert_ne!(linked, taken);
         assert_eq!(fs::read(&taken).unwrap(), b"already there\n");
-        assert_eq!(fs::read(&moved).unwrap(), b"new message\n");
+        assert_eq!(fs::read(&linked).unwrap(), b"new message\n");
     }
 
     #[test]
