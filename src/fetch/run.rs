@@ -381,17 +381,26 @@ pub fn run_mailbox<S: Source>(src: &mut S, rs: &mut RunState<'_>, budget: &mut u
         }
         // The batch before is durable and recorded: finish it, and ask for
         // the next while this one is stored.
-        src.finish(&to_finish, rs)?;
+        let go_on = || -> Result<()> {
+            src.finish(&to_finish, rs)?;
+            for d in deferred.into_iter().rev() {
+                let size = batch.iter().find(|m| m.0 == d).map_or(0, |m| m.1);
+                queue.push_front((d, size));
+            }
+            let next = next_batch(&mut queue);
+            if !next.is_empty() {
+                src.request(&ids(&next))?;
+                in_flight = Some(next);
+            }
+            Ok(())
+        };
+        if let Err(e) = go_on() {
+            // The session failed: wait for this batch and record what it
+            // stored, so the next run finishes it instead of looking.
+            settle(src, rs, &key, begun)?;
+            return Err(e);
+        }
         to_finish.clear();
-        for d in deferred.into_iter().rev() {
-            let size = batch.iter().find(|m| m.0 == d).map_or(0, |m| m.1);
-            queue.push_front((d, size));
-        }
-        let next = next_batch(&mut queue);
-        if !next.is_empty() {
-            src.request(&ids(&next))?;
-            in_flight = Some(next);
-        }
         // Stored while the next batch is read (the loop's next turn).
         storing = Some(begun);
     }
