@@ -49,6 +49,8 @@
 #   STATIC_VARIANT=1            also time a static-pie build of mail-deliver
 #                               (RUSTFLAGS=-C target-feature=+crt-static; 0: skip);
 #                               MAIL_DELIVER_STATIC=path gives a prebuilt one
+#   MD_VARIANTS="name=PATH ..."  also time these builds of mail-deliver into a Maildir,
+#                               in the same rounds (case ids md-mail-deliver-NAME)
 #   DD_MB=512                   size of the dd bandwidth test
 #   COOLDOWN=1                  on an ext4 without a journal, wait until 6 minutes have
 #                               passed since the previous run emptied its trash (0: don't)
@@ -419,6 +421,14 @@ if [ -n "$MDS" ]; then
     "$EACH $LIST $MDS $D/md-mail-deliver-static/" "$(count_md "$D/md-mail-deliver-static")" \
     "$MDS $D/md-mail-deliver-static/" "$FIRST" 1 "same code, +crt-static: no ld.so/libgcc_s start-up"
 fi
+# Other builds of mail-deliver (MD_VARIANTS="name=path ..."), in the same rounds.
+for v in ${MD_VARIANTS:-}; do
+  vn=${v%%=*} vp=${v#*=}
+  [ -x "$vp" ] || die "MD_VARIANTS: $vp is not executable"
+  add_case "md-mail-deliver-$vn" "mail-deliver ($vn)" "Maildir" "$N" "$RUNS" "$(reset_md "$D/md-mail-deliver-$vn")" \
+    "$EACH $LIST $vp $D/md-mail-deliver-$vn/" "$(count_md "$D/md-mail-deliver-$vn")" \
+    "$vp $D/md-mail-deliver-$vn/" "$FIRST" 1 "build variant $vn: $vp"
+done
 if have procmail; then
   add_case md-procmail "procmail" "Maildir" "$N" "$RUNS" "$(reset_md "$D/md-procmail")" \
     "$EACH $LIST procmail -m $CONF/procmail-md.rc" "$(count_md "$D/md-procmail")" \

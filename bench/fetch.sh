@@ -52,6 +52,9 @@
 #                       readout-pop3, and the same with -imap, plus mbsync-imap)
 #   PROTOCOLS="pop3 imap"
 #   SEED=2              message generator seed
+#   MAIL_FETCH_B=PATH   also time this mail-fetch binary, in the same rounds
+#                       (case ids mail-fetch-b-pop3/-imap): an A/B of two
+#                       builds under the same disk and load
 #   PROBE=1             count each tool's sync calls in a one-message run
 #                       (strace -f -c; 0: skip)
 # Needs root (the private Dovecot), hyperfine, python3, dovecot; the peers
@@ -77,6 +80,8 @@ for t in hyperfine python3 dovecot doveadm setpriv; do have "$t" || die "$t is r
 bench_init fetch
 MAIL_FETCH=$(bench_bin mail-fetch)
 MAIL_DELIVER=$(bench_bin mail-deliver)
+MAIL_FETCH_B=${MAIL_FETCH_B:-}
+[ -z "$MAIL_FETCH_B" ] || [ -x "$MAIL_FETCH_B" ] || die "MAIL_FETCH_B=$MAIL_FETCH_B is not an executable"
 mkdir -p "$W/xdg-config" "$W/xdg-state" "$W/home"
 # Hermetic: no user config of any tool is read; each tool's state is under $W.
 export XDG_CONFIG_HOME=$W/xdg-config XDG_STATE_HOME=$W/xdg-state HOME=$W/home FETCHMAILHOME=$W/fetchmail
@@ -265,6 +270,13 @@ add_protocol_cases() {  # add_protocol_cases PROTO PORT
     D=$W/dest/mail-fetch-$pr
     add_fetch "mail-fetch-$pr" "mail-fetch" "$PR → Maildir (delete)" "" \
       "$MAIL_FETCH --$pr $H:$port --tls none --user $U --password-command 'echo $P' --maildir $D/" \
+      "$D" maildir check_delete "" "$XDG_STATE_HOME/postline"
+  fi
+  if [ -n "$MAIL_FETCH_B" ]; then
+    # A/B: another build of mail-fetch in the same rounds (same resets).
+    D=$W/dest/mail-fetch-b-$pr
+    add_fetch "mail-fetch-b-$pr" "mail-fetch (B: $MAIL_FETCH_B)" "$PR → Maildir (delete)" "" \
+      "$MAIL_FETCH_B --$pr $H:$port --tls none --user $U --password-command 'echo $P' --maildir $D/" \
       "$D" maildir check_delete "" "$XDG_STATE_HOME/postline"
   fi
   if have fetchmail && have safecat; then

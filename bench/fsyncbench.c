@@ -12,6 +12,12 @@
  *                                                     the careful way)
  *   grouped   COUNT writes, one syncfs, COUNT renames, one fsync(new/)
  *                                                    (durable, as a batch)
+ *   grouped-link  the same with link + unlink for rename (what a writer
+ *             that must never replace a name does without renameat2)
+ *   grouped-noreplace  the same with renameat2(RENAME_NOREPLACE)
+ *   grouped-fdatasync  COUNT writes each started with sync_file_range,
+ *             COUNT fdatasyncs, COUNT renames, one fsync(new/) (durable
+ *             without syncfs, which also flushes other writers' data)
  * and prints, per way, milliseconds per file and files per second. The file
  * system is synced between ways so one way's dirty data is not paid for by
  * the next. Files are left in DIR/new (names wWAY-PID-I): deleting them
@@ -28,12 +34,16 @@
 #include <time.h>
 #include <unistd.h>
 
-enum way { PLAIN, FSYNC, FSYNC_DIR, GROUPED, WAYS };
+enum way { PLAIN, FSYNC, FSYNC_DIR, GROUPED, GROUPED_LINK, GROUPED_NOREPLACE,
+           GROUPED_FDATASYNC, WAYS };
 static const char *const way_name[WAYS] = {
     "write+rename",
     "write+fsync+rename",
     "write+fsync+rename+dirfsync",
     "grouped: writes, syncfs, renames, dirfsync",
+    "grouped, link+unlink for rename",
+    "grouped, renameat2 NOREPLACE",
+    "grouped, fdatasync each for syncfs",
 };
 
 static char tmp_dir[4096], new_dir[4096];
@@ -57,7 +67,11 @@ static void names(int way, int i, char *from, char *to, size_t len)
     snprintf(to, len, "%s/w%d-%ld-%06d", new_dir, way, (long)getpid(), i);
 }
 
-static void write_file(const char *path, const char *buf, size_t size, int sync)
+static int fds[1 << 16];
+
+/* sync: 1 fsync, 2 keep the descriptor open in fds[slot] after starting
+ * its writeback (sync_file_range), 0 nothing */
+static void write_file_slot(const char *path, const char *buf, size_t size, int sync, int slot)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     size_t done = 0;
@@ -72,10 +86,21 @@ static void write_file(const char *path, const char *buf, size_t size, int sync)
         }
         done += (size_t)w;
     }
+    if (sync == 2) {
+        if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0)
+            fail("sync_file_range");
+        fds[slot] = fd;
+        return;
+    }
     if (sync && fsync(fd) != 0)
         fail("fsync");
     if (close(fd) != 0)
         fail("close");
+}
+
+static void write_file(const char *path, const char *buf, size_t size, int sync)
+{
+    write_file_slot(path, buf, size, sync, 0);
 }
 
 int main(int argc, char **argv)
@@ -85,7 +110,7 @@ int main(int argc, char **argv)
     char from[4200], to[4200], *buf;
     int dir_fd;
 
-    if (argc < 2 || count <= 0 || size == 0) {
+    if (argc < 2 || count <= 0 || count > (1 << 16) || size == 0) {
         fprintf(stderr, "usage: fsyncbench DIR [COUNT [SIZE]]\n");
         return 64;
     }
@@ -111,20 +136,36 @@ int main(int argc, char **argv)
 
         syncfs(dir_fd);
         start = seconds();
-        if (way == GROUPED) {
+        if (way >= GROUPED) {
             for (int i = 0; i < count; i++) {
                 names(way, i, from, to, sizeof from);
-                write_file(from, buf, size, 0);
+                write_file_slot(from, buf, size, way == GROUPED_FDATASYNC ? 2 : 0, i);
             }
-            if (syncfs(dir_fd) != 0)
+            if (way == GROUPED_FDATASYNC) {
+                for (int i = 0; i < count; i++)
+                    if (fdatasync(fds[i]) != 0 || close(fds[i]) != 0)
+                        fail("fdatasync");
+            } else if (syncfs(dir_fd) != 0)
                 fail("syncfs");
             for (int i = 0; i < count; i++) {
                 names(way, i, from, to, sizeof from);
-                if (rename(from, to) != 0)
+                if (way == GROUPED_LINK) {
+                    if (link(from, to) != 0)
+                        fail("link");
+                } else if (way == GROUPED_NOREPLACE) {
+                    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0)
+                        fail("renameat2");
+                } else if (rename(from, to) != 0)
                     fail("rename");
             }
             if (fsync(dir_fd) != 0)
                 fail("fsync dir");
+            if (way == GROUPED_LINK)
+                for (int i = 0; i < count; i++) {
+                    names(way, i, from, to, sizeof from);
+                    if (unlink(from) != 0)
+                        fail("unlink");
+                }
         } else {
             for (int i = 0; i < count; i++) {
                 names(way, i, from, to, sizeof from);

@@ -5,7 +5,9 @@
 //! Invariant 9 lives here and only here: a batch is recorded in flight in
 //! the state file (durably) before the target sees it; the target makes it
 //! durable; the state records it stored (durably); only then does the
-//! source finish (delete or flag) those messages. Whatever a source does,
+//! source finish (delete or flag) those messages. The target may store a
+//! batch while the next one is read from the server, but nothing of it is
+//! recorded or finished before the target confirms it. Whatever a source does,
 //! it is handed for finishing only ids that went through that cycle. A
 //! batch in flight when an earlier run died is looked for in the target
 //! before it is stored again (Maildir and mbox targets).
@@ -20,7 +22,7 @@ use nix::fcntl::Flock;
 use crate::exit::{Context, Error, Kind, Origin, Result};
 use crate::fetch::source::{Listing, Received, Source};
 use crate::fetch::state::{self, State, StateFile};
-use crate::fetch::target::{Fate, Msg, SharedOut, Target};
+use crate::fetch::target::{Fate, Msg, Pending, SharedOut, Target};
 use crate::fetch::{BATCH_BYTES, Class, Job, Progress, Report};
 use crate::proto::sasl::Secret;
 use crate::proto::transcript::Transcript;
@@ -86,20 +88,20 @@ impl<'a> RunState<'a> {
         self.sf.save(&self.st)
     }
 
-    /// Hand `batch` (id, wire bytes) to the target; returns the ids stored,
-    /// in order, and records the rest in the report. The error is the
-    /// target's, when it broke down (stop this account once what was
-    /// stored is finished).
+    /// Hand `batch` (id, wire bytes) to the target to store, and return at
+    /// once (a Maildir stores on a thread of its own: see
+    /// [`Target::begin`]); [`RunState::end_batch`] waits for it. The error
+    /// is the state's (the in-flight record could not be saved).
     ///
     /// Before the target sees the batch, the state records it as in flight
     /// (durably); ids in `suspects` (in flight when an earlier run died)
     /// are first looked for in the target and not stored again when found.
-    fn store_batch<I: Clone + std::fmt::Display>(
+    fn begin_batch<I: Clone + std::fmt::Display>(
         &mut self,
         key: &str,
         batch: Vec<(I, Vec<u8>)>,
         suspects: &Suspects,
-    ) -> Result<(Vec<I>, Option<Error>)> {
+    ) -> Result<Storing<I>> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut msgs = Vec::with_capacity(batch.len());
         for (id, data) in batch {
@@ -152,6 +154,7 @@ impl<'a> RunState<'a> {
             },
         );
         self.save()?;
+        let sizes: Vec<u64> = msgs.iter().map(|m| m.data.len() as u64).collect();
         let todo: Vec<usize> = (0..msgs.len()).filter(|&i| !found[i]).collect();
         let owned: Vec<Msg> = todo
             .iter()
@@ -160,7 +163,33 @@ impl<'a> RunState<'a> {
                 sender: std::mem::take(&mut msgs[i].sender),
             })
             .collect();
-        let (fates, err) = self.target.deliver(&owned);
+        drop(msgs);
+        let pending = self.target.begin(owned);
+        Ok(Storing {
+            ids,
+            found,
+            todo,
+            sizes,
+            pending,
+        })
+    }
+
+    /// Wait for a batch handed over by [`RunState::begin_batch`]; returns
+    /// the ids stored, in order, and records the rest in the report. The
+    /// error is the target's, when it broke down (stop this account once
+    /// what was stored is finished).
+    fn end_batch<I: Clone + std::fmt::Display>(
+        &mut self,
+        batch: Storing<I>,
+    ) -> (Vec<I>, Option<Error>) {
+        let Storing {
+            ids,
+            found,
+            todo,
+            sizes,
+            pending,
+        } = batch;
+        let (fates, err) = pending.wait();
         // An mbox repair that was refused or done is said, never silent.
         self.report.notes.extend(self.target.take_notes());
         let mut fate_of: Vec<Option<Fate>> = found
@@ -170,19 +199,13 @@ impl<'a> RunState<'a> {
         for (k, f) in fates.into_iter().enumerate() {
             fate_of[todo[k]] = Some(f);
         }
-        let size_of = |i: usize| -> u64 {
-            match todo.iter().position(|&t| t == i) {
-                Some(k) => owned[k].data.len() as u64,
-                None => msgs[i].data.len() as u64,
-            }
-        };
         let mut stored = Vec::with_capacity(ids.len());
         for (i, f) in fate_of.iter().enumerate() {
             match f {
                 Some(Fate::Stored) => {
                     stored.push(ids[i].clone());
                     if !found[i] {
-                        let size = size_of(i);
+                        let size = sizes[i];
                         self.report.fetched += 1;
                         self.report.bytes += size;
                         self.progress.messages.fetch_add(1, Ordering::Relaxed);
@@ -209,18 +232,55 @@ impl<'a> RunState<'a> {
             }
         }
         // See `open`: a target's failure is a delivery failure.
-        Ok((stored, err.map(|e| e.from_origin(Origin::Local))))
+        (stored, err.map(|e| e.from_origin(Origin::Local)))
     }
+}
+
+/// A batch in the target's hands, not yet confirmed: what
+/// [`RunState::end_batch`] needs to account for it.
+struct Storing<I> {
+    ids: Vec<I>,
+    /// Found stored by a dead run: not handed to the target again.
+    found: Vec<bool>,
+    /// The indexes handed to the target, in order.
+    todo: Vec<usize>,
+    /// Each message's size as stored (LF line ends).
+    sizes: Vec<u64>,
+    pending: Pending,
+}
+
+/// Confirm the batch in the target's hands and record what it stored,
+/// durably: the state learns the stored ids, and the batch's in-flight
+/// record goes unless the target broke down (then what it may have stored
+/// is looked for by the next run). Returns the ids stored (to be finished)
+/// and the target's error.
+fn settle<S: Source>(
+    src: &mut S,
+    rs: &mut RunState<'_>,
+    key: &str,
+    batch: Storing<S::Id>,
+) -> Result<(Vec<S::Id>, Option<Error>)> {
+    let (stored, err) = rs.end_batch(batch);
+    src.record(&mut rs.st, &stored);
+    if err.is_none() {
+        rs.st.inflight.remove(key);
+    }
+    rs.save()?;
+    Ok((stored, err))
 }
 
 /// Fetch one mailbox: finish what earlier runs stored, then fetch the new
 /// messages in batches (at most `budget` of them; the budget shrinks by
 /// what is taken), store, record, and finish each batch.
 ///
-/// Pipelined: batch k+1 is requested before batch k is stored, so the
-/// server streams while we sync; batch k is finished once durable and
-/// recorded, after batch k+1 is read (no other command may come between a
-/// request and the reading of its answer).
+/// Pipelined, and overlapped with the disk: once batch k is read, batch
+/// k-1 (stored meanwhile) is confirmed, and one state save records it
+/// stored and batch k in flight; batch k goes to the target (a Maildir
+/// stores it on its own thread), batch k-1 is finished, batch k+1 is
+/// requested and read while batch k is stored. No other command may come
+/// between a request and the reading of its answer, so finishing waits
+/// for the read. At most one batch is in the target's hands and one
+/// being read: memory stays within two batches' caps.
 pub fn run_mailbox<S: Source>(src: &mut S, rs: &mut RunState<'_>, budget: &mut u64) -> Result<()> {
     let key = src.key().to_string();
     let Listing { stored, mut new } = src.list(rs)?;
@@ -253,20 +313,76 @@ pub fn run_mailbox<S: Source>(src: &mut S, rs: &mut RunState<'_>, budget: &mut u
     let susp = suspects(&rs.st, &key);
     let mut to_finish: Vec<S::Id> = Vec::new();
     let mut in_flight: Option<Vec<(S::Id, u64)>> = None;
+    // The batch the target is storing while the next one is read.
+    let mut storing: Option<Storing<S::Id>> = None;
     let first = next_batch(&mut queue);
     if !first.is_empty() {
         src.request(&ids(&first))?;
         in_flight = Some(first);
     }
     while let Some(batch) = in_flight.take() {
+        let received = src.receive(&ids(&batch), rs.report);
+        // The batch before this one was stored meanwhile: confirm it and
+        // record it in the state, whatever the read brought. The state is
+        // saved below, with this batch's in-flight record (one durable
+        // write for both), before the source finishes anything.
+        if let Some(s) = storing.take() {
+            let (stored, err) = rs.end_batch(s);
+            src.record(&mut rs.st, &stored);
+            to_finish = stored;
+            if let Some(e) = err {
+                // The target broke down: what it may have stored stays in
+                // flight for the next run to look for; the batch just read
+                // is not stored (it stays on the server). Finish what is
+                // stored, unless the session cannot go on, and stop.
+                rs.save()?;
+                match received {
+                    Ok(Received { broken: None, .. }) => {
+                        src.finish(&to_finish, rs)?;
+                        src.done(rs, false)?;
+                    }
+                    Ok(Received {
+                        broken: Some(_), ..
+                    }) => {
+                        rs.target.finish();
+                        src.done(rs, false)?;
+                    }
+                    Err(_) => {}
+                }
+                return Err(e);
+            }
+            rs.st.inflight.remove(&key);
+        }
         let Received {
             messages,
             deferred,
             broken,
-        } = src.receive(&ids(&batch), rs.report)?;
-        if broken.is_none() {
+        } = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep what was stored recorded: the next run finishes it.
+                rs.save()?;
+                return Err(e);
+            }
+        };
+        // A source hands out only ids of this batch; the state must never
+        // learn of another, so say it twice.
+        let mut messages = messages;
+        messages.retain(|(id, _)| batch.iter().any(|m| m.0 == *id));
+        // Saves the state: the batch before recorded, this one in flight.
+        let begun = rs.begin_batch(&key, messages, &susp)?;
+        if let Some(e) = broken {
+            // Nothing more may be said in this session: what is stored is
+            // recorded, and the next run finishes it.
+            settle(src, rs, &key, begun)?;
+            rs.target.finish();
+            src.done(rs, false)?;
+            return Err(e);
+        }
+        // The batch before is durable and recorded: finish it, and ask for
+        // the next while this one is stored.
+        let go_on = || -> Result<()> {
             src.finish(&to_finish, rs)?;
-            to_finish.clear();
             for d in deferred.into_iter().rev() {
                 let size = batch.iter().find(|m| m.0 == d).map_or(0, |m| m.1);
                 queue.push_front((d, size));
@@ -276,31 +392,22 @@ pub fn run_mailbox<S: Source>(src: &mut S, rs: &mut RunState<'_>, budget: &mut u
                 src.request(&ids(&next))?;
                 in_flight = Some(next);
             }
-        }
-        // A source hands out only ids of this batch; the state must never
-        // learn of another, so say it twice.
-        let mut messages = messages;
-        messages.retain(|(id, _)| batch.iter().any(|m| m.0 == *id));
-        let (stored, err) = rs.store_batch(&key, messages, &susp)?;
-        src.record(&mut rs.st, &stored);
-        if err.is_none() {
-            rs.st.inflight.remove(&key);
-        }
-        rs.save()?;
-        if let Some(e) = broken {
-            // Nothing more may be said in this session: what is stored is
-            // recorded, and the next run finishes it.
-            rs.target.finish();
-            src.done(rs, false)?;
+            Ok(())
+        };
+        if let Err(e) = go_on() {
+            // The session failed: wait for this batch and record what it
+            // stored, so the next run finishes it instead of looking.
+            settle(src, rs, &key, begun)?;
             return Err(e);
         }
+        to_finish.clear();
+        // Stored while the next batch is read (the loop's next turn).
+        storing = Some(begun);
+    }
+    if let Some(s) = storing.take() {
+        let (stored, err) = settle(src, rs, &key, s)?;
         to_finish = stored;
         if let Some(e) = err {
-            // Drain the batch in flight (holding none of it), then finish
-            // what is stored.
-            if in_flight.take().is_some() {
-                src.drain()?;
-            }
             src.finish(&to_finish, rs)?;
             src.done(rs, false)?;
             return Err(e);

@@ -277,6 +277,38 @@ impl Target {
         }
     }
 
+    /// Start storing `msgs`; [`Pending::wait`] says how it went. A Maildir
+    /// stores on a thread of its own, so that the caller can read the next
+    /// batch from the server while this one is written and synced (the
+    /// disk and the network overlap); every other target delivers here,
+    /// before this returns. Either way nothing is confirmed until `wait`,
+    /// and the caller records nothing as stored before it.
+    pub fn begin(&mut self, msgs: Vec<Msg>) -> Pending {
+        if let Open::Store(Destination::Maildir(md)) = &self.kind
+            && !msgs.is_empty()
+        {
+            let md = md.clone();
+            let spawned = std::thread::Builder::new()
+                .name("store".to_string())
+                .spawn(move || {
+                    let datas: Vec<&[u8]> = msgs.iter().map(|m| m.data.as_slice()).collect();
+                    let (stored, err) = md.deliver_batch(&datas);
+                    (vec![Fate::Stored; stored.len()], err)
+                });
+            return match spawned {
+                Ok(h) => Pending(Waiting::Thread(h)),
+                // No thread to be had (a limit on processes): nothing was
+                // stored, and the messages stay on the server.
+                Err(e) => Pending(Waiting::Done(
+                    Vec::new(),
+                    Some(Error::io("starting the storing thread", &e)),
+                )),
+            };
+        }
+        let (fates, err) = self.deliver(&msgs);
+        Pending(Waiting::Done(fates, err))
+    }
+
     /// A mark to find a batch by later: where in an mbox the batch's append
     /// will start (None for other targets). That is the settled length,
     /// not the file's: a killed writer's partial append is cut off before
@@ -349,6 +381,40 @@ impl Target {
     pub fn finish(&mut self) {
         if let Open::Send(s, _) = &mut self.kind {
             s.finish();
+        }
+    }
+}
+
+/// A batch handed to [`Target::begin`], not yet confirmed.
+pub struct Pending(Waiting);
+
+type Outcome = (Vec<Fate>, Option<Error>);
+
+enum Waiting {
+    Done(Vec<Fate>, Option<Error>),
+    Thread(std::thread::JoinHandle<Outcome>),
+}
+
+impl Pending {
+    /// Wait until the batch is stored or has failed: one fate per message
+    /// handled (a prefix, as [`Target::deliver`]) and the error that
+    /// stopped the rest.
+    pub fn wait(self) -> Outcome {
+        match self.0 {
+            Waiting::Done(f, e) => (f, e),
+            Waiting::Thread(h) => h.join().unwrap_or_else(|_| {
+                // A storing thread that died confirmed nothing: the batch
+                // stays on the server (the in-flight record finds what it
+                // may have stored).
+                (
+                    Vec::new(),
+                    Some(Error::new(
+                        Kind::Temporary,
+                        "storing a batch",
+                        "the storing thread failed",
+                    )),
+                )
+            }),
         }
     }
 }

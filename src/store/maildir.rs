@@ -340,4 +340,28 @@ mod tests {
         assert!(!a.contains('/') && !a.contains(':'));
         assert!(a.ends_with(",S=10"));
     }
+
+    #[test]
+    fn a_link_into_new_never_replaces_a_file_there() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&d.path().join("md")).unwrap();
+        let (tmp, name) = write_tmp(&md.root().join("tmp"), b"new message\n", false).unwrap();
+        let taken = md.root().join("new").join(&name);
+        fs::write(&taken, b"already there\n").unwrap();
+        let linked = link_unique(&tmp, &md.root().join("new"), &name).unwrap();
+        assert_ne!(linked, taken);
+        assert_eq!(fs::read(&taken).unwrap(), b"already there\n");
+        assert_eq!(fs::read(&linked).unwrap(), b"new message\n");
+    }
+
+    #[test]
+    fn a_batch_leaves_nothing_in_tmp() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&d.path().join("md")).unwrap();
+        let (stored, err) = md.deliver_batch(&[b"a\n", b"b\n", b"c\n"]);
+        assert!(err.is_none());
+        assert_eq!(stored.len(), 3);
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 3);
+    }
 }
