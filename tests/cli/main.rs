@@ -19,3 +19,4 @@ mod send;
 mod smtp;
 mod trace;
 mod trace_mta;
+mod trace_verify;

@@ -73,6 +73,8 @@ struct MessageOut<'a> {
     total_transit_s: Option<f64>,
     anomalies: Vec<AnomalyOut<'a>>,
     auth: AuthOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<&'a crate::trace::verify::Verification>,
     warnings: &'a [String],
 }
 
@@ -160,7 +162,12 @@ fn entry_out(e: &chain::AuthEntry) -> EntryOut<'_> {
 }
 
 /// The `--json` line for one message (no newline), into `buf`.
-pub(super) fn line(source: &str, c: &Chain, buf: &mut Vec<u8>) {
+pub(super) fn line(
+    source: &str,
+    c: &Chain,
+    verify: Option<&crate::trace::verify::Verification>,
+    buf: &mut Vec<u8>,
+) {
     let a = &c.alignment;
     let out = MessageOut {
         version: 1,
@@ -233,6 +240,7 @@ pub(super) fn line(source: &str, c: &Chain, buf: &mut Vec<u8>) {
                 method: a.method,
             },
         },
+        verify,
         warnings: &c.warnings,
     };
     // Serialising plain structs of strings and numbers cannot fail; a NaN

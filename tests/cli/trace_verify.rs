@@ -1,0 +1,372 @@
+//! mail-trace --verify through its CLI: DKIM (RFC 8463 vectors: Ed25519 and
+//! RSA), body versus header changes, missing keys, SPF for the chosen hop
+//! with HELO and MAIL FROM apart, DMARC, the recorded verdicts side by
+//! side, exit codes 0/1/75/64, replay files, and a real signer (dkimpy)
+//! with its key served by dnsmasq, recorded and replayed.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::harness::{TempDir, Tool, fixture, skip_unless};
+
+fn fx(name: &str) -> Vec<u8> {
+    fixture("mail-trace", &format!("verify/{name}"))
+}
+
+/// The RFC 8463 message behind trace fields that are not signed: an
+/// internal hop (10.0.0.5, newest) and the external one (192.0.2.7) that
+/// handed it to mx.shopping.example.net, with that receiver's verdicts.
+fn traced(body_edit: Option<(&str, &str)>, ar: &str) -> Vec<u8> {
+    let mut msg = String::from_utf8(fx("rfc8463.eml")).unwrap();
+    if let Some((a, b)) = body_edit {
+        assert!(msg.contains(a));
+        msg = msg.replace(a, b);
+    }
+    format!(
+        "Return-Path: <joe@football.example.com>\n\
+         Received: from mx.shopping.example.net (mx.shopping.example.net [10.0.0.5])\n\tby imap.shopping.example.net with LMTP id 1; Fri, 11 Jul 2003 21:00:40 -0700\n\
+         Authentication-Results: mx.shopping.example.net; {ar}\n\
+         Received: from mail.football.example.com (mail.football.example.com [192.0.2.7])\n\tby mx.shopping.example.net with ESMTPS id 2; Fri, 11 Jul 2003 21:00:39 -0700\n\
+         {msg}"
+    )
+    .into_bytes()
+}
+
+const AR_PASS: &str = "dkim=pass header.d=football.example.com header.s=brisbane;\n\tspf=pass smtp.mailfrom=joe@football.example.com;\n\tdmarc=pass header.from=football.example.com";
+
+/// DNS for the fixtures: the RFC 8463 keys, DMARC and SPF records.
+fn replay_file(dir: &TempDir) -> std::path::PathBuf {
+    let mut dns = String::from_utf8(fx("rfc8463.dns")).unwrap();
+    dns.push_str("football.example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n");
+    dns.push_str("mail.football.example.com. TXT \"v=spf1 a -all\"\n");
+    dns.push_str("mail.football.example.com. A 192.0.2.7\n");
+    let p = dir.join("answers.dns");
+    fs::write(&p, dns).unwrap();
+    p
+}
+
+fn json_verify(out: &str) -> Value {
+    let v: Value = serde_json::from_str(out.lines().next().expect("a line")).expect("json");
+    v["verify"].clone()
+}
+
+#[test]
+fn rfc8463_message_verifies_from_a_replay_file() {
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let replay = replay_file(&dir);
+    let msg = dir.join("m.eml");
+    fs::write(&msg, traced(None, AR_PASS)).unwrap();
+    let out = Tool::new("mail-trace", home.path())
+        .arg("--verify")
+        .arg("--json")
+        .arg("--dns-replay")
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .success();
+    let v = json_verify(&out.stdout());
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["arc", "dkim", "dmarc", "spf"]);
+    let dkim = v["dkim"].as_array().unwrap();
+    assert_eq!(dkim.len(), 2);
+    assert_eq!(dkim[0]["selector"], "brisbane");
+    assert_eq!(dkim[0]["algorithm"], "ed25519-sha256");
+    assert_eq!(dkim[1]["selector"], "test");
+    for d in dkim {
+        assert_eq!(d["domain"], "football.example.com");
+        assert_eq!(d["result"], "pass", "{d}");
+        assert_eq!(d["body_hash"], "pass");
+        assert_eq!(d["header_sig"], "pass");
+    }
+    // The receiver recorded a pass too: no change.
+    assert_eq!(dkim[0]["recorded"]["result"], "pass");
+    assert_eq!(dkim[0]["recorded"]["by"], "mx.shopping.example.net");
+    assert_eq!(dkim[0]["recorded"]["change"], Value::Null);
+    // SPF for the external hop (index 0, oldest first), HELO and MAIL FROM apart.
+    let spf = &v["spf"];
+    assert_eq!(spf["ip"], "192.0.2.7");
+    assert_eq!(spf["hop"], 0);
+    assert_eq!(spf["helo"]["domain"], "mail.football.example.com");
+    assert_eq!(spf["helo"]["result"], "pass");
+    assert_eq!(spf["mail_from"]["domain"], "football.example.com");
+    assert_eq!(spf["mail_from"]["result"], "pass");
+    assert_eq!(v["dmarc"]["domain"], "football.example.com");
+    assert_eq!(v["dmarc"]["result"], "pass");
+    assert_eq!(v["dmarc"]["policy"], "reject");
+    assert_eq!(v["arc"]["result"], "none");
+}
+
+#[test]
+fn a_changed_body_is_told_from_a_changed_header_side_by_side() {
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let replay = replay_file(&dir);
+    let body = dir.join("body.eml");
+    fs::write(
+        &body,
+        traced(Some(("We lost the game.", "We won the game.")), AR_PASS),
+    )
+    .unwrap();
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--json", "--dns-replay"])
+        .arg(&replay)
+        .arg(&body)
+        .run()
+        .success();
+    let v = json_verify(&out.stdout());
+    let d = &v["dkim"][0];
+    assert_eq!(d["result"], "fail");
+    assert_eq!(d["body_hash"], "fail");
+    assert_eq!(d["header_sig"], "pass");
+    let change = d["recorded"]["change"].as_str().expect("a change");
+    assert!(
+        change.contains("pass at mx.shopping.example.net then, fail now")
+            && change.contains("body changed"),
+        "{change}"
+    );
+    // With --strict, a fresh failure is exit 1.
+    Tool::new("mail-trace", home.path())
+        .args(["--verify", "--strict", "--dns-replay"])
+        .arg(&replay)
+        .arg(&body)
+        .run()
+        .code_is(1);
+
+    let header = dir.join("header.eml");
+    fs::write(
+        &header,
+        traced(
+            Some(("Subject: Is dinner ready?", "Subject: Is lunch ready?")),
+            AR_PASS,
+        ),
+    )
+    .unwrap();
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--dns-replay"])
+        .arg(&replay)
+        .arg(&header)
+        .run()
+        .success();
+    let table = out.stdout();
+    assert!(table.contains("verify (now):"), "{table}");
+    assert!(
+        table.contains("dkim d=football.example.com s=brisbane a=ed25519-sha256: fail (body hash pass, header signature fail"),
+        "{table}"
+    );
+    assert!(
+        table.contains("[pass at mx.shopping.example.net then, fail now"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_question_missing_from_the_replay_is_exit_75() {
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let replay = dir.join("empty.dns");
+    fs::write(&replay, "# nothing\n").unwrap();
+    let msg = dir.join("m.eml");
+    fs::write(&msg, traced(None, AR_PASS)).unwrap();
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--json", "--dns-replay"])
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .code_is(75);
+    assert_eq!(json_verify(&out.stdout())["dkim"][0]["result"], "temperror");
+}
+
+#[test]
+fn hop_and_overrides_pick_what_spf_judges() {
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let replay = replay_file(&dir);
+    let msg = dir.join("m.eml");
+    fs::write(&msg, traced(None, AR_PASS)).unwrap();
+    // --hop 1 is the internal hop: 10.0.0.5 is not in the SPF record.
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--json", "--hop", "1", "--dns-replay"])
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .success();
+    let v = json_verify(&out.stdout());
+    assert_eq!(v["spf"]["ip"], "10.0.0.5");
+    assert_eq!(v["spf"]["hop"], 1);
+    assert_eq!(v["spf"]["mail_from"]["result"], "fail");
+    // --ip and --mail-from override the hop's facts.
+    let out = Tool::new("mail-trace", home.path())
+        .args([
+            "--verify",
+            "--json",
+            "--ip",
+            "198.51.100.1",
+            "--mail-from",
+            "x@football.example.com",
+            "--dns-replay",
+        ])
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .success();
+    let v = json_verify(&out.stdout());
+    assert_eq!(v["spf"]["ip"], "198.51.100.1");
+    assert_eq!(v["spf"]["mail_from"]["result"], "fail");
+    // DMARC still passes on the aligned DKIM signatures.
+    assert_eq!(v["dmarc"]["result"], "pass");
+    assert_eq!(v["dmarc"]["spf_aligned"], false);
+    assert_eq!(v["dmarc"]["dkim_aligned"], true);
+}
+
+#[test]
+fn verify_flags_need_verify() {
+    let home = TempDir::new();
+    Tool::new("mail-trace", home.path())
+        .args(["--dns", "127.0.0.1:53"])
+        .stdin(fx("rfc8463.eml"))
+        .run()
+        .code_is(64);
+    Tool::new("mail-trace", home.path())
+        .args(["--verify", "--summary"])
+        .stdin(fx("rfc8463.eml"))
+        .run()
+        .code_is(64);
+}
+
+/// dkimpy (Debian's python3-dkim), run by the system Python.
+fn dkimpy() -> bool {
+    std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+const SIGN: &str = r#"
+import sys, dkim
+msg = open(sys.argv[1], 'rb').read().replace(b'\n', b'\r\n')
+key = open(sys.argv[2], 'rb').read()
+canon = sys.argv[3].encode()
+length = sys.argv[4] == 'l'
+sig = dkim.sign(msg, b'sel', b'example.test', key,
+                canonicalize=(canon, canon), include_headers=[b'from', b'to', b'subject'],
+                length=length)
+sys.stdout.buffer.write(sig + msg)
+"#;
+
+#[test]
+fn dkimpy_signed_messages_with_keys_from_dnsmasq_record_and_replay() {
+    if skip_unless(
+        crate::dns::available() && dkimpy(),
+        "dnsmasq and python3-dkim (dkimpy) are needed",
+    ) {
+        return;
+    }
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let key = dir.join("key.pem");
+    let st = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let pubkey = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(pubkey.status.success());
+    use base64::Engine as _;
+    let p = base64::engine::general_purpose::STANDARD.encode(&pubkey.stdout);
+    // A 2048-bit key is longer than one TXT string: served as two strings.
+    let record = format!("v=DKIM1; k=rsa; p={p}");
+    let (a, b) = record.split_at(200);
+    let dns = crate::dns::Dnsmasq::start(
+        &dir.join("dns"),
+        &format!(
+            "txt-record=sel._domainkey.example.test,\"{a}\",\"{b}\"\ntxt-record=_dmarc.example.test,\"v=DMARC1; p=quarantine; adkim=r\"\n"
+        ),
+    );
+    let plain = dir.join("plain.eml");
+    fs::write(
+        &plain,
+        "From: Alice <alice@example.test>\nTo: bob@example.net\nSubject: hello\nDate: Mon, 1 Jan 2024 10:00:00 +0000\nMessage-ID: <1@example.test>\n\nHello  there,   \nsecond line\n",
+    )
+    .unwrap();
+    let sign = |canon: &str, l: &str| -> Vec<u8> {
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", SIGN])
+            .arg(&plain)
+            .arg(&key)
+            .arg(canon)
+            .arg(l)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let relaxed = dir.join("relaxed.eml");
+    fs::write(&relaxed, sign("relaxed", "-")).unwrap();
+    let simple = dir.join("simple.eml");
+    fs::write(&simple, sign("simple", "-")).unwrap();
+    // l= with a line appended after signing (a mailing-list footer).
+    let mut with_l = sign("relaxed", "l");
+    with_l.extend_from_slice(b"-- \r\nfooter added later\r\n");
+    let appended = dir.join("appended.eml");
+    fs::write(&appended, with_l).unwrap();
+
+    let record = dir.join("rec.dns");
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--json", "--dns", &dns.addr, "--dns-record"])
+        .arg(&record)
+        .arg(&relaxed)
+        .arg(&simple)
+        .arg(&appended)
+        .run()
+        .success();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let d = &v["verify"]["dkim"][0];
+        assert_eq!(d["result"], "pass", "{l}");
+        assert_eq!(d["domain"], "example.test");
+        assert_eq!(v["verify"]["dmarc"]["result"], "pass", "{l}");
+        assert_eq!(v["verify"]["dmarc"]["policy"], "quarantine", "{l}");
+    }
+    let l: Value = serde_json::from_str(&lines[2]).unwrap();
+    let d = &l["verify"]["dkim"][0];
+    assert!(d["body_length"].as_u64().is_some(), "{d}");
+    assert_eq!(d["unsigned_body_bytes"].as_u64(), Some(24), "{d}");
+
+    // The record file holds the key, both strings; a replay needs no server.
+    let text = fs::read_to_string(&record).unwrap();
+    assert!(
+        text.contains("sel._domainkey.example.test. TXT \""),
+        "{text}"
+    );
+    drop(dns);
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--json", "--dns-replay"])
+        .arg(&record)
+        .arg(&relaxed)
+        .arg(&simple)
+        .arg(&appended)
+        .run()
+        .success();
+    for (a, b) in lines.iter().zip(out.stdout_lines()) {
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(a).unwrap(),
+            serde_json::from_str(&b).unwrap(),
+        );
+        assert_eq!(a["verify"], b["verify"]);
+    }
+}
