@@ -23,7 +23,7 @@ _mail__trace() {
 
     case "${cmd}" in
         mail__trace)
-            opts="-h -V --json --summary --strict --verify --dns --hop --ip --helo --mail-from --at --dns-record --dns-replay --help --version"
+            opts="-h -V --json --summary --strict --verify --dns --hop --ip --helo --mail-from --at --dnsbl --dns-record --dns-replay --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _mail__trace() {
                     return 0
                     ;;
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dnsbl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

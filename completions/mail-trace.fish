@@ -4,6 +4,7 @@ complete -c mail-trace -l ip -d 'The connecting address for SPF, instead of the 
 complete -c mail-trace -l helo -d 'The HELO name for SPF, instead of the hop\'s' -r
 complete -c mail-trace -l mail-from -d 'The envelope sender for SPF and DMARC, instead of Return-Path or the hop\'s' -r
 complete -c mail-trace -l at -d 'Judge signature expiry as of TIME (RFC 5322 or RFC 3339 date) [default: the date of the receiving hop]' -r
+complete -c mail-trace -l dnsbl -d 'Look the external hops\' addresses up in DNS blocklist ZONE (repeatable, or comma-separated)' -r
 complete -c mail-trace -l dns-record -d 'Save every DNS answer used to FILE (a replay file)' -r -F
 complete -c mail-trace -l dns-replay -d 'Answer DNS only from FILE (offline, reproducible)' -r -F
 complete -c mail-trace -l json -d 'Print one JSON object per message (JSON Lines), "version": 1'

@@ -370,3 +370,78 @@ fn dkimpy_signed_messages_with_keys_from_dnsmasq_record_and_replay() {
         assert_eq!(a["verify"], b["verify"]);
     }
 }
+
+#[test]
+fn dnsbl_listings_refusals_and_rewriting_resolvers_are_told_apart() {
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let replay = replay_file(&dir);
+    let mut dns = fs::read_to_string(&replay).unwrap();
+    dns.push_str(
+        "7.2.0.192.bl.example. A 127.0.0.2\n7.2.0.192.refusing.example. A 127.255.255.254\n",
+    );
+    fs::write(&replay, dns).unwrap();
+    let msg = dir.join("m.eml");
+    fs::write(&msg, traced(None, AR_PASS)).unwrap();
+    let out = Tool::new("mail-trace", home.path())
+        .args([
+            "--verify",
+            "--json",
+            "--dnsbl",
+            "bl.example,refusing.example",
+            "--dnsbl",
+            "clean.example",
+            "--dns-replay",
+        ])
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .success();
+    let v = json_verify(&out.stdout());
+    // Only the external hop (192.0.2.7) is looked up, never 10.0.0.5.
+    let got: Vec<(String, String)> = v["dnsbl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["ip"], "192.0.2.7");
+            (
+                d["zone"].as_str().unwrap().to_string(),
+                d["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("bl.example".to_string(), "listed".to_string()),
+            ("refusing.example".to_string(), "error".to_string()),
+            ("clean.example".to_string(), "not_listed".to_string())
+        ]
+    );
+    // A listing fails --strict.
+    Tool::new("mail-trace", home.path())
+        .args([
+            "--verify",
+            "--strict",
+            "--dnsbl",
+            "bl.example",
+            "--dns-replay",
+        ])
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .code_is(1);
+    Tool::new("mail-trace", home.path())
+        .args([
+            "--verify",
+            "--strict",
+            "--dnsbl",
+            "clean.example",
+            "--dns-replay",
+        ])
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .success();
+}

@@ -123,6 +123,15 @@ pub fn command() -> Command {
                 .help("Judge signature expiry as of TIME (RFC 5322 or RFC 3339 date) [default: the date of the receiving hop]"),
         )
         .arg(
+            Arg::new("dnsbl")
+                .long("dnsbl")
+                .value_name("ZONE")
+                .requires("verify")
+                .action(ArgAction::Append)
+                .value_delimiter(',')
+                .help("Look the external hops' addresses up in DNS blocklist ZONE (repeatable, or comma-separated)"),
+        )
+        .arg(
             Arg::new("dns-record")
                 .long("dns-record")
                 .value_name("FILE")
@@ -168,6 +177,7 @@ struct VerifySettings {
     at: Option<String>,
     record: Option<PathBuf>,
     replay: Option<PathBuf>,
+    dnsbl: Vec<String>,
 }
 
 impl Settings {
@@ -194,6 +204,10 @@ impl Settings {
                 at: m.get_one::<String>("at").cloned(),
                 record: m.get_one::<PathBuf>("dns-record").cloned(),
                 replay: m.get_one::<PathBuf>("dns-replay").cloned(),
+                dnsbl: m
+                    .get_many::<String>("dnsbl")
+                    .map(|v| v.filter(|z| !z.is_empty()).cloned().collect())
+                    .unwrap_or_default(),
             }),
         }
     }

@@ -29,6 +29,7 @@ pub(super) struct Run {
     helo: Option<String>,
     mail_from: Option<String>,
     at: Option<u64>,
+    dnsbl: Vec<String>,
 }
 
 impl Run {
@@ -63,6 +64,7 @@ impl Run {
             helo: s.helo.clone(),
             mail_from: s.mail_from.clone(),
             at,
+            dnsbl: s.dnsbl.clone(),
         })
     }
 
@@ -103,6 +105,11 @@ impl Run {
         });
         let mut v = self.verifier.verify(msg.bytes(), &hop, at);
         verify::compare(&mut v, &c.auth, hop.hop);
+        if !self.dnsbl.is_empty() {
+            v.dnsbl = self
+                .verifier
+                .dnsbl(&verify::external_addresses(&c.hops), &self.dnsbl);
+        }
         match verify::outcome(&v) {
             Outcome::Pass => {}
             Outcome::Failed => {
@@ -288,5 +295,25 @@ pub(super) fn print(v: &Verification, colour: bool, ctx: &mut Ctx) -> bool {
     }
     l.push_str(&printable(&recorded_text(&a.recorded)));
     lines.push(l);
+    for b in &v.dnsbl {
+        let hop = b.hop.map(|h| format!(" (hop {h})")).unwrap_or_default();
+        let mut l = format!(
+            "  dnsbl {} in {}{hop}: {}",
+            b.ip,
+            printable(&b.zone),
+            paint(match b.result.as_str() {
+                "not_listed" => "pass",
+                other => other,
+            })
+            .replace("pass", "not listed")
+        );
+        if !b.codes.is_empty() {
+            l.push_str(&format!(" ({})", b.codes.join(", ")));
+        }
+        if let Some(r) = &b.reason {
+            l.push_str(&format!(": {}", printable(r)));
+        }
+        lines.push(l);
+    }
     lines.into_iter().all(|l| ctx.line(&l))
 }

@@ -81,6 +81,27 @@ pub struct Verification {
     pub dmarc: DmarcCheck,
     /// The ARC chain.
     pub arc: ArcCheck,
+    /// `--dnsbl`: each external hop's address in each list asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dnsbl: Vec<DnsblCheck>,
+}
+
+/// One address looked up in one DNS blocklist (RFC 5782).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DnsblCheck {
+    /// The address looked up.
+    pub ip: String,
+    /// Index of its hop in `hops`.
+    pub hop: Option<usize>,
+    /// The list's zone.
+    pub zone: String,
+    /// `listed`, `not_listed`, `error` (the list refused the query, or the
+    /// resolver rewrote NXDOMAIN) or `temperror`.
+    pub result: String,
+    /// The answers (127.0.0.x return codes), for a listing.
+    pub codes: Vec<String>,
+    /// Why, for an error.
+    pub reason: Option<String>,
 }
 
 /// One DKIM-Signature, judged.
@@ -276,6 +297,7 @@ impl Verifier {
                     reason: Some("the message could not be parsed".into()),
                     ..ArcCheck::default()
                 },
+                dnsbl: Vec::new(),
             };
         };
         self.rt.block_on(self.verify_async(&msg, hop, at))
@@ -325,7 +347,71 @@ impl Verifier {
             spf,
             dmarc,
             arc,
+            dnsbl: Vec::new(),
         }
+    }
+
+    /// Look up each `(hop, address)` in each DNSBL `zone`. Only answers in
+    /// 127.0.0.0/8 are listings; 127.255.255.x (the lists' "query refused"
+    /// codes) and answers outside 127.0.0.0/8 (a resolver that rewrites
+    /// NXDOMAIN) are errors, never listings.
+    pub fn dnsbl(&self, addrs: &[(Option<usize>, IpAddr)], zones: &[String]) -> Vec<DnsblCheck> {
+        use mail_auth::hickory_resolver::proto::rr::{RData, RecordType};
+        let mut out = Vec::new();
+        for &(hop, ip) in addrs {
+            for zone in zones {
+                let zone_abs = zone.trim_end_matches('.');
+                let name = format!("{}.{zone_abs}.", reversed(ip));
+                let mut c = DnsblCheck {
+                    ip: ip.to_string(),
+                    hop,
+                    zone: zone_abs.to_string(),
+                    ..DnsblCheck::default()
+                };
+                let res = self
+                    .rt
+                    .block_on(self.auth.resolver().lookup(name.as_str(), RecordType::A));
+                match res {
+                    Ok(l) => {
+                        let addrs: Vec<std::net::Ipv4Addr> = l
+                            .answers()
+                            .iter()
+                            .filter_map(|r| match &r.data {
+                                RData::A(a) => Some(a.0),
+                                _ => None,
+                            })
+                            .collect();
+                        c.codes = addrs.iter().map(|a| a.to_string()).collect();
+                        if let Some(a) = addrs.iter().find(|a| a.octets()[0] != 127) {
+                            c.result = "error".into();
+                            c.reason = Some(format!(
+                                "answer {a} is outside 127.0.0.0/8: the resolver rewrites NXDOMAIN, so nothing it says about this list counts"
+                            ));
+                        } else if let Some(a) =
+                            addrs.iter().find(|a| a.octets()[..3] == [127, 255, 255])
+                        {
+                            c.result = "error".into();
+                            c.reason = Some(format!(
+                                "the list refused the query ({a}): it does not answer this resolver"
+                            ));
+                        } else if addrs.is_empty() {
+                            c.result = "not_listed".into();
+                        } else {
+                            c.result = "listed".into();
+                        }
+                    }
+                    Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+                        c.result = "not_listed".into();
+                    }
+                    Err(e) => {
+                        c.result = "temperror".into();
+                        c.reason = Some(format!("DNS error: {e}"));
+                    }
+                }
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// SPF for HELO and MAIL FROM separately; also the MAIL FROM output
@@ -409,6 +495,18 @@ impl Verifier {
             expires: (sig.x > 0).then_some(sig.x),
             ..DkimCheck::default()
         };
+        // Expired as of `at`, whatever the clock says (the crate judges by
+        // the clock, so a signature valid today may have expired then).
+        if let Some(t) = at
+            && sig.x != 0
+            && sig.x <= t
+        {
+            c.result = "neutral".into();
+            c.body_hash = "unchecked".into();
+            c.header_sig = "unchecked".into();
+            c.reason = Some(format!("signature expired (x={}) as of {t}", sig.x));
+            return c;
+        }
         let mut body = body_hash_of(msg, sig);
         if sig.l > 0 {
             let total = canonical_body_len(msg, sig);
@@ -566,6 +664,42 @@ pub fn is_external(ip: IpAddr) -> bool {
     }
 }
 
+/// The DNSBL query label of an address: reversed octets, or reversed
+/// nibbles for IPv6 (RFC 5782 2.1, 2.4).
+fn reversed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(a) => {
+            let mut parts = Vec::with_capacity(32);
+            for b in a.octets().iter().rev() {
+                parts.push(format!("{:x}", b & 0x0f));
+                parts.push(format!("{:x}", b >> 4));
+            }
+            parts.join(".")
+        }
+    }
+}
+
+/// The external addresses of a chain's hops, oldest first, each once.
+pub fn external_addresses(hops: &[crate::trace::Hop]) -> Vec<(Option<usize>, IpAddr)> {
+    let mut out: Vec<(Option<usize>, IpAddr)> = Vec::new();
+    for (i, h) in hops.iter().enumerate() {
+        let Some(ip) =
+            h.ip.as_deref()
+                .and_then(|s| s.trim_start_matches("IPv6:").parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        if is_external(ip) && !out.iter().any(|(_, a)| *a == ip) {
+            out.push((Some(i), ip));
+        }
+    }
+    out
+}
+
 /// The hop whose SPF is judged: `wanted` when given, else the newest hop
 /// (highest index in `hops`, oldest first) whose connecting address is
 /// external ([`is_external`]).
@@ -679,6 +813,15 @@ pub fn outcome(v: &Verification) -> Outcome {
     }
     words.push(&v.dmarc.result);
     words.push(&v.arc.result);
+    // A listing is a failure; a list's refusal or a rewriting resolver is
+    // an error shown as such, not a verdict on the message.
+    for d in &v.dnsbl {
+        match d.result.as_str() {
+            "listed" => words.push("fail"),
+            "temperror" => words.push("temperror"),
+            _ => {}
+        }
+    }
     if words.contains(&"temperror") {
         Outcome::Temporary
     } else if words.iter().all(|w| matches!(*w, "pass" | "none")) {
@@ -1083,6 +1226,131 @@ mod tests {
         assert_eq!(
             (mf.domain.as_str(), mf.result.as_str()),
             ("football.example.com", "pass")
+        );
+    }
+
+    /// A small Ed25519-SHA256 signer (RFC 8463) independent of mail-auth:
+    /// relaxed/relaxed over From, To and Subject, with `t=` and `x=`.
+    fn ed25519_signed(t: u64, x: u64) -> Vec<u8> {
+        use base64::Engine as _;
+        use sha2::Digest;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let seed = b64
+            .decode("nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+            .unwrap();
+        let key =
+            openssl::pkey::PKey::private_key_from_raw_bytes(&seed, openssl::pkey::Id::ED25519)
+                .unwrap();
+        let headers = [
+            ("From", "Joe SixPack <joe@football.example.com>"),
+            ("To", "Suzie Q <suzie@shopping.example.net>"),
+            ("Subject", "Is dinner ready?"),
+        ];
+        let body = "Hi.\r\n";
+        let bh = b64.encode(sha2::Sha256::digest(body.as_bytes()));
+        let value = format!(
+            "v=1; a=ed25519-sha256; c=relaxed/relaxed; d=football.example.com; s=brisbane; t={t}; x={x}; h=from:to:subject; bh={bh}; b="
+        );
+        let mut data = String::new();
+        for (n, v) in headers {
+            data.push_str(&format!("{}:{v}\r\n", n.to_ascii_lowercase()));
+        }
+        data.push_str(&format!("dkim-signature:{value}"));
+        let digest = sha2::Sha256::digest(data.as_bytes());
+        let mut signer = openssl::sign::Signer::new_without_digest(&key).unwrap();
+        let sig = b64.encode(signer.sign_oneshot_to_vec(&digest).unwrap());
+        let mut msg = format!("DKIM-Signature: {value}{sig}\r\n");
+        for (n, v) in headers {
+            msg.push_str(&format!("{n}: {v}\r\n"));
+        }
+        msg.push_str("\r\n");
+        msg.push_str(body);
+        msg.into_bytes()
+    }
+
+    fn verify_at(msg: &[u8], at: Option<u64>) -> DkimCheck {
+        let (dns, _) = rfc8463();
+        let stub = stub::Stub::start(stub::Mode::Replay(stub::Book::parse(&dns).unwrap())).unwrap();
+        let v = Verifier::new(&Dns::Stub(stub.addr()), Duration::from_secs(5)).unwrap();
+        v.verify(msg, &SmtpHop::default(), at).dkim.remove(0)
+    }
+
+    #[test]
+    fn expiry_is_judged_as_of_the_given_time() {
+        // Expired in 2001 by the clock: valid as of a time before x=.
+        let old = ed25519_signed(1_000_000_000, 1_000_000_100);
+        let d = verify_at(&old, Some(1_000_000_050));
+        assert_eq!(
+            (
+                d.result.as_str(),
+                d.body_hash.as_str(),
+                d.header_sig.as_str()
+            ),
+            ("pass", "pass", "pass"),
+            "{d:?}"
+        );
+        assert_eq!(d.expires, Some(1_000_000_100));
+        let d = verify_at(&old, Some(1_000_000_150));
+        assert_eq!(d.result, "neutral", "{d:?}");
+        assert!(d.reason.as_deref().unwrap().contains("expired"), "{d:?}");
+        assert_eq!(verify_at(&old, None).result, "neutral");
+        // Valid by the clock (until 2100), expired as of a later time.
+        let new = ed25519_signed(1_000_000_000, 4_102_444_800);
+        assert_eq!(verify_at(&new, None).result, "pass");
+        assert_eq!(verify_at(&new, Some(4_102_444_900)).result, "neutral");
+    }
+
+    #[test]
+    fn dnsbl_names_and_external_addresses() {
+        assert_eq!(reversed("192.0.2.7".parse().unwrap()), "7.2.0.192");
+        assert_eq!(
+            reversed("2001:db8::1".parse().unwrap()),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"
+        );
+        for (ip, ext) in [
+            ("192.0.2.7", true),
+            ("10.1.2.3", false),
+            ("172.16.0.1", false),
+            ("192.168.1.1", false),
+            ("127.0.0.1", false),
+            ("169.254.1.1", false),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("::1", false),
+            ("::ffff:10.0.0.1", false),
+            ("2001:db8::1", true),
+        ] {
+            assert_eq!(is_external(ip.parse().unwrap()), ext, "{ip}");
+        }
+    }
+
+    #[test]
+    fn dnsbl_listing_refusal_and_rewriting_resolver() {
+        let book = "7.2.0.192.listed.example. A 127.0.0.2\n\
+                    7.2.0.192.refusing.example. A 127.255.255.254\n\
+                    7.2.0.192.rewriting.example. A 198.51.100.1\n\
+                    $DEFAULT NXDOMAIN\n";
+        let stub = stub::Stub::start(stub::Mode::Replay(stub::Book::parse(book).unwrap())).unwrap();
+        let v = Verifier::new(&Dns::Stub(stub.addr()), Duration::from_secs(5)).unwrap();
+        let zones: Vec<String> = [
+            "listed.example",
+            "refusing.example",
+            "rewriting.example",
+            "clean.example",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let r = v.dnsbl(&[(Some(0), "192.0.2.7".parse().unwrap())], &zones);
+        let got: Vec<&str> = r.iter().map(|c| c.result.as_str()).collect();
+        assert_eq!(got, ["listed", "error", "error", "not_listed"], "{r:?}");
+        assert_eq!(r[0].codes, ["127.0.0.2"]);
+        assert!(r[1].reason.as_deref().unwrap().contains("refused"));
+        assert!(
+            r[2].reason
+                .as_deref()
+                .unwrap()
+                .contains("rewrites NXDOMAIN")
         );
     }
 
