@@ -16,7 +16,7 @@ use crate::exit::{Error, Kind, Result};
 use crate::proto::transcript::printable;
 use crate::tools::Ctx;
 use crate::trace::chain::Chain;
-use crate::trace::verify::{self, Dns, Outcome, Recorded, Verification, Verifier, stub};
+use crate::trace::verify::{self, Outcome, Recorded, Verification, Verifier, stub};
 
 /// The verifier of one run.
 pub(super) struct Run {
@@ -54,9 +54,9 @@ impl Run {
             };
             stub::Stub::start(stub::Mode::Record(upstream))?
         };
-        let dns = Dns::Stub(stub.addr());
+
         Ok(Run {
-            verifier: Verifier::new(&dns, timeout)?,
+            verifier: Verifier::through(&stub, timeout)?,
             stub,
             record: s.record.clone(),
             hop: s.hop,

@@ -28,6 +28,8 @@
 pub mod stub;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mail_auth::common::cache::NoCache;
@@ -157,8 +159,12 @@ pub struct SpfIdentity {
     /// RFC 8601 result word: pass, fail, softfail, neutral, none,
     /// temperror, permerror.
     pub result: String,
-    /// The explanation (`exp=`), when the domain gave one.
+    /// The explanation (`exp=`), when the domain gave one, or why a
+    /// limit made it a permerror.
     pub explanation: Option<String>,
+    /// Void lookups (NXDOMAIN or no data) met in the evaluation, when
+    /// counted (DNS through the stub).
+    pub void_lookups: Option<usize>,
     /// What the receiving hop recorded for this identity.
     pub recorded: Option<Recorded>,
 }
@@ -226,13 +232,28 @@ pub struct ArcCheck {
     pub recorded: Option<Recorded>,
 }
 
-/// A resolver and a runtime, kept for a whole run (the resolver caches).
+/// A resolver and a runtime, kept for a whole run.
 pub struct Verifier {
     rt: tokio::runtime::Runtime,
     auth: MessageAuthenticator,
+    /// The stub's count of void answers, when DNS goes through one: SPF's
+    /// void-lookup limit (RFC 7208 4.6.4), which mail-auth 0.13 lacks.
+    voids: Option<Arc<AtomicUsize>>,
 }
 
+/// RFC 7208 4.6.4: more void lookups than this in one evaluation is a
+/// permerror.
+pub const VOID_LOOKUP_LIMIT: usize = 2;
+
 impl Verifier {
+    /// A verifier whose every question goes to `stub`, which also counts
+    /// void answers for SPF's void-lookup limit.
+    pub fn through(stub: &stub::Stub, timeout: Duration) -> Result<Verifier> {
+        let mut v = Verifier::new(&Dns::Stub(stub.addr()), timeout)?;
+        v.voids = Some(stub.voids());
+        Ok(v)
+    }
+
     /// A verifier asking `dns`, each query waiting at most `timeout`.
     pub fn new(dns: &Dns, timeout: Duration) -> Result<Verifier> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -260,6 +281,9 @@ impl Verifier {
                 ResolverConfig::from_parts(None, vec![], vec![ns])
             }
             Dns::Stub(addr) => {
+                // Every question reaches the stub (no cache in between), so
+                // it sees, records and counts each one.
+                opts.cache_size = 0;
                 let mut ns = NameServerConfig::udp(addr.ip());
                 for c in &mut ns.connections {
                     c.port = addr.port();
@@ -274,7 +298,11 @@ impl Verifier {
             MessageAuthenticator::new(config, opts)
                 .map_err(|e| Error::new(Kind::Temporary, "starting the DNS resolver", e))?
         };
-        Ok(Verifier { rt, auth })
+        Ok(Verifier {
+            rt,
+            auth,
+            voids: None,
+        })
     }
 
     /// Verify `raw` (a whole message, LF or CRLF), judging SPF for `hop`
@@ -425,13 +453,14 @@ impl Verifier {
         let helo = if helo_name.is_empty() {
             None
         } else {
+            let start = self.void_count();
             let out = self
                 .auth
                 .verify_spf(mail_auth::spf::verify::SpfParameters::verify_ehlo(
                     ip, helo_name, receiver,
                 ))
                 .await;
-            Some(spf_identity(&out))
+            Some(self.void_limit(spf_identity(&out), start))
         };
         // RFC 7208 2.4: the null sender is checked as postmaster@HELO.
         let sender = match hop.mail_from.as_deref() {
@@ -441,14 +470,21 @@ impl Verifier {
         };
         let (mail_from, out, domain) = match &sender {
             Some(s) => {
-                let out = self
+                let start = self.void_count();
+                let mut out = self
                     .auth
                     .verify_spf(mail_auth::spf::verify::SpfParameters::verify_mail_from(
                         ip, helo_name, receiver, s,
                     ))
                     .await;
                 let domain = s.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-                (Some(spf_identity(&out)), Some(out), domain)
+                let id = self.void_limit(spf_identity(&out), start);
+                if id.result == "permerror" && out.result() != SpfResult::PermError {
+                    // DMARC must not count an SPF pass the limit undid.
+                    out =
+                        SpfOutput::new(out.domain().to_string()).with_result(SpfResult::PermError);
+                }
+                (Some(id), Some(out), domain)
             }
             None => (None, None, String::new()),
         };
@@ -462,6 +498,24 @@ impl Verifier {
             out,
             domain,
         )
+    }
+
+    fn void_count(&self) -> usize {
+        self.voids.as_ref().map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+
+    /// `id` turned into a permerror when the evaluation that started at
+    /// void count `start` met more than [`VOID_LOOKUP_LIMIT`] void answers.
+    fn void_limit(&self, mut id: SpfIdentity, start: usize) -> SpfIdentity {
+        let voids = self.void_count().saturating_sub(start);
+        id.void_lookups = self.voids.as_ref().map(|_| voids);
+        if voids > VOID_LOOKUP_LIMIT && !matches!(id.result.as_str(), "none" | "temperror") {
+            id.result = "permerror".into();
+            id.explanation = Some(format!(
+                "{voids} void DNS lookups, more than the {VOID_LOOKUP_LIMIT} RFC 7208 4.6.4 allows"
+            ));
+        }
+        id
     }
 
     /// One DKIM output as a [`DkimCheck`], with the parts the crate skips
@@ -1005,6 +1059,7 @@ fn spf_identity(out: &SpfOutput) -> SpfIdentity {
         domain: out.domain().to_string(),
         result: spf_word(out.result()).into(),
         explanation: out.explanation().map(str::to_string),
+        void_lookups: None,
         recorded: None,
     }
 }
@@ -1102,7 +1157,7 @@ mod tests {
     /// Verify `msg` with DNS answered from `book` only.
     fn verify_with(book: &str, msg: &[u8], hop: &SmtpHop) -> Verification {
         let stub = stub::Stub::start(stub::Mode::Replay(stub::Book::parse(book).unwrap())).unwrap();
-        let v = Verifier::new(&Dns::Stub(stub.addr()), Duration::from_secs(5)).unwrap();
+        let v = Verifier::through(&stub, Duration::from_secs(5)).unwrap();
         v.verify(msg, hop, None)
     }
 
@@ -1298,6 +1353,55 @@ mod tests {
         let new = ed25519_signed(1_000_000_000, 4_102_444_800);
         assert_eq!(verify_at(&new, None).result, "pass");
         assert_eq!(verify_at(&new, Some(4_102_444_900)).result, "neutral");
+    }
+
+    /// The MAIL FROM result for joe@example.com from 192.0.2.7 with `dns`.
+    fn spf_of(dns: &str) -> SpfIdentity {
+        let (_, msg) = rfc8463();
+        let hop = SmtpHop {
+            ip: Some("192.0.2.7".parse().unwrap()),
+            helo: Some("mail.example.com".into()),
+            mail_from: Some("joe@example.com".into()),
+            ..SmtpHop::default()
+        };
+        let book = format!("{dns}\n$DEFAULT NXDOMAIN\n");
+        verify_with(&book, &msg, &hop)
+            .spf
+            .unwrap()
+            .mail_from
+            .unwrap()
+    }
+
+    #[test]
+    fn spf_include_lookup_limit_void_limit_and_two_records() {
+        let inc = "example.com. TXT \"v=spf1 include:_spf.example.com -all\"\n\
+                   _spf.example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"";
+        assert_eq!(spf_of(inc).result, "pass");
+        // Eleven includes in a chain: past the 10-lookup limit.
+        let mut chain = String::from("example.com. TXT \"v=spf1 include:i1.example.com -all\"\n");
+        for i in 1..=11 {
+            chain.push_str(&format!(
+                "i{i}.example.com. TXT \"v=spf1 include:i{}.example.com -all\"\n",
+                i + 1
+            ));
+        }
+        chain.push_str("i12.example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n");
+        assert_eq!(spf_of(&chain).result, "permerror");
+        // Three void lookups before the matching ip4: permerror; two: pass.
+        let three = "example.com. TXT \"v=spf1 a:nx1.example.com a:nx2.example.com a:nx3.example.com ip4:192.0.2.0/24 -all\"";
+        let s = spf_of(three);
+        assert_eq!(s.result, "permerror", "{s:?}");
+        assert_eq!(s.void_lookups, Some(3));
+        let two =
+            "example.com. TXT \"v=spf1 a:nx1.example.com a:nx2.example.com ip4:192.0.2.0/24 -all\"";
+        assert_eq!(spf_of(two).result, "pass");
+        // Two SPF records: permerror (RFC 7208 4.5), whichever comes first.
+        let both =
+            "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\nexample.com. TXT \"v=spf1 -all\"";
+        assert_eq!(spf_of(both).result, "permerror");
+        // Other TXT records beside one SPF record are fine.
+        let other = "example.com. TXT \"google-site-verification=x\"\nexample.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"";
+        assert_eq!(spf_of(other).result, "pass");
     }
 
     #[test]

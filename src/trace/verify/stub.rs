@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -317,6 +317,8 @@ pub enum Mode {
 pub struct Stub {
     addr: SocketAddr,
     book: Arc<Mutex<Book>>,
+    /// Void answers served (NXDOMAIN, or no record of the type asked).
+    voids: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -337,14 +339,16 @@ impl Stub {
         };
         let book = Arc::new(Mutex::new(book));
         let stop = Arc::new(AtomicBool::new(false));
-        let (b2, s2) = (book.clone(), stop.clone());
+        let voids = Arc::new(AtomicUsize::new(0));
+        let (b2, s2, v2) = (book.clone(), stop.clone(), voids.clone());
         let thread = std::thread::Builder::new()
             .name("dns-stub".into())
-            .spawn(move || serve(&sock, &b2, upstream, &s2))
+            .spawn(move || serve(&sock, &b2, upstream, &s2, &v2))
             .map_err(|e| Error::new(Kind::Temporary, "starting the DNS stub", e))?;
         Ok(Stub {
             addr,
             book,
+            voids,
             stop,
             thread: Some(thread),
         })
@@ -353,6 +357,12 @@ impl Stub {
     /// Where the stub listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The count of void answers served so far (RFC 7208 4.6.4: NXDOMAIN,
+    /// or NOERROR without a record of the type asked), for SPF's limit.
+    pub fn voids(&self) -> Arc<AtomicUsize> {
+        self.voids.clone()
     }
 
     /// The answers given so far (record mode: what was used).
@@ -370,7 +380,13 @@ impl Drop for Stub {
     }
 }
 
-fn serve(sock: &UdpSocket, book: &Mutex<Book>, upstream: Option<SocketAddr>, stop: &AtomicBool) {
+fn serve(
+    sock: &UdpSocket,
+    book: &Mutex<Book>,
+    upstream: Option<SocketAddr>,
+    stop: &AtomicBool,
+    voids: &AtomicUsize,
+) {
     let mut buf = vec![0u8; 65535];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
@@ -385,6 +401,13 @@ fn serve(sock: &UdpSocket, book: &Mutex<Book>, upstream: Option<SocketAddr>, sto
         };
         if let Some(mut r) = reply {
             two_spf_records(&mut r);
+            let qtype = query.queries.first().map(|q| q.query_type);
+            let void = r.metadata.response_code == ResponseCode::NXDomain
+                || (r.metadata.response_code == ResponseCode::NoError
+                    && !r.answers.iter().any(|a| Some(a.record_type()) == qtype));
+            if void {
+                voids.fetch_add(1, Ordering::Relaxed);
+            }
             if let Ok(bytes) = r.to_vec() {
                 let _ = sock.send_to(&bytes, peer);
             }
