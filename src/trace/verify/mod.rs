@@ -29,7 +29,7 @@ pub mod stub;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mail_auth::common::cache::NoCache;
@@ -238,7 +238,7 @@ pub struct Verifier {
     auth: MessageAuthenticator,
     /// The stub's count of void answers, when DNS goes through one: SPF's
     /// void-lookup limit (RFC 7208 4.6.4), which mail-auth 0.13 lacks.
-    voids: Option<Arc<AtomicUsize>>,
+    voids: Option<Arc<stub::Voids>>,
 }
 
 /// RFC 7208 4.6.4: more void lookups than this in one evaluation is a
@@ -452,6 +452,13 @@ impl Verifier {
         let helo_name = hop.helo.as_deref().unwrap_or("");
         let helo = if helo_name.is_empty() {
             None
+        } else if !spf_domain_ok(helo_name) {
+            Some(SpfIdentity {
+                domain: helo_name.to_string(),
+                result: "none".into(),
+                explanation: Some("not a multi-label domain name (RFC 7208 4.3)".into()),
+                ..SpfIdentity::default()
+            })
         } else {
             let start = self.void_count();
             let out = self
@@ -469,6 +476,17 @@ impl Verifier {
             _ => None,
         };
         let (mail_from, out, domain) = match &sender {
+            Some(s) if !spf_domain_ok(s.rsplit_once('@').map_or("", |(_, d)| d)) => {
+                let domain = s.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+                let id = SpfIdentity {
+                    domain: domain.clone(),
+                    result: "none".into(),
+                    explanation: Some("not a multi-label domain name (RFC 7208 4.3)".into()),
+                    ..SpfIdentity::default()
+                };
+                let out = SpfOutput::new(domain.clone()).with_result(SpfResult::None);
+                (Some(id), Some(out), domain)
+            }
             Some(s) => {
                 let start = self.void_count();
                 let mut out = self
@@ -501,13 +519,25 @@ impl Verifier {
     }
 
     fn void_count(&self) -> usize {
-        self.voids.as_ref().map_or(0, |v| v.load(Ordering::Relaxed))
+        self.voids
+            .as_ref()
+            .map_or(0, |v| v.count.load(Ordering::Relaxed))
     }
 
     /// `id` turned into a permerror when the evaluation that started at
     /// void count `start` met more than [`VOID_LOOKUP_LIMIT`] void answers.
     fn void_limit(&self, mut id: SpfIdentity, start: usize) -> SpfIdentity {
-        let voids = self.void_count().saturating_sub(start);
+        let mut voids = self.void_count().saturating_sub(start);
+        // An `exp=` lookup comes after a fail is decided, and does not
+        // count (RFC 7208 4.6.4); it is the evaluation's last question.
+        if id.result == "fail"
+            && self
+                .voids
+                .as_ref()
+                .is_some_and(|v| v.last_was_txt.load(Ordering::Relaxed))
+        {
+            voids = voids.saturating_sub(1);
+        }
         id.void_lookups = self.voids.as_ref().map(|_| voids);
         if voids > VOID_LOOKUP_LIMIT && !matches!(id.result.as_str(), "none" | "temperror") {
             id.result = "permerror".into();
@@ -716,6 +746,19 @@ pub fn is_external(ip: IpAddr) -> bool {
                 || (seg0 & 0xffc0) == 0xfe80)
         }
     }
+}
+
+/// RFC 7208 4.3: a domain check_host() can judge: labels of 1 to 63
+/// bytes (a final dot aside), at least two of them, no domain literal.
+/// Anything else is `none` without a lookup (mail-auth 0.13 gives
+/// temperror when the name cannot even be asked).
+fn spf_domain_ok(d: &str) -> bool {
+    let d = d.strip_suffix('.').unwrap_or(d);
+    !d.is_empty()
+        && d.len() <= 253
+        && !d.starts_with('[')
+        && d.contains('.')
+        && d.split('.').all(|l| !l.is_empty() && l.len() <= 63)
 }
 
 /// The DNSBL query label of an address: reversed octets, or reversed
@@ -1456,6 +1499,22 @@ mod tests {
                 .unwrap()
                 .contains("rewrites NXDOMAIN")
         );
+    }
+
+    #[test]
+    fn spf_domains_rfc7208_can_judge() {
+        for (d, ok) in [
+            ("example.com", true),
+            ("example.com.", true),
+            ("A2345678", false),
+            ("[1.2.3.5]", false),
+            ("a...example.com", false),
+            ("", false),
+            (&format!("{}.example.com", "a".repeat(64)), false),
+            (&format!("{}.example.com", "a".repeat(63)), true),
+        ] {
+            assert_eq!(spf_domain_ok(d), ok, "{d}");
+        }
     }
 
     #[test]

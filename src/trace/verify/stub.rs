@@ -38,12 +38,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mail_auth::hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-use mail_auth::hickory_resolver::proto::rr::{RData, Record, RecordType};
+use mail_auth::hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use crate::exit::{Error, Kind, Result};
 
@@ -66,12 +67,65 @@ pub struct Book {
     default_nxdomain: bool,
 }
 
+/// The book's key of a name: its absolute presentation form as hickory
+/// writes it (odd bytes escaped), lower case; so a name from the file and
+/// one from a query meet whatever bytes they hold.
 fn key(name: &str, rtype: &str) -> (String, String) {
-    let mut n = name.to_ascii_lowercase();
-    if !n.ends_with('.') {
-        n.push('.');
-    }
+    let n = match parse_name(name) {
+        Ok(n) => n.to_ascii().to_ascii_lowercase(),
+        Err(_) => {
+            let mut n = name.to_ascii_lowercase();
+            if !n.ends_with('.') {
+                n.push('.');
+            }
+            n
+        }
+    };
     (n, rtype.to_ascii_uppercase())
+}
+
+/// A name in zone-file form, absolute whether or not it ends in a dot:
+/// labels split at unescaped dots, `\DDD` and `\X` escapes undone, any
+/// other byte taken as it is (DNS labels may hold any byte; SPF test
+/// suites use `:` and spaces).
+fn parse_name(s: &str) -> std::result::Result<Name, String> {
+    if s == "." {
+        return Ok(Name::root());
+    }
+    let b = s.as_bytes();
+    let mut labels: Vec<Vec<u8>> = Vec::new();
+    let mut cur = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) => {
+                let v: u32 = s[i + 1..i + 4]
+                    .parse()
+                    .map_err(|_| "bad escape".to_string())?;
+                cur.push(u8::try_from(v).map_err(|_| "\\DDD above 255".to_string())?);
+                i += 4;
+            }
+            b'\\' if i + 1 < b.len() => {
+                cur.push(b[i + 1]);
+                i += 2;
+            }
+            b'.' => {
+                if cur.is_empty() {
+                    return Err(format!("empty label in {s:?}"));
+                }
+                labels.push(std::mem::take(&mut cur));
+                i += 1;
+            }
+            c => {
+                cur.push(c);
+                i += 1;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        labels.push(cur);
+    }
+    Name::from_labels(labels.iter().map(Vec::as_slice)).map_err(|e| e.to_string())
 }
 
 impl Book {
@@ -258,7 +312,7 @@ fn parse_txt(d: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
                 break;
             }
             if c == b'\\' && i + 1 < b.len() {
-                if i + 3 < b.len() + 1 && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+                if i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
                     let v: u32 = std::str::from_utf8(&b[i + 1..i + 4])
                         .ok()
                         .and_then(|s| s.parse().ok())
@@ -286,7 +340,21 @@ fn parse_txt(d: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
 }
 
 fn to_rdata(rtype: &str, d: &str) -> std::result::Result<RData, String> {
+    use mail_auth::hickory_resolver::proto::rr::rdata::{CNAME, MX, PTR};
     let t = RecordType::from_str(&rtype.to_ascii_uppercase()).map_err(|e| e.to_string())?;
+    match t {
+        RecordType::MX => {
+            let (pref, host) = d
+                .trim()
+                .split_once([' ', '\t'])
+                .ok_or("expected PREFERENCE HOST")?;
+            let pref: u16 = pref.parse().map_err(|_| "bad MX preference".to_string())?;
+            return Ok(RData::MX(MX::new(pref, parse_name(host.trim())?)));
+        }
+        RecordType::PTR => return Ok(RData::PTR(PTR(parse_name(d.trim())?))),
+        RecordType::CNAME => return Ok(RData::CNAME(CNAME(parse_name(d.trim())?))),
+        _ => {}
+    }
     if t == RecordType::TXT {
         let strings = parse_txt(d)?;
         return Ok(RData::TXT(
@@ -301,8 +369,22 @@ fn to_rdata(rtype: &str, d: &str) -> std::result::Result<RData, String> {
 fn rdata_text(r: &RData) -> String {
     match r {
         RData::TXT(t) => txt_text(&t.txt_data.iter().map(|s| &s[..]).collect::<Vec<_>>()),
+        RData::MX(m) => format!("{} {}", m.preference, m.exchange.to_ascii()),
+        RData::PTR(p) => p.0.to_ascii(),
+        RData::CNAME(c) => c.0.to_ascii(),
         other => other.to_string(),
     }
+}
+
+/// Void answers served (RFC 7208 4.6.4: NXDOMAIN, or NOERROR without a
+/// record of the type asked), for SPF's void-lookup limit.
+#[derive(Debug, Default)]
+pub struct Voids {
+    /// How many so far.
+    pub count: AtomicUsize,
+    /// Whether the last question answered was a TXT question with a void
+    /// answer (an `exp=` lookup, when it ends a `fail`).
+    pub last_was_txt: AtomicBool,
 }
 
 /// What the stub does with a question.
@@ -317,8 +399,8 @@ pub enum Mode {
 pub struct Stub {
     addr: SocketAddr,
     book: Arc<Mutex<Book>>,
-    /// Void answers served (NXDOMAIN, or no record of the type asked).
-    voids: Arc<AtomicUsize>,
+    /// Void answers served.
+    voids: Arc<Voids>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -339,7 +421,7 @@ impl Stub {
         };
         let book = Arc::new(Mutex::new(book));
         let stop = Arc::new(AtomicBool::new(false));
-        let voids = Arc::new(AtomicUsize::new(0));
+        let voids = Arc::new(Voids::default());
         let (b2, s2, v2) = (book.clone(), stop.clone(), voids.clone());
         let thread = std::thread::Builder::new()
             .name("dns-stub".into())
@@ -359,9 +441,8 @@ impl Stub {
         self.addr
     }
 
-    /// The count of void answers served so far (RFC 7208 4.6.4: NXDOMAIN,
-    /// or NOERROR without a record of the type asked), for SPF's limit.
-    pub fn voids(&self) -> Arc<AtomicUsize> {
+    /// The void answers served so far, for SPF's limit.
+    pub fn voids(&self) -> Arc<Voids> {
         self.voids.clone()
     }
 
@@ -385,7 +466,7 @@ fn serve(
     book: &Mutex<Book>,
     upstream: Option<SocketAddr>,
     stop: &AtomicBool,
-    voids: &AtomicUsize,
+    voids: &Voids,
 ) {
     let mut buf = vec![0u8; 65535];
     while !stop.load(Ordering::Relaxed) {
@@ -406,8 +487,11 @@ fn serve(
                 || (r.metadata.response_code == ResponseCode::NoError
                     && !r.answers.iter().any(|a| Some(a.record_type()) == qtype));
             if void {
-                voids.fetch_add(1, Ordering::Relaxed);
+                voids.count.fetch_add(1, Ordering::Relaxed);
             }
+            voids
+                .last_was_txt
+                .store(void && qtype == Some(RecordType::TXT), Ordering::Relaxed);
             if let Ok(bytes) = r.to_vec() {
                 let _ = sock.send_to(&bytes, peer);
             }
@@ -457,25 +541,46 @@ fn two_spf_records(m: &mut Message) {
 
 fn replay(query: &Message, book: &Book) -> Option<Message> {
     let q = query.queries.first()?;
-    let name = q.name.to_ascii();
     let rtype = q.query_type.to_string();
-    let m = match book.lookup(&name, &rtype) {
-        Answer::NxDomain => response(query, ResponseCode::NXDomain),
-        Answer::ServFail => response(query, ResponseCode::ServFail),
-        Answer::Records(v) => {
-            let mut m = response(query, ResponseCode::NoError);
-            for d in v {
-                match to_rdata(&rtype, &d) {
-                    Ok(r) => {
-                        m.add_answer(Record::from_rdata(q.name.clone(), 60, r));
+    let mut m = response(query, ResponseCode::NoError);
+    let mut name = q.name.clone();
+    // A CNAME is followed (a few levels, as a resolver would) when the
+    // book has no answer of the type asked for the alias itself.
+    for _ in 0..8 {
+        let text = name.to_ascii();
+        let answer = match book.answers.get(&key(&text, &rtype)) {
+            None if rtype != "CNAME" => match book.answers.get(&key(&text, "CNAME")) {
+                Some(Answer::Records(c)) if !c.is_empty() => {
+                    let Ok(RData::CNAME(target)) = to_rdata("CNAME", &c[0]) else {
+                        return Some(response(query, ResponseCode::ServFail));
+                    };
+                    let next = target.0.clone();
+                    m.add_answer(Record::from_rdata(name.clone(), 60, RData::CNAME(target)));
+                    name = next;
+                    continue;
+                }
+                _ => book.lookup(&text, &rtype),
+            },
+            _ => book.lookup(&text, &rtype),
+        };
+        match answer {
+            Answer::NxDomain => m.metadata.response_code = ResponseCode::NXDomain,
+            Answer::ServFail => return Some(response(query, ResponseCode::ServFail)),
+            Answer::Records(v) => {
+                for d in v {
+                    match to_rdata(&rtype, &d) {
+                        Ok(r) => {
+                            m.add_answer(Record::from_rdata(name.clone(), 60, r));
+                        }
+                        Err(_) => return Some(response(query, ResponseCode::ServFail)),
                     }
-                    Err(_) => return Some(response(query, ResponseCode::ServFail)),
                 }
             }
-            m
         }
-    };
-    Some(m)
+        return Some(m);
+    }
+    // A CNAME loop: what a resolver reports as a failure.
+    Some(response(query, ResponseCode::ServFail))
 }
 
 /// Ask `upstream` (UDP, TCP when truncated); record the answer; return the
@@ -606,6 +711,35 @@ mod tests {
         assert_eq!(Book::parse(&b.to_text()).unwrap(), b);
         assert!(Book::parse("x.example TXT \"open").is_err());
         assert!(Book::parse("x.example BOGUS 1").is_err());
+    }
+
+    #[test]
+    fn a_cname_is_followed_and_a_loop_fails() {
+        let b = Book::parse(
+            "alias.example. CNAME target.example.\ntarget.example. A 192.0.2.1\n\
+             l1.example. CNAME l2.example.\nl2.example. CNAME l1.example.\n$DEFAULT NXDOMAIN\n",
+        )
+        .unwrap();
+        let ask = |name: &str| {
+            let mut q = Message::query();
+            q.add_query(mail_auth::hickory_resolver::proto::op::Query::query(
+                mail_auth::hickory_resolver::proto::rr::Name::from_ascii(name).unwrap(),
+                RecordType::A,
+            ));
+            replay(&q, &b).unwrap()
+        };
+        let m = ask("alias.example.");
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        let types: Vec<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
+        assert_eq!(types, [RecordType::CNAME, RecordType::A]);
+        assert_eq!(
+            ask("l1.example.").metadata.response_code,
+            ResponseCode::ServFail
+        );
+        assert_eq!(
+            ask("nx.example.").metadata.response_code,
+            ResponseCode::NXDomain
+        );
     }
 
     #[test]
