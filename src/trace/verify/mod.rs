@@ -1448,6 +1448,88 @@ mod tests {
     }
 
     #[test]
+    fn arc_chain_with_the_cv_of_each_instance() {
+        let dns = String::from_utf8(fixture("arc-gmail.dns")).unwrap();
+        let msg = fixture("arc-gmail.eml");
+        let v = verify_with(&dns, &msg, &SmtpHop::default());
+        assert_eq!(v.arc.result, "pass", "{:?}", v.arc);
+        assert_eq!(v.arc.instances.len(), 1);
+        assert_eq!(v.arc.instances[0].instance, 1);
+        assert_eq!(v.arc.instances[0].cv, "none");
+        assert_eq!(v.arc.instances[0].seal_domain, "google.com");
+        // A changed ARC-Authentication-Results breaks the seal.
+        let text = String::from_utf8(msg).unwrap();
+        let broken = text.replacen(
+            "dkim=pass header.i=@ietf.org",
+            "dkim=fail header.i=@ietf.org",
+            1,
+        );
+        assert_ne!(broken, text);
+        let v = verify_with(&dns, broken.as_bytes(), &SmtpHop::default());
+        assert_eq!(v.arc.result, "fail", "{:?}", v.arc);
+        // Without the keys: not a pass, and never a panic.
+        let v = verify_with("$DEFAULT NXDOMAIN\n", text.as_bytes(), &SmtpHop::default());
+        assert_eq!(v.arc.result, "permerror", "{:?}", v.arc);
+    }
+
+    #[test]
+    fn dmarc_relaxed_and_strict_alignment() {
+        // From is joe@football.example.com (signed, so it stays); the
+        // MAIL FROM is in a subdomain, which aligns only when aspf is
+        // relaxed.
+        let (_, msg) = rfc8463();
+        let text = String::from_utf8(msg).unwrap();
+        let keys = String::from_utf8(fixture("rfc8463.dns")).unwrap();
+        let keys: String = keys
+            .lines()
+            .filter(|l| l.contains("_domainkey"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let with = |p: &str| {
+            format!("{keys}_dmarc.football.example.com. TXT \"{p}\"\n$DEFAULT NXDOMAIN\n")
+        };
+        let dns = |p: &str| {
+            format!(
+                "{}news.football.example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n",
+                with(p)
+            )
+        };
+        let hop = SmtpHop {
+            ip: Some("192.0.2.7".parse().unwrap()),
+            helo: Some("mail.news.football.example.com".into()),
+            mail_from: Some("bounce@news.football.example.com".into()),
+            ..SmtpHop::default()
+        };
+        // Relaxed SPF alignment: the subdomain's pass aligns.
+        let v = verify_with(&dns("v=DMARC1; p=reject; aspf=r"), text.as_bytes(), &hop);
+        assert_eq!(
+            v.spf.as_ref().unwrap().mail_from.as_ref().unwrap().result,
+            "pass"
+        );
+        assert!(v.dmarc.spf_aligned, "{:?}", v.dmarc);
+        assert_eq!(v.dmarc.aspf.as_deref(), Some("relaxed"));
+        // Strict: it does not (DKIM still aligns, so DMARC passes).
+        let v = verify_with(&dns("v=DMARC1; p=reject; aspf=s"), text.as_bytes(), &hop);
+        assert!(!v.dmarc.spf_aligned, "{:?}", v.dmarc);
+        assert_eq!(v.dmarc.aspf.as_deref(), Some("strict"));
+        assert!(v.dmarc.dkim_aligned);
+        assert_eq!(v.dmarc.result, "pass");
+        // With the signatures broken and strict SPF: DMARC fails, policy shown.
+        let broken = text.replace("We lost the game.", "We won the game.");
+        let v = verify_with(
+            &dns("v=DMARC1; p=quarantine; aspf=s"),
+            broken.as_bytes(),
+            &hop,
+        );
+        assert_eq!(v.dmarc.result, "fail", "{:?}", v.dmarc);
+        assert_eq!(v.dmarc.policy.as_deref(), Some("quarantine"));
+        // No record: none.
+        let v = verify_with(&format!("{keys}$DEFAULT NXDOMAIN\n"), text.as_bytes(), &hop);
+        assert_eq!(v.dmarc.result, "none", "{:?}", v.dmarc);
+        assert_eq!(v.dmarc.policy, None);
+    }
+
+    #[test]
     fn dnsbl_names_and_external_addresses() {
         assert_eq!(reversed("192.0.2.7".parse().unwrap()), "7.2.0.192");
         assert_eq!(
