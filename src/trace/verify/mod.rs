@@ -25,6 +25,7 @@
 //! cannot be judged is a result (`permerror`, `temperror`, `none`) with a
 //! reason. Only [`Verifier::new`] fails, when the resolver cannot start.
 
+pub mod spf_syntax;
 pub mod stub;
 
 use std::net::{IpAddr, SocketAddr};

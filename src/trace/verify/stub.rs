@@ -11,10 +11,13 @@
 //!   truncated), answered with its reply, and the answer kept;
 //!   [`Stub::book`] gives what was used, to be saved with [`Book::to_text`].
 //!
-//! In both modes an answer with more than one SPF record is served as one
-//! record that does not parse ([`TWO_SPF_RECORDS`]), which gives the
-//! permerror RFC 7208 4.5 asks for and mail-auth 0.13 does not; so the
-//! verdicts are the same whichever way the answers come.
+//! In both modes an answer with more than one SPF record, or one whose
+//! record breaks RFC 7208's grammar, is served as one record that does not
+//! parse ([`TWO_SPF_RECORDS`], [`SPF_SYNTAX_ERROR`]), which gives the
+//! permerror RFC 7208 4.5 and 4.6 ask for and mail-auth 0.13 does not;
+//! unknown modifiers are dropped from a valid record (RFC 7208 6 ignores
+//! them; mail-auth refuses some). So the verdicts are the same whichever
+//! way the answers come; the record file keeps what the server said.
 //!
 //! Why a stub rather than the crate's cache hooks: mail-auth 0.13 caches
 //! records after parsing them (an `Spf`, a `DomainKey`), which cannot be
@@ -522,20 +525,41 @@ fn is_spf(r: &RData) -> bool {
         && (joined.len() == 6 || joined[6] == b' ')
 }
 
+/// The record served in place of an SPF record that breaks the grammar of
+/// RFC 7208 section 12 ([`super::spf_syntax`]): permerror (4.6).
+pub const SPF_SYNTAX_ERROR: &str = "v=spf1 a-syntax-error-is-a-permerror";
+
+/// RFC 7208 4.5 and 4.6 on an answer before the verifier sees it: two SPF
+/// records, or one with a syntax error, become one record that does not
+/// parse (permerror); a valid one loses its unknown modifiers (ignored by
+/// the RFC, refused by mail-auth when their names hold `-`, `_` or `.`).
 fn two_spf_records(m: &mut Message) {
-    if m.answers.iter().filter(|r| is_spf(&r.data)).count() < 2 {
-        return;
-    }
-    let Some(first) = m.answers.iter().find(|r| is_spf(&r.data)).cloned() else {
-        return;
+    let spf: Vec<usize> = (0..m.answers.len())
+        .filter(|&i| is_spf(&m.answers[i].data))
+        .collect();
+    let Some(&first) = spf.first() else { return };
+    let served = if spf.len() > 1 {
+        TWO_SPF_RECORDS.to_string()
+    } else {
+        let RData::TXT(t) = &m.answers[first].data else {
+            return;
+        };
+        let joined: Vec<u8> = t.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
+        let text = String::from_utf8_lossy(&joined);
+        match super::spf_syntax::check(&text) {
+            super::spf_syntax::Verdict::Valid(r) if r == text => return,
+            super::spf_syntax::Verdict::Valid(r) => r,
+            super::spf_syntax::Verdict::Invalid(_) => SPF_SYNTAX_ERROR.to_string(),
+        }
     };
+    let keep = m.answers[first].clone();
     m.answers.retain(|r| !is_spf(&r.data));
+    // Strings of at most 255 bytes; SPF joins them without a space.
+    let strings: Vec<&[u8]> = served.as_bytes().chunks(255).collect();
     m.add_answer(Record::from_rdata(
-        first.name.clone(),
-        first.ttl,
-        RData::TXT(mail_auth::hickory_resolver::proto::rr::rdata::TXT::new(
-            vec![TWO_SPF_RECORDS.to_string()],
-        )),
+        keep.name.clone(),
+        keep.ttl,
+        RData::TXT(mail_auth::hickory_resolver::proto::rr::rdata::TXT::from_bytes(strings)),
     ));
 }
 
