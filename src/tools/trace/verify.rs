@@ -297,16 +297,13 @@ pub(super) fn print(v: &Verification, colour: bool, ctx: &mut Ctx) -> bool {
     lines.push(l);
     for b in &v.dnsbl {
         let hop = b.hop.map(|h| format!(" (hop {h})")).unwrap_or_default();
-        let mut l = format!(
-            "  dnsbl {} in {}{hop}: {}",
-            b.ip,
-            printable(&b.zone),
-            paint(match b.result.as_str() {
-                "not_listed" => "pass",
-                other => other,
-            })
-            .replace("pass", "not listed")
-        );
+        // Colour by meaning: not listed is good, listed bad, errors neither.
+        let word = match b.result.as_str() {
+            "not_listed" => paint("pass").replace("pass", "not listed"),
+            "listed" => paint("fail").replace("fail", "listed"),
+            other => paint("none").replace("none", other),
+        };
+        let mut l = format!("  dnsbl {} in {}{hop}: {word}", b.ip, printable(&b.zone));
         if !b.codes.is_empty() {
             l.push_str(&format!(" ({})", b.codes.join(", ")));
         }

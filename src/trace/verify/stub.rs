@@ -648,6 +648,9 @@ fn forward(
     Some(m)
 }
 
+/// How long the stub waits for the upstream resolver, per read.
+const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
+
 fn ask_udp(raw: &[u8], id: u16, upstream: SocketAddr) -> Option<Message> {
     let local = if upstream.is_ipv4() {
         "0.0.0.0:0"
@@ -655,7 +658,9 @@ fn ask_udp(raw: &[u8], id: u16, upstream: SocketAddr) -> Option<Message> {
         "[::]:0"
     };
     let s = UdpSocket::bind(local).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    // Shorter than the verifier's own wait, so it gets our SERVFAIL
+    // rather than retrying into a stub still busy with the first try.
+    s.set_read_timeout(Some(UPSTREAM_WAIT)).ok()?;
     s.connect(upstream).ok()?;
     s.send(raw).ok()?;
     let mut buf = vec![0u8; 65535];
@@ -672,9 +677,9 @@ fn ask_udp(raw: &[u8], id: u16, upstream: SocketAddr) -> Option<Message> {
 }
 
 fn ask_tcp(raw: &[u8], upstream: SocketAddr) -> Option<Message> {
-    let mut s = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut s = TcpStream::connect_timeout(&upstream, UPSTREAM_WAIT).ok()?;
+    s.set_read_timeout(Some(UPSTREAM_WAIT)).ok()?;
+    s.set_write_timeout(Some(UPSTREAM_WAIT)).ok()?;
     let len = u16::try_from(raw.len()).ok()?;
     s.write_all(&len.to_be_bytes()).ok()?;
     s.write_all(raw).ok()?;
