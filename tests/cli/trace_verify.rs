@@ -590,3 +590,105 @@ fn rfc7208_test_suite_offline() {
         misses.join("\n")
     );
 }
+
+/// Sign with dkimpy and send with smtplib to 127.0.0.1:`port` (both in the
+/// system Python, where Debian's python3-dkim lives).
+const SIGN_AND_SEND: &str = r#"
+import smtplib, sys, dkim
+port, key = int(sys.argv[1]), open(sys.argv[2], 'rb').read()
+msg = (b"From: Sender <sender@client.example.test>\r\n"
+       b"To: <alice@example.test>\r\n"
+       b"Subject: signed path\r\n"
+       b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+       b"Message-ID: <signed-path@client.example.test>\r\n"
+       b"\r\nhello  over a real path\r\n\r\n")
+sig = dkim.sign(msg, b"sel", b"client.example.test", key,
+                canonicalize=(b"relaxed", b"simple"),
+                include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.test", timeout=30)
+s.sendmail("sender@client.example.test", ["alice@example.test"], sig + msg)
+s.quit()
+"#;
+
+#[test]
+fn a_dkimpy_signed_message_through_postfix_and_dovecot_verifies() {
+    if skip_unless(dkimpy(), "python3-dkim (dkimpy) is needed") {
+        return;
+    }
+    let t = TempDir::new();
+    let Some(pair) = crate::mta::Pair::start(t.path()) else {
+        return;
+    };
+    let key = t.join("key.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let der = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    use base64::Engine as _;
+    let record = format!(
+        "v=DKIM1; k=rsa; p={}",
+        base64::engine::general_purpose::STANDARD.encode(&der.stdout)
+    );
+    let (a, b) = record.split_at(200);
+    let replay = t.join("keys.dns");
+    fs::write(
+        &replay,
+        format!(
+            "sel._domainkey.client.example.test. TXT \"{a}\" \"{b}\"\n\
+             client.example.test. TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
+             _dmarc.client.example.test. TXT \"v=DMARC1; p=reject\"\n\
+             $DEFAULT NXDOMAIN\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", SIGN_AND_SEND])
+        .arg(pair.postfix.smtp_port.to_string())
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pair.postfix
+        .wait_queue_empty(std::time::Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stored = loop {
+        let names = crate::harness::dir_names(&pair.maildir.join("new"));
+        if let Some(n) = names.first() {
+            break pair.maildir.join("new").join(n);
+        }
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Every hop is on loopback: SPF is judged for the Postfix hop (0).
+    let home = TempDir::new();
+    let out = Tool::new("mail-trace", home.path())
+        .args(["--verify", "--json", "--hop", "0", "--dns-replay"])
+        .arg(&replay)
+        .arg(&stored)
+        .run()
+        .success();
+    let v = json_verify(&out.stdout());
+    let d = &v["dkim"][0];
+    assert_eq!(d["result"], "pass", "{v}");
+    assert_eq!(d["domain"], "client.example.test");
+    assert_eq!(v["spf"]["ip"], "127.0.0.1");
+    assert_eq!(v["spf"]["helo"]["domain"], "client.example.test", "{v}");
+    assert_eq!(
+        v["spf"]["mail_from"]["domain"], "client.example.test",
+        "{v}"
+    );
+    assert_eq!(v["spf"]["mail_from"]["result"], "pass", "{v}");
+    assert_eq!(v["dmarc"]["result"], "pass", "{v}");
+}
