@@ -52,7 +52,11 @@ impl Run {
                 Some(a) => a,
                 None => stub::system_server()?,
             };
-            stub::Stub::start(stub::Mode::Record(upstream))?
+            stub::Stub::start(if s.record.is_some() {
+                stub::Mode::Record(upstream)
+            } else {
+                stub::Mode::Forward(upstream)
+            })?
         };
 
         Ok(Run {

@@ -396,6 +396,9 @@ pub enum Mode {
     Replay(Book),
     /// Ask `upstream`, answer with its reply, keep the answer.
     Record(SocketAddr),
+    /// Ask `upstream`, answer with its reply, keep nothing (so memory does
+    /// not grow with the questions of a long run).
+    Forward(SocketAddr),
 }
 
 /// A running stub; stops when dropped.
@@ -420,7 +423,8 @@ impl Stub {
         let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
         let (book, upstream) = match mode {
             Mode::Replay(b) => (b, None),
-            Mode::Record(u) => (Book::default(), Some(u)),
+            Mode::Record(u) => (Book::default(), Some((u, true))),
+            Mode::Forward(u) => (Book::default(), Some((u, false))),
         };
         let book = Arc::new(Mutex::new(book));
         let stop = Arc::new(AtomicBool::new(false));
@@ -467,7 +471,7 @@ impl Drop for Stub {
 fn serve(
     sock: &UdpSocket,
     book: &Mutex<Book>,
-    upstream: Option<SocketAddr>,
+    upstream: Option<(SocketAddr, bool)>,
     stop: &AtomicBool,
     voids: &Voids,
 ) {
@@ -481,7 +485,7 @@ fn serve(
         };
         let reply = match upstream {
             None => book.lock().ok().and_then(|b| replay(&query, &b)),
-            Some(u) => forward(&buf[..n], &query, u, book),
+            Some((u, keep)) => forward(&buf[..n], &query, u, keep.then_some(book)),
         };
         if let Some(mut r) = reply {
             two_spf_records(&mut r);
@@ -607,13 +611,14 @@ fn replay(query: &Message, book: &Book) -> Option<Message> {
     Some(response(query, ResponseCode::ServFail))
 }
 
-/// Ask `upstream` (UDP, TCP when truncated); record the answer; return the
-/// reply for the client (SERVFAIL when upstream failed).
+/// Ask `upstream` (UDP, TCP when truncated); keep the answer in `book`
+/// when given; return the reply for the client (SERVFAIL when upstream
+/// failed).
 fn forward(
     raw: &[u8],
     query: &Message,
     upstream: SocketAddr,
-    book: &Mutex<Book>,
+    book: Option<&Mutex<Book>>,
 ) -> Option<Message> {
     let q = query.queries.first()?;
     let name = q.name.to_ascii();
@@ -626,10 +631,13 @@ fn forward(
         }
     });
     let Some(m) = reply else {
-        if let Ok(mut b) = book.lock() {
+        if let Some(Ok(mut b)) = book.map(Mutex::lock) {
             b.set(&name, &rtype, Answer::ServFail);
         }
         return Some(response(query, ResponseCode::ServFail));
+    };
+    let Some(book) = book else {
+        return Some(m);
     };
     let answer = match m.metadata.response_code {
         ResponseCode::NoError => Answer::Records(
