@@ -340,9 +340,55 @@ impl Verifier {
     ) -> Verification {
         let outputs = self.auth.verify_dkim(msg).await;
         let mut dkim = Vec::with_capacity(outputs.len());
+        // The crate lists unreadable signatures first: each is matched to
+        // its field (the crate's errors, in order) for its place and tags.
+        let is_dkim_field = |name: &[u8]| name.eq_ignore_ascii_case(b"DKIM-Signature");
+        let mut unreadable = msg
+            .errors
+            .iter()
+            .filter(|h| is_dkim_field(h.name) && matches!(h.header, mail_auth::Error::Dkim(_)));
+        let mut places = Vec::with_capacity(outputs.len());
         for out in &outputs {
-            dkim.push(self.dkim_check(msg, out, at).await);
+            let mut c = self.dkim_check(msg, out, at).await;
+            let value = match out.signature() {
+                Some(sig) => msg
+                    .dkim_headers
+                    .iter()
+                    .find(|h| std::ptr::eq(&h.header, sig))
+                    .map(|h| h.value),
+                None => unreadable.next().map(|h| h.value),
+            };
+            if let (None, Some(v)) = (out.signature(), value) {
+                let text = String::from_utf8_lossy(v);
+                c.domain = tag(&text, "d").unwrap_or_default();
+                c.selector = tag(&text, "s").unwrap_or_default();
+            }
+            places.push(value.map_or(usize::MAX, |v| v.as_ptr() as usize));
+            dkim.push(c);
         }
+        // DKIM-Signature fields the crate could not read and reports no
+        // result for (only its DkimError ones get one).
+        for h in msg
+            .errors
+            .iter()
+            .filter(|h| is_dkim_field(h.name) && !matches!(h.header, mail_auth::Error::Dkim(_)))
+        {
+            let text = String::from_utf8_lossy(h.value);
+            dkim.push(DkimCheck {
+                domain: tag(&text, "d").unwrap_or_default(),
+                selector: tag(&text, "s").unwrap_or_default(),
+                result: "permerror".into(),
+                reason: Some(format!("the signature cannot be read: {}", h.header)),
+                body_hash: "unchecked".into(),
+                header_sig: "unchecked".into(),
+                ..DkimCheck::default()
+            });
+            places.push(h.value.as_ptr() as usize);
+        }
+        // Header order (top first), whatever order the crate reported in.
+        let mut order: Vec<usize> = (0..dkim.len()).collect();
+        order.sort_by_key(|&i| places[i]);
+        let dkim_sorted: Vec<DkimCheck> = order.iter().map(|&i| dkim[i].clone()).collect();
         // DMARC counts the passes found here too (an `l=` signature the
         // crate misjudged, one valid as of `--at`).
         let outputs: Vec<DkimOutput<'_>> = outputs
@@ -372,7 +418,7 @@ impl Verifier {
             dmarc_check(&out)
         };
         Verification {
-            dkim,
+            dkim: dkim_sorted,
             spf,
             dmarc,
             arc,
@@ -760,6 +806,15 @@ fn spf_domain_ok(d: &str) -> bool {
         && !d.starts_with('[')
         && d.contains('.')
         && d.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+}
+
+/// The value of tag `name` in a DKIM tag list, whitespace removed.
+fn tag(list: &str, name: &str) -> Option<String> {
+    list.split(';').find_map(|t| {
+        let (k, v) = t.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(name))
+            .then(|| v.chars().filter(|c| !c.is_whitespace()).collect())
+    })
 }
 
 /// The DNSBL query label of an address: reversed octets, or reversed
@@ -1598,6 +1653,32 @@ mod tests {
         ] {
             assert_eq!(spf_domain_ok(d), ok, "{d}");
         }
+    }
+
+    #[test]
+    fn signatures_keep_header_order_with_an_unreadable_one_between() {
+        let (dns, msg) = rfc8463();
+        let text = String::from_utf8(msg).unwrap();
+        // A broken DKIM-Signature (no b=) between the two good ones.
+        let broken = "DKIM-Signature: v=1; a=rsa-sha256; d=broken.example; s=x; h=from; bh=AAAA\n";
+        let at = text.find("DKIM-Signature: v=1; a=rsa-sha256").unwrap();
+        let mixed = format!("{}{broken}{}", &text[..at], &text[at..]);
+        let v = verify_with(&dns, mixed.as_bytes(), &SmtpHop::default());
+        let got: Vec<(&str, &str)> = v
+            .dkim
+            .iter()
+            .map(|d| (d.domain.as_str(), d.result.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("football.example.com", "pass"),
+                ("broken.example", "permerror"),
+                ("football.example.com", "pass")
+            ],
+            "{:?}",
+            v.dkim
+        );
     }
 
     #[test]
