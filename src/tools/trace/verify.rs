@@ -229,7 +229,10 @@ pub(super) fn print(v: &Verification, colour: bool, ctx: &mut Ctx) -> bool {
         None => lines
             .push("  spf: not judged (no hop with an external address; see --hop, --ip)".into()),
         Some(s) => {
-            let hop = s.hop.map(|h| format!(" (hop {h})")).unwrap_or_default();
+            let hop = s
+                .hop
+                .map(|h| format!(" (hop {})", h + 1))
+                .unwrap_or_default();
             match &s.helo {
                 Some(h) => lines.push(format!(
                     "  spf helo={} ip={}{hop}: {}",
@@ -300,7 +303,10 @@ pub(super) fn print(v: &Verification, colour: bool, ctx: &mut Ctx) -> bool {
     l.push_str(&printable(&recorded_text(&a.recorded)));
     lines.push(l);
     for b in &v.dnsbl {
-        let hop = b.hop.map(|h| format!(" (hop {h})")).unwrap_or_default();
+        let hop = b
+            .hop
+            .map(|h| format!(" (hop {})", h + 1))
+            .unwrap_or_default();
         // Colour by meaning: not listed is good, listed bad, errors neither.
         let word = match b.result.as_str() {
             "not_listed" => paint("pass").replace("pass", "not listed"),
