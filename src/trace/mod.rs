@@ -15,6 +15,7 @@ pub mod authres;
 pub mod chain;
 pub mod date;
 pub mod received;
+pub mod verify;
 
 #[cfg(test)]
 mod corpus_tests;

@@ -21,3 +21,4 @@ mod send;
 mod smtp;
 mod trace;
 mod trace_mta;
+mod trace_verify;

@@ -315,8 +315,14 @@ fn sig(buf: &mut Vec<u8>, domain: Option<&str>, selector: Option<&str>) {
     buf.push(b'}');
 }
 
-/// The `--json` line for one message (no newline), into `buf`.
-pub(super) fn line(source: &str, c: &Chain, buf: &mut Vec<u8>) {
+/// The `--json` line for one message (no newline), into `buf`; with
+/// `--verify`, the fresh verdicts under `"verify"` (before `"warnings"`).
+pub(super) fn line(
+    source: &str,
+    c: &Chain,
+    verify: Option<&crate::trace::verify::Verification>,
+    buf: &mut Vec<u8>,
+) {
     buf.clear();
     buf.extend_from_slice(b"{\"version\":1,");
     key(buf, "source");
@@ -438,6 +444,17 @@ pub(super) fn line(source: &str, c: &Chain, buf: &mut Vec<u8>) {
     string(buf, a.method);
     buf.extend_from_slice(b"}}");
     buf.push(b',');
+    if let Some(v) = verify {
+        // Rare and nested: serde writes it (plain structs of strings and
+        // numbers; should it ever fail, the key says so instead).
+        key(buf, "verify");
+        let at = buf.len();
+        if serde_json::to_writer(&mut *buf, v).is_err() {
+            buf.truncate(at);
+            buf.extend_from_slice(b"{\"error\":\"cannot serialise\"}");
+        }
+        buf.push(b',');
+    }
     key(buf, "warnings");
     strings(buf, &c.warnings);
     buf.push(b'}');

@@ -17,6 +17,7 @@
 mod json;
 mod summary;
 mod table;
+mod verify;
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -67,7 +68,85 @@ pub fn command() -> Command {
             Arg::new("strict")
                 .long("strict")
                 .action(ArgAction::SetTrue)
-                .help("Exit 1 when any anomaly is found (informational ones aside)"),
+                .help("Exit 1 when any anomaly is found (informational ones aside); with --verify also when a fresh result is not a pass"),
+        )
+        .arg(
+            Arg::new("verify")
+                .long("verify")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("summary")
+                .help("Verify DKIM, SPF, DMARC and ARC now, with DNS, beside what the receiver recorded"),
+        )
+        .arg(
+            Arg::new("dns")
+                .long("dns")
+                .value_name("IP:PORT")
+                .requires("verify")
+                .conflicts_with("dns-replay")
+                .help("The DNS resolver to ask [default: the system's]"),
+        )
+        .arg(
+            Arg::new("hop")
+                .long("hop")
+                .value_name("N")
+                .requires("verify")
+                .value_parser(clap::value_parser!(usize))
+                .help("Judge SPF for hop N (its index in hops, oldest first from 0) [default: the newest external hop]"),
+        )
+        .arg(
+            Arg::new("ip")
+                .long("ip")
+                .value_name("IP")
+                .requires("verify")
+                .value_parser(clap::value_parser!(std::net::IpAddr))
+                .help("The connecting address for SPF, instead of the hop's"),
+        )
+        .arg(
+            Arg::new("helo")
+                .long("helo")
+                .value_name("NAME")
+                .requires("verify")
+                .help("The HELO name for SPF, instead of the hop's"),
+        )
+        .arg(
+            Arg::new("mail-from")
+                .long("mail-from")
+                .value_name("ADDR")
+                .requires("verify")
+                .help("The envelope sender for SPF and DMARC, instead of Return-Path or the hop's"),
+        )
+        .arg(
+            Arg::new("at")
+                .long("at")
+                .value_name("TIME")
+                .requires("verify")
+                .help("Judge signature expiry as of TIME (RFC 5322 or RFC 3339 date) [default: the date of the receiving hop]"),
+        )
+        .arg(
+            Arg::new("dnsbl")
+                .long("dnsbl")
+                .value_name("ZONE")
+                .requires("verify")
+                .action(ArgAction::Append)
+                .value_delimiter(',')
+                .help("Look the external hops' addresses up in DNS blocklist ZONE (repeatable, or comma-separated)"),
+        )
+        .arg(
+            Arg::new("dns-record")
+                .long("dns-record")
+                .value_name("FILE")
+                .requires("verify")
+                .conflicts_with("dns-replay")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Save every DNS answer used to FILE (a replay file)"),
+        )
+        .arg(
+            Arg::new("dns-replay")
+                .long("dns-replay")
+                .value_name("FILE")
+                .requires("verify")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Answer DNS only from FILE (offline, reproducible)"),
         )
 }
 
@@ -84,6 +163,21 @@ struct Settings {
     strict: bool,
     /// Inputs; none means standard input.
     files: Vec<PathBuf>,
+    /// `--verify` and its flags.
+    verify: Option<VerifySettings>,
+}
+
+/// `--verify`'s flags.
+struct VerifySettings {
+    dns: Option<String>,
+    hop: Option<usize>,
+    ip: Option<std::net::IpAddr>,
+    helo: Option<String>,
+    mail_from: Option<String>,
+    at: Option<String>,
+    record: Option<PathBuf>,
+    replay: Option<PathBuf>,
+    dnsbl: Vec<String>,
 }
 
 impl Settings {
@@ -101,6 +195,20 @@ impl Settings {
                 .get_many::<PathBuf>("file")
                 .map(|v| v.cloned().collect())
                 .unwrap_or_default(),
+            verify: m.get_flag("verify").then(|| VerifySettings {
+                dns: m.get_one::<String>("dns").cloned(),
+                hop: m.get_one::<usize>("hop").copied(),
+                ip: m.get_one::<std::net::IpAddr>("ip").copied(),
+                helo: m.get_one::<String>("helo").cloned(),
+                mail_from: m.get_one::<String>("mail-from").cloned(),
+                at: m.get_one::<String>("at").cloned(),
+                record: m.get_one::<PathBuf>("dns-record").cloned(),
+                replay: m.get_one::<PathBuf>("dns-replay").cloned(),
+                dnsbl: m
+                    .get_many::<String>("dnsbl")
+                    .map(|v| v.filter(|z| !z.is_empty()).cloned().collect())
+                    .unwrap_or_default(),
+            }),
         }
     }
 }
@@ -119,6 +227,8 @@ struct State {
     stopped: bool,
     /// The `--json` line being built, reused from message to message.
     json: Vec<u8>,
+    /// `--verify`: the verifier and its settings.
+    verify: Option<verify::Run>,
 }
 
 /// Run mail-trace.
@@ -134,6 +244,10 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         relays: summary::Relays::default(),
         stopped: false,
         json: Vec::new(),
+        verify: match &s.verify {
+            Some(v) => Some(verify::Run::start(v)?),
+            None => None,
+        },
     };
     if s.files.is_empty() {
         let stdin = io::stdin();
@@ -151,6 +265,9 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     }
     if st.mode == Mode::Summary && !st.stopped {
         st.relays.print(ctx);
+    }
+    if let Some(v) = st.verify.take() {
+        v.finish(ctx)?;
     }
     if st.traced == 0 {
         return Err(Error::new(
@@ -186,8 +303,18 @@ fn trace_path(path: &Path, st: &mut State, ctx: &mut Ctx) -> Result<()> {
     trace_stream(&path.display().to_string(), BufReader::new(f), st, ctx)
 }
 
+/// What to read of each message: the header block, or (`--verify`, which
+/// hashes bodies) all of it.
+fn extent(st: &State) -> Extent {
+    if st.verify.is_some() {
+        Extent::Whole
+    } else {
+        Extent::Headers
+    }
+}
+
 fn trace_maildir(dir: &Path, st: &mut State, ctx: &mut Ctx) -> Result<()> {
-    for (p, msg) in MaildirReader::open(dir, Extent::Headers).map_err(as_data)? {
+    for (p, msg) in MaildirReader::open(dir, extent(st)).map_err(as_data)? {
         if st.stopped {
             break;
         }
@@ -223,7 +350,7 @@ fn trace_stream<R: BufRead>(name: &str, r: R, st: &mut State, ctx: &mut Ctx) -> 
         }
     };
     let err = |e: io::Error| Error::new(Kind::Data, format!("reading {}", what()), describe_io(&e));
-    match read::open_stream(r, Extent::Headers).map_err(err)? {
+    match read::open_stream(r, extent(st)).map_err(err)? {
         Stream::Mbox(mut mbox) => {
             let mut n = 0;
             let mut source = String::new();
@@ -262,9 +389,13 @@ fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
     if st.strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
         ctx.check_failed();
     }
+    let verified = st
+        .verify
+        .as_mut()
+        .map(|v| v.message(source, &msg, &fields, &c, st.strict, ctx));
     let ok = match st.mode {
         Mode::Json => {
-            json::line(source, &c, &mut st.json);
+            json::line(source, &c, verified.as_ref(), &mut st.json);
             ctx.line_bytes(&st.json)
         }
         Mode::Table => {
@@ -274,6 +405,9 @@ fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
             }
             st.printed += 1;
             ok && table::print(source, &c, st.colour, ctx)
+                && verified
+                    .as_ref()
+                    .is_none_or(|v| verify::print(v, st.colour, ctx))
         }
         Mode::Summary => {
             st.relays.add(&c);
