@@ -472,6 +472,9 @@ impl<S: Exchange> Imap<S> {
     pub fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>> {
         let mut uids = Vec::new();
         let mut too_many = false;
+        // This search sees every message that exists now: only an EXISTS
+        // after it means new mail (see [`Imap::idle`]).
+        self.r.exists_seen = false;
         self.command_each(&format!("UID SEARCH {criteria}"), &mut |text| {
             if too_many {
                 return;
@@ -620,6 +623,12 @@ impl<S: Exchange> Imap<S> {
     /// Wait with IDLE until the selected folder changes or `max` passes
     /// (then NOOP-style end); returns true when new mail may be there.
     pub fn idle(&mut self, max: Duration) -> Result<bool> {
+        // Mail that arrived after the last search was announced with an
+        // EXISTS inside a later answer (FETCH, STORE, EXPUNGE): IDLE would
+        // not report it again, so it would wait until the next change.
+        if std::mem::take(&mut self.r.exists_seen) {
+            return Ok(true);
+        }
         if !self.has("IDLE") {
             std::thread::sleep(max.min(Duration::from_secs(60)));
             return Ok(true);
@@ -1019,6 +1028,37 @@ mod tests {
             sent.lines(),
             ["a1 UID STORE 7 +FLAGS.SILENT (\\Deleted)", "a2 EXPUNGE"]
         );
+    }
+
+    /// Mail announced (`* N EXISTS`) inside an answer after the search
+    /// (here the EXPUNGE of what was just stored) is new mail: the next
+    /// idle returns at once instead of waiting in IDLE for a change the
+    /// server will not announce again. A later search clears it.
+    #[test]
+    fn an_exists_after_the_search_ends_the_next_idle_at_once() {
+        let (c, sent) = open(
+            Script::lines(&format!(
+                "{GREET}a1 OK [CAPABILITY IMAP4rev1 UIDPLUS IDLE] in\r\n\
+                 * 1 EXISTS\r\na2 OK [READ-WRITE] sel\r\n\
+                 * SEARCH 1\r\na3 OK\r\n\
+                 a4 OK\r\n\
+                 * 1 EXPUNGE\r\n* 1 EXISTS\r\na5 OK\r\n\
+                 * SEARCH 2\r\na6 OK\r\n\
+                 + idling\r\n* 2 EXISTS\r\na7 OK\r\n"
+            )),
+            Transcript::off(),
+        );
+        let mut c = c.unwrap();
+        c.login("u", &Secret::new("p"), Login::Auto).unwrap();
+        c.select("INBOX").unwrap();
+        assert_eq!(c.uid_search("ALL").unwrap(), vec![1]);
+        c.delete(&[1]).unwrap();
+        assert!(c.idle(Duration::from_secs(30)).unwrap());
+        assert!(!sent.lines().iter().any(|l| l.ends_with("IDLE")));
+        // The search after it saw the new message; the next idle waits.
+        assert_eq!(c.uid_search("ALL").unwrap(), vec![2]);
+        assert!(c.idle(Duration::from_secs(30)).unwrap());
+        assert_eq!(sent.lines().last().map(String::as_str), Some("DONE"));
     }
 
     /// The client through a whole session on streams built from response

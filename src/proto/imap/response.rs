@@ -82,6 +82,9 @@ pub struct Reader<R> {
     pub(super) r: R,
     max_text: usize,
     pub(super) transcript: Transcript,
+    /// An untagged `* N EXISTS` was read since the client last cleared
+    /// this: the folder grew (new mail may have arrived after a search).
+    pub(super) exists_seen: bool,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -91,6 +94,7 @@ impl<R: BufRead> Reader<R> {
             r,
             max_text: MAX_TEXT,
             transcript: Transcript::off(),
+            exists_seen: false,
         }
     }
 
@@ -146,6 +150,9 @@ impl<R: BufRead> Reader<R> {
             }
             let Some(size) = literal_size(line).map_err(|e| ReadError::Protocol(e.to_string()))?
             else {
+                if start == 0 && is_exists(&resp.text) {
+                    self.exists_seen = true;
+                }
                 return Ok(resp);
             };
             if size > MAX_LITERAL {
@@ -212,6 +219,16 @@ impl<R: BufRead> Reader<R> {
         }
         Ok(resp)
     }
+}
+
+/// Is `line` an untagged `* N EXISTS`?
+fn is_exists(line: &[u8]) -> bool {
+    let mut w = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    w.next() == Some(b"*")
+        && w.next()
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+        && w.next()
+            .is_some_and(|v| v.trim_ascii_end().eq_ignore_ascii_case(b"EXISTS"))
 }
 
 fn too_long(max: usize) -> ReadError {

@@ -1447,10 +1447,10 @@ mod tests {
         let d = verify_at(&old, Some(1_000_000_150));
         assert_eq!(d.result, "neutral", "{d:?}");
         assert!(d.reason.as_deref().unwrap().contains("expired"), "{d:?}");
-        assert_eq!(verify_at(&old, None).result, "neutral");
-        // Valid by the clock (until 2100), expired as of a later time.
+        // Pinned times only (no test reads today's date): valid until
+        // 2100 as of a day in 2026, expired as of a later time.
         let new = ed25519_signed(1_000_000_000, 4_102_444_800);
-        assert_eq!(verify_at(&new, None).result, "pass");
+        assert_eq!(verify_at(&new, Some(1_796_515_200)).result, "pass");
         assert_eq!(verify_at(&new, Some(4_102_444_900)).result, "neutral");
     }
 
