@@ -18,6 +18,9 @@
 //! - **One message per DATA.** DATA ends only on CRLF `.` CRLF; a bare LF
 //!   or bare CR is normalised to CRLF or refused ([`BareLf`]), never taken
 //!   for an end of data, so no smuggling shape stores two messages.
+//!   Commands already sent behind the final dot, before its reply, are
+//!   never run (421 after the message's own reply; a lone QUIT is fine):
+//!   they may be the tail of a message a lax relay did not dot-stuff.
 //! - **BDAT reads exactly its octets**, even when the chunk is refused.
 //! - **Nothing pipelined before STARTTLS is executed after it**
 //!   (CVE-2011-0411): buffered plain-text input is discarded at the
