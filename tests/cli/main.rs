@@ -16,7 +16,6 @@ mod fetch;
 mod pop3;
 mod queue;
 mod recv;
-mod recv_face;
 mod send;
 mod smtp;
 mod trace;

@@ -24,6 +24,7 @@ mod listener;
 mod peers;
 mod relay;
 mod smuggling;
+mod usage;
 
 /// The domain every test's mail-recv serves.
 pub const DOMAIN: &str = "example.org";

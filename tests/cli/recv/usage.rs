@@ -10,6 +10,8 @@ use crate::harness::*;
 
 const TOOL: &str = "mail-recv";
 
+/// mail-recv in a hermetic home, with no preset options (the sibling
+/// modules' `recv` adds a domain and a hostname).
 fn recv(home: &Path) -> Tool {
     Tool::new(TOOL, home)
 }
