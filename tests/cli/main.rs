@@ -18,6 +18,7 @@ mod queue;
 mod recv;
 mod recv_face;
 mod send;
+mod sieve;
 mod smtp;
 mod trace;
 mod trace_mta;

@@ -1,0 +1,416 @@
+//! mail-deliver --sieve: the command line of issue 16 driven end to end,
+//! results read back by Python's `mailbox` (an independent reader of
+//! Maildir++ folders and their info flags).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+
+use crate::harness::*;
+
+const TOOL: &str = "mail-deliver";
+
+const MSG: &[u8] = b"From: Alice <alice+rust@example.org>\n\
+To: me@example.net\n\
+Subject: [rust] weekly =?UTF-8?Q?caf=C3=A9?=\n\
+List-Id: <rust.lists.example.org>\n\
+\n\
+Hello.\n";
+
+fn md_arg(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+/// Write `script` into `dir/name` and return its path as a String.
+fn script(dir: &TempDir, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn sieve(home: &TempDir, script: &str, md: &Path) -> Tool {
+    Tool::new(TOOL, home.path())
+        .args(["--sieve", script])
+        .arg(md_arg(md))
+}
+
+/// Every message of the Maildir (or its folder) as (Python's flags, bytes).
+fn read_flags(md: &Path, folder: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    let code = r#"
+import mailbox, sys
+md = mailbox.Maildir(sys.argv[1], factory=None, create=False)
+if len(sys.argv) > 2:
+    md = md.get_folder(sys.argv[2])
+for key in sorted(md.keys()):
+    m = md.get_message(key)
+    data = md.get_bytes(key)
+    sys.stdout.buffer.write(b"%s\n%d\n" % (m.get_flags().encode() or b"-", len(data)) + data)
+"#;
+    let mut args: Vec<&OsStr> = vec![md.as_os_str()];
+    if let Some(f) = folder {
+        args.push(OsStr::new(f));
+    }
+    let out = python(code, &args);
+    let mut res = Vec::new();
+    let mut rest = &out[..];
+    while !rest.is_empty() {
+        let nl = rest.iter().position(|&c| c == b'\n').unwrap();
+        let flags = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        rest = &rest[nl + 1..];
+        let nl = rest.iter().position(|&c| c == b'\n').unwrap();
+        let len: usize = std::str::from_utf8(&rest[..nl]).unwrap().parse().unwrap();
+        rest = &rest[nl + 1..];
+        res.push((
+            if flags == "-" { String::new() } else { flags },
+            rest[..len].to_vec(),
+        ));
+        rest = &rest[len..];
+    }
+    res
+}
+
+fn count_files(md: &Path) -> usize {
+    let mut n = 0;
+    for e in walk(md) {
+        let s = e.display().to_string();
+        if (s.contains("/new/") || s.contains("/cur/")) && e.is_file() {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn fileinto_create_stores_in_the_folder_with_flags() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"mailbox\", \"imap4flags\", \"variables\"];\n\
+         if header :matches \"list-id\" \"<*.lists.*>\" {\n\
+           fileinto :create :flags [\"\\\\Flagged\", \"\\\\Seen\"] \"Lists.${1}\";\n\
+         }\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    let got = read_flags(&md, Some("Lists.rust"));
+    assert_eq!(got.len(), 1, "one message in .Lists.rust");
+    assert_eq!(got[0].0, "FS");
+    assert_eq!(got[0].1, MSG);
+    assert!(md.join(".Lists.rust/maildirfolder").exists());
+    assert!(read_flags(&md, None).is_empty(), "nothing in INBOX");
+}
+
+#[test]
+fn keep_and_implicit_keep_store_in_inbox_new() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "if header :is \"subject\" \"no match\" { discard; }\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    let s2 = script(
+        &home,
+        "k.sieve",
+        "require \"imap4flags\"; keep :flags \"\\\\Answered\";",
+    );
+    sieve(&home, &s2, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(maildir_new(&md).len(), 1, "the implicit keep lands in new/");
+    let got = read_flags(&md, None);
+    let mut flags: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+    flags.sort();
+    assert_eq!(flags, vec!["", "R"]);
+    assert!(got.iter().all(|(_, d)| d == MSG));
+}
+
+#[test]
+fn decoded_subject_drives_the_filter() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    fs::create_dir_all(md.join(".Cafe/cur")).unwrap();
+    fs::create_dir_all(md.join(".Cafe/new")).unwrap();
+    fs::create_dir_all(md.join(".Cafe/tmp")).unwrap();
+    let s = script(
+        &home,
+        "s.sieve",
+        "require \"fileinto\";\nif header :contains \"subject\" \"café\" { fileinto \"Cafe\"; }\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(read_flags(&md, Some("Cafe")).len(), 1);
+}
+
+#[test]
+fn a_missing_folder_without_create_falls_back_to_inbox() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require \"fileinto\";\nfileinto \"Nowhere\";\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("does not exist")
+        .stderr_has("INBOX");
+    assert_eq!(maildir_new(&md).len(), 1);
+    assert!(!md.join(".Nowhere").exists());
+}
+
+#[test]
+fn discard_stores_nothing_and_exits_0() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "if address :domain \"from\" \"example.org\" { discard; }",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(count_files(&md), 0);
+}
+
+#[test]
+fn reject_exits_77_with_the_reason() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require \"reject\";\n\nreject \"not wanted here\";\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .code_is(77)
+        .stderr_has("line 3")
+        .stderr_has("not wanted here");
+    let s = script(&home, "e.sieve", "require \"ereject\"; ereject \"no\";");
+    sieve(&home, &s, &md).stdin(MSG).run().code_is(77);
+    assert_eq!(count_files(&md), 0);
+}
+
+#[test]
+fn a_broken_script_keeps_the_message_and_says_where() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "bad.sieve",
+        "require \"fileinto\";\nif true {\n  fileinto \"x\"\n}\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("line 4, column 1")
+        .stderr_has("kept in INBOX");
+    let s = script(
+        &home,
+        "ext.sieve",
+        "require [\"fileinto\", \"vnd.unknown\"];\ndiscard;\n",
+    );
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("line 1, column 9")
+        .stderr_has("vnd.unknown");
+    let missing = home.join("missing.sieve").display().to_string();
+    sieve(&home, &missing, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("kept in INBOX");
+    let got = maildir_new(&md);
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|(_, d)| d == MSG));
+}
+
+#[test]
+fn check_compiles_only() {
+    let home = TempDir::new();
+    let ok = script(
+        &home,
+        "ok.sieve",
+        "require [\"fileinto\", \"body\"];\nif body :contains \"x\" { fileinto \"A\"; }\n",
+    );
+    let out = Tool::new(TOOL, home.path())
+        .args(["--check", &ok])
+        .run()
+        .success();
+    assert!(out.stdout().contains("ok"), "{}", out.stdout());
+    let bad = script(&home, "bad.sieve", "keep;\n  fileinto \"A\";\n");
+    Tool::new(TOOL, home.path())
+        .args(["--check", &bad])
+        .run()
+        .code_is(65)
+        .stderr_has("line 2, column 3")
+        .stderr_has("require \"fileinto\"");
+}
+
+#[test]
+fn dry_run_reports_line_and_test_and_stores_nothing() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"date\", \"copy\"];\n\
+         if currentdate :is \"date\" \"2030-05-06\" {\n\
+           fileinto :copy \"Dated\";\n\
+         }\n\
+         redirect \"other@example.com\";\n",
+    );
+    let out = sieve(&home, &s, &md)
+        .args(["--dry-run", "--json", "--now", "2030-05-06T12:00:00Z"])
+        .stdin(MSG)
+        .run()
+        .success();
+    let recs: Vec<serde_json::Value> = out
+        .stdout_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(recs.len(), 2, "{}", out.stdout());
+    assert_eq!(recs[0]["action"], "fileinto");
+    assert_eq!(recs[0]["mailbox"], "Dated");
+    assert_eq!(recs[0]["line"], 3);
+    assert_eq!(recs[0]["copy"], true);
+    assert_eq!(
+        recs[0]["test"],
+        "currentdate :is \"date\" \"2030-05-06\" (line 2)"
+    );
+    assert_eq!(recs[1]["action"], "redirect");
+    assert_eq!(recs[1]["line"], 5);
+    assert!(
+        recs[1]["note"]
+            .as_str()
+            .unwrap()
+            .contains("not carried out")
+    );
+    assert_eq!(count_files(&md), 0);
+    // Another day: the date test fails, only the redirect remains; text form.
+    let out = sieve(&home, &s, &md)
+        .args(["--dry-run", "--now", "1900000000"])
+        .stdin(MSG)
+        .run()
+        .success();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("line 5: redirect"), "{lines:?}");
+    assert_eq!(count_files(&md), 0);
+}
+
+#[test]
+fn redirect_is_not_carried_out_and_the_message_is_kept() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(&home, "s.sieve", "redirect \"other@example.com\";\n");
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("not carried out in this version");
+    assert_eq!(maildir_new(&md).len(), 1);
+}
+
+#[test]
+fn envelope_and_subaddress_from_the_command_line() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"envelope\", \"subaddress\", \"fileinto\", \"mailbox\"];\n\
+         if allof(envelope :detail \"to\" \"lists\", envelope :domain \"from\" \"bounce.example\") {\n\
+           fileinto :create \"ByEnvelope\";\n\
+         }\n",
+    );
+    sieve(&home, &s, &md)
+        .args([
+            "-f",
+            "owner@bounce.example",
+            "--recipient",
+            "me+lists@example.net",
+        ])
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(read_flags(&md, Some("ByEnvelope")).len(), 1);
+}
+
+#[test]
+fn the_config_names_the_script() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(&home, "s.sieve", "discard;");
+    fs::create_dir_all(home.join(".config/postline")).unwrap();
+    fs::write(
+        home.join(".config/postline/config.toml"),
+        format!("[deliver]\nsieve = \"{s}\"\n"),
+    )
+    .unwrap();
+    Tool::new(TOOL, home.path())
+        .arg(md_arg(&md))
+        .stdin(MSG)
+        .run()
+        .success();
+    assert_eq!(count_files(&md), 0, "the configured script discarded it");
+}
+
+#[test]
+fn sieve_flags_are_usage_errors_where_they_do_not_apply() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    Tool::new(TOOL, home.path())
+        .args(["--dry-run", &md_arg(&md)])
+        .stdin(MSG)
+        .run()
+        .code_is(64);
+    let s = script(&home, "s.sieve", "keep;");
+    Tool::new(TOOL, home.path())
+        .args(["--sieve", &s, &home.join("mbox").display().to_string()])
+        .stdin(MSG)
+        .run()
+        .code_is(64);
+}
