@@ -398,3 +398,111 @@ fn glob_captures_shortest_first() {
     let s = "require [\"variables\", \"fileinto\"];\nif header :matches \"from\" \"*<*@*>\" { fileinto \"${2}.${3}\"; }";
     assert_eq!(t(s), vec!["fileinto:alice+rust.Example.ORG"]);
 }
+
+/// A cheap stand-in for the fuzz target in the unit tests: token soups
+/// from the grammar's vocabulary never panic, and every script that
+/// compiles runs to an end with at least one action.
+#[test]
+fn token_soup_never_panics() {
+    const WORDS: &[&str] = &[
+        "require",
+        "[\"fileinto\",\"variables\",\"imap4flags\",\"relational\",\"date\",\"body\",\"envelope\",\"subaddress\",\"copy\",\"mailbox\",\"reject\",\"comparator-i;ascii-numeric\"]",
+        "if",
+        "elsif",
+        "else",
+        "{",
+        "}",
+        "(",
+        ")",
+        ",",
+        ";",
+        ";",
+        "keep",
+        "discard",
+        "stop",
+        "fileinto",
+        "redirect",
+        "reject",
+        "set",
+        "addflag",
+        "setflag",
+        "removeflag",
+        "header",
+        "address",
+        "envelope",
+        "exists",
+        "size",
+        "allof",
+        "anyof",
+        "not",
+        "true",
+        "false",
+        "body",
+        "date",
+        "currentdate",
+        "hasflag",
+        "string",
+        ":is",
+        ":contains",
+        ":matches",
+        ":count",
+        ":value",
+        ":comparator",
+        ":over",
+        ":under",
+        ":all",
+        ":localpart",
+        ":domain",
+        ":user",
+        ":detail",
+        ":flags",
+        ":copy",
+        ":create",
+        ":lower",
+        ":length",
+        ":text",
+        ":raw",
+        ":content",
+        ":zone",
+        ":originalzone",
+        "\"subject\"",
+        "\"*a*?\\\\*\"",
+        "\"${1}${a}\"",
+        "\"a\"",
+        "\"i;ascii-numeric\"",
+        "\"gt\"",
+        "\"date\"",
+        "\"+0100\"",
+        "[\"from\",\"to\"]",
+        "10K",
+        "0",
+        "text:\nx\n.\n",
+        "#c\n",
+        "/*c*/",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut compiled = 0;
+    for _ in 0..20_000 {
+        let n = (next() % 24) as usize;
+        let mut s = String::new();
+        for _ in 0..n {
+            s.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+            s.push(' ');
+        }
+        if let Ok(script) = compile_script(&s) {
+            compiled += 1;
+            let out = run(&script, input(MSG), Limits { max_steps: 50_000 });
+            assert!(!out.actions.is_empty(), "{s}");
+        }
+    }
+    assert!(
+        compiled > 100,
+        "only {compiled} scripts compiled: the soup is too thin"
+    );
+}
