@@ -414,3 +414,211 @@ fn sieve_flags_are_usage_errors_where_they_do_not_apply() {
         .run()
         .code_is(64);
 }
+
+// ---------------------------------------------------------------------------
+// Differential: Pigeonhole's sieve-test (dovecot-sieve) on the same scripts
+// and messages must report the same actions as our --dry-run.
+// ---------------------------------------------------------------------------
+
+/// Messages for the differential test.
+const DIFF_MSGS: &[&[u8]] = &[
+    MSG,
+    b"From: \"Bad Guy\" <spam@bad.example>\n\
+To: me@example.net, other@example.org\n\
+Cc: Team <team+dev@example.com>\n\
+Subject: =?ISO-8859-1?Q?Gro=DFe?= offer\n\
+Date: Sat, 15 Mar 2025 23:30:00 -0300\n\
+X-Spam-Score: 12\n\
+\n\
+Buy now.\n",
+    b"From: boss@example.com\n\
+To: me@example.net\n\
+Subject: Re: report\n\
+Date: Mon, 3 Feb 2025 09:00:00 +0100\n\
+Content-Type: multipart/mixed; boundary=\"xx\"\n\
+\n\
+--xx\n\
+Content-Type: text/plain\n\
+\n\
+Please review the budget.\n\
+--xx\n\
+Content-Type: application/pdf\n\
+Content-Transfer-Encoding: base64\n\
+\n\
+JVBERi0=\n\
+--xx--\n",
+];
+
+/// Scripts for the differential test: each construct family once at least.
+const DIFF_SCRIPTS: &[&str] = &[
+    "",
+    "keep;",
+    "discard;",
+    "require \"fileinto\";\nif header :contains \"subject\" \"rust\" { fileinto \"Rust\"; } else { fileinto \"Other\"; }",
+    "require [\"fileinto\", \"variables\", \"mailbox\"];\nif header :matches \"list-id\" \"<*.lists.*>\" { fileinto :create \"Lists.${1}\"; }",
+    "require \"reject\";\nif address :domain :is \"from\" \"bad.example\" { reject \"go away\"; }",
+    "require [\"imap4flags\", \"fileinto\"];\nif address :is \"from\" \"boss@example.com\" { addflag [\"\\\\Flagged\", \"\\\\Seen\"]; }\nif header :contains \"subject\" \"Re:\" { fileinto \"Replies\"; }",
+    "require [\"relational\", \"comparator-i;ascii-numeric\", \"fileinto\"];\nif header :value \"ge\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"10\" { fileinto \"Junk\"; stop; }\nif address :count \"ge\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"3\" { fileinto \"Many\"; }",
+    "require \"fileinto\";\nif header :is \"subject\" \"Große offer\" { fileinto \"Decoded\"; }",
+    "require [\"body\", \"fileinto\"];\nif body :text :contains \"budget\" { fileinto \"Budget\"; }\nif body :content \"application\" :contains \"x\" { discard; }",
+    "require [\"date\", \"relational\", \"fileinto\"];\nif date :value \"lt\" :originalzone \"date\" \"hour\" \"12\" { fileinto \"Morning\"; }\nif date :zone \"+0000\" \"date\" \"date\" \"2025-03-16\" { fileinto \"UTC-next-day\"; }",
+    "require [\"subaddress\", \"fileinto\", \"copy\"];\nif address :detail \"cc\" \"dev\" { fileinto :copy \"Dev\"; }\nif address :user \"from\" \"alice\" { redirect :copy \"archive@example.net\"; }",
+    // Our filter sees the Return-Path and Delivered-To that -f and
+    // --recipient add (74 bytes): 285 separates the messages alike.
+    "if anyof(not exists \"date\", size :over 285) { redirect \"big@example.net\"; }",
+    "require [\"variables\", \"fileinto\"];\nset :lower :upperfirst \"who\" \"${0}\";\nif address :localpart :matches \"from\" \"*\" { set :upperfirst \"who\" \"${1}\"; }\nfileinto \"From.${who}\";",
+];
+
+/// One action as both sides can say it: `store:FOLDER[:flags]`,
+/// `discard`, `reject:REASON`, `redirect:ADDR`.
+fn pigeonhole_actions(out: &str) -> Vec<String> {
+    let mut acts: Vec<String> = Vec::new();
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(f) = l.strip_prefix("* store message in folder: ") {
+            acts.push(format!("store:{f}"));
+        } else if let Some(fl) = l.strip_prefix("+ add IMAP flags: ") {
+            let mut flags: Vec<String> =
+                fl.split_whitespace().map(str::to_ascii_lowercase).collect();
+            flags.sort();
+            if let Some(last) = acts.last_mut() {
+                last.push_str(&format!(":{}", flags.join(" ")));
+            }
+        } else if l == "* discard" {
+            acts.push("discard".into());
+        } else if let Some(r) = l.strip_prefix("* reject message with reason: ") {
+            acts.push(format!("reject:{r}"));
+        } else if let Some(a) = l.strip_prefix("* redirect message to: ") {
+            acts.push(format!("redirect:{}", a.trim_matches(['<', '>'])));
+        }
+    }
+    acts.sort();
+    acts
+}
+
+fn our_actions(stdout: &str) -> Vec<String> {
+    let mut acts: Vec<String> = Vec::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        let flags = |v: &serde_json::Value| -> String {
+            let mut f: Vec<String> = v["flags"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default();
+            f.sort();
+            if f.is_empty() {
+                String::new()
+            } else {
+                format!(":{}", f.join(" "))
+            }
+        };
+        match v["action"].as_str().unwrap() {
+            "keep" => acts.push(format!("store:INBOX{}", flags(&v))),
+            "fileinto" => acts.push(format!(
+                "store:{}{}",
+                v["mailbox"].as_str().unwrap(),
+                flags(&v)
+            )),
+            "discard" => acts.push("discard".into()),
+            "reject" | "ereject" => acts.push(format!("reject:{}", v["reason"].as_str().unwrap())),
+            "redirect" => acts.push(format!("redirect:{}", v["address"].as_str().unwrap())),
+            other => acts.push(other.to_string()),
+        }
+    }
+    acts.sort();
+    acts
+}
+
+#[test]
+fn same_actions_as_pigeonhole_sieve_test() {
+    let have = std::process::Command::new("sieve-test")
+        .arg("-h")
+        .output()
+        .is_ok();
+    if skip_unless(have, "sieve-test (dovecot-sieve) is not installed") {
+        return;
+    }
+    let home = TempDir::new();
+    // sieve-test refuses root: as root it runs as nobody, which must read
+    // the files and write its scratch Maildir.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let scratch = home.join("pigeonhole");
+    fs::create_dir(&scratch).unwrap();
+    fs::set_permissions(&scratch, fs::Permissions::from_mode(0o777)).unwrap();
+    let md = home.join("Maildir");
+    let mut compared = 0;
+    for (si, text) in DIFF_SCRIPTS.iter().enumerate() {
+        let s = script(&home, &format!("d{si}.sieve"), text);
+        fs::set_permissions(&s, fs::Permissions::from_mode(0o644)).unwrap();
+        for (mi, msg) in DIFF_MSGS.iter().enumerate() {
+            let m = home.join(format!("m{mi}.eml"));
+            fs::write(&m, msg).unwrap();
+            fs::set_permissions(&m, fs::Permissions::from_mode(0o644)).unwrap();
+            let mut cmd = if is_root() {
+                let mut c = std::process::Command::new("setpriv");
+                c.args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "sieve-test",
+                ]);
+                c
+            } else {
+                std::process::Command::new("sieve-test")
+            };
+            let out = cmd
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", &scratch)
+                .env("TZ", "UTC")
+                .args(["-c", "/dev/null", "-o"])
+                .arg(format!(
+                    "mail_location=maildir:{}",
+                    scratch.join("md").display()
+                ))
+                .args([
+                    "-f",
+                    "owner@lists.example.org",
+                    "-r",
+                    "me+lists@example.net",
+                ])
+                .arg(&s)
+                .arg(&m)
+                .output()
+                .expect("run sieve-test");
+            let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "sieve-test failed on script {si}: {}{theirs}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ours = sieve(&home, &s, &md)
+                .args([
+                    "--dry-run",
+                    "--json",
+                    "-f",
+                    "owner@lists.example.org",
+                    "--recipient",
+                    "me+lists@example.net",
+                ])
+                .stdin(*msg)
+                .run()
+                .success();
+            assert_eq!(
+                our_actions(&ours.stdout()),
+                pigeonhole_actions(&theirs),
+                "script {si} ({text:?}) on message {mi}:\nours:\n{}\nsieve-test:\n{theirs}",
+                ours.stdout()
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, DIFF_SCRIPTS.len() * DIFF_MSGS.len());
+    assert_eq!(count_files(&md), 0, "dry runs store nothing");
+}
