@@ -288,7 +288,9 @@ impl<'a> Run<'a> {
         (!self.why.is_empty()).then(|| self.why.join(" and "))
     }
 
-    fn push(&mut self, pos: Pos, kind: ActionKind) -> Result<(), RuntimeError> {
+    /// Record an action; false when it repeats one already recorded (then,
+    /// as in Pigeonhole, it is dropped whole: it cancels no implicit keep).
+    fn push(&mut self, pos: Pos, kind: ActionKind) -> Result<bool, RuntimeError> {
         let stores = |k: &ActionKind| {
             matches!(
                 k,
@@ -322,16 +324,18 @@ impl<'a> Run<'a> {
                     mailbox.clone()
                 })
             }
+            ActionKind::Redirect { address, .. } => Some(format!("redirect {address}")),
             _ => None,
         };
-        // RFC 5228 2.10.3: a message is stored once per mailbox.
+        // RFC 5228 2.10.3: a message is stored once per mailbox and sent
+        // once per address.
         if let Some(t) = target(&kind)
             && self
                 .actions
                 .iter()
                 .any(|a| target(&a.kind).as_ref() == Some(&t))
         {
-            return Ok(());
+            return Ok(false);
         }
         if self.actions.len() >= MAX_ACTIONS {
             return Err(rt(pos, format!("more than {MAX_ACTIONS} actions")));
@@ -342,7 +346,7 @@ impl<'a> Run<'a> {
             pos: Some(pos),
             test,
         });
-        Ok(())
+        Ok(true)
     }
 
     fn command(&mut self, c: &Command) -> Result<Flow, RuntimeError> {
@@ -394,7 +398,7 @@ impl<'a> Run<'a> {
                     None => self.flags.clone(),
                 };
                 let mailbox = self.expand(mailbox);
-                self.push(
+                if self.push(
                     c.pos,
                     ActionKind::FileInto {
                         mailbox,
@@ -402,8 +406,8 @@ impl<'a> Run<'a> {
                         create: *create,
                         copy: *copy,
                     },
-                )?;
-                if !copy {
+                )? && !copy
+                {
                     self.cancel_keep = true;
                 }
             }
@@ -416,14 +420,14 @@ impl<'a> Run<'a> {
                     ));
                 } else {
                     self.redirects += 1;
-                    self.push(
+                    if self.push(
                         c.pos,
                         ActionKind::Redirect {
                             address,
                             copy: *copy,
                         },
-                    )?;
-                    if !copy {
+                    )? && !copy
+                    {
                         self.cancel_keep = true;
                     }
                 }
@@ -470,8 +474,8 @@ impl<'a> Run<'a> {
                 let mut v = self.expand(value);
                 for m in mods {
                     v = match m.as_str() {
-                        "lower" => v.to_lowercase(),
-                        "upper" => v.to_uppercase(),
+                        "lower" => v.to_ascii_lowercase(),
+                        "upper" => v.to_ascii_uppercase(),
                         "lowerfirst" => first_case(&v, false),
                         "upperfirst" => first_case(&v, true),
                         "quotewildcard" => v
@@ -704,19 +708,20 @@ impl<'a> Run<'a> {
             }
             MatchKind::Matches => {
                 for v in values {
-                    let chars: Vec<char> = v.chars().collect();
+                    // RFC 5228 2.7.1 with RFC 4790: both comparators work
+                    // on octets, so "?" is one octet (as in Pigeonhole).
+                    let chars = v.as_bytes();
                     for k in &keys {
                         let pat = pattern(k);
                         let budget = self.limits.max_steps.saturating_sub(self.steps);
-                        let (caps, used) = glob(&pat, &chars, m.cmp == Comparator::Octet, budget);
+                        let (caps, used) = glob(&pat, chars, m.cmp == Comparator::Octet, budget);
                         self.step(used, pos)?;
                         if let Some(caps) = caps {
                             if self.variables {
                                 let mut mv = vec![v.clone()];
-                                mv.extend(
-                                    caps.iter()
-                                        .map(|&(a, b)| chars[a..b].iter().collect::<String>()),
-                                );
+                                mv.extend(caps.iter().map(|&(a, b)| {
+                                    String::from_utf8_lossy(&chars[a..b]).into_owned()
+                                }));
                                 mv.truncate(10);
                                 self.match_vars = mv;
                             }
@@ -734,12 +739,13 @@ fn first_case(s: &str, upper: bool) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => {
-            let f: String = if upper {
-                f.to_uppercase().collect()
+            // ASCII only, as the comparators (and Pigeonhole) do.
+            let f = if upper {
+                f.to_ascii_uppercase()
             } else {
-                f.to_lowercase().collect()
+                f.to_ascii_lowercase()
             };
-            f + c.as_str()
+            format!("{f}{}", c.as_str())
         }
         None => String::new(),
     }
@@ -802,7 +808,7 @@ fn relate(o: std::cmp::Ordering, rel: Rel) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pat {
-    Lit(char),
+    Lit(u8),
     One,
     Star,
 }
@@ -810,19 +816,14 @@ enum Pat {
 /// A `:matches` key: `*`, `?`, and `\` quoting the next character.
 fn pattern(k: &str) -> Vec<Pat> {
     let mut out = Vec::new();
-    let mut c = k.chars();
+    let mut c = k.bytes();
     while let Some(ch) = c.next() {
         out.push(match ch {
-            '*' => {
-                if out.last() == Some(&Pat::Star) {
-                    continue;
-                }
-                Pat::Star
-            }
-            '?' => Pat::One,
-            '\\' => match c.next() {
+            b'*' => Pat::Star,
+            b'?' => Pat::One,
+            b'\\' => match c.next() {
                 Some(n) => Pat::Lit(n),
-                None => Pat::Lit('\\'),
+                None => Pat::Lit(b'\\'),
             },
             other => Pat::Lit(other),
         });
@@ -834,8 +835,8 @@ fn pattern(k: &str) -> Vec<Pat> {
 /// worst, counted in steps). Returns the wildcards' spans when it matches
 /// (earlier stars as short as possible) and the steps used; gives up
 /// (no match) once `budget` steps are spent.
-fn glob(pat: &[Pat], s: &[char], octet: bool, budget: u64) -> (Option<Vec<(usize, usize)>>, u64) {
-    let eq = |a: char, b: char| {
+fn glob(pat: &[Pat], s: &[u8], octet: bool, budget: u64) -> (Option<Vec<(usize, usize)>>, u64) {
+    let eq = |a: u8, b: u8| {
         if octet {
             a == b
         } else {

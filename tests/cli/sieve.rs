@@ -466,6 +466,9 @@ const DIFF_SCRIPTS: &[&str] = &[
     // Our filter sees the Return-Path and Delivered-To that -f and
     // --recipient add (74 bytes): 285 separates the messages alike.
     "if anyof(not exists \"date\", size :over 285) { redirect \"big@example.net\"; }",
+    // "?" is one octet (é is two), :upper is ASCII only, a repeated
+    // fileinto is dropped whole (it cancels no implicit keep).
+    "require [\"variables\", \"fileinto\", \"copy\"];\nif header :matches \"subject\" \"*caf?\" { fileinto \"One\"; }\nif header :matches \"subject\" \"*caf??\" { set :upper \"s\" \"${1}\"; fileinto :copy \"Two.${s}\"; fileinto \"Two.${s}\"; }",
     "require [\"variables\", \"fileinto\"];\nset :lower :upperfirst \"who\" \"${0}\";\nif address :localpart :matches \"from\" \"*\" { set :upperfirst \"who\" \"${1}\"; }\nfileinto \"From.${who}\";",
 ];
 
@@ -474,7 +477,8 @@ const DIFF_SCRIPTS: &[&str] = &[
 fn pigeonhole_actions(out: &str) -> Vec<String> {
     let mut acts: Vec<String> = Vec::new();
     for line in out.lines() {
-        let l = line.trim();
+        // Only leading blanks: a folder name may end in a space.
+        let l = line.trim_start();
         if let Some(f) = l.strip_prefix("* store message in folder: ") {
             acts.push(format!("store:{f}"));
         } else if let Some(fl) = l.strip_prefix("+ add IMAP flags: ") {
@@ -484,7 +488,7 @@ fn pigeonhole_actions(out: &str) -> Vec<String> {
             if let Some(last) = acts.last_mut() {
                 last.push_str(&format!(":{}", flags.join(" ")));
             }
-        } else if l == "* discard" {
+        } else if l.trim_end() == "* discard" {
             acts.push("discard".into());
         } else if let Some(r) = l.strip_prefix("* reject message with reason: ") {
             acts.push(format!("reject:{r}"));
