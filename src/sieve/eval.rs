@@ -507,6 +507,16 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The decoded values of header `name`, the work charged to the step
+    /// budget (a scan of every field and the bytes decoded), so a message
+    /// with many fields cannot make a long script run unbounded.
+    fn header(&mut self, name: &str, pos: Pos) -> Result<Vec<String>, RuntimeError> {
+        self.step(self.fields.len() as u64, pos)?;
+        let values = mime::header_values(&self.fields, name);
+        self.step(values.iter().map(|v| v.len() as u64).sum(), pos)?;
+        Ok(values)
+    }
+
     fn test(&mut self, t: &Test) -> Result<bool, RuntimeError> {
         self.step(1, t.pos)?;
         Ok(match &t.kind {
@@ -531,6 +541,7 @@ impl<'a> Run<'a> {
             }
             TestKind::Exists(names) => {
                 let names = self.expand_all(names);
+                self.step((names.len() * self.fields.len()) as u64, t.pos)?;
                 names.iter().all(|n| self.fields.iter().any(|f| f.is(n)))
             }
             TestKind::Size { over, limit } => {
@@ -540,7 +551,7 @@ impl<'a> Run<'a> {
             TestKind::Header { m, names, keys } => {
                 let mut values = Vec::new();
                 for n in self.expand_all(names) {
-                    values.extend(mime::header_values(&self.fields, &n));
+                    values.extend(self.header(&n, t.pos)?);
                 }
                 self.matches(t.pos, *m, &values, keys)?
             }
@@ -563,7 +574,7 @@ impl<'a> Run<'a> {
                             addrs.push(message::bare_address(a));
                         }
                     } else {
-                        for v in mime::header_values(&self.fields, &n) {
+                        for v in self.header(&n, t.pos)? {
                             addrs.extend(mime::addresses(&v));
                         }
                     }
@@ -575,6 +586,7 @@ impl<'a> Run<'a> {
                 self.matches(t.pos, *m, &values, keys)?
             }
             TestKind::Body { m, transform, keys } => {
+                self.step(self.input.message.len() as u64, t.pos)?;
                 let values = match transform {
                     BodyTransform::Raw => vec![
                         String::from_utf8_lossy(mime::raw_body(self.input.message)).into_owned(),
@@ -603,7 +615,7 @@ impl<'a> Run<'a> {
                         let h = self.expand(h);
                         // RFC 5260: the first such header; a value that is
                         // not a date makes the test false.
-                        if let Some(v) = mime::header_values(&self.fields, &h).into_iter().next() {
+                        if let Some(v) = self.header(&h, t.pos)?.into_iter().next() {
                             let v = if h.eq_ignore_ascii_case("received") {
                                 v.rsplit(';').next().unwrap_or("").to_string()
                             } else {

@@ -509,3 +509,18 @@ fn token_soup_never_panics() {
         "only {compiled} scripts compiled: the soup is too thin"
     );
 }
+
+#[test]
+fn many_fields_times_many_tests_hit_the_budget() {
+    let script = "if header :is \"x-absent\" \"y\" { }\n".repeat(2000);
+    let s = compile_script(&script).unwrap();
+    let mut msg = String::new();
+    for i in 0..5000 {
+        msg.push_str(&format!("X-F{i}: v\n"));
+    }
+    msg.push_str("\nbody\n");
+    let out = run(&s, input(msg.as_bytes()), Limits::default());
+    let e = out.error.expect("the header scans are charged");
+    assert!(e.msg.contains("step budget"), "{e}");
+    assert_eq!(out.actions.len(), 1, "only the implicit keep remains");
+}

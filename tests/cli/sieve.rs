@@ -626,3 +626,36 @@ fn same_actions_as_pigeonhole_sieve_test() {
     assert_eq!(compared, DIFF_SCRIPTS.len() * DIFF_MSGS.len());
     assert_eq!(count_files(&md), 0, "dry runs store nothing");
 }
+
+#[test]
+fn folder_names_from_message_text_cannot_misplace_or_defer_mail() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"mailbox\", \"variables\"];\n\
+         if header :matches \"x-folder\" \"*\" { fileinto :create \"${1}\"; }\n",
+    );
+    let long = "x".repeat(300);
+    for name in [long.as_str(), "../../etc", "a..b", ".hidden", "tab\there"] {
+        let msg = format!("X-Folder: {name}\nSubject: s\n\nbody\n");
+        sieve(&home, &s, &md)
+            .stdin(msg)
+            .run()
+            .success()
+            .stderr_has("stored in INBOX instead");
+    }
+    assert_eq!(maildir_new(&md).len(), 5, "all five in INBOX");
+    let entries = dir_names(&md);
+    assert_eq!(entries, vec!["cur", "new", "tmp"], "no folder was made");
+    assert!(!home.join("etc").exists());
+    // A name with non-ASCII letters is kept as Dovecot spells it on disk.
+    let msg = "X-Folder: Café.Frühstück\n\nbody\n";
+    sieve(&home, &s, &md)
+        .stdin(msg)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(read_flags(&md, Some("Caf&AOk-.Fr&APw-hst&APw-ck")).len(), 1);
+}

@@ -215,10 +215,9 @@ pub fn filter(
             None => md.clone(),
             Some(name) => match md.folder(name) {
                 Ok(d) => d,
-                Err(e) if e.kind().is_temporary() => {
-                    ctx.report(&e);
-                    continue;
-                }
+                // Whatever stops the folder (a name the file system refuses,
+                // a file in the way, a full disk), INBOX is tried instead:
+                // its own failure is the one reported.
                 Err(e) => {
                     ctx.warn(&format!("{e}; stored in INBOX instead"));
                     if merged.iter().any(|m| m.folder.is_none()) {
@@ -241,13 +240,63 @@ pub fn filter(
     Ok(())
 }
 
-/// The folder `fileinto` asks for, or None (INBOX) with a warning when it
-/// is not a valid name, or is missing and `:create` was not given (as
-/// Pigeonhole does).
+/// Longest folder name taken from a script (its parts become one directory
+/// name; file systems stop at 255 bytes).
+const MAX_FOLDER: usize = 200;
+
+/// A folder name as Dovecot keeps it on disk in a Maildir++ layout:
+/// modified UTF-7 (RFC 3501 5.1.3) for anything but printable ASCII, and
+/// `&` written `&-`.
+pub fn mutf7(name: &str) -> String {
+    use base64::Engine;
+    let mut out = String::with_capacity(name.len());
+    let mut run: Vec<u16> = Vec::new();
+    let flush = |run: &mut Vec<u16>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = run.iter().flat_map(|u| u.to_be_bytes()).collect();
+        let b = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+        out.push('&');
+        out.push_str(&b.replace('/', ","));
+        out.push('-');
+        run.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut run, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            run.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The folder `fileinto` asks for (in its on-disk spelling), or None
+/// (INBOX) with a warning when it is not a valid name (empty part, `..`,
+/// control characters, longer than [`MAX_FOLDER`]: a name built from
+/// message text must not defer or misplace mail), or is missing and
+/// `:create` was not given (as Pigeonhole does).
 fn resolve(md: &Maildir, mailbox: &str, create: bool, a: &Action, ctx: &mut Ctx) -> Option<String> {
     if mailbox.eq_ignore_ascii_case("INBOX") {
         return None;
     }
+    let disk = mutf7(mailbox);
+    if disk.len() > MAX_FOLDER || mailbox.chars().any(char::is_control) {
+        ctx.warn(&format!(
+            "{}: fileinto {mailbox:?}: not a usable folder name (control characters or longer than {MAX_FOLDER} bytes); stored in INBOX instead",
+            where_(a)
+        ));
+        return None;
+    }
+    let mailbox = disk.as_str();
     let path: PathBuf = match md.folder_path(mailbox) {
         Ok(p) => p,
         Err(_) => {
@@ -344,4 +393,18 @@ fn report(a: &Action, json: bool, ctx: &mut Ctx) {
         s.push_str(&format!(" [{n}]"));
     }
     ctx.line(&crate::proto::transcript::printable(&s));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mutf7;
+
+    #[test]
+    fn folder_names_in_modified_utf7() {
+        assert_eq!(mutf7("Lists.rust"), "Lists.rust");
+        assert_eq!(mutf7("Café"), "Caf&AOk-");
+        assert_eq!(mutf7("A&B"), "A&-B");
+        assert_eq!(mutf7("日本語"), "&ZeVnLIqe-");
+        assert_eq!(mutf7("x😀y"), "x&2D3eAA-y");
+    }
 }
