@@ -659,3 +659,114 @@ fn folder_names_from_message_text_cannot_misplace_or_defer_mail() {
         .stderr_empty();
     assert_eq!(read_flags(&md, Some("Caf&AOk-.Fr&APw-hst&APw-ck")).len(), 1);
 }
+
+/// Folder name -> sorted flags of each message, as Dovecot lists them over
+/// IMAP (LIST, then EXAMINE and FETCH FLAGS in every folder).
+fn imap_folders_and_flags(dc: &Dovecot, user: &str) -> Vec<(String, Vec<String>)> {
+    let code = r#"
+import imaplib, re, sys
+host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+imap = imaplib.IMAP4(host, port, timeout=60)
+imap.login(user, pw)
+typ, data = imap.list()
+assert typ == "OK", data
+names = []
+for line in data:
+    m = re.match(rb'\((.*?)\) "(.*?)" (.*)$', line)
+    if b"\\Noselect" in m.group(1) or b"\\NonExistent" in m.group(1):
+        continue
+    name = m.group(3).decode()
+    if name.startswith('"'):
+        name = name[1:-1]
+    names.append(name)
+for name in sorted(names):
+    typ, d = imap.select('"%s"' % name, readonly=True)
+    assert typ == "OK", (name, d)
+    typ, d = imap.uid("FETCH", "1:*", "(FLAGS)")
+    for item in d:
+        if not item:
+            continue
+        fl = re.search(rb'FLAGS \((.*?)\)', item).group(1).decode().split()
+        fl = sorted(f for f in fl if f != "\\Recent")
+        print(name + "\t" + " ".join(fl))
+imap.logout()
+"#;
+    let port = dc.imap_port.to_string();
+    let out = python(
+        code,
+        &[
+            OsStr::new(dc.host),
+            OsStr::new(&port),
+            OsStr::new(user),
+            OsStr::new(Dovecot::PASSWORD),
+        ],
+    );
+    let mut v: Vec<(String, Vec<String>)> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| {
+            let (n, f) = l.split_once('\t').unwrap_or((l, ""));
+            (
+                n.to_string(),
+                f.split_whitespace().map(str::to_string).collect(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dovecot_sees_the_folders_and_flags_over_imap() {
+    if skip_unless(is_root(), "Dovecot read-back needs root") {
+        return;
+    }
+    let home = TempDir::new();
+    let md = home.join("mail/Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"mailbox\", \"imap4flags\", \"variables\", \"copy\"];\n\
+         if header :matches \"x-to\" \"*\" { set \"f\" \"${1}\"; }\n\
+         if header :is \"x-flag\" \"yes\" { addflag [\"\\\\Flagged\", \"\\\\Seen\"]; }\n\
+         if string :is \"${f}\" \"inbox\" { keep; stop; }\n\
+         fileinto :create :copy \"${f}\";\n",
+    );
+    for (to, flag) in [
+        ("Lists.rust", "yes"),
+        ("Lists.rust", "no"),
+        ("Café", "yes"),
+        ("inbox", "yes"),
+    ] {
+        let msg = format!("X-To: {to}\nX-Flag: {flag}\nSubject: {to}\n\nbody\n");
+        sieve(&home, &s, &md)
+            .stdin(msg)
+            .run()
+            .success()
+            .stderr_empty();
+    }
+    make_readable(&home.join("mail"));
+    let mut dc = Dovecot::start(&home.join("dovecot"));
+    dc.add_user("alice", &md);
+    let got = imap_folders_and_flags(&dc, "alice");
+    let f = |n: &str, fl: &[&str]| {
+        (
+            n.to_string(),
+            fl.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            f("Caf&AOk-", &["\\Flagged", "\\Seen"]),
+            f("INBOX", &[]),
+            f("INBOX", &["\\Flagged", "\\Seen"]),
+            f("INBOX", &["\\Flagged", "\\Seen"]),
+            f("INBOX", &["\\Flagged", "\\Seen"]),
+            f("Lists.rust", &[]),
+            f("Lists.rust", &["\\Flagged", "\\Seen"]),
+        ],
+        "Dovecot log errors: {:?}",
+        dc.log_errors()
+    );
+    assert!(dc.log_errors().is_empty(), "{:?}", dc.log_errors());
+}
