@@ -169,18 +169,27 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     if let Some(script) = m.get_one::<String>("check") {
         return sieve::check(script, ctx);
     }
-    let script = match m.get_one::<String>("sieve") {
-        Some(s) => Some(s.clone()),
-        // A config that does not load must not stop a delivery: without
-        // the filter the message goes to INBOX, which loses nothing.
-        None => match config::Config::load(None) {
-            Ok(c) => c.deliver.sieve,
-            Err(e) => {
-                ctx.warn(&format!("{e}; delivering without a Sieve filter"));
-                None
-            }
-        },
-    };
+    let script =
+        match m.get_one::<String>("sieve") {
+            Some(s) => Some(s.clone()),
+            // A config that does not load must not stop a delivery: without
+            // the filter the message goes to INBOX, which loses nothing.
+            None => match config::Config::load(None) {
+                // "~/" in the config means the home directory, as a shell would.
+                Ok(c) => c.deliver.sieve.map(|p| {
+                    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+                        (Some(rest), Some(h)) => {
+                            format!("{}/{rest}", h.to_string_lossy().trim_end_matches('/'))
+                        }
+                        _ => p,
+                    }
+                }),
+                Err(e) => {
+                    ctx.warn(&format!("{e}; delivering without a Sieve filter"));
+                    None
+                }
+            },
+        };
     if script.is_none() {
         for flag in ["dry-run", "json", "now"] {
             if m.value_source(flag) == Some(clap::parser::ValueSource::CommandLine) {
@@ -251,22 +260,28 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
                 0,
             ),
         };
-        let f = sieve::Filter {
-            script,
-            dry_run: m.get_flag("dry-run"),
-            json: m.get_flag("json"),
-            now,
-        };
-        let md = match (&dests[..], m.get_flag("split"), opts.folder.is_some()) {
+        let dry_run = m.get_flag("dry-run");
+        let split = m.get_flag("split");
+        let md = match (&dests[..], split && !dry_run, opts.folder.is_some()) {
             ([Destination::Maildir(md)], false, false) => md.clone(),
             _ => {
                 return Err(Error::new(
                     Kind::Usage,
                     "--sieve",
-                    "needs exactly one Maildir destination, without --split or --folder",
+                    "needs exactly one Maildir destination, without --folder (and --split only with --dry-run)",
                 ));
             }
         };
+        let f = sieve::Filter {
+            compiled: sieve::load(&script).map_err(|e| e.to_string()),
+            script,
+            dry_run,
+            json: m.get_flag("json"),
+            now,
+        };
+        if split {
+            return filtered_split(&md, &settings, &f, ctx);
+        }
         return filtered(&md, &settings, &f, ctx);
     }
     if m.get_flag("split") {
@@ -284,13 +299,74 @@ fn filtered(
     ctx: &mut Ctx,
 ) -> Result<()> {
     let p = read_one(s)?;
+    filter_one(md, &p, s, f, None, ctx)
+}
+
+fn filter_one(
+    md: &crate::store::Maildir,
+    p: &Prepared,
+    s: &Settings,
+    f: &sieve::Filter,
+    index: Option<usize>,
+    ctx: &mut Ctx,
+) -> Result<()> {
     let from = match &s.sender {
         Some(snd) => Some(message::bare_address(snd)),
         None if p.sender != "MAILER-DAEMON" => Some(p.sender.clone()),
         None => None,
     };
     let to = s.recipient.as_deref().map(message::bare_address);
-    sieve::filter(md, &p.data, from.as_deref(), to.as_deref(), f, s.print, ctx)
+    sieve::filter(
+        md,
+        &p.data,
+        from.as_deref(),
+        to.as_deref(),
+        f,
+        index,
+        s.print,
+        ctx,
+    )
+}
+
+/// `--split --dry-run`: what the script would do with every message of
+/// the mbox stream on stdin, one message held at a time.
+fn filtered_split(
+    md: &crate::store::Maildir,
+    s: &Settings,
+    f: &sieve::Filter,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let stdin = io::stdin();
+    let mut sp = Splitter::new(BufReader::with_capacity(1 << 20, stdin.lock()), s.format);
+    let mut index = 0;
+    loop {
+        let entry = match sp.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Error::new(Kind::Data, "stdin", e.to_string()));
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading the mbox on stdin after message {index}"),
+                    &e,
+                ));
+            }
+        };
+        index += 1;
+        match prepare(index, entry.data, Some(entry.sender), s) {
+            Ok(p) => filter_one(md, &p, s, f, Some(index), ctx)?,
+            Err(e) => ctx.report(&e.within(format!("message {index}"))),
+        }
+    }
+    if index == 0 {
+        return Err(Error::new(
+            Kind::Data,
+            "stdin",
+            "no messages in the mbox stream",
+        ));
+    }
+    Ok(())
 }
 
 /// One message on stdin.

@@ -383,11 +383,11 @@ fn envelope_and_subaddress_from_the_command_line() {
 fn the_config_names_the_script() {
     let home = TempDir::new();
     let md = home.join("Maildir");
-    let s = script(&home, "s.sieve", "discard;");
+    script(&home, "s.sieve", "discard;");
     fs::create_dir_all(home.join(".config/postline")).unwrap();
     fs::write(
         home.join(".config/postline/config.toml"),
-        format!("[deliver]\nsieve = \"{s}\"\n"),
+        "[deliver]\nsieve = \"~/s.sieve\"\n",
     )
     .unwrap();
     Tool::new(TOOL, home.path())
@@ -769,4 +769,44 @@ fn dovecot_sees_the_folders_and_flags_over_imap() {
         dc.log_errors()
     );
     assert!(dc.log_errors().is_empty(), "{:?}", dc.log_errors());
+}
+
+#[test]
+fn dry_run_over_an_mbox_stream_numbers_the_messages() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require \"fileinto\";\nif header :contains \"subject\" \"rust\" { fileinto \"Rust\"; }\n",
+    );
+    let mbox = b"From a@example.org Thu Jan  1 00:00:00 2026\nSubject: rust news\n\none\n\n\
+From b@example.org Thu Jan  1 00:00:00 2026\nSubject: other\n\ntwo\n";
+    let out = sieve(&home, &s, &md)
+        .args(["--split", "--dry-run", "--json"])
+        .stdin(mbox.to_vec())
+        .run()
+        .success();
+    let recs: Vec<serde_json::Value> = out
+        .stdout_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2, "{}", out.stdout());
+    assert_eq!(
+        (recs[0]["message"].as_u64(), recs[0]["action"].as_str()),
+        (Some(1), Some("fileinto"))
+    );
+    assert_eq!(recs[0]["line"], 2);
+    assert_eq!(
+        (recs[1]["message"].as_u64(), recs[1]["implicit"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(count_files(&md), 0);
+    // Without --dry-run, --split with --sieve is refused.
+    sieve(&home, &s, &md)
+        .arg("--split")
+        .stdin(mbox.to_vec())
+        .run()
+        .code_is(64);
 }

@@ -28,6 +28,8 @@ pub struct Filter {
     pub json: bool,
     /// Now (seconds since the epoch) and the local zone (minutes east).
     pub now: (i64, i32),
+    /// The script compiled once, or why it is not usable.
+    pub compiled: std::result::Result<Script, String>,
 }
 
 /// `--now TIME`: seconds since the epoch, or a date as mail and RFC 3339
@@ -96,16 +98,19 @@ fn where_(a: &Action) -> String {
 
 /// Run the filter over one prepared message and carry out (or report)
 /// what it asks.
+/// `index` numbers the message in `--split` dry runs.
+#[allow(clippy::too_many_arguments)]
 pub fn filter(
     md: &Maildir,
     data: &[u8],
     envelope_from: Option<&str>,
     envelope_to: Option<&str>,
     f: &Filter,
+    index: Option<usize>,
     print: bool,
     ctx: &mut Ctx,
 ) -> Result<()> {
-    let outcome = match load(&f.script) {
+    let outcome = match &f.compiled {
         Ok(script) => {
             let input = Input {
                 message: data,
@@ -114,7 +119,7 @@ pub fn filter(
                 now: f.now.0,
                 local_offset: f.now.1,
             };
-            let out = sieve::run(&script, input, Limits::default());
+            let out = sieve::run(script, input, Limits::default());
             if let Some(e) = &out.error {
                 ctx.warn(&format!("{}: {e}; message kept in INBOX", f.script));
             }
@@ -137,7 +142,7 @@ pub fn filter(
     }
     if f.dry_run {
         for a in &outcome.actions {
-            report(a, f.json, ctx);
+            report(a, f.json, index, ctx);
         }
         ctx.flush();
         return Ok(());
@@ -318,7 +323,7 @@ fn resolve(md: &Maildir, mailbox: &str, create: bool, a: &Action, ctx: &mut Ctx)
 }
 
 /// One dry-run record.
-fn report(a: &Action, json: bool, ctx: &mut Ctx) {
+fn report(a: &Action, json: bool, index: Option<usize>, ctx: &mut Ctx) {
     let (name, detail, note) = match &a.kind {
         ActionKind::Keep { flags } => ("keep", json!({ "flags": flags }), None),
         ActionKind::FileInto {
@@ -363,14 +368,21 @@ fn report(a: &Action, json: bool, ctx: &mut Ctx) {
             if let Some(n) = note {
                 r.insert("note".into(), json!(n));
             }
+            if let Some(i) = index {
+                r.insert("message".into(), json!(i));
+            }
         }
         ctx.line(&rec.to_string());
         return;
     }
-    let mut s = match a.pos {
-        Some(p) => format!("line {}: {name}", p.line),
-        None => "implicit keep:".to_string(),
+    let mut s = match index {
+        Some(i) => format!("message {i}: "),
+        None => String::new(),
     };
+    match a.pos {
+        Some(p) => s.push_str(&format!("line {}: {name}", p.line)),
+        None => s.push_str("implicit keep:"),
+    }
     if a.pos.is_none() {
         s.push_str(" keep");
     }
