@@ -398,6 +398,15 @@ impl<'a> Run<'a> {
                     None => self.flags.clone(),
                 };
                 let mailbox = self.expand(mailbox);
+                // A match variable cut inside a UTF-8 sequence ("?" is one
+                // octet) makes no folder name: an error, as in Pigeonhole,
+                // so only the implicit keep stands.
+                if mailbox.contains('\u{FFFD}') {
+                    return Err(rt(
+                        c.pos,
+                        format!("fileinto: invalid folder name {mailbox:?} (not UTF-8)"),
+                    ));
+                }
                 if self.push(
                     c.pos,
                     ActionKind::FileInto {

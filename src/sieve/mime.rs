@@ -190,6 +190,9 @@ pub fn addresses(value: &str) -> Vec<String> {
         }
     }
     flush(&mut cur, &mut angle, &mut out);
+    if out.is_empty() && !value.trim().is_empty() {
+        out.push(value.trim().to_string());
+    }
     out
 }
 
@@ -416,6 +419,11 @@ mod tests {
             vec!["j@x.org", "b@y.net", "c@z"]
         );
         assert_eq!(addresses("<@r.example:u@d.example>"), vec!["u@d.example"]);
+        // Nothing parsed: the value itself, as Pigeonhole does.
+        assert_eq!(
+            addresses(" undisclosed-recipients:; "),
+            vec!["undisclosed-recipients:;"]
+        );
         assert_eq!(split_address("a+b@c@d"), ("a+b@c", Some("d")));
     }
 
