@@ -899,8 +899,9 @@ fn test(cx: &mut Cx<'_>, r: &RawTest) -> Result<Test, CompileError> {
                 None => return Err(err(pos, "size needs :over or :under")),
             };
             let a = t.positional(what, pos, "n")?;
-            let RawArg::Num(limit, _) = a[0] else {
-                unreachable!("checked by positional")
+            let limit = match a[0] {
+                RawArg::Num(n, _) => n,
+                _ => return Err(err(pos, "size expects a number")),
             };
             TestKind::Size { over, limit }
         }

@@ -930,7 +930,10 @@ fn glob(pat: &[Pat], s: &[u8], octet: bool, budget: u64) -> (Option<Vec<(usize, 
 
 /// One RFC 5260 date part of the instant `unix` seen in zone `off`.
 fn date_part(unix: i64, off: i32, part: &str) -> String {
-    let t = unix + i64::from(off) * 60;
+    // Clamped to years 0..9999 so no input can overflow the calendar maths.
+    let t = unix
+        .clamp(-62_167_219_200, 253_402_300_799)
+        .saturating_add(i64::from(off) * 60);
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -964,7 +967,7 @@ fn date_part(unix: i64, off: i32, part: &str) -> String {
             format!(
                 "{}, {d:02} {} {y:04} {hh:02}:{mm:02}:{ss:02} {zone}",
                 DAYS[days.rem_euclid(7) as usize],
-                MONTHS[(m as usize - 1).min(11)]
+                MONTHS[(m as usize).saturating_sub(1).min(11)]
             )
         }
         "zone" => zone,

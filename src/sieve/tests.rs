@@ -524,3 +524,16 @@ fn many_fields_times_many_tests_hit_the_budget() {
     assert!(e.msg.contains("step budget"), "{e}");
     assert_eq!(out.actions.len(), 1, "only the implicit keep remains");
 }
+
+#[test]
+fn extreme_clocks_do_not_overflow() {
+    let s =
+        compile_script("require \"date\"; if currentdate \"std11\" \"x\" { discard; }").unwrap();
+    for now in [i64::MIN, -1, 0, i64::MAX] {
+        let mut i = input(MSG);
+        i.now = now;
+        i.local_offset = -(99 * 60 + 59);
+        let out = run(&s, i, Limits::default());
+        assert!(out.error.is_none());
+    }
+}
