@@ -250,6 +250,22 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     if dests.is_empty() {
         return Ok(());
     }
+    let from_config = m.get_one::<String>("sieve").is_none();
+    let fits = matches!(&dests[..], [Destination::Maildir(_)])
+        && opts.folder.is_none()
+        && (!m.get_flag("split") || m.get_flag("dry-run"));
+    let script = match script {
+        // The config's filter is for the plain case; a run it cannot fit
+        // (an mbox, several destinations, --folder, --split) delivers as
+        // before rather than fail, so an MTA never bounces for it.
+        Some(sc) if from_config && !fits => {
+            ctx.warn(&format!(
+                "[deliver] sieve = {sc:?} applies to one Maildir destination without --folder or --split; delivering without it"
+            ));
+            None
+        }
+        other => other,
+    };
     if let Some(script) = script {
         let now = match m.get_one::<String>("now") {
             Some(t) => sieve::parse_now(t)?,

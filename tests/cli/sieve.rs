@@ -396,6 +396,25 @@ fn the_config_names_the_script() {
         .run()
         .success();
     assert_eq!(count_files(&md), 0, "the configured script discarded it");
+    // Where the configured filter cannot apply, delivery goes on without it.
+    let mbox = home.join("mbox");
+    Tool::new(TOOL, home.path())
+        .arg(mbox.display().to_string())
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("delivering without it");
+    let stored = fs::read(&mbox).unwrap();
+    assert!(
+        stored.windows(MSG.len()).any(|w| w == MSG),
+        "the message is in the mbox"
+    );
+    Tool::new(TOOL, home.path())
+        .args(["--folder", "F", &md_arg(&md)])
+        .stdin(MSG)
+        .run()
+        .success();
+    assert_eq!(read_flags(&md, Some("F")).len(), 1);
 }
 
 #[test]
