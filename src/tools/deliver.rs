@@ -267,6 +267,9 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         other => other,
     };
     if let Some(script) = script {
+        if settings.dedup.is_some() {
+            ctx.warn("--dedup is not applied to Sieve deliveries in this version");
+        }
         let now = match m.get_one::<String>("now") {
             Some(t) => sieve::parse_now(t)?,
             None => (

@@ -346,11 +346,17 @@ fn redirect_is_not_carried_out_and_the_message_is_kept() {
     let md = home.join("Maildir");
     let s = script(&home, "s.sieve", "redirect \"other@example.com\";\n");
     sieve(&home, &s, &md)
+        .arg("--dedup")
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("--dedup is not applied");
+    sieve(&home, &s, &md)
         .stdin(MSG)
         .run()
         .success()
         .stderr_has("not carried out in this version");
-    assert_eq!(maildir_new(&md).len(), 1);
+    assert_eq!(maildir_new(&md).len(), 2);
 }
 
 #[test]
