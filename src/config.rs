@@ -82,6 +82,9 @@ pub struct Config {
     /// `[recv]`: defaults for mail-recv.
     #[serde(default)]
     pub recv: RecvConfig,
+    /// `[deliver]`: defaults for mail-deliver.
+    #[serde(default)]
+    pub deliver: DeliverConfig,
     /// Where the config was read from (None: no file).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -310,6 +313,14 @@ pub struct SendConfig {
     /// The domain a bare sender or recipient (`root`) gets, as Postfix's
     /// myorigin (default: the host's fully qualified name).
     pub domain: Option<String>,
+}
+
+/// `[deliver]`: mail-deliver's settings; the command line wins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverConfig {
+    /// The Sieve script every delivery runs through (`--sieve`).
+    pub sieve: Option<String>,
 }
 
 /// `[recv]`: mail-recv's settings, named like its flags; the command line

@@ -23,6 +23,7 @@ pub mod proto;
 pub mod queue;
 pub mod recv;
 pub mod send;
+pub mod sieve;
 pub mod store;
 pub mod sysnames;
 pub mod tools;

@@ -17,6 +17,7 @@
 set -eu
 PKGS="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix swaks dnsmasq-base mandoc openssl libssl-dev pkg-config python3 strace util-linux"
 PKGS="$PKGS python3-dkim"
+PKGS="$PKGS dovecot-sieve"
 PKGS="$PKGS courier-authlib courier-authlib-userdb libcourier-unicode4 libidn12 libgamin0"
 COURIER_DIR=${POSTLINE_COURIER_DIR:-/var/tmp/postline-courier}
 COURIER_PKGS="courier-base courier-imap courier-pop"

@@ -121,13 +121,13 @@ impl Maildir {
         })
     }
 
-    /// The Maildir++ subfolder `name` (`a/b` or `a.b` -> `.a.b`), created
-    /// with its `maildirfolder` marker when missing.
-    pub fn folder(&self, name: &str) -> Result<Maildir> {
-        let parts: Vec<&str> = name.split(['/', '.']).collect();
+    /// Where the Maildir++ subfolder `name` is (`a/b` or `a.b` -> `.a.b`;
+    /// `INBOX` is the Maildir itself), without creating anything.
+    pub fn folder_path(&self, name: &str) -> Result<PathBuf> {
         if name == "INBOX" {
-            return Ok(self.clone());
+            return Ok(self.root.clone());
         }
+        let parts: Vec<&str> = name.split(['/', '.']).collect();
         if parts.iter().any(|p| p.is_empty() || *p == "..") || name.contains('\0') {
             return Err(Error::new(
                 Kind::Usage,
@@ -135,7 +135,16 @@ impl Maildir {
                 "not a valid folder name (empty part, leading or doubled separator)",
             ));
         }
-        let dir = self.root.join(format!(".{}", parts.join(".")));
+        Ok(self.root.join(format!(".{}", parts.join("."))))
+    }
+
+    /// The Maildir++ subfolder `name` (`a/b` or `a.b` -> `.a.b`), created
+    /// with its `maildirfolder` marker when missing.
+    pub fn folder(&self, name: &str) -> Result<Maildir> {
+        if name == "INBOX" {
+            return Ok(self.clone());
+        }
+        let dir = self.folder_path(name)?;
         let marker = dir.join("maildirfolder");
         // Whatever has the name counts, a link included: the marker is
         // never created through one (a link to nowhere would create its
@@ -174,6 +183,39 @@ impl Maildir {
             Some(e) => Err(e),
             None => Ok(stored.into_iter().next().unwrap_or_default()),
         }
+    }
+
+    /// Deliver one message with Maildir info flags (`flags` are the
+    /// letters after `:2,`, e.g. `FS`): written and fsynced in `tmp/`,
+    /// linked into `cur/` as `NAME:2,FLAGS` (the Maildir spec keeps info
+    /// out of `new/`), `cur/` fsynced; the path once durable. Without flags
+    /// this is [`Maildir::deliver`] (into `new/`).
+    pub fn deliver_with_flags(&self, data: &[u8], flags: &str) -> Result<PathBuf> {
+        if flags.is_empty() {
+            return self.deliver(data);
+        }
+        let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
+        letters.sort_unstable();
+        letters.dedup();
+        let info = format!(":2,{}", letters.iter().collect::<String>());
+        let cur_dir = self.root.join("cur");
+        let (tmp, name) = write_tmp(&self.root.join("tmp"), data, true)?;
+        let linked = link_unique_info(&tmp, &cur_dir, &name, &info)
+            .map_err(|e| Error::io(format!("moving into {}", cur_dir.display()), &e));
+        let linked = match linked {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fsync_dir(&cur_dir) {
+            let _ = fs::remove_file(&linked);
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(format!("syncing {}", cur_dir.display()), &e));
+        }
+        let _ = fs::remove_file(&tmp);
+        Ok(linked)
     }
 
     /// Deliver several messages with grouped syncs. Returns the paths of the
@@ -281,13 +323,18 @@ fn write_tmp(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<(PathBuf, String
 
 /// Hard-link `tmp` into `dir` under `name` (or a fresh name if taken).
 fn link_unique(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
-    let mut target = dir.join(name);
+    link_unique_info(tmp, dir, name, "")
+}
+
+/// [`link_unique`] with `info` (`:2,FS`) appended to the name.
+fn link_unique_info(tmp: &Path, dir: &Path, name: &str, info: &str) -> io::Result<PathBuf> {
+    let mut target = dir.join(format!("{name}{info}"));
     for _ in 0..100 {
         match fs::hard_link(tmp, &target) {
             Ok(()) => return Ok(target),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let size = fs::metadata(tmp)?.len() as usize;
-                target = dir.join(unique_name(size));
+                target = dir.join(format!("{}{info}", unique_name(size)));
             }
             Err(e) => return Err(e),
         }
@@ -352,6 +399,22 @@ mod tests {
         assert_ne!(linked, taken);
         assert_eq!(fs::read(&taken).unwrap(), b"already there\n");
         assert_eq!(fs::read(&linked).unwrap(), b"new message\n");
+    }
+
+    #[test]
+    fn flags_go_into_cur_with_sorted_info() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&d.path().join("md")).unwrap();
+        let p = md.deliver_with_flags(b"x\n", "SFS").unwrap();
+        assert_eq!(p.parent().unwrap(), md.root().join("cur"));
+        assert!(p.to_str().unwrap().ends_with(":2,FS"), "{p:?}");
+        assert_eq!(fs::read(&p).unwrap(), b"x\n");
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+        let p = md.deliver_with_flags(b"y\n", "").unwrap();
+        assert_eq!(p.parent().unwrap(), md.root().join("new"));
+        assert!(!md.folder_path("A.B").unwrap().exists());
+        assert!(md.folder_path("A..B").is_err());
+        assert_eq!(md.folder_path("INBOX").unwrap(), md.root());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod pop3;
 mod queue;
 mod recv;
 mod send;
+mod sieve;
 mod smtp;
 mod trace;
 mod trace_mta;

@@ -1,0 +1,977 @@
+//! The tree-walking evaluator: runs a compiled [`Script`] over one message
+//! and yields the actions it asks for, each with the script line and the
+//! test that led to it. Nothing is carried out here (the caller stores,
+//! rejects or reports), so a dry run and a delivery see the same list.
+//!
+//! Guarantees: every run ends within [`Limits::max_steps`] steps (a step is
+//! a command, a test or a character compared), variables are capped at
+//! [`MAX_VAR_LEN`] bytes and [`MAX_VARS`] names, actions at
+//! [`MAX_ACTIONS`]; past a limit the run stops with a [`RuntimeError`]
+//! and, as RFC 5228 section 2.10.6 asks, only the implicit keep remains.
+//! Redirects past [`MAX_REDIRECTS`] are dropped and said so in the notes.
+
+use std::collections::HashMap;
+
+use super::compile::{
+    BodyTransform, Cmd, Command, Comparator, FlagOp, Match, MatchKind, Part, Rel, Script, Test,
+    TestKind, Zone,
+};
+use super::mime;
+use super::{Pos, RuntimeError};
+use crate::calendar::{civil_from_days, days_from_civil};
+use crate::message::{self, Field};
+
+/// Longest variable value kept (RFC 5229 allows a limit; Pigeonhole's is 4 KiB).
+pub const MAX_VAR_LEN: usize = 4096;
+/// Most variables a script may set.
+pub const MAX_VARS: usize = 255;
+/// Most actions one run may collect.
+pub const MAX_ACTIONS: usize = 64;
+/// Most redirects carried per message (more are dropped with a note).
+pub const MAX_REDIRECTS: usize = 4;
+/// The default step budget.
+pub const DEFAULT_STEPS: u64 = 2_000_000;
+
+/// What one run may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// CPU steps before the run is stopped.
+    pub max_steps: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_steps: DEFAULT_STEPS,
+        }
+    }
+}
+
+/// The message and its envelope, and the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The message (LF line ends, as stored).
+    pub message: &'a [u8],
+    /// The envelope sender (`""` for the null sender), when known.
+    pub envelope_from: Option<&'a str>,
+    /// The envelope recipient, when known.
+    pub envelope_to: Option<&'a str>,
+    /// Now, seconds since the epoch (pinned for tests and dry runs).
+    pub now: i64,
+    /// The local zone, minutes east of UTC (`currentdate` and `date`
+    /// without `:zone`).
+    pub local_offset: i32,
+}
+
+/// What an action does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    /// Store in INBOX.
+    Keep {
+        /// IMAP flags to store with.
+        flags: Vec<String>,
+    },
+    /// Store in a folder.
+    FileInto {
+        /// The folder name as the script gave it.
+        mailbox: String,
+        /// IMAP flags to store with.
+        flags: Vec<String>,
+        /// `:create`
+        create: bool,
+        /// `:copy`
+        copy: bool,
+    },
+    /// Store nothing (here).
+    Discard,
+    /// Refuse the message.
+    Reject {
+        /// The reason.
+        reason: String,
+        /// `ereject`
+        extended: bool,
+    },
+    /// Forward.
+    Redirect {
+        /// Where to.
+        address: String,
+        /// `:copy`
+        copy: bool,
+    },
+    /// Answer the sender.
+    Vacation {
+        /// The reason text.
+        reason: String,
+    },
+}
+
+/// One action, with the command and the test that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// What to do.
+    pub kind: ActionKind,
+    /// The command's position; `None` for the implicit keep.
+    pub pos: Option<Pos>,
+    /// The conditions that led here (innermost last), as written.
+    pub test: Option<String>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The actions in order; the implicit keep last when it stands.
+    pub actions: Vec<Action>,
+    /// The error that stopped the run (then only the implicit keep remains).
+    pub error: Option<RuntimeError>,
+    /// Things dropped or limited, one line each.
+    pub notes: Vec<String>,
+}
+
+enum Flow {
+    Go,
+    Stop,
+}
+
+struct Run<'a> {
+    input: Input<'a>,
+    fields: Vec<Field<'a>>,
+    limits: Limits,
+    steps: u64,
+    variables: bool,
+    vars: HashMap<String, String>,
+    match_vars: Vec<String>,
+    flags: Vec<String>,
+    actions: Vec<Action>,
+    cancel_keep: bool,
+    why: Vec<String>,
+    notes: Vec<String>,
+    redirects: usize,
+}
+
+/// Run `script` over `input`.
+pub fn run(script: &Script, input: Input<'_>, limits: Limits) -> Outcome {
+    let head_end =
+        memchr::memmem::find(input.message, b"\n\n").map_or(input.message.len(), |i| i + 1);
+    let head = if input.message.starts_with(b"\n") {
+        &[][..]
+    } else {
+        &input.message[..head_end]
+    };
+    let mut r = Run {
+        input,
+        fields: message::fields(head),
+        limits,
+        steps: 0,
+        variables: script.requires.contains("variables"),
+        vars: HashMap::new(),
+        match_vars: Vec::new(),
+        flags: Vec::new(),
+        actions: Vec::new(),
+        cancel_keep: false,
+        why: Vec::new(),
+        notes: Vec::new(),
+        redirects: 0,
+    };
+    let res = r.block(&script.commands);
+    let mut out = Outcome {
+        notes: std::mem::take(&mut r.notes),
+        ..Outcome::default()
+    };
+    match res {
+        Ok(_) => {
+            out.actions = std::mem::take(&mut r.actions);
+            if !r.cancel_keep {
+                out.actions.push(Action {
+                    kind: ActionKind::Keep {
+                        flags: r.flags.clone(),
+                    },
+                    pos: None,
+                    test: None,
+                });
+            }
+        }
+        Err(e) => {
+            out.error = Some(e);
+            out.actions.push(Action {
+                kind: ActionKind::Keep { flags: Vec::new() },
+                pos: None,
+                test: None,
+            });
+        }
+    }
+    out
+}
+
+fn rt(pos: Pos, msg: impl Into<String>) -> RuntimeError {
+    RuntimeError {
+        pos,
+        msg: msg.into(),
+    }
+}
+
+/// Split flag strings (space-separated lists) into flags, without
+/// duplicates (compared case-insensitively), order kept.
+pub fn flag_list<S: AsRef<str>>(items: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for it in items {
+        for f in it.as_ref().split_whitespace() {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
+                out.push(f.to_string());
+            }
+        }
+    }
+    out
+}
+
+impl<'a> Run<'a> {
+    fn step(&mut self, n: u64, pos: Pos) -> Result<(), RuntimeError> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > self.limits.max_steps {
+            return Err(rt(
+                pos,
+                format!("step budget of {} exceeded", self.limits.max_steps),
+            ));
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, cmds: &[Command]) -> Result<Flow, RuntimeError> {
+        for c in cmds {
+            self.step(1, c.pos)?;
+            if let Flow::Stop = self.command(c)? {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Go)
+    }
+
+    /// `${name}` and `${N}` expanded, when the script requires variables.
+    fn expand(&self, s: &str) -> String {
+        if !self.variables || !s.contains("${") {
+            return s.to_string();
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[i..]);
+                return out;
+            };
+            let name = after[..end].to_ascii_lowercase();
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
+                let n: usize = name.parse().unwrap_or(usize::MAX);
+                out.push_str(self.match_vars.get(n).map_or("", String::as_str));
+                rest = &after[end + 1..];
+            } else if super::compile::valid_var_name(&name) {
+                out.push_str(self.vars.get(&name).map_or("", String::as_str));
+                rest = &after[end + 1..];
+            } else {
+                // Not a variable reference: left as written.
+                out.push_str("${");
+                rest = after;
+            }
+            if out.len() > MAX_VAR_LEN * 4 {
+                break;
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn expand_all(&self, v: &[String]) -> Vec<String> {
+        v.iter().map(|s| self.expand(s)).collect()
+    }
+
+    fn why(&self) -> Option<String> {
+        (!self.why.is_empty()).then(|| self.why.join(" and "))
+    }
+
+    /// Record an action; false when it repeats one already recorded (then,
+    /// as in Pigeonhole, it is dropped whole: it cancels no implicit keep).
+    fn push(&mut self, pos: Pos, kind: ActionKind) -> Result<bool, RuntimeError> {
+        let stores = |k: &ActionKind| {
+            matches!(
+                k,
+                ActionKind::Keep { .. } | ActionKind::FileInto { .. } | ActionKind::Redirect { .. }
+            )
+        };
+        if matches!(kind, ActionKind::Reject { .. }) && self.actions.iter().any(|a| stores(&a.kind))
+        {
+            return Err(rt(
+                pos,
+                "reject conflicts with an earlier keep, fileinto or redirect",
+            ));
+        }
+        if stores(&kind)
+            && self
+                .actions
+                .iter()
+                .any(|a| matches!(a.kind, ActionKind::Reject { .. }))
+        {
+            return Err(rt(
+                pos,
+                "keep, fileinto or redirect conflicts with an earlier reject",
+            ));
+        }
+        let target = |k: &ActionKind| match k {
+            ActionKind::Keep { .. } => Some("INBOX".to_string()),
+            ActionKind::FileInto { mailbox, .. } => {
+                Some(if mailbox.eq_ignore_ascii_case("INBOX") {
+                    "INBOX".into()
+                } else {
+                    mailbox.clone()
+                })
+            }
+            ActionKind::Redirect { address, .. } => Some(format!("redirect {address}")),
+            _ => None,
+        };
+        // RFC 5228 2.10.3: a message is stored once per mailbox and sent
+        // once per address.
+        if let Some(t) = target(&kind)
+            && self
+                .actions
+                .iter()
+                .any(|a| target(&a.kind).as_ref() == Some(&t))
+        {
+            return Ok(false);
+        }
+        if self.actions.len() >= MAX_ACTIONS {
+            return Err(rt(pos, format!("more than {MAX_ACTIONS} actions")));
+        }
+        let test = self.why();
+        self.actions.push(Action {
+            kind,
+            pos: Some(pos),
+            test,
+        });
+        Ok(true)
+    }
+
+    fn command(&mut self, c: &Command) -> Result<Flow, RuntimeError> {
+        match &c.kind {
+            Cmd::Require => {}
+            Cmd::If { arms, otherwise } => {
+                let mut failed: Vec<&str> = Vec::new();
+                for (t, body) in arms {
+                    if self.test(t)? {
+                        self.why.push(format!("{} (line {})", t.text, t.pos.line));
+                        let f = self.block(body);
+                        self.why.pop();
+                        return f;
+                    }
+                    failed.push(&t.text);
+                }
+                if let Some(body) = otherwise {
+                    self.why.push(format!(
+                        "else of: {} (line {})",
+                        failed.join("; "),
+                        c.pos.line
+                    ));
+                    let f = self.block(body);
+                    self.why.pop();
+                    return f;
+                }
+            }
+            Cmd::Stop => return Ok(Flow::Stop),
+            Cmd::Keep { flags } => {
+                let flags = match flags {
+                    Some(f) => flag_list(&self.expand_all(f)),
+                    None => self.flags.clone(),
+                };
+                self.push(c.pos, ActionKind::Keep { flags })?;
+                self.cancel_keep = true;
+            }
+            Cmd::Discard => {
+                self.push(c.pos, ActionKind::Discard)?;
+                self.cancel_keep = true;
+            }
+            Cmd::FileInto {
+                mailbox,
+                flags,
+                copy,
+                create,
+            } => {
+                let flags = match flags {
+                    Some(f) => flag_list(&self.expand_all(f)),
+                    None => self.flags.clone(),
+                };
+                let mailbox = self.expand(mailbox);
+                // A match variable cut inside a UTF-8 sequence ("?" is one
+                // octet) makes no folder name: an error, as in Pigeonhole,
+                // so only the implicit keep stands.
+                if mailbox.contains('\u{FFFD}') {
+                    return Err(rt(
+                        c.pos,
+                        format!("fileinto: invalid folder name {mailbox:?} (not UTF-8)"),
+                    ));
+                }
+                if self.push(
+                    c.pos,
+                    ActionKind::FileInto {
+                        mailbox,
+                        flags,
+                        create: *create,
+                        copy: *copy,
+                    },
+                )? && !copy
+                {
+                    self.cancel_keep = true;
+                }
+            }
+            Cmd::Redirect { address, copy } => {
+                let address = self.expand(address);
+                if self.redirects >= MAX_REDIRECTS {
+                    self.notes.push(format!(
+                        "line {}: redirect to {address} dropped: more than {MAX_REDIRECTS} redirects",
+                        c.pos.line
+                    ));
+                } else {
+                    self.redirects += 1;
+                    if self.push(
+                        c.pos,
+                        ActionKind::Redirect {
+                            address,
+                            copy: *copy,
+                        },
+                    )? && !copy
+                    {
+                        self.cancel_keep = true;
+                    }
+                }
+            }
+            Cmd::Reject { reason, extended } => {
+                let reason = self.expand(reason);
+                self.push(
+                    c.pos,
+                    ActionKind::Reject {
+                        reason,
+                        extended: *extended,
+                    },
+                )?;
+                self.cancel_keep = true;
+            }
+            Cmd::Vacation { reason } => {
+                let reason = self.expand(reason);
+                self.push(c.pos, ActionKind::Vacation { reason })?;
+            }
+            Cmd::Flags { op, var, flags } => {
+                let given = flag_list(&self.expand_all(flags));
+                let current = match var {
+                    Some(v) => flag_list(&[self.vars.get(v).cloned().unwrap_or_default()]),
+                    None => self.flags.clone(),
+                };
+                let new = match op {
+                    FlagOp::Set => given,
+                    FlagOp::Add => {
+                        let mut all = current;
+                        all.extend(given);
+                        flag_list(&all)
+                    }
+                    FlagOp::Remove => current
+                        .into_iter()
+                        .filter(|f| !given.iter().any(|g| g.eq_ignore_ascii_case(f)))
+                        .collect(),
+                };
+                match var {
+                    Some(v) => self.set_var(c.pos, v, new.join(" "))?,
+                    None => self.flags = new,
+                }
+            }
+            Cmd::Set { mods, name, value } => {
+                let mut v = self.expand(value);
+                for m in mods {
+                    v = match m.as_str() {
+                        "lower" => v.to_ascii_lowercase(),
+                        "upper" => v.to_ascii_uppercase(),
+                        "lowerfirst" => first_case(&v, false),
+                        "upperfirst" => first_case(&v, true),
+                        "quotewildcard" => v
+                            .replace('\\', "\\\\")
+                            .replace('*', "\\*")
+                            .replace('?', "\\?"),
+                        _ => v.chars().count().to_string(),
+                    };
+                }
+                self.set_var(c.pos, name, v)?;
+            }
+        }
+        Ok(Flow::Go)
+    }
+
+    fn set_var(&mut self, pos: Pos, name: &str, mut v: String) -> Result<(), RuntimeError> {
+        if !self.vars.contains_key(name) && self.vars.len() >= MAX_VARS {
+            return Err(rt(pos, format!("more than {MAX_VARS} variables")));
+        }
+        if v.len() > MAX_VAR_LEN {
+            let mut cut = MAX_VAR_LEN;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.truncate(cut);
+        }
+        self.step(v.len() as u64, pos)?;
+        self.vars.insert(name.to_string(), v);
+        Ok(())
+    }
+
+    /// The decoded values of header `name`, the work charged to the step
+    /// budget (a scan of every field and the bytes decoded), so a message
+    /// with many fields cannot make a long script run unbounded.
+    fn header(&mut self, name: &str, pos: Pos) -> Result<Vec<String>, RuntimeError> {
+        self.step(self.fields.len() as u64, pos)?;
+        let values = mime::header_values(&self.fields, name);
+        self.step(values.iter().map(|v| v.len() as u64).sum(), pos)?;
+        Ok(values)
+    }
+
+    fn test(&mut self, t: &Test) -> Result<bool, RuntimeError> {
+        self.step(1, t.pos)?;
+        Ok(match &t.kind {
+            TestKind::True => true,
+            TestKind::False => false,
+            TestKind::Not(inner) => !self.test(inner)?,
+            TestKind::AllOf(ts) => {
+                for x in ts {
+                    if !self.test(x)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            TestKind::AnyOf(ts) => {
+                for x in ts {
+                    if self.test(x)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            TestKind::Exists(names) => {
+                let names = self.expand_all(names);
+                self.step((names.len() * self.fields.len()) as u64, t.pos)?;
+                names.iter().all(|n| self.fields.iter().any(|f| f.is(n)))
+            }
+            TestKind::Size { over, limit } => {
+                let size = self.input.message.len() as u64;
+                if *over { size > *limit } else { size < *limit }
+            }
+            TestKind::Header { m, names, keys } => {
+                let mut values = Vec::new();
+                for n in self.expand_all(names) {
+                    values.extend(self.header(&n, t.pos)?);
+                }
+                self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::Address {
+                m,
+                part,
+                names,
+                keys,
+                envelope,
+            } => {
+                let mut addrs: Vec<String> = Vec::new();
+                for n in self.expand_all(names) {
+                    if *envelope {
+                        let v = if n.eq_ignore_ascii_case("from") {
+                            self.input.envelope_from
+                        } else {
+                            self.input.envelope_to
+                        };
+                        if let Some(a) = v {
+                            addrs.push(message::bare_address(a));
+                        }
+                    } else {
+                        for v in self.header(&n, t.pos)? {
+                            addrs.extend(mime::addresses(&v));
+                        }
+                    }
+                }
+                let values: Vec<String> = addrs
+                    .iter()
+                    .filter_map(|a| address_part(a, *part))
+                    .collect();
+                self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::Body { m, transform, keys } => {
+                self.step(self.input.message.len() as u64, t.pos)?;
+                let values = match transform {
+                    BodyTransform::Raw => vec![
+                        String::from_utf8_lossy(mime::raw_body(self.input.message)).into_owned(),
+                    ],
+                    BodyTransform::Text => {
+                        mime::body_parts(self.input.message, &["text".to_string()])
+                    }
+                    BodyTransform::Content(types) => {
+                        mime::body_parts(self.input.message, &self.expand_all(types))
+                    }
+                };
+                let size: u64 = values.iter().map(|v| v.len() as u64).sum();
+                self.step(size, t.pos)?;
+                self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::Date {
+                m,
+                zone,
+                header,
+                part,
+                keys,
+            } => {
+                let mut values = Vec::new();
+                match header {
+                    Some(h) => {
+                        let h = self.expand(h);
+                        // RFC 5260: the first such header; a value that is
+                        // not a date makes the test false.
+                        if let Some(v) = self.header(&h, t.pos)?.into_iter().next() {
+                            let v = if h.eq_ignore_ascii_case("received") {
+                                v.rsplit(';').next().unwrap_or("").to_string()
+                            } else {
+                                v
+                            };
+                            if let Some(d) = crate::trace::date::parse(&v) {
+                                let off = match zone {
+                                    Zone::Local => self.input.local_offset,
+                                    Zone::Original => d.offset_minutes.unwrap_or(0),
+                                    Zone::Fixed(z) => *z,
+                                };
+                                values.push(date_part(d.unix, off, part));
+                            }
+                        }
+                    }
+                    None => {
+                        let off = match zone {
+                            Zone::Fixed(z) => *z,
+                            _ => self.input.local_offset,
+                        };
+                        values.push(date_part(self.input.now, off, part));
+                    }
+                }
+                self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::HasFlag { m, vars, keys } => {
+                let values = if vars.is_empty() {
+                    self.flags.clone()
+                } else {
+                    let all: Vec<String> = vars
+                        .iter()
+                        .map(|v| self.vars.get(v).cloned().unwrap_or_default())
+                        .collect();
+                    flag_list(&all)
+                };
+                self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::Str { m, sources, keys } => {
+                let values = self.expand_all(sources);
+                // RFC 5229 5: for :count, empty strings are not counted.
+                let values = if matches!(m.kind, MatchKind::Count(_)) {
+                    values.into_iter().filter(|v| !v.is_empty()).collect()
+                } else {
+                    values
+                };
+                self.matches(t.pos, *m, &values, keys)?
+            }
+        })
+    }
+
+    /// Compare every value with every key; `:matches` success sets the
+    /// match variables.
+    fn matches(
+        &mut self,
+        pos: Pos,
+        m: Match,
+        values: &[String],
+        keys: &[String],
+    ) -> Result<bool, RuntimeError> {
+        let keys = self.expand_all(keys);
+        match m.kind {
+            MatchKind::Count(rel) => {
+                let n = values.len().to_string();
+                Ok(keys.iter().any(|k| relate(order(m.cmp, &n, k), rel)))
+            }
+            MatchKind::Value(rel) => {
+                for v in values {
+                    for k in &keys {
+                        self.step((v.len() + k.len()) as u64, pos)?;
+                        if relate(order(m.cmp, v, k), rel) {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            MatchKind::Is => {
+                for v in values {
+                    for k in &keys {
+                        self.step((v.len() + k.len()) as u64, pos)?;
+                        if order(m.cmp, v, k) == std::cmp::Ordering::Equal {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            MatchKind::Contains => {
+                for v in values {
+                    for k in &keys {
+                        self.step((v.len() + k.len()) as u64, pos)?;
+                        let hit = match m.cmp {
+                            Comparator::Octet => v.contains(k.as_str()),
+                            _ => v.to_ascii_lowercase().contains(&k.to_ascii_lowercase()),
+                        };
+                        if hit {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            MatchKind::Matches => {
+                for v in values {
+                    // RFC 5228 2.7.1 with RFC 4790: both comparators work
+                    // on octets, so "?" is one octet (as in Pigeonhole).
+                    let chars = v.as_bytes();
+                    for k in &keys {
+                        let pat = pattern(k);
+                        let budget = self.limits.max_steps.saturating_sub(self.steps);
+                        let (caps, used) = glob(&pat, chars, m.cmp == Comparator::Octet, budget);
+                        self.step(used, pos)?;
+                        if let Some(caps) = caps {
+                            if self.variables {
+                                let mut mv = vec![v.clone()];
+                                mv.extend(caps.iter().map(|&(a, b)| {
+                                    String::from_utf8_lossy(&chars[a..b]).into_owned()
+                                }));
+                                mv.truncate(10);
+                                self.match_vars = mv;
+                            }
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn first_case(s: &str, upper: bool) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => {
+            // ASCII only, as the comparators (and Pigeonhole) do.
+            let f = if upper {
+                f.to_ascii_uppercase()
+            } else {
+                f.to_ascii_lowercase()
+            };
+            format!("{f}{}", c.as_str())
+        }
+        None => String::new(),
+    }
+}
+
+fn address_part(a: &str, part: Part) -> Option<String> {
+    let (local, domain) = mime::split_address(a);
+    match part {
+        Part::All => Some(a.to_string()),
+        Part::Local => Some(local.to_string()),
+        Part::Domain => domain.map(str::to_string),
+        // RFC 5233 with "+" as the separator.
+        Part::User => Some(local.split_once('+').map_or(local, |(u, _)| u).to_string()),
+        Part::Detail => local.split_once('+').map(|(_, d)| d.to_string()),
+    }
+}
+
+/// The leading digits of `s` as a number for i;ascii-numeric; `None`
+/// (positive infinity) when there are none.
+fn numeric(s: &str) -> Option<u128> {
+    let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.len() > 38 {
+        return Some(u128::MAX);
+    }
+    Some(trimmed.parse().unwrap_or(0))
+}
+
+/// The comparator's order of two strings.
+fn order(cmp: Comparator, a: &str, b: &str) -> std::cmp::Ordering {
+    match cmp {
+        Comparator::Octet => a.as_bytes().cmp(b.as_bytes()),
+        Comparator::Casemap => a
+            .bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
+        Comparator::Numeric => match (numeric(a), numeric(b)) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (Some(x), Some(y)) => x.cmp(&y),
+        },
+    }
+}
+
+fn relate(o: std::cmp::Ordering, rel: Rel) -> bool {
+    use std::cmp::Ordering::*;
+    match rel {
+        Rel::Gt => o == Greater,
+        Rel::Ge => o != Less,
+        Rel::Lt => o == Less,
+        Rel::Le => o != Greater,
+        Rel::Eq => o == Equal,
+        Rel::Ne => o != Equal,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pat {
+    Lit(u8),
+    One,
+    Star,
+}
+
+/// A `:matches` key: `*`, `?`, and `\` quoting the next character.
+fn pattern(k: &str) -> Vec<Pat> {
+    let mut out = Vec::new();
+    let mut c = k.bytes();
+    while let Some(ch) = c.next() {
+        out.push(match ch {
+            b'*' => Pat::Star,
+            b'?' => Pat::One,
+            b'\\' => match c.next() {
+                Some(n) => Pat::Lit(n),
+                None => Pat::Lit(b'\\'),
+            },
+            other => Pat::Lit(other),
+        });
+    }
+    out
+}
+
+/// Glob match with one backtrack point (linear space, O(n·m) time at
+/// worst, counted in steps). Returns the wildcards' spans when it matches
+/// (earlier stars as short as possible) and the steps used; gives up
+/// (no match) once `budget` steps are spent.
+fn glob(pat: &[Pat], s: &[u8], octet: bool, budget: u64) -> (Option<Vec<(usize, usize)>>, u64) {
+    let eq = |a: u8, b: u8| {
+        if octet {
+            a == b
+        } else {
+            a.eq_ignore_ascii_case(&b)
+        }
+    };
+    let wild: Vec<usize> = pat
+        .iter()
+        .scan(0usize, |n, p| {
+            let i = *n;
+            if matches!(p, Pat::One | Pat::Star) {
+                *n += 1;
+            }
+            Some(i)
+        })
+        .collect();
+    let nwild = pat
+        .iter()
+        .filter(|p| matches!(p, Pat::One | Pat::Star))
+        .count();
+    let mut caps = vec![(0usize, 0usize); nwild];
+    let (mut p, mut i) = (0usize, 0usize);
+    let mut star: Option<(usize, usize, usize)> = None; // pattern index, span start, text resume
+    let mut steps = 0u64;
+    while i < s.len() {
+        steps += 1;
+        if steps > budget {
+            return (None, steps);
+        }
+        match pat.get(p) {
+            Some(Pat::Star) => {
+                star = Some((p, i, i));
+                caps[wild[p]] = (i, i);
+                p += 1;
+                continue;
+            }
+            Some(Pat::One) => {
+                caps[wild[p]] = (i, i + 1);
+                p += 1;
+                i += 1;
+                continue;
+            }
+            Some(Pat::Lit(c)) if eq(*c, s[i]) => {
+                p += 1;
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, start, resume)) => {
+                star = Some((sp, start, resume + 1));
+                caps[wild[sp]] = (start, resume + 1);
+                p = sp + 1;
+                i = resume + 1;
+            }
+            None => return (None, steps),
+        }
+    }
+    while let Some(Pat::Star) = pat.get(p) {
+        caps[wild[p]] = (i, i);
+        p += 1;
+    }
+    if p == pat.len() {
+        (Some(caps), steps)
+    } else {
+        (None, steps)
+    }
+}
+
+/// One RFC 5260 date part of the instant `unix` seen in zone `off`.
+fn date_part(unix: i64, off: i32, part: &str) -> String {
+    // Clamped to years 0..9999 so no input can overflow the calendar maths.
+    let t = unix
+        .clamp(-62_167_219_200, 253_402_300_799)
+        .saturating_add(i64::from(off) * 60);
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let sign = if off < 0 { '-' } else { '+' };
+    let zone = format!(
+        "{sign}{:02}{:02}",
+        off.unsigned_abs() / 60,
+        off.unsigned_abs() % 60
+    );
+    match part {
+        "year" => format!("{y:04}"),
+        "month" => format!("{m:02}"),
+        "day" => format!("{d:02}"),
+        "date" => format!("{y:04}-{m:02}-{d:02}"),
+        "julian" => (days_from_civil(y, m, d) - days_from_civil(1858, 11, 17)).to_string(),
+        "hour" => format!("{hh:02}"),
+        "minute" => format!("{mm:02}"),
+        "second" => format!("{ss:02}"),
+        "time" => format!("{hh:02}:{mm:02}:{ss:02}"),
+        "iso8601" => format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{sign}{:02}:{:02}",
+            off.unsigned_abs() / 60,
+            off.unsigned_abs() % 60
+        ),
+        "std11" => {
+            const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            format!(
+                "{}, {d:02} {} {y:04} {hh:02}:{mm:02}:{ss:02} {zone}",
+                DAYS[days.rem_euclid(7) as usize],
+                MONTHS[(m as usize).saturating_sub(1).min(11)]
+            )
+        }
+        "zone" => zone,
+        // weekday: 0 is Sunday; 1970-01-01 was a Thursday.
+        _ => ((days + 4).rem_euclid(7)).to_string(),
+    }
+}

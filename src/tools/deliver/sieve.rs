@@ -1,0 +1,422 @@
+//! mail-deliver's Sieve face: `--check`, `--sieve` (carry out the actions
+//! through the store) and `--dry-run [--json]` (report them).
+//!
+//! Guarantee: nothing is lost to the filter. A script that cannot be read,
+//! does not compile, or fails at run time leaves the message in INBOX
+//! (exit 0, the reason with line and column on stderr); a folder that
+//! cannot be used falls back to INBOX; redirect and vacation, not carried
+//! out in this version, keep the message instead. Only `discard` stores
+//! nothing (exit 0) and `reject`/`ereject` stores nothing and exits 77 so
+//! the MTA bounces.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::exit::{Error, Kind, Result};
+use crate::sieve::{self, Action, ActionKind, Input, Limits, Script};
+use crate::store::Maildir;
+use crate::tools::Ctx;
+
+/// How to run the filter.
+pub struct Filter {
+    /// The script's path.
+    pub script: String,
+    /// Report instead of carrying out.
+    pub dry_run: bool,
+    /// Dry-run records as JSON lines.
+    pub json: bool,
+    /// Now (seconds since the epoch) and the local zone (minutes east).
+    pub now: (i64, i32),
+    /// The script compiled once, or why it is not usable.
+    pub compiled: std::result::Result<Script, String>,
+}
+
+/// `--now TIME`: seconds since the epoch, or a date as mail and RFC 3339
+/// write it; its zone becomes the local zone.
+pub fn parse_now(s: &str) -> Result<(i64, i32)> {
+    if let Ok(n) = s.trim().parse::<i64>() {
+        return Ok((n, 0));
+    }
+    match crate::trace::date::parse(s) {
+        Some(d) => Ok((d.unix, d.offset_minutes.unwrap_or(0))),
+        None => Err(Error::new(
+            Kind::Usage,
+            format!("--now {s:?}"),
+            "not a time (seconds since the epoch, RFC 3339 or RFC 5322 date)",
+        )),
+    }
+}
+
+/// Read and compile a script; the error says where.
+pub fn load(path: &str) -> Result<Script> {
+    let text = std::fs::read(path).map_err(|e| Error::io(format!("reading {path}"), &e))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::new(Kind::Data, path, "the script is not UTF-8"))?;
+    sieve::compile_script(&text).map_err(|e| Error::new(Kind::Data, path, e))
+}
+
+/// `--check SCRIPT`: compile only.
+pub fn check(path: &str, ctx: &mut Ctx) -> Result<()> {
+    let s = load(path)?;
+    let ext: Vec<&str> = s.requires.iter().map(String::as_str).collect();
+    ctx.line(&format!(
+        "{path}: ok (requires: {})",
+        if ext.is_empty() {
+            "nothing".into()
+        } else {
+            ext.join(", ")
+        }
+    ));
+    Ok(())
+}
+
+/// A place to store into: a folder (None for INBOX) and its flags.
+struct Target {
+    folder: Option<String>,
+    flags: Vec<String>,
+}
+
+/// Maildir info letters for IMAP system flags; keywords have none.
+fn letter(flag: &str) -> Option<char> {
+    match flag.to_ascii_lowercase().as_str() {
+        "\\seen" => Some('S'),
+        "\\answered" => Some('R'),
+        "\\flagged" => Some('F'),
+        "\\deleted" => Some('T'),
+        "\\draft" => Some('D'),
+        _ => None,
+    }
+}
+
+fn where_(a: &Action) -> String {
+    match a.pos {
+        Some(p) => format!("line {}", p.line),
+        None => "implicit keep".into(),
+    }
+}
+
+/// Run the filter over one prepared message and carry out (or report)
+/// what it asks.
+/// `index` numbers the message in `--split` dry runs.
+#[allow(clippy::too_many_arguments)]
+pub fn filter(
+    md: &Maildir,
+    data: &[u8],
+    envelope_from: Option<&str>,
+    envelope_to: Option<&str>,
+    f: &Filter,
+    index: Option<usize>,
+    print: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let outcome = match &f.compiled {
+        Ok(script) => {
+            let input = Input {
+                message: data,
+                envelope_from,
+                envelope_to,
+                now: f.now.0,
+                local_offset: f.now.1,
+            };
+            let out = sieve::run(script, input, Limits::default());
+            if let Some(e) = &out.error {
+                ctx.warn(&format!("{}: {e}; message kept in INBOX", f.script));
+            }
+            out
+        }
+        Err(e) => {
+            ctx.warn(&format!("{e}; message kept in INBOX"));
+            sieve::Outcome {
+                actions: vec![Action {
+                    kind: ActionKind::Keep { flags: Vec::new() },
+                    pos: None,
+                    test: None,
+                }],
+                ..sieve::Outcome::default()
+            }
+        }
+    };
+    for n in &outcome.notes {
+        ctx.warn(&format!("{}: {n}", f.script));
+    }
+    if f.dry_run {
+        for a in &outcome.actions {
+            report(a, f.json, index, ctx);
+        }
+        ctx.flush();
+        return Ok(());
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    let mut reject: Option<(&Action, &str)> = None;
+    let mut keep_inbox = false;
+    for a in &outcome.actions {
+        match &a.kind {
+            ActionKind::Keep { flags } => targets.push(Target {
+                folder: None,
+                flags: flags.clone(),
+            }),
+            ActionKind::FileInto {
+                mailbox,
+                flags,
+                create,
+                ..
+            } => {
+                let folder = resolve(md, mailbox, *create, a, ctx);
+                targets.push(Target {
+                    folder,
+                    flags: flags.clone(),
+                });
+            }
+            ActionKind::Discard => {}
+            ActionKind::Reject { reason, .. } => reject = Some((a, reason)),
+            ActionKind::Redirect { address, .. } => {
+                ctx.warn(&format!(
+                    "{}: {}: redirect to {address} not carried out in this version; message kept in INBOX",
+                    f.script,
+                    where_(a)
+                ));
+                keep_inbox = true;
+            }
+            ActionKind::Vacation { .. } => ctx.warn(&format!(
+                "{}: {}: vacation not carried out in this version",
+                f.script,
+                where_(a)
+            )),
+        }
+    }
+    if let Some((a, reason)) = reject {
+        return Err(Error::new(
+            Kind::NoPerm,
+            format!("{}: {}: rejected", f.script, where_(a)),
+            reason.trim_end(),
+        ));
+    }
+    if keep_inbox && !targets.iter().any(|t| t.folder.is_none()) {
+        targets.push(Target {
+            folder: None,
+            flags: Vec::new(),
+        });
+    }
+    // Two actions that ended in the same folder store once, flags merged.
+    let mut merged: Vec<Target> = Vec::new();
+    for t in targets {
+        match merged.iter_mut().find(|m| m.folder == t.folder) {
+            Some(m) => m.flags = sieve::eval::flag_list(&[m.flags.join(" "), t.flags.join(" ")]),
+            None => merged.push(t),
+        }
+    }
+    let mut keywords_noted = false;
+    for t in &merged {
+        let letters: String = t.flags.iter().filter_map(|f| letter(f)).collect();
+        if !keywords_noted && t.flags.iter().any(|f| letter(f).is_none()) {
+            keywords_noted = true;
+            ctx.warn(&format!(
+                "{}: IMAP keywords are not stored in Maildir names in this version (only \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft)",
+                f.script
+            ));
+        }
+        let dest = match &t.folder {
+            None => md.clone(),
+            Some(name) => match md.folder(name) {
+                Ok(d) => d,
+                // Whatever stops the folder (a name the file system refuses,
+                // a file in the way, a full disk), INBOX is tried instead:
+                // its own failure is the one reported.
+                Err(e) => {
+                    ctx.warn(&format!("{e}; stored in INBOX instead"));
+                    if merged.iter().any(|m| m.folder.is_none()) {
+                        continue;
+                    }
+                    md.clone()
+                }
+            },
+        };
+        match dest.deliver_with_flags(data, &letters) {
+            Ok(p) => {
+                if print {
+                    ctx.line(&p.display().to_string());
+                }
+            }
+            Err(e) => ctx.report(&e),
+        }
+    }
+    ctx.flush();
+    Ok(())
+}
+
+/// Longest folder name taken from a script (its parts become one directory
+/// name; file systems stop at 255 bytes).
+const MAX_FOLDER: usize = 200;
+
+/// A folder name as Dovecot keeps it on disk in a Maildir++ layout:
+/// modified UTF-7 (RFC 3501 5.1.3) for anything but printable ASCII, and
+/// `&` written `&-`.
+pub fn mutf7(name: &str) -> String {
+    use base64::Engine;
+    let mut out = String::with_capacity(name.len());
+    let mut run: Vec<u16> = Vec::new();
+    let flush = |run: &mut Vec<u16>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = run.iter().flat_map(|u| u.to_be_bytes()).collect();
+        let b = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+        out.push('&');
+        out.push_str(&b.replace('/', ","));
+        out.push('-');
+        run.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut run, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            run.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The folder `fileinto` asks for (in its on-disk spelling), or None
+/// (INBOX) with a warning when it is not a valid name (empty part, `..`,
+/// control characters, longer than [`MAX_FOLDER`]: a name built from
+/// message text must not defer or misplace mail), or is missing and
+/// `:create` was not given (as Pigeonhole does).
+fn resolve(md: &Maildir, mailbox: &str, create: bool, a: &Action, ctx: &mut Ctx) -> Option<String> {
+    if mailbox.eq_ignore_ascii_case("INBOX") {
+        return None;
+    }
+    let disk = mutf7(mailbox);
+    if disk.len() > MAX_FOLDER || mailbox.chars().any(char::is_control) {
+        ctx.warn(&format!(
+            "{}: fileinto {mailbox:?}: not a usable folder name (control characters or longer than {MAX_FOLDER} bytes); stored in INBOX instead",
+            where_(a)
+        ));
+        return None;
+    }
+    let mailbox = disk.as_str();
+    let path: PathBuf = match md.folder_path(mailbox) {
+        Ok(p) => p,
+        Err(_) => {
+            ctx.warn(&format!(
+                "{}: fileinto {mailbox:?}: not a valid folder name; stored in INBOX instead",
+                where_(a)
+            ));
+            return None;
+        }
+    };
+    if !create && !path.is_dir() {
+        ctx.warn(&format!(
+            "{}: fileinto {mailbox:?}: folder does not exist (no :create); stored in INBOX instead",
+            where_(a)
+        ));
+        return None;
+    }
+    Some(mailbox.to_string())
+}
+
+/// One dry-run record.
+fn report(a: &Action, json: bool, index: Option<usize>, ctx: &mut Ctx) {
+    let (name, detail, note) = match &a.kind {
+        ActionKind::Keep { flags } => ("keep", json!({ "flags": flags }), None),
+        ActionKind::FileInto {
+            mailbox,
+            flags,
+            create,
+            copy,
+        } => (
+            "fileinto",
+            json!({ "mailbox": mailbox, "flags": flags, "create": create, "copy": copy }),
+            None,
+        ),
+        ActionKind::Discard => ("discard", json!({}), None),
+        ActionKind::Reject { reason, extended } => (
+            if *extended { "ereject" } else { "reject" },
+            json!({ "reason": reason }),
+            None,
+        ),
+        ActionKind::Redirect { address, copy } => (
+            "redirect",
+            json!({ "address": address, "copy": copy }),
+            Some("not carried out in this version (the message is kept instead)"),
+        ),
+        ActionKind::Vacation { reason } => (
+            "vacation",
+            json!({ "reason": reason }),
+            Some("not carried out in this version"),
+        ),
+    };
+    if json {
+        let mut rec = json!({
+            "action": name,
+            "implicit": a.pos.is_none(),
+            "line": a.pos.map(|p| p.line),
+            "column": a.pos.map(|p| p.col),
+            "test": a.test,
+        });
+        if let (Some(r), Some(d)) = (rec.as_object_mut(), detail.as_object()) {
+            for (k, v) in d {
+                r.insert(k.clone(), v.clone());
+            }
+            if let Some(n) = note {
+                r.insert("note".into(), json!(n));
+            }
+            if let Some(i) = index {
+                r.insert("message".into(), json!(i));
+            }
+        }
+        ctx.line(&rec.to_string());
+        return;
+    }
+    let mut s = match index {
+        Some(i) => format!("message {i}: "),
+        None => String::new(),
+    };
+    match a.pos {
+        Some(p) => s.push_str(&format!("line {}: {name}", p.line)),
+        None => s.push_str("implicit keep:"),
+    }
+    if a.pos.is_none() {
+        s.push_str(" keep");
+    }
+    if let Some(d) = detail.as_object() {
+        for (k, v) in d {
+            match v {
+                serde_json::Value::Array(x) if x.is_empty() => {}
+                serde_json::Value::Bool(false) => {}
+                serde_json::Value::Bool(true) => s.push_str(&format!(" :{k}")),
+                other => s.push_str(&format!(" {k}={other}")),
+            }
+        }
+    }
+    match &a.test {
+        Some(t) => s.push_str(&format!(" (because {t})")),
+        None if a.pos.is_some() => s.push_str(" (unconditional)"),
+        None => {}
+    }
+    if let Some(n) = note {
+        s.push_str(&format!(" [{n}]"));
+    }
+    ctx.line(&crate::proto::transcript::printable(&s));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mutf7;
+
+    #[test]
+    fn folder_names_in_modified_utf7() {
+        assert_eq!(mutf7("Lists.rust"), "Lists.rust");
+        assert_eq!(mutf7("Café"), "Caf&AOk-");
+        assert_eq!(mutf7("A&B"), "A&-B");
+        assert_eq!(mutf7("日本語"), "&ZeVnLIqe-");
+        assert_eq!(mutf7("x😀y"), "x&2D3eAA-y");
+    }
+}
