@@ -20,6 +20,7 @@ use crate::message::{self, Message};
 use crate::store::{Destination, Item, Locking, Options};
 use crate::tools::Ctx;
 
+mod expect;
 mod sieve;
 
 /// Messages grouped under one sync in `--split` mode, at most.
@@ -138,6 +139,20 @@ pub fn command() -> Command {
                 .help("With --sieve: the time the date tests see (epoch seconds or RFC 3339)"),
         )
         .arg(
+            Arg::new("expect")
+                .long("expect")
+                .value_name("DIR")
+                .conflicts_with_all(["check", "dry-run", "json", "split", "dest", "folder", "print-path"])
+                .help("With --sieve: run every DIR/NAME.eml through the script, compare with DIR/NAME.expect; store nothing"),
+        )
+        .arg(
+            Arg::new("expect-update")
+                .long("expect-update")
+                .action(ArgAction::SetTrue)
+                .requires("expect")
+                .help("With --expect: write each NAME.expect from the current results"),
+        )
+        .arg(
             Arg::new("lock-timeout")
                 .long("lock-timeout")
                 .value_name("SECONDS")
@@ -168,6 +183,9 @@ struct Settings {
 pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     if let Some(script) = m.get_one::<String>("check") {
         return sieve::check(script, ctx);
+    }
+    if let Some(dir) = m.get_one::<String>("expect") {
+        return expect_run(dir, m, ctx);
     }
     let script =
         match m.get_one::<String>("sieve") {
@@ -270,15 +288,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         if settings.dedup.is_some() {
             ctx.warn("--dedup is not applied to Sieve deliveries in this version");
         }
-        let now = match m.get_one::<String>("now") {
-            Some(t) => sieve::parse_now(t)?,
-            None => (
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
-                0,
-            ),
-        };
+        let now = now(m)?;
         let dry_run = m.get_flag("dry-run");
         let split = m.get_flag("split");
         let md = match (&dests[..], split && !dry_run, opts.folder.is_some()) {
@@ -310,6 +320,47 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     }
 }
 
+/// `--now TIME`, or the clock.
+fn now(m: &ArgMatches) -> Result<(i64, i32)> {
+    match m.get_one::<String>("now") {
+        Some(t) => sieve::parse_now(t),
+        None => Ok((
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            0,
+        )),
+    }
+}
+
+/// `--sieve SCRIPT --expect DIR [--expect-update]`: no destination, no
+/// config (the script under test is the one named).
+fn expect_run(dir: &str, m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
+    let Some(script) = m.get_one::<String>("sieve").cloned() else {
+        return Err(Error::new(Kind::Usage, "--expect", "needs --sieve SCRIPT"));
+    };
+    let format = Format::parse(
+        m.get_one::<String>("mbox-format")
+            .map_or("mboxrd", String::as_str),
+    )
+    .unwrap_or(Format::Mboxrd);
+    let settings = Settings {
+        sender: m.get_one::<String>("sender").cloned(),
+        recipient: m.get_one::<String>("recipient").cloned(),
+        print: false,
+        dedup: None,
+        format,
+    };
+    let f = sieve::Filter {
+        compiled: sieve::load(&script).map_err(|e| e.to_string()),
+        script,
+        dry_run: true,
+        json: false,
+        now: now(m)?,
+    };
+    expect::run(dir, &f, &settings, m.get_flag("expect-update"), ctx)
+}
+
 /// One message on stdin through the Sieve filter.
 fn filtered(
     md: &crate::store::Maildir,
@@ -329,12 +380,7 @@ fn filter_one(
     index: Option<usize>,
     ctx: &mut Ctx,
 ) -> Result<()> {
-    let from = match &s.sender {
-        Some(snd) => Some(message::bare_address(snd)),
-        None if p.sender != "MAILER-DAEMON" => Some(p.sender.clone()),
-        None => None,
-    };
-    let to = s.recipient.as_deref().map(message::bare_address);
+    let (from, to) = envelope(p, s);
     sieve::filter(
         md,
         &p.data,
@@ -345,6 +391,17 @@ fn filter_one(
         s.print,
         ctx,
     )
+}
+
+/// The envelope the script's `envelope` test sees: -f (else the
+/// message's own sender, none for bounces) and --recipient.
+fn envelope(p: &Prepared, s: &Settings) -> (Option<String>, Option<String>) {
+    let from = match &s.sender {
+        Some(snd) => Some(message::bare_address(snd)),
+        None if p.sender != "MAILER-DAEMON" => Some(p.sender.clone()),
+        None => None,
+    };
+    (from, s.recipient.as_deref().map(message::bare_address))
 }
 
 /// `--split --dry-run`: what the script would do with every message of

@@ -96,20 +96,18 @@ fn where_(a: &Action) -> String {
     }
 }
 
-/// Run the filter over one prepared message and carry out (or report)
-/// what it asks.
-/// `index` numbers the message in `--split` dry runs.
-#[allow(clippy::too_many_arguments)]
-pub fn filter(
-    md: &Maildir,
+/// The actions the script asks for one prepared message: the one
+/// evaluation behind delivery, `--dry-run` and `--expect`, so they cannot
+/// disagree. A script that is not usable, or stops with an error, yields
+/// the implicit keep (the message is kept in INBOX); the reason is on
+/// stderr.
+pub fn evaluate(
     data: &[u8],
     envelope_from: Option<&str>,
     envelope_to: Option<&str>,
     f: &Filter,
-    index: Option<usize>,
-    print: bool,
     ctx: &mut Ctx,
-) -> Result<()> {
+) -> sieve::Outcome {
     let outcome = match &f.compiled {
         Ok(script) => {
             let input = Input {
@@ -140,6 +138,90 @@ pub fn filter(
     for n in &outcome.notes {
         ctx.warn(&format!("{}: {n}", f.script));
     }
+    outcome
+}
+
+/// A string as a Sieve script writes it: in double quotes, with `\` and
+/// `"` escaped (control characters are left to the printer).
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// One action as the dry run and the `.expect` files name it, in Sieve's
+/// own spelling without line numbers: `fileinto "Lists.rust" :create
+/// :flags \Seen`, `keep`, `discard`, `reject "reason"`. The one text
+/// formatter for actions; callers escape control characters.
+pub fn describe(kind: &ActionKind) -> String {
+    let flags = |s: &mut String, flags: &[String]| {
+        if !flags.is_empty() {
+            s.push_str(" :flags ");
+            s.push_str(&flags.join(" "));
+        }
+    };
+    let mut s;
+    match kind {
+        ActionKind::Keep { flags: fl } => {
+            s = "keep".to_string();
+            flags(&mut s, fl);
+        }
+        ActionKind::FileInto {
+            mailbox,
+            flags: fl,
+            create,
+            copy,
+        } => {
+            s = format!("fileinto {}", quoted(mailbox));
+            if *create {
+                s.push_str(" :create");
+            }
+            if *copy {
+                s.push_str(" :copy");
+            }
+            flags(&mut s, fl);
+        }
+        ActionKind::Discard => s = "discard".to_string(),
+        ActionKind::Reject { reason, extended } => {
+            s = format!(
+                "{} {}",
+                if *extended { "ereject" } else { "reject" },
+                quoted(reason)
+            );
+        }
+        ActionKind::Redirect { address, copy } => {
+            s = format!("redirect {}", quoted(address));
+            if *copy {
+                s.push_str(" :copy");
+            }
+        }
+        ActionKind::Vacation { reason } => s = format!("vacation {}", quoted(reason)),
+    }
+    s
+}
+
+/// Run the filter over one prepared message and carry out (or report)
+/// what it asks.
+/// `index` numbers the message in `--split` dry runs.
+#[allow(clippy::too_many_arguments)]
+pub fn filter(
+    md: &Maildir,
+    data: &[u8],
+    envelope_from: Option<&str>,
+    envelope_to: Option<&str>,
+    f: &Filter,
+    index: Option<usize>,
+    print: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let outcome = evaluate(data, envelope_from, envelope_to, f, ctx);
     if f.dry_run {
         for a in &outcome.actions {
             report(a, f.json, index, ctx);
@@ -380,22 +462,10 @@ fn report(a: &Action, json: bool, index: Option<usize>, ctx: &mut Ctx) {
         None => String::new(),
     };
     match a.pos {
-        Some(p) => s.push_str(&format!("line {}: {name}", p.line)),
-        None => s.push_str("implicit keep:"),
+        Some(p) => s.push_str(&format!("line {}: ", p.line)),
+        None => s.push_str("implicit keep: "),
     }
-    if a.pos.is_none() {
-        s.push_str(" keep");
-    }
-    if let Some(d) = detail.as_object() {
-        for (k, v) in d {
-            match v {
-                serde_json::Value::Array(x) if x.is_empty() => {}
-                serde_json::Value::Bool(false) => {}
-                serde_json::Value::Bool(true) => s.push_str(&format!(" :{k}")),
-                other => s.push_str(&format!(" {k}={other}")),
-            }
-        }
-    }
+    s.push_str(&describe(&a.kind));
     match &a.test {
         Some(t) => s.push_str(&format!(" (because {t})")),
         None if a.pos.is_some() => s.push_str(" (unconditional)"),
