@@ -858,3 +858,175 @@ From b@example.org Thu Jan  1 00:00:00 2026\nSubject: other\n\ntwo\n";
         .run()
         .code_is(64);
 }
+
+// ---------------------------------------------------------------------------
+// --expect DIR: saved messages against saved actions.
+// ---------------------------------------------------------------------------
+
+const EXPECT_SCRIPT: &str = "require [\"fileinto\", \"imap4flags\", \"variables\", \"envelope\", \"reject\", \"mailbox\"];\n\
+if envelope :is \"from\" \"spam@bad.example\" { reject \"go away\"; stop; }\n\
+if header :contains \"subject\" \"rust\" { fileinto :create :flags \"\\\\Seen\" \"Lists.rust\"; }\n\
+if header :matches \"subject\" \"tab *\" { fileinto \"${1}\"; }\n";
+
+/// A case directory: `rust` (filed), `plain` (implicit keep) and `tab`
+/// (a folder name with a tab from an encoded word).
+fn expect_dir(home: &TempDir) -> std::path::PathBuf {
+    let d = home.join("cases");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("rust.eml"), MSG).unwrap();
+    fs::write(
+        d.join("plain.eml"),
+        b"From: b@example.org\nSubject: hello\n\nhi\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("tab.eml"),
+        b"From: c@example.org\nSubject: tab =?UTF-8?Q?a=09b?=\n\nhi\n",
+    )
+    .unwrap();
+    d
+}
+
+fn expect_tool(home: &TempDir, s: &str, dir: &Path) -> Tool {
+    Tool::new(TOOL, home.path()).args(["--sieve", s, "--expect", &dir.display().to_string()])
+}
+
+#[test]
+fn expect_passes_a_dir_and_shows_a_failing_case_as_a_diff() {
+    let home = TempDir::new();
+    let s = script(&home, "s.sieve", EXPECT_SCRIPT);
+    let d = expect_dir(&home);
+    fs::write(
+        d.join("plain.expect"),
+        "# a message that no rule takes\nkeep\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("rust.expect"),
+        "fileinto \"Lists.rust\" :create :flags \\Seen\n",
+    )
+    .unwrap();
+    fs::write(d.join("tab.expect"), "fileinto \"a\\tb\"\n").unwrap();
+    let out = expect_tool(&home, &s, &d).run().success();
+    assert_eq!(
+        out.stdout_lines(),
+        ["ok plain", "ok rust", "ok tab", "3 passed, 0 failed"],
+        "{}",
+        out.stderr()
+    );
+    // The envelope of one case from its .expect: now it is rejected.
+    fs::write(d.join("plain.expect"), "# from: spam@bad.example\nkeep\n").unwrap();
+    let out = expect_tool(&home, &s, &d).run().code_is(1);
+    assert_eq!(
+        out.stdout_lines(),
+        [
+            "FAIL plain",
+            "-keep",
+            "+reject \"go away\"",
+            "ok rust",
+            "ok tab",
+            "2 passed, 1 failed"
+        ]
+    );
+    assert_eq!(count_files(&home.join("Maildir")), 0, "nothing stored");
+}
+
+#[test]
+fn expect_update_writes_what_the_next_run_passes() {
+    let home = TempDir::new();
+    let s = script(&home, "s.sieve", EXPECT_SCRIPT);
+    let d = expect_dir(&home);
+    fs::write(
+        d.join("plain.expect"),
+        "# from: spam@bad.example\ndiscard\n",
+    )
+    .unwrap();
+    // Before: no expectations for two cases, a wrong one for the third.
+    let out = expect_tool(&home, &s, &d).run().code_is(1);
+    assert!(
+        out.stdout_lines()
+            .contains(&"FAIL rust (no rust.expect)".to_string())
+    );
+    assert_eq!(out.stdout_lines().last().unwrap(), "0 passed, 3 failed");
+    let out = expect_tool(&home, &s, &d)
+        .arg("--expect-update")
+        .run()
+        .success();
+    assert_eq!(
+        out.stdout_lines(),
+        [
+            "updated plain",
+            "updated rust",
+            "updated tab",
+            "3 passed, 0 failed"
+        ]
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("plain.expect")).unwrap(),
+        "# from: spam@bad.example\nreject \"go away\"\n",
+        "the envelope header is kept"
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("rust.expect")).unwrap(),
+        "fileinto \"Lists.rust\" :create :flags \\Seen\n"
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("tab.expect")).unwrap(),
+        "fileinto \"a\\tb\"\n",
+        "control characters escaped"
+    );
+    let out = expect_tool(&home, &s, &d).run().success();
+    assert_eq!(out.stdout_lines().last().unwrap(), "3 passed, 0 failed");
+}
+
+#[test]
+fn expect_usage_errors_broken_scripts_and_unreadable_messages() {
+    let home = TempDir::new();
+    let s = script(&home, "s.sieve", EXPECT_SCRIPT);
+    let d = expect_dir(&home);
+    // No --sieve; a directory that is not there.
+    Tool::new(TOOL, home.path())
+        .args(["--expect", &d.display().to_string()])
+        .run()
+        .code_is(64)
+        .stderr_has("needs --sieve");
+    expect_tool(&home, &s, &home.join("nowhere"))
+        .run()
+        .code_is(64)
+        .stderr_has("not a directory");
+    // --expect with a destination makes no sense.
+    expect_tool(&home, &s, &d)
+        .arg(md_arg(&home.join("Maildir")))
+        .run()
+        .code_is(64);
+    // A script that does not compile fails every case: exit 65, and
+    // --expect-update writes nothing from it.
+    let bad = script(&home, "bad.sieve", "keep;\nfileinto \"x\";\n");
+    let out = expect_tool(&home, &bad, &d)
+        .arg("--expect-update")
+        .run()
+        .code_is(65)
+        .stderr_has("line 2, column 1");
+    assert_eq!(out.stdout_lines().last().unwrap(), "0 passed, 3 failed");
+    assert!(!d.join("rust.expect").exists());
+    // An unreadable (empty) message: 65, the other cases still run.
+    expect_tool(&home, &s, &d)
+        .arg("--expect-update")
+        .run()
+        .success();
+    fs::write(d.join("empty.eml"), b"").unwrap();
+    let out = expect_tool(&home, &s, &d)
+        .run()
+        .code_is(65)
+        .stderr_has("empty message");
+    assert_eq!(
+        out.stdout_lines(),
+        [
+            "FAIL empty",
+            "ok plain",
+            "ok rust",
+            "ok tab",
+            "3 passed, 1 failed"
+        ]
+    );
+}

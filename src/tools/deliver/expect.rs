@@ -169,7 +169,7 @@ pub fn run(dir: &str, f: &Filter, base: &Settings, update: bool, ctx: &mut Ctx) 
         }
         ctx.line(&format!("0 passed, {} failed", cases.len()));
         ctx.flush();
-        return Err(Error::new(Kind::Data, &f.script, e.clone()));
+        return Err(Error::new(Kind::Data, "every case failed", e.clone()));
     }
     let (mut passed, mut failed) = (0usize, 0usize);
     for (name, eml) in &cases {
