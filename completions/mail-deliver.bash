@@ -23,7 +23,7 @@ _mail__deliver() {
 
     case "${cmd}" in
         mail__deliver)
-            opts="-f -v -h -V --folder --sender --recipient --split --print-path --dedup --dedup-size --mbox-format --locking --sieve --check --dry-run --json --now --lock-timeout --help --version"
+            opts="-f -v -h -V --folder --sender --recipient --split --print-path --dedup --dedup-size --mbox-format --locking --sieve --check --dry-run --json --now --expect --expect-update --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,6 +66,10 @@ _mail__deliver() {
                     return 0
                     ;;
                 --now)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
