@@ -253,8 +253,15 @@ pub fn run(dir: &str, f: &Filter, base: &Settings, update: bool, ctx: &mut Ctx) 
 /// Replace `path` whole (a temporary file renamed over it), so an
 /// interrupted update leaves the old expectations, not half of the new.
 fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("expect.tmp");
-    std::fs::write(&tmp, data)
+    // A leftover of an interrupted run goes; create_new follows no symlink.
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

@@ -1,5 +1,6 @@
 //! mail-deliver's Sieve face: `--check`, `--sieve` (carry out the actions
-//! through the store) and `--dry-run [--json]` (report them).
+//! through the store) and `--dry-run [--json]` (report them); its
+//! [`evaluate`] and [`describe`] also serve `--expect` (`expect.rs`).
 //!
 //! Guarantee: nothing is lost to the filter. A script that cannot be read,
 //! does not compile, or fails at run time leaves the message in INBOX
