@@ -57,7 +57,10 @@ mod tests {
     fn punycode_and_trailing_dot() {
         // xn--fiqs8s is .中国; xn--p1ai is .рф.
         assert_eq!(org_domain("mail.example.xn--fiqs8s"), "example.xn--fiqs8s");
-        assert_eq!(org_domain("a.xn--e1afmkfd.xn--p1ai"), "xn--e1afmkfd.xn--p1ai");
+        assert_eq!(
+            org_domain("a.xn--e1afmkfd.xn--p1ai"),
+            "xn--e1afmkfd.xn--p1ai"
+        );
         assert_eq!(org_domain("mail.example.co.uk."), "example.co.uk");
         assert_eq!(org_domain("example.com."), "example.com");
     }
