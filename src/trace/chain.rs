@@ -12,11 +12,9 @@
 //! `X-Received:` fields (Gmail's internal hops) are kept apart in
 //! [`Chain::x_received`], oldest first, and never spliced in.
 //!
-//! DMARC alignment is computed offline and approximately: the organisational
-//! domain of a name is taken to be its last two labels (`mail.example.co.uk`
-//! gives `co.uk`), with no Public Suffix List. That is good enough to see
-//! whether SPF and DKIM passed for the From domain's organisation, and is
-//! said so in [`Alignment::method`].
+//! DMARC alignment is computed offline, relaxed: the organisational domain
+//! of a name comes from the Public Suffix List ([`crate::trace::psl`];
+//! `mail.example.co.uk` gives `example.co.uk`), as [`Alignment::method`] says.
 
 use super::date::{self, MailDate};
 use super::received::{Hop, normalize_ip};
@@ -209,7 +207,7 @@ pub struct Chain {
 }
 
 /// The text of [`Alignment::method`].
-pub const ALIGNMENT_METHOD: &str = "relaxed; organisational domain = last two labels (no Public Suffix List); from the newest Authentication-Results";
+pub const ALIGNMENT_METHOD: &str = "relaxed; organisational domain from the Public Suffix List; from the newest Authentication-Results";
 
 /// Analyse a header block (or a whole message): [`super::collect`] plus the
 /// `Date:` and `From:` headers.
@@ -535,30 +533,15 @@ fn literal_ip(s: &str) -> Option<String> {
     normalize_ip(t)
 }
 
-/// The last two labels of a host name, lower case.
+/// The organisational domain of a host name, lower case: see
+/// [`crate::trace::psl::org_domain`].
 pub fn org_domain(name: &str) -> String {
-    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    let labels: Vec<&str> = n.split('.').filter(|l| !l.is_empty()).collect();
-    if labels.len() <= 2 {
-        labels.join(".")
-    } else {
-        labels[labels.len() - 2..].join(".")
-    }
+    crate::trace::psl::org_domain(name)
 }
 
-/// `org_domain(a) == org_domain(b)` without building either: the last two
-/// non-empty labels compared, ASCII case ignored.
+/// Whether two names have one organisational domain.
 fn same_org(a: &str, b: &str) -> bool {
-    fn labels(n: &str) -> [Option<&str>; 2] {
-        let mut it = n.trim().rsplit('.').filter(|l| !l.is_empty());
-        [it.next(), it.next()]
-    }
-    let (x, y) = (labels(a), labels(b));
-    x.iter().zip(&y).all(|pair| match pair {
-        (Some(p), Some(q)) => p.eq_ignore_ascii_case(q),
-        (None, None) => true,
-        _ => false,
-    })
+    org_domain(a) == org_domain(b)
 }
 
 /// Why hop `n` does not continue from the previous hop's `by`, if it does not.
@@ -1020,36 +1003,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_org_is_org_domain_compared() {
-        let names = [
-            "",
-            ".",
-            "..",
-            "a",
-            "A.",
-            "b.a",
-            "x.b.A",
-            "y.x.b.a.",
-            " mx.b.a ",
-            "b..a",
-            "mx.b.a. .",
-            "c.a",
-            "mx.c.a",
-            "\u{e9}.b.a",
-            "MX.B.A",
-            "a.b",
-            "[192.0.2.1]",
-            "1.2.3.4",
-        ];
-        for a in names {
-            for b in names {
-                assert_eq!(
-                    same_org(a, b),
-                    org_domain(a) == org_domain(b),
-                    "{a:?} {b:?}"
-                );
-            }
-        }
+    fn same_org_uses_the_public_suffix_list() {
+        assert!(same_org("mail.example.co.uk", "example.co.uk"));
+        assert!(same_org("MX.b.example.com.", "a.example.com"));
+        // Two registrants under one public suffix are two organisations
+        // (the last two labels alone said `co.uk` for both).
+        assert!(!same_org("mail.example.co.uk", "mail.other.co.uk"));
+        assert!(!same_org("alice.github.io", "bob.github.io"));
+        assert!(!same_org("example.com", "example.net"));
     }
 
     fn block(s: &str) -> Chain {
@@ -1121,6 +1082,20 @@ From: x@example.org\n\n",
         assert!(!c.alignment.dkim_aligned);
         assert!(c.alignment.dmarc_pass);
         assert_eq!(c.alignment.from_domain.as_deref(), Some("example.org"));
+    }
+
+    #[test]
+    fn alignment_under_a_two_label_public_suffix() {
+        // SPF passed for another registrant under co.uk: not aligned; DKIM
+        // for a subdomain of the From domain's organisation: aligned.
+        let c = block(
+            "Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=b@mail.other.co.uk; dkim=pass header.d=mail.example.co.uk\n\
+Received: from a (a [192.0.2.1]) by mx.example.net; Mon, 1 Jan 2024 10:00:01 +0000\n\
+From: x@news.example.co.uk\n\n",
+        );
+        assert!(!c.alignment.spf_aligned, "{:?}", c.alignment);
+        assert!(c.alignment.dkim_aligned, "{:?}", c.alignment);
+        assert!(c.alignment.dmarc_pass);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod authres;
 pub mod chain;
 pub mod date;
+pub mod psl;
 pub mod received;
 pub mod verify;
 

@@ -692,3 +692,78 @@ fn a_dkimpy_signed_message_through_postfix_and_dovecot_verifies() {
     assert_eq!(v["spf"]["mail_from"]["result"], "pass", "{v}");
     assert_eq!(v["dmarc"]["result"], "pass", "{v}");
 }
+
+#[test]
+fn dmarc_policy_comes_from_the_psl_organisational_domain() {
+    // From is in sub.example.co.uk, which publishes no DMARC record; its
+    // organisational domain (Public Suffix List: co.uk is a suffix) is
+    // example.co.uk, which publishes p=reject. The last two labels would
+    // say co.uk and find nothing.
+    let home = TempDir::new();
+    let dir = TempDir::new();
+    let replay = dir.join("answers.dns");
+    fs::write(
+        &replay,
+        "_dmarc.sub.example.co.uk. TXT NXDOMAIN\n\
+         _dmarc.example.co.uk. TXT \"v=DMARC1; p=reject; aspf=r\"\n\
+         mail.example.co.uk. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n\
+         other.co.uk. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n\
+         $DEFAULT NXDOMAIN\n",
+    )
+    .unwrap();
+    let msg = dir.join("m.eml");
+    fs::write(
+        &msg,
+        "From: Joe <joe@sub.example.co.uk>\nTo: x@example.net\nSubject: hi\nDate: Fri, 11 Jul 2003 21:00:37 -0700\n\nhello\n",
+    )
+    .unwrap();
+    let run = |mail_from: &str| {
+        let out = Tool::new("mail-trace", home.path())
+            .args(["--verify", "--json", "--ip", "192.0.2.7", "--helo"])
+            .arg(mail_from.rsplit('@').next().unwrap())
+            .arg("--mail-from")
+            .arg(mail_from)
+            .arg("--dns-replay")
+            .arg(&replay)
+            .arg(&msg)
+            .run()
+            .success();
+        json_verify(&out.stdout())["dmarc"].clone()
+    };
+    // SPF passes for mail.example.co.uk: relaxed alignment through the
+    // organisational domain; the result and policy come from its record.
+    let d = run("bounce@mail.example.co.uk");
+    assert_eq!(d["domain"], "sub.example.co.uk", "{d}");
+    assert_eq!(d["org_domain"], "example.co.uk", "{d}");
+    assert_eq!(d["result"], "pass", "{d}");
+    assert_eq!(d["policy"], "reject", "{d}");
+    assert_eq!(d["aspf"], "relaxed", "{d}");
+    assert_eq!(d["spf_aligned"], true, "{d}");
+    // SPF passes for another registrant under co.uk: not aligned, so the
+    // org record's reject policy applies to a fail.
+    let d = run("bounce@other.co.uk");
+    assert_eq!(d["org_domain"], "example.co.uk", "{d}");
+    assert_eq!(d["result"], "fail", "{d}");
+    assert_eq!(d["policy"], "reject", "{d}");
+    assert_eq!(d["spf_aligned"], false, "{d}");
+    // The text names the organisation the policy was looked up for.
+    let out = Tool::new("mail-trace", home.path())
+        .args([
+            "--verify",
+            "--ip",
+            "192.0.2.7",
+            "--mail-from",
+            "b@other.co.uk",
+        ])
+        .arg("--dns-replay")
+        .arg(&replay)
+        .arg(&msg)
+        .run()
+        .success();
+    assert!(
+        out.stdout()
+            .contains("dmarc from=sub.example.co.uk: fail (organisation example.co.uk) (p=reject,"),
+        "{}",
+        out.stdout()
+    );
+}

@@ -263,6 +263,9 @@ pub(super) fn print(v: &Verification, colour: bool, ctx: &mut Ctx) -> bool {
         },
         paint(&d.result)
     );
+    if !d.org_domain.is_empty() && d.org_domain != d.domain {
+        l.push_str(&format!(" (organisation {})", printable(&d.org_domain)));
+    }
     if let Some(p) = &d.policy {
         l.push_str(&format!(
             " (p={p}, adkim={}, aspf={}; DKIM {}, SPF {})",

@@ -19,7 +19,12 @@
 //!   and the reader learns whether the body or the header broke;
 //! - expiry (`x=`) is judged as of a given time (`--at`), not the clock:
 //!   a signature the crate calls expired today is checked here in full
-//!   when it was not expired at that time.
+//!   when it was not expired at that time;
+//! - DMARC's organisational domain comes from the Public Suffix List
+//!   ([`crate::trace::psl`], RFC 7489 3.2), not from the crate's DNS tree
+//!   walk (RFC 9989), which `verify_dmarc` does itself and cannot be told
+//!   otherwise: policy discovery and alignment are done here, with the
+//!   crate's record parser.
 //!
 //! Guarantee: verifying never panics, prints or fails on any input; what
 //! cannot be judged is a result (`permerror`, `temperror`, `none`) with a
@@ -189,6 +194,10 @@ pub struct SpfCheck {
 pub struct DmarcCheck {
     /// The From domain (empty when From has none or several domains).
     pub domain: String,
+    /// Its organisational domain from the Public Suffix List
+    /// ([`crate::trace::psl`]): where the policy is looked for when the
+    /// From domain publishes none, and what relaxed alignment compares.
+    pub org_domain: String,
     /// pass, fail, none, temperror, permerror.
     pub result: String,
     /// The published `p=`: none, quarantine, reject; `None` without a record.
@@ -408,14 +417,7 @@ impl Verifier {
         let dmarc = {
             let empty = SpfOutput::new(String::new());
             let spf_out = mail_from_out.as_ref().unwrap_or(&empty);
-            let params = mail_auth::dmarc::verify::DmarcParameters::new(
-                msg,
-                &outputs,
-                &mail_from_domain,
-                spf_out,
-            );
-            let out = self.auth.verify_dmarc(params).await;
-            dmarc_check(&out)
+            self.dmarc(msg, &outputs, &mail_from_domain, spf_out).await
         };
         Verification {
             dkim: dkim_sorted,
@@ -424,6 +426,103 @@ impl Verifier {
             arc,
             dnsbl: Vec::new(),
         }
+    }
+
+    /// DMARC as RFC 7489 has it, with the organisational domain from the
+    /// Public Suffix List. `mail-auth` 0.13's `verify_dmarc` finds the
+    /// organisational domain by its own DNS tree walk (RFC 9989) and cannot
+    /// be given one, so discovery and alignment are done here with its
+    /// record parser: `_dmarc.<From domain>`, else `_dmarc.<org domain>`;
+    /// an identifier aligns when equal to the From domain or, relaxed, when
+    /// its organisational domain is the From domain's.
+    async fn dmarc(
+        &self,
+        msg: &AuthenticatedMessage<'_>,
+        dkim: &[DkimOutput<'_>],
+        mail_from_domain: &str,
+        spf: &SpfOutput,
+    ) -> DmarcCheck {
+        use mail_auth::DmarcOutput;
+        use mail_auth::common::to_a_label;
+        use mail_auth::dmarc::{Alignment, Dmarc, Policy};
+        use mail_auth::{DnsError, Error as AuthError};
+
+        let mut from = String::new();
+        for f in &msg.from {
+            if let Some((_, d)) = f.rsplit_once('@') {
+                let d = to_a_label(d.trim_end_matches('.')).into_owned();
+                if from.is_empty() {
+                    from = d;
+                } else if from != d {
+                    // Several From domains: DMARC does not apply (RFC 7489 6.6.1).
+                    return dmarc_check(&DmarcOutput::default(), String::new());
+                }
+            }
+        }
+        if from.is_empty() {
+            return dmarc_check(&DmarcOutput::default(), String::new());
+        }
+        let org = crate::trace::psl::org_domain(&from);
+        let none = DmarcOutput::default().with_domain(&from);
+        let mut record = None;
+        let mut names = vec![from.as_str()];
+        if org != from {
+            names.push(org.as_str());
+        }
+        for name in names {
+            let key = format!("_dmarc.{name}.");
+            match self
+                .auth
+                .txt_lookup::<Dmarc>(key, None::<&NoCache<Box<str>, mail_auth::Txt>>)
+                .await
+            {
+                Ok(r) => {
+                    record = Some(r);
+                    break;
+                }
+                Err(AuthError::Dns(DnsError::RecordNotFound(_)))
+                | Err(AuthError::Dns(DnsError::InvalidRecordType)) => {}
+                Err(e) => {
+                    let r = DmarcResult::from(e);
+                    let out = none.with_dkim_result(r.clone()).with_spf_result(r);
+                    return dmarc_check(&out, org);
+                }
+            }
+        }
+        let Some(record) = record else {
+            return dmarc_check(&none, org);
+        };
+        // Without a valid p= the record applies only with a rua= (RFC 7489 6.6.3).
+        if record.p == Policy::Unspecified && record.rua().is_empty() {
+            return dmarc_check(&none, org);
+        }
+        let aligned = |id: &str, mode: Alignment| {
+            let id = to_a_label(id.trim_end_matches('.'));
+            *id == *from
+                || (mode == Alignment::Relaxed && crate::trace::psl::org_domain(&id) == org)
+        };
+        let mut out = none;
+        if spf.result() == SpfResult::Pass {
+            out = out.with_spf_result(if aligned(mail_from_domain, record.aspf) {
+                DmarcResult::Pass
+            } else {
+                DmarcResult::Fail(AuthError::NotAligned)
+            });
+        }
+        let passed: Vec<&str> = dkim
+            .iter()
+            .filter(|o| *o.result() == DkimResult::Pass)
+            .filter_map(|o| o.signature())
+            .map(|s| s.domain())
+            .collect();
+        if !passed.is_empty() {
+            out = out.with_dkim_result(if passed.iter().any(|d| aligned(d, record.adkim)) {
+                DmarcResult::Pass
+            } else {
+                DmarcResult::Fail(AuthError::NotAligned)
+            });
+        }
+        dmarc_check(&out.with_record(record), org)
     }
 
     /// Look up each `(hop, address)` in each DNSBL `zone`. Only answers in
@@ -1163,7 +1262,7 @@ fn spf_identity(out: &SpfOutput) -> SpfIdentity {
     }
 }
 
-fn dmarc_check(out: &mail_auth::DmarcOutput) -> DmarcCheck {
+fn dmarc_check(out: &mail_auth::DmarcOutput, org_domain: String) -> DmarcCheck {
     use mail_auth::dmarc::{Alignment, Policy};
     let (d, s) = (out.dkim_result(), out.spf_result());
     let pass = matches!(d, DmarcResult::Pass) || matches!(s, DmarcResult::Pass);
@@ -1206,6 +1305,7 @@ fn dmarc_check(out: &mail_auth::DmarcOutput) -> DmarcCheck {
     };
     DmarcCheck {
         domain: out.domain().to_string(),
+        org_domain,
         result: result.into(),
         policy,
         adkim: record.map(|r| mode(&r.adkim)),
