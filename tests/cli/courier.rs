@@ -141,27 +141,9 @@ impl Courier {
         }
         make_traversable(&dir.join("home"));
 
-        let cert = dir.join("cert.pem");
+        let (cert, key) = self_signed_cert(&dir);
         let combined = dir.join("combined.pem");
         if !combined.exists() {
-            let key = dir.join("key.pem");
-            let out = Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "ec"])
-                .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-                .args(["-days", "3650", "-sha256", "-subj", "/CN=localhost"])
-                .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .stdin(Stdio::null())
-                .output()
-                .expect("run openssl");
-            assert!(
-                out.status.success(),
-                "openssl req failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
             // couriertls reads key and certificate from one file, after
             // the login process may have dropped its privileges.
             let mut pem = std::fs::read(&key).expect("key");
