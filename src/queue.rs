@@ -566,9 +566,12 @@ impl Spool {
     /// rename of its whole directory.
     pub fn message_missing(&self, id: &str) -> bool {
         let dir = self.entry_dir(id);
+        // The message is looked for first and the state after: an entry a
+        // concurrent runner finished (its directory renamed away) between
+        // the two looks then reads as gone, not as damaged.
         valid_id(id)
-            && dir.join(STATE).exists()
             && matches!(fs::symlink_metadata(dir.join(MESSAGE)), Err(e) if e.kind() == io::ErrorKind::NotFound)
+            && dir.join(STATE).exists()
     }
 
     /// Hold entry `id`, whose message file is missing, with

@@ -253,7 +253,14 @@ impl<'a> Runner<'a> {
             if self.spool.load(id).is_ok_and(|s| s.held) {
                 return Ok(Some(EntryReport::new(id, Outcome::Held)));
             }
-            self.spool.hold_without_message(id)?;
+            match self.spool.hold_without_message(id) {
+                Ok(()) => {}
+                // Finished and removed by a concurrent runner meanwhile.
+                Err(e) if e.kind() == crate::exit::Kind::NoUser => {
+                    return Ok(Some(EntryReport::new(id, Outcome::Gone)));
+                }
+                Err(e) => return Err(e),
+            }
             return Ok(Some(EntryReport::new(
                 id,
                 Outcome::Failed(crate::queue::MISSING_MESSAGE.to_string()),
