@@ -1,10 +1,12 @@
 //! Maildir delivery (the qmail Maildir spec, plus Maildir++ folders).
 //!
-//! Guarantee: a message appears in `new/` only complete and durable. Each
-//! one is written under a unique name in `tmp/` (created with `O_EXCL`),
-//! fsynced, then hard-linked into `new/` (link never overwrites) and the
-//! `new/` directory fsynced; only then is its path reported. A crash at any
-//! point leaves at worst a file in `tmp/`, which readers ignore. Batches write
+//! Guarantee: a message appears in `new/` only complete, and its path is
+//! reported only once it is durable. Each one is written under a unique
+//! name in `tmp/` (created with `O_EXCL`), its bytes put on the disk
+//! (`durable::write_out`: fdatasync, or on ext4 a write-out that the
+//! next commit makes durable), then hard-linked into `new/` (link never
+//! overwrites), and the file and `new/` fsynced. A crash at any point
+//! leaves at worst a file in `tmp/`, which readers ignore. Batches write
 //! every file first, make them all durable with one `syncfs`, link them all
 //! and fsync `new/` once: the same guarantee for a group, with two syncs
 //! instead of two per message.
@@ -22,6 +24,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::durable;
 use crate::exit::{Error, Kind, Result};
 
 /// A Maildir: a directory holding `tmp/`, `new/` and `cur/`.
@@ -178,18 +181,14 @@ impl Maildir {
 
     /// Deliver one message; returns its path in `new/` once durable.
     pub fn deliver(&self, data: &[u8]) -> Result<PathBuf> {
-        let (stored, err) = self.deliver_batch(&[data]);
-        match err {
-            Some(e) => Err(e),
-            None => Ok(stored.into_iter().next().unwrap_or_default()),
-        }
+        self.deliver_one(data, "new", "")
     }
 
     /// Deliver one message with Maildir info flags (`flags` are the
-    /// letters after `:2,`, e.g. `FS`): written and fsynced in `tmp/`,
-    /// linked into `cur/` as `NAME:2,FLAGS` (the Maildir spec keeps info
-    /// out of `new/`), `cur/` fsynced; the path once durable. Without flags
-    /// this is [`Maildir::deliver`] (into `new/`).
+    /// letters after `:2,`, e.g. `FS`): linked into `cur/` as
+    /// `NAME:2,FLAGS` (the Maildir spec keeps info out of `new/`); the path
+    /// once durable. Without flags this is [`Maildir::deliver`] (into
+    /// `new/`).
     pub fn deliver_with_flags(&self, data: &[u8], flags: &str) -> Result<PathBuf> {
         if flags.is_empty() {
             return self.deliver(data);
@@ -198,23 +197,53 @@ impl Maildir {
         letters.sort_unstable();
         letters.dedup();
         let info = format!(":2,{}", letters.iter().collect::<String>());
-        let cur_dir = self.root.join("cur");
-        let (tmp, name) = write_tmp(&self.root.join("tmp"), data, true)?;
-        let linked = link_unique_info(&tmp, &cur_dir, &name, &info)
-            .map_err(|e| Error::io(format!("moving into {}", cur_dir.display()), &e));
-        let linked = match linked {
+        self.deliver_one(data, "cur", &info)
+    }
+
+    /// One message into `sub` (`new` or `cur`) under its unique name plus
+    /// `info`: written in `tmp/`, its bytes on the disk
+    /// ([`durable::write_out`]) before it is linked, then the file and the
+    /// directory fsynced. On ext4 the file's fsync commits the bytes, the
+    /// link and the removal of the `tmp/` name in one journal commit and
+    /// the directory's fsync finds nothing left: the same guarantee as two
+    /// commits, at the cost of one. Any failure removes both names (the
+    /// caller, told to retry, must not find a duplicate).
+    fn deliver_one(&self, data: &[u8], sub: &str, info: &str) -> Result<PathBuf> {
+        let tmp_dir = self.root.join("tmp");
+        let dest_dir = self.root.join(sub);
+        let (file, tmp, name) = create_tmp(&tmp_dir, data)?;
+        let out = match durable::write_out(&file) {
+            Ok(out) => out,
+            Err(e) => {
+                drop(file);
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::io(format!("writing {}", tmp.display()), &e));
+            }
+        };
+        let linked = match link_unique_info(&tmp, &dest_dir, &name, info) {
             Ok(p) => p,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(e);
+                return Err(Error::io(format!("moving into {}", dest_dir.display()), &e));
             }
         };
-        if let Err(e) = fsync_dir(&cur_dir) {
-            let _ = fs::remove_file(&linked);
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(format!("syncing {}", cur_dir.display()), &e));
-        }
+        // The tmp/ name goes before the syncs, so that their commit carries
+        // the removal too and a crash leaves no stray copy in tmp/.
         let _ = fs::remove_file(&tmp);
+        let synced = match out {
+            durable::WrittenOut::Written => file
+                .sync_all()
+                .map_err(|e| Error::io(format!("syncing {}", linked.display()), &e)),
+            durable::WrittenOut::Durable => Ok(()),
+        }
+        .and_then(|()| {
+            fsync_dir(&dest_dir)
+                .map_err(|e| Error::io(format!("syncing {}", dest_dir.display()), &e))
+        });
+        if let Err(e) = synced {
+            let _ = fs::remove_file(&linked);
+            return Err(e);
+        }
         Ok(linked)
     }
 
@@ -223,6 +252,12 @@ impl Maildir {
     /// the error that stopped the rest, if any. On error nothing of the
     /// failed messages is left in `tmp/` or `new/`.
     pub fn deliver_batch(&self, msgs: &[&[u8]]) -> (Vec<PathBuf>, Option<Error>) {
+        if let [one] = msgs {
+            return match self.deliver_one(one, "new", "") {
+                Ok(p) => (vec![p], None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+        }
         let tmp_dir = self.root.join("tmp");
         let new_dir = self.root.join("new");
         let mut written: Vec<(PathBuf, String)> = Vec::with_capacity(msgs.len());
@@ -233,19 +268,16 @@ impl Maildir {
         };
         // 1. Write every message in tmp/.
         for data in msgs {
-            match write_tmp(&tmp_dir, data, msgs.len() == 1) {
-                Ok(x) => written.push(x),
+            match create_tmp(&tmp_dir, data) {
+                Ok((_, path, name)) => written.push((path, name)),
                 Err(e) => {
                     cleanup(&written);
                     return (Vec::new(), Some(e));
                 }
             }
         }
-        // 2. Make their contents durable: one fsync for a single message
-        //    (done in write_tmp), one syncfs for a group.
-        if msgs.len() > 1
-            && let Err(e) = syncfs(&tmp_dir)
-        {
+        // 2. Make their contents durable: one syncfs for the group.
+        if let Err(e) = syncfs(&tmp_dir) {
             cleanup(&written);
             return (
                 Vec::new(),
@@ -289,8 +321,9 @@ fn syncfs(dir: &Path) -> io::Result<()> {
     nix::unistd::syncfs(&f).map_err(io::Error::from)
 }
 
-/// Write `data` to a fresh unique file in `tmp`, fsynced when `sync`.
-fn write_tmp(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<(PathBuf, String)> {
+/// Write `data` to a fresh unique file in `tmp`, not synced; the file
+/// stays open for the caller's sync.
+fn create_tmp(tmp_dir: &Path, data: &[u8]) -> Result<(File, PathBuf, String)> {
     for _ in 0..100 {
         let name = unique_name(data.len());
         let path = tmp_dir.join(&name);
@@ -304,15 +337,12 @@ fn write_tmp(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<(PathBuf, String
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(format!("creating {}", path.display()), &e)),
         };
-        let res = file
-            .write_all(data)
-            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-        if let Err(e) = res {
+        if let Err(e) = file.write_all(data) {
             drop(file);
             let _ = fs::remove_file(&path);
             return Err(Error::io(format!("writing {}", path.display()), &e));
         }
-        return Ok((path, name));
+        return Ok((file, path, name));
     }
     Err(Error::new(
         Kind::Temporary,
@@ -392,7 +422,7 @@ mod tests {
     fn a_link_into_new_never_replaces_a_file_there() {
         let d = tempfile::tempdir().unwrap();
         let md = Maildir::open(&d.path().join("md")).unwrap();
-        let (tmp, name) = write_tmp(&md.root().join("tmp"), b"new message\n", false).unwrap();
+        let (_, tmp, name) = create_tmp(&md.root().join("tmp"), b"new message\n").unwrap();
         let taken = md.root().join("new").join(&name);
         fs::write(&taken, b"already there\n").unwrap();
         let linked = link_unique(&tmp, &md.root().join("new"), &name).unwrap();

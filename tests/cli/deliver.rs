@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::harness::*;
@@ -2762,4 +2762,101 @@ fn plant_journal(mbox: &Path, start: u64, intended: &[u8]) {
     )
     .unwrap();
     f.write_all(intended).unwrap();
+}
+
+/// The order that keeps a Maildir message safe, read from the system calls
+/// themselves: the bytes reach the disk (fdatasync, or on ext4
+/// sync_file_range with wait) before the link into `new/`; after the link
+/// the file (when its bytes were only written out) and `new/` are fsynced
+/// before exit 0. On ext4 the sync_file_range path must be the one taken:
+/// it is what lets one journal commit carry the bytes and the name.
+#[test]
+fn a_maildir_message_reaches_the_disk_before_its_name_and_both_are_synced() {
+    if skip_unless(
+        Path::new("/usr/bin/strace").exists(),
+        "strace(1) not installed",
+    ) {
+        return;
+    }
+    let t = TempDir::new();
+    let md = t.join("md");
+    let log = t.join("strace.log");
+    Tool::wrapped(
+        &[
+            "strace",
+            "-f",
+            "-o",
+            &arg(&log),
+            "-e",
+            "trace=openat,write,fdatasync,fsync,sync_file_range,link,linkat,unlink,unlinkat",
+        ],
+        TOOL,
+        t.path(),
+    )
+    .arg(md_arg(&md))
+    .stdin(simple(1))
+    .run()
+    .success();
+    let trace = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let at = |pred: &dyn Fn(&str) -> bool| lines.iter().position(|l| pred(l));
+    // The descriptor the message was written through: openat of tmp/...
+    let tmp_open =
+        at(&|l| l.contains("/md/tmp/") && l.contains("O_EXCL")).expect("tmp file created");
+    let fd: String = lines[tmp_open]
+        .rsplit("= ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let link = at(&|l| (l.contains("link(") || l.contains("linkat(")) && l.contains("/new/"))
+        .expect("linked into new/");
+    let call_on = |name: &str, from: usize, to: usize| {
+        lines[from..to].iter().any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|c| c.starts_with(&format!("{name}({fd}")))
+        })
+    };
+    let written_out = call_on("sync_file_range", tmp_open, link);
+    let data_synced = call_on("fdatasync", tmp_open, link);
+    assert!(
+        written_out || data_synced,
+        "the link into new/ came before the bytes reached the disk:\n{trace}"
+    );
+    let ext4 = Command::new("stat")
+        .args(["-f", "-c", "%T", &arg(&md)])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if ext4 == "ext2/ext3" {
+        assert!(
+            written_out,
+            "on ext4 the one-commit path was not taken:\n{trace}"
+        );
+    }
+    if written_out {
+        assert!(
+            call_on("fsync", link, lines.len()),
+            "the file was never fsynced after its link:\n{trace}"
+        );
+    }
+    let new_open = lines[link..]
+        .iter()
+        .position(|l| l.contains("openat(") && l.contains("/new\""))
+        .map(|i| i + link)
+        .expect("new/ opened after the link");
+    let dir_fd = lines[new_open].rsplit("= ").next().unwrap().trim();
+    assert!(
+        lines[new_open..].iter().any(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|c| c.starts_with(&format!("fsync({dir_fd}")))),
+        "new/ was never fsynced after the link:\n{trace}"
+    );
+    assert_eq!(maildir_new(&md).len(), 1);
+    assert!(
+        dir_names(&md.join("tmp")).is_empty(),
+        "a copy stayed in tmp/"
+    );
 }
