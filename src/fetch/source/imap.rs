@@ -72,6 +72,7 @@ pub fn run(
                 sizes: HashMap::new(),
                 asked: None,
                 stray: Stray::default(),
+                flagged: Vec::new(),
                 max_size: job.max_size,
             };
             run_mailbox(&mut src, &mut rs, &mut budget)?;
@@ -105,6 +106,9 @@ struct ImapFolder<'c> {
     /// The tag and UIDs of the FETCH sent and not yet read.
     asked: Option<(u32, Vec<u32>)>,
     stray: Stray,
+    /// Stored, recorded and flagged \Deleted this pass: expunged once, at
+    /// the end of the folder (see `finish`).
+    flagged: Vec<u32>,
     /// `--max-size`.
     max_size: Option<u64>,
 }
@@ -285,8 +289,14 @@ impl Source for ImapFolder<'_> {
             return Ok(());
         }
         if rs.delete {
-            self.c.delete(ids)?;
-            rs.report.deleted += ids.len() as u64;
+            // Flag now, expunge once when the folder is done: an expunge
+            // makes Dovecot rewrite its index and remove the files before it
+            // answers, which per batch stalled the next batch's streaming.
+            // A run that ends before the expunge leaves them flagged; they
+            // are at or below `done_through` or recorded, so the next run
+            // finds them (its search includes \Deleted) and deletes them.
+            self.c.uid_add_flags(ids, "\\Deleted")?;
+            self.flagged.extend_from_slice(ids);
         } else if rs.job.unseen || rs.job.mark_seen {
             self.c.uid_add_flags(ids, "\\Seen")?;
         }
@@ -295,6 +305,18 @@ impl Source for ImapFolder<'_> {
 
     fn done(&mut self, rs: &mut RunState<'_>, complete: bool) -> Result<()> {
         self.stray.report(self.name, rs.report);
+        // What this pass flagged goes now, also when the run stops early
+        // (the target broke down; the session itself is fine, or `done`
+        // would not be called). Then a failed expunge must not hide the
+        // error that stopped the run: the next run deletes those messages.
+        if !self.flagged.is_empty() {
+            let flagged = std::mem::take(&mut self.flagged);
+            match self.c.expunge(&flagged) {
+                Ok(()) => rs.report.deleted += flagged.len() as u64,
+                Err(e) if complete => return Err(e),
+                Err(_) => {}
+            }
+        }
         if !complete {
             return Ok(());
         }

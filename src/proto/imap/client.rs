@@ -602,14 +602,23 @@ impl<S: Exchange> Imap<S> {
         Ok(())
     }
 
-    /// Remove `uids` from the selected folder: \Deleted, then UID EXPUNGE
-    /// (UIDPLUS), else EXPUNGE (which also removes other \Deleted messages,
-    /// as any IMAP client's expunge does).
+    /// Remove `uids` from the selected folder: \Deleted, then
+    /// [`Imap::expunge`].
     pub fn delete(&mut self, uids: &[u32]) -> Result<()> {
         if uids.is_empty() {
             return Ok(());
         }
         self.uid_add_flags(uids, "\\Deleted")?;
+        self.expunge(uids)
+    }
+
+    /// Expunge `uids` (flagged \Deleted before): UID EXPUNGE (UIDPLUS),
+    /// else EXPUNGE (which also removes other \Deleted messages, as any
+    /// IMAP client's expunge does).
+    pub fn expunge(&mut self, uids: &[u32]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
         if self.has("UIDPLUS") {
             for chunk in uids.chunks(5000) {
                 self.command(&format!("UID EXPUNGE {}", uid_set(chunk)))?;

@@ -416,3 +416,130 @@ fn control_characters_from_the_server_never_reach_the_terminal() {
         "raw control characters: {err:?}"
     );
 }
+
+/// Each answer to a body FETCH: every UID of the set asked for (`a:b` or a
+/// single number, or a comma list of those).
+fn each_asked(w: &mut Wire, set: &str) {
+    for part in set.split(',') {
+        let (a, b) = part.split_once(':').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+        for uid in a..=b {
+            w.send(message(uid, &body(uid)));
+        }
+    }
+}
+
+/// Delete mode flags each stored batch \Deleted and expunges once, when
+/// the folder is done (an expunge per batch made the server stop and
+/// delete files between batches); the expunge names exactly the UIDs
+/// stored and comes after the last FETCH.
+#[test]
+fn stored_batches_are_flagged_as_they_go_and_expunged_once_at_the_end() {
+    let home = TempDir::new();
+    let md = home.join("Maildir/");
+    let mb = Mailbox {
+        uids: vec![1, 2, 3, 4, 5],
+        sizes: Vec::new(),
+        select_extra: nothing,
+        fetch: each_asked,
+    };
+    let (s, log) = serve(mb);
+    fetch(home.path(), s.port)
+        .args(["--batch", "2", "--maildir"])
+        .arg(&md)
+        .run()
+        .success();
+    s.join();
+    assert_eq!(maildir_new(&md).len(), 5);
+    let stores = commands(&log, "UID STORE");
+    assert_eq!(stores.len(), 3, "one \\Deleted flag per batch: {stores:?}");
+    assert!(stores.iter().all(|c| c.contains("\\Deleted")));
+    assert_eq!(commands(&log, "UID EXPUNGE"), vec!["UID EXPUNGE 1:5"]);
+    let all = log.lock().unwrap().clone();
+    let last_fetch = all
+        .iter()
+        .rposition(|c| c.to_ascii_uppercase().starts_with("UID FETCH"));
+    let expunge = all
+        .iter()
+        .position(|c| c.to_ascii_uppercase().starts_with("UID EXPUNGE"));
+    assert!(
+        expunge > last_fetch,
+        "expunged before the last batch was read: {all:?}"
+    );
+}
+
+/// A session that breaks after a batch was flagged \Deleted, before the
+/// expunge: the messages stay on the server (flagged), recorded as stored;
+/// the next run expunges them without fetching them again.
+#[test]
+fn messages_flagged_but_not_expunged_are_deleted_by_the_next_run_not_fetched_again() {
+    let home = TempDir::new();
+    let md = home.join("Maildir/");
+    fn fetch_then_die(w: &mut Wire, set: &str) {
+        if set == "5" {
+            // The third batch: the connection drops mid-answer.
+            w.send("* 5 FETCH (UID 5 BODY[] {500}\r\nFrom: a@example.org\r\n");
+            w.close();
+            return;
+        }
+        each_asked(w, set);
+    }
+    let first = Mailbox {
+        uids: vec![1, 2, 3, 4, 5],
+        sizes: Vec::new(),
+        select_extra: nothing,
+        fetch: fetch_then_die,
+    };
+    let second = Mailbox {
+        uids: vec![1, 2, 3, 4, 5],
+        sizes: Vec::new(),
+        select_extra: nothing,
+        fetch: each_asked,
+    };
+    let (s, log) = serve_each(vec![first, second]);
+    let run1 = fetch(home.path(), s.port)
+        .args(["--batch", "2", "--maildir"])
+        .arg(&md)
+        .run();
+    assert_ne!(
+        run1.code(),
+        0,
+        "the broken session must not look like success"
+    );
+    assert_eq!(maildir_new(&md).len(), 4);
+    {
+        let all = log.lock().unwrap();
+        let first: Vec<&String> = all.iter().take_while(|c| *c != "connection 1").collect();
+        assert!(
+            first.iter().any(|c| c.starts_with("UID STORE 1:2 +FLAGS")),
+            "the first batch was not flagged in the first session: {first:?}"
+        );
+        assert!(
+            !first.iter().any(|c| c.starts_with("UID EXPUNGE")),
+            "expunged before the folder was done: {first:?}"
+        );
+    }
+    fetch(home.path(), s.port)
+        .args(["--batch", "2", "--maildir"])
+        .arg(&md)
+        .run()
+        .success();
+    s.join();
+    assert_eq!(maildir_new(&md).len(), 5, "each message once");
+    let all = log.lock().unwrap().clone();
+    let second_start = all.iter().position(|c| c == "connection 1").unwrap();
+    let fetched_again: Vec<&String> = all[second_start..]
+        .iter()
+        .filter(|c| c.to_ascii_uppercase().starts_with("UID FETCH"))
+        .collect();
+    assert!(
+        fetched_again
+            .iter()
+            .all(|c| !c.contains(" 1") && !c.contains("1:")),
+        "stored messages were fetched again: {fetched_again:?}"
+    );
+    assert!(
+        all[second_start..].iter().any(|c| c == "UID EXPUNGE 1:5"),
+        "the second run did not expunge all five: {all:?}"
+    );
+}

@@ -73,6 +73,10 @@ impl Wire {
     pub fn send(&mut self, b: impl AsRef<[u8]>) {
         let _ = self.w.write_all(b.as_ref());
     }
+    /// Drop the connection in both directions (a server that dies).
+    pub fn close(&mut self) {
+        let _ = self.w.shutdown(std::net::Shutdown::Both);
+    }
     /// Read one line without its CRLF; `None` at end of stream.
     pub fn line(&mut self) -> Option<String> {
         let mut l = String::new();
