@@ -334,16 +334,11 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     }
 }
 
-/// `--now TIME`, or the clock.
+/// `--now TIME`, or the clock (`POSTLINE_NOW` pins it, as for the queue).
 fn now(m: &ArgMatches) -> Result<(i64, i32)> {
     match m.get_one::<String>("now") {
         Some(t) => sieve::parse_now(t),
-        None => Ok((
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-            0,
-        )),
+        None => Ok((crate::queue::now() as i64, 0)),
     }
 }
 

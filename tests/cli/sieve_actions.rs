@@ -213,13 +213,24 @@ fn redirect_with_the_relay_down_is_queued_or_kept_never_lost() {
         .stderr_has("no route");
     assert_eq!(maildir_new(&md).len(), 2);
 
-    // Neither sent, queued nor stored: exit 75, so the MTA keeps it.
-    let blocked = home.join("blocked");
-    fs::create_dir_all(&blocked).unwrap();
-    for d in ["tmp", "new", "cur"] {
-        fs::write(blocked.join(d), b"in the way").unwrap();
+    // Neither sent, queued nor stored (a file size limit stops the store):
+    // exit 75, so the MTA keeps it.
+    if skip_unless(
+        Path::new("/usr/bin/prlimit").exists(),
+        "prlimit(1) not installed",
+    ) {
+        return;
     }
-    deliver(&home, &s, &blocked).stdin(MSG).run().code_is(75);
+    let md2 = home.join("Maildir2");
+    Tool::wrapped(&["prlimit", "--fsize=100"], TOOL, home.path())
+        .args(["--sieve", &s])
+        .arg(md_arg(&md2))
+        .stdin(MSG)
+        .run()
+        .code_is(75)
+        .stderr_has("no route")
+        .stderr_has("File too large");
+    assert!(stored(&md2).is_empty());
 }
 
 #[test]
@@ -350,18 +361,84 @@ fn duplicate_seconds_and_last_with_a_pinned_clock() {
             .success();
         assert_eq!(out.stdout_lines(), vec!["implicit keep: keep".to_string()]);
     }
+    // POSTLINE_NOW pins the clock as --now does: remembered from 5000 for
+    // the default 12 hours.
     deliver(&home, &s, &md)
-        .args(["--now", "5000"])
+        .env("POSTLINE_NOW", "5000")
         .stdin(MSG)
         .run()
         .success();
-    let out = deliver(&home, &s, &md)
-        .args(["--dry-run", "--now", "5001"])
-        .stdin(MSG)
-        .run()
-        .success();
-    assert_eq!(out.stdout_lines().len(), 1);
-    assert!(out.stdout_lines()[0].starts_with("line 2: discard (because duplicate"));
+    let dry = |now: u64| {
+        deliver(&home, &s, &md)
+            .args(["--dry-run", "--now", &now.to_string()])
+            .stdin(MSG)
+            .run()
+            .success()
+            .stdout_lines()
+    };
+    let lines = dry(5000 + 12 * 3600 - 1);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].starts_with("line 2: discard (because duplicate"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        dry(5000 + 12 * 3600),
+        vec!["implicit keep: keep".to_string()]
+    );
+}
+
+#[test]
+fn expect_lines_say_what_vacation_and_redirect_would_send() {
+    let home = TempDir::new();
+    // A route in the config changes nothing in the expectations.
+    config(&home, free_ports(1)[0], "");
+    let dir = home.join("cases");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("a.eml"), MSG).unwrap();
+    let mut list = b"List-Id: <l.example.test>\n".to_vec();
+    list.extend_from_slice(MSG);
+    fs::write(dir.join("b.eml"), &list).unwrap();
+    for n in ["a", "b"] {
+        fs::write(
+            dir.join(format!("{n}.expect")),
+            "# from: alice@example.test\n# to: me@example.net\n",
+        )
+        .unwrap();
+    }
+    let s = script(
+        &home,
+        "require \"vacation\";\nvacation :days 2 \"away\";\nredirect \"far@example.org\";\n",
+    );
+    let expect = |update: bool| {
+        let mut t = Tool::new(TOOL, home.path())
+            .args(["--sieve", &s, "--expect"])
+            .arg(&dir);
+        if update {
+            t = t.arg("--expect-update");
+        }
+        t.run()
+    };
+    expect(true).success();
+    assert_eq!(
+        fs::read_to_string(dir.join("a.expect")).unwrap(),
+        "# from: alice@example.test\n# to: me@example.net\n\
+         vacation \"away\" :days 2 => would reply to <alice@example.test>: \"Auto: lunch?\"\n\
+         redirect \"far@example.org\" => would send to <far@example.org> from <alice@example.test>\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("b.expect")).unwrap(),
+        "# from: alice@example.test\n# to: me@example.net\n\
+         vacation \"away\" :days 2 => not carried out: the message is list mail (List-Id)\n\
+         redirect \"far@example.org\" => would send to <far@example.org> from <alice@example.test>\n"
+    );
+    let out = expect(false).success();
+    assert!(
+        out.stdout().contains("2 passed, 0 failed"),
+        "{}",
+        out.stdout()
+    );
+    assert!(queued(&home).is_empty());
 }
 
 #[test]
