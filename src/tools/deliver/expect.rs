@@ -9,7 +9,10 @@
 //! not compile (then every case fails and no file is written), 64 for
 //! usage errors. Text from messages and scripts is printed escaped.
 //!
-//! The `.expect` format: one action per line; blank lines and lines
+//! The `.expect` format: one action per line (a redirect or vacation
+//! followed by ` => ` and what it would send, or why not: judged with
+//! nothing remembered and whatever the config's route, so a case means the
+//! same on every machine); blank lines and lines
 //! starting with `#` are ignored, except `# from: ADDR` and `# to: ADDR`,
 //! which set the envelope sender and recipient (`-f`, `--recipient`) for
 //! that message. `--expect-update` keeps the comment lines before the
