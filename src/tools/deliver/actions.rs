@@ -196,7 +196,11 @@ pub fn plan(
                 Some(l) => Plan::Skip(l.clone()),
                 None => {
                     let to = message::bare_address(address);
-                    if to.is_empty() || to.contains(char::is_control) {
+                    if !to.contains('@')
+                        || to.starts_with('@')
+                        || to.ends_with('@')
+                        || to.contains(|c: char| c.is_whitespace() || c.is_control())
+                    {
                         Plan::Skip(format!("{address:?} is not an address"))
                     } else {
                         Plan::Redirect {
@@ -265,4 +269,66 @@ pub fn memory(uses: bool, dry_run: bool, now: i64) -> Result<Memory> {
         return Ok(Memory::empty());
     }
     Memory::open(&dir, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect(address: &str) -> Action {
+        Action {
+            kind: ActionKind::Redirect {
+                address: address.into(),
+                copy: false,
+            },
+            pos: None,
+            test: None,
+        }
+    }
+
+    #[test]
+    fn redirects_keep_the_sender_and_refuse_what_is_no_address() {
+        let acts = [
+            redirect("Far <far@example.org>"),
+            redirect("bob"),
+            redirect("a b@example.org"),
+        ];
+        let p = plan(
+            &acts,
+            b"Subject: x\n\nbody\n",
+            Some("orig@example.net"),
+            None,
+            0,
+            DEFAULT_MAX_RECEIVED,
+            &Memory::empty(),
+        );
+        match &p[0] {
+            Some(Plan::Redirect { env }) => {
+                assert_eq!(env.from, "orig@example.net");
+                assert_eq!(env.rcpts, vec!["far@example.org".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&p[1], Some(Plan::Skip(w)) if w.contains("not an address")));
+        assert!(matches!(&p[2], Some(Plan::Skip(_))));
+    }
+
+    #[test]
+    fn the_received_limit_stops_redirects() {
+        let mut msg = b"Received: x\n".repeat(3);
+        msg.extend_from_slice(b"Subject: x\n\nbody\n");
+        let acts = [redirect("far@example.org")];
+        let run = |max| plan(&acts, &msg, None, None, 0, max, &Memory::empty());
+        assert!(matches!(&run(2)[0], Some(Plan::Skip(w)) if w.contains("3 Received fields")));
+        assert!(matches!(&run(3)[0], Some(Plan::Redirect { env }) if env.from.is_empty()));
+    }
+
+    #[test]
+    fn a_redirected_message_loses_only_the_return_path() {
+        let m = b"Return-Path: <a@b>\nDelivered-To: me@x\nSubject: s\n\nReturn-Path: body\n";
+        assert_eq!(
+            redirected(m),
+            b"Delivered-To: me@x\nSubject: s\n\nReturn-Path: body\n".to_vec()
+        );
+    }
 }
