@@ -158,6 +158,32 @@ fn redirect_arrives_through_postfix_from_the_original_sender() {
         assert!(text.ends_with("\n\nShall we?\n"), "{text}");
         assert!(text.contains("Subject: lunch?\n"), "{text}");
     }
+
+    // The relay down: the redirect waits in the queue, and mail-queue
+    // sends it, with the same envelope, once the relay is back.
+    config(&home, free_ports(1)[0], "");
+    let s = script(&home, "redirect \"alice@example.test\";\n");
+    deliver(&home, &s, &md)
+        .args(["-f", "later@client.example"])
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("queued as");
+    assert!(stored(&md).is_empty());
+    config(&home, pair.postfix.plain_port, "");
+    Tool::new("mail-queue", home.path())
+        .arg("flush")
+        .run()
+        .success();
+    assert!(queued(&home).is_empty());
+    let got = inbox(&pair, 3);
+    let text = String::from_utf8_lossy(&got[2]);
+    assert_eq!(
+        header(&text, "Return-Path"),
+        Some("<later@client.example>"),
+        "{text}"
+    );
+    assert!(text.ends_with("\n\nShall we?\n"), "{text}");
 }
 
 #[test]
