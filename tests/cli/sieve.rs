@@ -324,6 +324,7 @@ fn dry_run_reports_line_and_test_and_stores_nothing() {
     // No config, so no route: the dry run says so (a delivery keeps the
     // message in INBOX).
     assert!(recs[1]["note"].as_str().unwrap().contains("no route"));
+    assert_eq!(recs[1]["send"], false);
     assert_eq!(count_files(&md), 0);
     // Another day: the date test fails, only the redirect remains; text form.
     let out = sieve(&home, &s, &md)

@@ -649,7 +649,10 @@ fn report(
                     note = note.map(|n| format!("{n} via {r}"));
                 }
                 Err(e) => {
+                    // A delivery would keep the message instead.
                     d.insert("route".into(), json!(null));
+                    d.insert("send".into(), json!(false));
+                    d.insert("skipped".into(), json!(e));
                     note = note.map(|n| format!("{n}, but {e}"));
                 }
             }
