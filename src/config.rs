@@ -321,6 +321,11 @@ pub struct SendConfig {
 pub struct DeliverConfig {
     /// The Sieve script every delivery runs through (`--sieve`).
     pub sieve: Option<String>,
+    /// The account Sieve redirects and vacation replies are sent through
+    /// (default: the account with `default = true`, else `[send] direct`).
+    pub account: Option<String>,
+    /// Received fields after which redirect and vacation stop (default 100).
+    pub max_received: Option<usize>,
 }
 
 /// `[recv]`: mail-recv's settings, named like its flags; the command line

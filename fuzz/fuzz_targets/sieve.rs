@@ -26,4 +26,19 @@ fuzz_target!(|data: &[u8]| {
     let out = sieve::run(&s, input, Limits { max_steps: 100_000 });
     // Every run says what becomes of the message (the implicit keep at least).
     assert!(!out.actions.is_empty());
+    // A vacation reply is decided and built from any message and script
+    // text without a panic, and no line break reaches its header fields.
+    for a in &out.actions {
+        if let sieve::ActionKind::Vacation { reason, options } = &a.kind {
+            let cx = sieve::vacation::Context {
+                message: msg,
+                sender: Some("s@x.example"),
+                recipient: Some("r+d@y.example"),
+                now: 1_767_225_600,
+            };
+            if let Ok(r) = sieve::vacation::decide(reason, options, cx, &()) {
+                assert!(!r.from.contains('\n') && !r.subject.contains('\n'));
+            }
+        }
+    }
 });

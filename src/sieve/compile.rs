@@ -26,6 +26,7 @@ pub const EXTENSIONS: &[&str] = &[
     "body",
     "date",
     "vacation",
+    "duplicate",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
     "comparator-i;ascii-numeric",
@@ -124,10 +125,13 @@ pub enum Cmd {
         /// The value (expanded at run time).
         value: String,
     },
-    /// `vacation`: parsed and reported only.
+    /// `vacation` (RFC 5230): carried out by the caller through
+    /// [`super::vacation`].
     Vacation {
-        /// The reason.
+        /// The reason (expanded at run time).
         reason: String,
+        /// The tags (strings expanded at run time).
+        options: super::vacation::Options,
     },
 }
 
@@ -306,6 +310,8 @@ pub enum TestKind {
         /// Keys.
         keys: Vec<String>,
     },
+    /// `duplicate` (RFC 7352).
+    Duplicate(super::duplicate::Test),
     /// `string sources keys` (variables)
     Str {
         /// How to compare.
@@ -747,6 +753,18 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             let a = t.positional(what, c.pos, "s")?;
             Cmd::Vacation {
                 reason: one_str(&a[0]).unwrap_or_default(),
+                options: super::vacation::Options {
+                    days: t.map.get("days").and_then(|(_, v)| match v {
+                        Some(RawArg::Num(n, _)) => Some(*n),
+                        _ => None,
+                    }),
+                    subject: t.str_of("subject"),
+                    from: t.str_of("from"),
+                    addresses: t.list_of("addresses").unwrap_or_default(),
+                    mime: t.has("mime"),
+                    handle: t.str_of("handle"),
+                    auto_handle: None,
+                },
             }
         }
         other => return Err(err(c.pos, format!("unknown command \"{other}\""))),
@@ -1038,6 +1056,33 @@ fn test(cx: &mut Cx<'_>, r: &RawTest) -> Result<Test, CompileError> {
                 vars: vars.into_iter().map(|v| v.to_ascii_lowercase()).collect(),
                 keys,
             }
+        }
+        "duplicate" => {
+            no_tests(r)?;
+            cx.need("duplicate", pos, what)?;
+            let t = cx.tags(
+                what,
+                &r.args,
+                &[
+                    ("handle", "", Takes::Str),
+                    ("header", "", Takes::Str),
+                    ("uniqueid", "", Takes::Str),
+                    ("seconds", "", Takes::Num),
+                    ("last", "", Takes::Nothing),
+                ],
+            )?;
+            t.only_one(&["header", "uniqueid"], what)?;
+            t.positional(what, pos, "")?;
+            TestKind::Duplicate(super::duplicate::Test {
+                handle: t.str_of("handle"),
+                header: t.str_of("header"),
+                uniqueid: t.str_of("uniqueid"),
+                seconds: t.map.get("seconds").and_then(|(_, v)| match v {
+                    Some(RawArg::Num(n, _)) => Some(*n),
+                    _ => None,
+                }),
+                last: t.has("last"),
+            })
         }
         "string" => {
             no_tests(r)?;

@@ -16,6 +16,7 @@ use super::compile::{
     BodyTransform, Cmd, Command, Comparator, FlagOp, Match, MatchKind, Part, Rel, Script, Test,
     TestKind, Zone,
 };
+use super::duplicate::{self, Remember, Seen};
 use super::mime;
 use super::{Pos, RuntimeError};
 use crate::calendar::{civil_from_days, days_from_civil};
@@ -98,10 +99,12 @@ pub enum ActionKind {
         /// `:copy`
         copy: bool,
     },
-    /// Answer the sender.
+    /// Answer the sender (RFC 5230; see [`super::vacation::decide`]).
     Vacation {
         /// The reason text.
         reason: String,
+        /// The tags, variables expanded.
+        options: super::vacation::Options,
     },
 }
 
@@ -125,6 +128,9 @@ pub struct Outcome {
     pub error: Option<RuntimeError>,
     /// Things dropped or limited, one line each.
     pub notes: Vec<String>,
+    /// What the `duplicate` tests ask to remember once the message is
+    /// handled (empty after an error).
+    pub remember: Vec<Remember>,
 }
 
 enum Flow {
@@ -146,10 +152,23 @@ struct Run<'a> {
     why: Vec<String>,
     notes: Vec<String>,
     redirects: usize,
+    seen: &'a dyn Seen,
+    remember: Vec<Remember>,
 }
 
-/// Run `script` over `input`.
+/// Run `script` over `input`, with nothing remembered from earlier
+/// messages (every `duplicate` test is false).
 pub fn run(script: &Script, input: Input<'_>, limits: Limits) -> Outcome {
+    run_with(script, input, limits, &())
+}
+
+/// Run `script` over `input`; `seen` answers the `duplicate` tests.
+pub fn run_with<'a>(
+    script: &Script,
+    input: Input<'a>,
+    limits: Limits,
+    seen: &'a dyn Seen,
+) -> Outcome {
     let head_end =
         memchr::memmem::find(input.message, b"\n\n").map_or(input.message.len(), |i| i + 1);
     let head = if input.message.starts_with(b"\n") {
@@ -171,6 +190,8 @@ pub fn run(script: &Script, input: Input<'_>, limits: Limits) -> Outcome {
         why: Vec::new(),
         notes: Vec::new(),
         redirects: 0,
+        seen,
+        remember: Vec::new(),
     };
     let res = r.block(&script.commands);
     let mut out = Outcome {
@@ -180,6 +201,7 @@ pub fn run(script: &Script, input: Input<'_>, limits: Limits) -> Outcome {
     match res {
         Ok(_) => {
             out.actions = std::mem::take(&mut r.actions);
+            out.remember = std::mem::take(&mut r.remember);
             if !r.cancel_keep {
                 out.actions.push(Action {
                     kind: ActionKind::Keep {
@@ -452,9 +474,27 @@ impl<'a> Run<'a> {
                 )?;
                 self.cancel_keep = true;
             }
-            Cmd::Vacation { reason } => {
+            Cmd::Vacation { reason, options } => {
+                // RFC 5230 4.7 and Pigeonhole: one vacation per run.
+                if self
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a.kind, ActionKind::Vacation { .. }))
+                {
+                    return Err(rt(c.pos, "duplicate vacation action not allowed"));
+                }
+                let raw_reason = reason;
                 let reason = self.expand(reason);
-                self.push(c.pos, ActionKind::Vacation { reason })?;
+                let options = super::vacation::Options {
+                    days: options.days,
+                    subject: options.subject.as_ref().map(|s| self.expand(s)),
+                    from: options.from.as_ref().map(|s| self.expand(s)),
+                    addresses: self.expand_all(&options.addresses),
+                    mime: options.mime,
+                    handle: options.handle.as_ref().map(|s| self.expand(s)),
+                    auto_handle: options.handle.is_none().then(|| options.handle(raw_reason)),
+                };
+                self.push(c.pos, ActionKind::Vacation { reason, options })?;
             }
             Cmd::Flags { op, var, flags } => {
                 let given = flag_list(&self.expand_all(flags));
@@ -661,6 +701,39 @@ impl<'a> Run<'a> {
                     flag_list(&all)
                 };
                 self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::Duplicate(d) => {
+                // RFC 7352: the id is :uniqueid, else the first field named
+                // by :header (Message-ID by default); no id, no duplicate.
+                let id = match &d.uniqueid {
+                    Some(u) => Some(self.expand(u)),
+                    None => {
+                        let h = d
+                            .header
+                            .as_ref()
+                            .map_or_else(|| "Message-ID".to_string(), |h| self.expand(h));
+                        self.header(&h, t.pos)?.into_iter().next()
+                    }
+                };
+                match id {
+                    None => false,
+                    Some(id) => {
+                        let handle = d.handle.as_ref().map(|h| self.expand(h));
+                        let key = duplicate::duplicate_key(handle.as_deref().unwrap_or(""), &id);
+                        let dup = self.seen.seen(&key, self.input.now);
+                        if !self.remember.iter().any(|r| r.key == key) {
+                            self.remember.push(Remember {
+                                key,
+                                seconds: d
+                                    .seconds
+                                    .unwrap_or(duplicate::DEFAULT_SECONDS)
+                                    .min(duplicate::MAX_SECONDS),
+                                refresh: d.last,
+                            });
+                        }
+                        dup
+                    }
+                }
             }
             TestKind::Str { m, sources, keys } => {
                 let values = self.expand_all(sources);

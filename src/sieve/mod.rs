@@ -5,7 +5,7 @@
 //! the line and test that caused each ([`eval`]). Extensions:
 //! [`compile::EXTENSIONS`].
 //!
-//! Written from the RFCs (5228, 5229, 5230, 5231, 5232, 5233, 5173, 5260,
+//! Written from the RFCs (5228, 5229, 5230, 5231, 5232, 5233, 5173, 5260, 7352,
 //! 5429, 5490, 3894); no code from Pigeonhole or sieve-rs (AGPL), whose
 //! licences a MIT OR Apache-2.0 toolkit cannot take.
 //!
@@ -13,12 +13,17 @@
 //! is bounded in steps and memory ([`eval::Limits`]) whatever the script
 //! and the message; nothing here stores or sends: the caller carries out
 //! the [`eval::Action`]s, so a dry run and a delivery see the same list.
+//! What is remembered between messages (`duplicate`, vacation replies) is
+//! read through [`duplicate::Seen`] and written by the caller
+//! ([`duplicate::Memory`]); [`vacation`] decides and builds a reply.
 
 pub mod compile;
+pub mod duplicate;
 pub mod eval;
 pub mod lexer;
 pub mod mime;
 pub mod parser;
+pub mod vacation;
 
 #[cfg(test)]
 mod tests;
@@ -26,7 +31,7 @@ mod tests;
 use std::fmt;
 
 pub use compile::{EXTENSIONS, Script};
-pub use eval::{Action, ActionKind, Input, Limits, Outcome, run};
+pub use eval::{Action, ActionKind, Input, Limits, Outcome, run, run_with};
 
 /// A place in the script: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

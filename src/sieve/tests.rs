@@ -76,7 +76,7 @@ fn short(a: &Action) -> String {
         ActionKind::Redirect { address, copy } => {
             format!("redirect:{address}{}", if *copy { ":copy" } else { "" })
         }
-        ActionKind::Vacation { reason } => format!("vacation:{reason}"),
+        ActionKind::Vacation { reason, .. } => format!("vacation:{reason}"),
     }
 }
 

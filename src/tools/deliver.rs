@@ -20,6 +20,7 @@ use crate::message::{self, Message};
 use crate::store::{Destination, Item, Locking, Options};
 use crate::tools::Ctx;
 
+mod actions;
 mod expect;
 mod sieve;
 
@@ -187,27 +188,28 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     if let Some(dir) = m.get_one::<String>("expect") {
         return expect_run(dir, m, ctx);
     }
-    let script =
-        match m.get_one::<String>("sieve") {
-            Some(s) => Some(s.clone()),
-            // A config that does not load must not stop a delivery: without
-            // the filter the message goes to INBOX, which loses nothing.
-            None => match config::Config::load(None) {
-                // "~/" in the config means the home directory, as a shell would.
-                Ok(c) => c.deliver.sieve.map(|p| {
-                    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-                        (Some(rest), Some(h)) => {
-                            format!("{}/{rest}", h.to_string_lossy().trim_end_matches('/'))
-                        }
-                        _ => p,
+    // A config that does not load must not stop a delivery: without the
+    // filter the message goes to INBOX, and without a route a redirect
+    // keeps it there, which loses nothing.
+    let loaded = config::Config::load(None);
+    let script = match m.get_one::<String>("sieve") {
+        Some(s) => Some(s.clone()),
+        None => match &loaded {
+            // "~/" in the config means the home directory, as a shell would.
+            Ok(c) => c.deliver.sieve.clone().map(|p| {
+                match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+                    (Some(rest), Some(h)) => {
+                        format!("{}/{rest}", h.to_string_lossy().trim_end_matches('/'))
                     }
-                }),
-                Err(e) => {
-                    ctx.warn(&format!("{e}; delivering without a Sieve filter"));
-                    None
+                    _ => p,
                 }
-            },
-        };
+            }),
+            Err(e) => {
+                ctx.warn(&format!("{e}; delivering without a Sieve filter"));
+                None
+            }
+        },
+    };
     if script.is_none() {
         for flag in ["dry-run", "json", "now"] {
             if m.value_source(flag) == Some(clap::parser::ValueSource::CommandLine) {
@@ -301,12 +303,24 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
                 ));
             }
         };
+        let config = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                if m.get_one::<String>("sieve").is_some() {
+                    ctx.warn(&format!(
+                        "{e}; Sieve redirects and vacation replies have no route"
+                    ));
+                }
+                config::Config::default()
+            }
+        };
         let f = sieve::Filter {
             compiled: sieve::load(&script).map_err(|e| e.to_string()),
             script,
             dry_run,
             json: m.get_flag("json"),
             now,
+            outbound: actions::Outbound::new(config),
         };
         if split {
             return filtered_split(&md, &settings, &f, ctx);
@@ -320,16 +334,11 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
     }
 }
 
-/// `--now TIME`, or the clock.
+/// `--now TIME`, or the clock (`POSTLINE_NOW` pins it, as for the queue).
 fn now(m: &ArgMatches) -> Result<(i64, i32)> {
     match m.get_one::<String>("now") {
         Some(t) => sieve::parse_now(t),
-        None => Ok((
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-            0,
-        )),
+        None => Ok((crate::queue::now() as i64, 0)),
     }
 }
 
@@ -351,12 +360,15 @@ fn expect_run(dir: &str, m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         dedup: None,
         format,
     };
+    // The expectations hold whatever the config: no route is named and
+    // nothing is remembered from earlier runs.
     let f = sieve::Filter {
         compiled: sieve::load(&script).map_err(|e| e.to_string()),
         script,
         dry_run: true,
         json: false,
         now: now(m)?,
+        outbound: actions::Outbound::new(config::Config::default()),
     };
     expect::run(dir, &f, &settings, m.get_flag("expect-update"), ctx)
 }

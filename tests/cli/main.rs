@@ -18,6 +18,7 @@ mod queue;
 mod recv;
 mod send;
 mod sieve;
+mod sieve_actions;
 mod smtp;
 mod trace;
 mod trace_mta;

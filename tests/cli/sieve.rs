@@ -321,12 +321,10 @@ fn dry_run_reports_line_and_test_and_stores_nothing() {
     );
     assert_eq!(recs[1]["action"], "redirect");
     assert_eq!(recs[1]["line"], 5);
-    assert!(
-        recs[1]["note"]
-            .as_str()
-            .unwrap()
-            .contains("not carried out")
-    );
+    // No config, so no route: the dry run says so (a delivery keeps the
+    // message in INBOX).
+    assert!(recs[1]["note"].as_str().unwrap().contains("no route"));
+    assert_eq!(recs[1]["send"], false);
     assert_eq!(count_files(&md), 0);
     // Another day: the date test fails, only the redirect remains; text form.
     let out = sieve(&home, &s, &md)
@@ -341,7 +339,7 @@ fn dry_run_reports_line_and_test_and_stores_nothing() {
 }
 
 #[test]
-fn redirect_is_not_carried_out_and_the_message_is_kept() {
+fn redirect_without_a_route_keeps_the_message() {
     let home = TempDir::new();
     let md = home.join("Maildir");
     let s = script(&home, "s.sieve", "redirect \"other@example.com\";\n");
@@ -355,7 +353,8 @@ fn redirect_is_not_carried_out_and_the_message_is_kept() {
         .stdin(MSG)
         .run()
         .success()
-        .stderr_has("not carried out in this version");
+        .stderr_has("no route")
+        .stderr_has("message kept in INBOX");
     assert_eq!(maildir_new(&md).len(), 2);
 }
 

@@ -9,7 +9,10 @@
 //! not compile (then every case fails and no file is written), 64 for
 //! usage errors. Text from messages and scripts is printed escaped.
 //!
-//! The `.expect` format: one action per line; blank lines and lines
+//! The `.expect` format: one action per line (a redirect or vacation
+//! followed by ` => ` and what it would send, or why not: judged with
+//! nothing remembered and whatever the config's route, so a case means the
+//! same on every machine); blank lines and lines
 //! starting with `#` are ignored, except `# from: ADDR` and `# to: ADDR`,
 //! which set the envelope sender and recipient (`-f`, `--recipient`) for
 //! that message. `--expect-update` keeps the comment lines before the
@@ -206,11 +209,31 @@ pub fn run(dir: &str, f: &Filter, base: &Settings, update: bool, ctx: &mut Ctx) 
             }
         };
         let (from, to) = envelope(&p, &s);
-        let outcome = sieve::evaluate(&p.data, from.as_deref(), to.as_deref(), f, ctx);
+        let memory = crate::sieve::duplicate::Memory::empty();
+        let outcome = sieve::evaluate(&p.data, from.as_deref(), to.as_deref(), f, &memory, ctx);
+        let plans = super::actions::plan(
+            &outcome.actions,
+            &p.data,
+            from.as_deref(),
+            to.as_deref(),
+            f.now.0,
+            f.outbound.max_received,
+            &memory,
+        );
+        // A redirect or vacation line says what it would send (or why not):
+        // the rules about lists, loops and the user's addresses are part of
+        // what a case checks.
         let got: Vec<String> = outcome
             .actions
             .iter()
-            .map(|a| printable(&sieve::describe(&a.kind)).into_owned())
+            .zip(&plans)
+            .map(|(a, pl)| {
+                let mut line = sieve::describe(&a.kind);
+                if let Some(pl) = pl {
+                    line.push_str(&format!(" => {}", super::actions::plan_text(pl)));
+                }
+                printable(&line).into_owned()
+            })
             .collect();
         if exists && got == expected.actions {
             passed += 1;

@@ -5,16 +5,20 @@
 //! Guarantee: nothing is lost to the filter. A script that cannot be read,
 //! does not compile, or fails at run time leaves the message in INBOX
 //! (exit 0, the reason with line and column on stderr); a folder that
-//! cannot be used falls back to INBOX; redirect and vacation, not carried
-//! out in this version, keep the message instead. Only `discard` stores
-//! nothing (exit 0) and `reject`/`ereject` stores nothing and exits 77 so
-//! the MTA bounces.
+//! cannot be used falls back to INBOX; a redirect that is neither sent nor
+//! queued keeps the message in INBOX (`actions.rs`). Only `discard`
+//! stores nothing (exit 0) and `reject`/`ereject` stores nothing and exits
+//! 77 so the MTA bounces. Redirects and vacation replies are sent only
+//! once the message is stored where the script said, so a delivery that
+//! fails (exit 75, retried by the MTA) has sent nothing.
 
 use std::path::PathBuf;
 
 use serde_json::json;
 
+use super::actions::{self, Outbound, Plan, Sent};
 use crate::exit::{Error, Kind, Result};
+use crate::sieve::duplicate::{Memory, Seen};
 use crate::sieve::{self, Action, ActionKind, Input, Limits, Script};
 use crate::store::Maildir;
 use crate::tools::Ctx;
@@ -31,6 +35,17 @@ pub struct Filter {
     pub now: (i64, i32),
     /// The script compiled once, or why it is not usable.
     pub compiled: std::result::Result<Script, String>,
+    /// Where redirects and vacation replies go.
+    pub outbound: Outbound,
+}
+
+impl Filter {
+    /// Does the script remember anything between messages?
+    pub fn uses_memory(&self) -> bool {
+        self.compiled
+            .as_ref()
+            .is_ok_and(|s| s.requires.contains("duplicate") || s.requires.contains("vacation"))
+    }
 }
 
 /// `--now TIME`: seconds since the epoch, or a date as mail and RFC 3339
@@ -107,6 +122,7 @@ pub fn evaluate(
     envelope_from: Option<&str>,
     envelope_to: Option<&str>,
     f: &Filter,
+    seen: &dyn Seen,
     ctx: &mut Ctx,
 ) -> sieve::Outcome {
     let outcome = match &f.compiled {
@@ -118,7 +134,7 @@ pub fn evaluate(
                 now: f.now.0,
                 local_offset: f.now.1,
             };
-            let out = sieve::run(script, input, Limits::default());
+            let out = sieve::run_with(script, input, Limits::default(), seen);
             if let Some(e) = &out.error {
                 ctx.warn(&format!("{}: {e}; message kept in INBOX", f.script));
             }
@@ -203,7 +219,28 @@ pub fn describe(kind: &ActionKind) -> String {
                 s.push_str(" :copy");
             }
         }
-        ActionKind::Vacation { reason } => s = format!("vacation {}", quoted(reason)),
+        ActionKind::Vacation { reason, options } => {
+            s = format!("vacation {}", quoted(reason));
+            if let Some(d) = options.days {
+                s.push_str(&format!(" :days {d}"));
+            }
+            if let Some(v) = &options.subject {
+                s.push_str(&format!(" :subject {}", quoted(v)));
+            }
+            if let Some(v) = &options.from {
+                s.push_str(&format!(" :from {}", quoted(v)));
+            }
+            if !options.addresses.is_empty() {
+                let a: Vec<String> = options.addresses.iter().map(|a| quoted(a)).collect();
+                s.push_str(&format!(" :addresses [{}]", a.join(", ")));
+            }
+            if options.mime {
+                s.push_str(" :mime");
+            }
+            if let Some(v) = &options.handle {
+                s.push_str(&format!(" :handle {}", quoted(v)));
+            }
+        }
     }
     s
 }
@@ -222,10 +259,30 @@ pub fn filter(
     print: bool,
     ctx: &mut Ctx,
 ) -> Result<()> {
-    let outcome = evaluate(data, envelope_from, envelope_to, f, ctx);
+    let mut memory = match actions::memory(f.uses_memory(), f.dry_run, f.now.0) {
+        Ok(m) => m,
+        Err(e) => {
+            // Without the store a duplicate is not seen (the message is
+            // delivered) and no vacation reply is sent (it could repeat).
+            ctx.warn(&format!(
+                "{e}; duplicate tests are false and vacation sends nothing"
+            ));
+            Memory::unusable()
+        }
+    };
+    let outcome = evaluate(data, envelope_from, envelope_to, f, &memory, ctx);
+    let plans = actions::plan(
+        &outcome.actions,
+        data,
+        envelope_from,
+        envelope_to,
+        f.now.0,
+        f.outbound.max_received,
+        &memory,
+    );
     if f.dry_run {
-        for a in &outcome.actions {
-            report(a, f.json, index, ctx);
+        for (a, p) in outcome.actions.iter().zip(&plans) {
+            report(a, p.as_ref(), &f.outbound, f.json, index, ctx);
         }
         ctx.flush();
         return Ok(());
@@ -233,7 +290,7 @@ pub fn filter(
     let mut targets: Vec<Target> = Vec::new();
     let mut reject: Option<(&Action, &str)> = None;
     let mut keep_inbox = false;
-    for a in &outcome.actions {
+    for (a, p) in outcome.actions.iter().zip(&plans) {
         match &a.kind {
             ActionKind::Keep { flags } => targets.push(Target {
                 folder: None,
@@ -253,19 +310,26 @@ pub fn filter(
             }
             ActionKind::Discard => {}
             ActionKind::Reject { reason, .. } => reject = Some((a, reason)),
-            ActionKind::Redirect { address, .. } => {
-                ctx.warn(&format!(
-                    "{}: {}: redirect to {address} not carried out in this version; message kept in INBOX",
-                    f.script,
-                    where_(a)
-                ));
-                keep_inbox = true;
+            ActionKind::Redirect { address, copy } => {
+                if let Some(Plan::Skip(why)) = p {
+                    ctx.warn(&format!(
+                        "{}: {}: redirect to {address} not carried out: {why}{}",
+                        f.script,
+                        where_(a),
+                        if *copy { "" } else { "; message kept in INBOX" }
+                    ));
+                    keep_inbox |= !copy;
+                }
             }
-            ActionKind::Vacation { .. } => ctx.warn(&format!(
-                "{}: {}: vacation not carried out in this version",
-                f.script,
-                where_(a)
-            )),
+            ActionKind::Vacation { .. } => {
+                if let Some(Plan::Skip(why)) = p {
+                    ctx.warn(&format!(
+                        "{}: {}: no vacation reply: {why}",
+                        f.script,
+                        where_(a)
+                    ));
+                }
+            }
         }
     }
     if let Some((a, reason)) = reject {
@@ -281,7 +345,116 @@ pub fn filter(
             flags: Vec::new(),
         });
     }
-    // Two actions that ended in the same folder store once, flags merged.
+    let stored = store(md, data, targets, print, f, ctx);
+    if stored.failed {
+        // The MTA delivers again (exit 75): nothing is sent or remembered
+        // now, so nothing is sent twice.
+        if plans.iter().any(Option::is_some) {
+            ctx.warn(&format!(
+                "{}: redirect and vacation not carried out: the message was not stored",
+                f.script
+            ));
+        }
+        ctx.flush();
+        return Ok(());
+    }
+    let mut need_inbox = false;
+    for (a, p) in outcome.actions.iter().zip(&plans) {
+        match p {
+            Some(Plan::Redirect { env }) => {
+                let copy = matches!(a.kind, ActionKind::Redirect { copy: true, .. });
+                match f.outbound.send(env, &actions::redirected(data)) {
+                    Sent::Delivered => {}
+                    Sent::Queued(id) => ctx.warn(&format!(
+                        "{}: {}: redirect to <{}> queued as {id}",
+                        f.script,
+                        where_(a),
+                        env.rcpts.join(", ")
+                    )),
+                    Sent::Failed(why) => {
+                        ctx.warn(&format!(
+                            "{}: {}: redirect to <{}> not carried out: {why}{}",
+                            f.script,
+                            where_(a),
+                            env.rcpts.join(", "),
+                            if copy { "" } else { "; message kept in INBOX" }
+                        ));
+                        need_inbox |= !copy;
+                    }
+                }
+            }
+            Some(Plan::Vacation(r)) => {
+                let env = crate::send::Envelope {
+                    from: String::new(),
+                    rcpts: vec![r.to.clone()],
+                    ..Default::default()
+                };
+                match f.outbound.send(&env, &r.message) {
+                    Sent::Delivered => memory.remember(&r.remember, f.now.0),
+                    Sent::Queued(id) => {
+                        memory.remember(&r.remember, f.now.0);
+                        ctx.warn(&format!(
+                            "{}: {}: vacation reply to <{}> queued as {id}",
+                            f.script,
+                            where_(a),
+                            r.to
+                        ));
+                    }
+                    Sent::Failed(why) => ctx.warn(&format!(
+                        "{}: {}: vacation reply to <{}> not sent: {why}",
+                        f.script,
+                        where_(a),
+                        r.to
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+    if need_inbox && !stored.inbox {
+        match md.deliver_with_flags(data, "") {
+            Ok(p) => {
+                if print {
+                    ctx.line(&p.display().to_string());
+                }
+            }
+            Err(e) => ctx.report(&e),
+        }
+    }
+    for r in &outcome.remember {
+        memory.remember(r, f.now.0);
+    }
+    if let Err(e) = memory.save() {
+        ctx.warn(&format!(
+            "{e} (a duplicate may not be recognised, a vacation reply may repeat)"
+        ));
+    }
+    ctx.flush();
+    Ok(())
+}
+
+/// What [`store`] did.
+struct Stored {
+    /// A copy is in INBOX.
+    inbox: bool,
+    /// A store failed (reported; the exit code says so).
+    failed: bool,
+}
+
+/// Store into every target; two targets that ended in the same folder
+/// store once, flags merged.
+fn store(
+    md: &Maildir,
+    data: &[u8],
+    targets: Vec<Target>,
+    print: bool,
+    f: &Filter,
+    ctx: &mut Ctx,
+) -> Stored {
+    let mut done = Stored {
+        inbox: false,
+        failed: false,
+    };
     let mut merged: Vec<Target> = Vec::new();
     for t in targets {
         match merged.iter_mut().find(|m| m.folder == t.folder) {
@@ -299,6 +472,7 @@ pub fn filter(
                 f.script
             ));
         }
+        let mut inbox = t.folder.is_none();
         let dest = match &t.folder {
             None => md.clone(),
             Some(name) => match md.folder(name) {
@@ -311,21 +485,25 @@ pub fn filter(
                     if merged.iter().any(|m| m.folder.is_none()) {
                         continue;
                     }
+                    inbox = true;
                     md.clone()
                 }
             },
         };
         match dest.deliver_with_flags(data, &letters) {
             Ok(p) => {
+                done.inbox |= inbox;
                 if print {
                     ctx.line(&p.display().to_string());
                 }
             }
-            Err(e) => ctx.report(&e),
+            Err(e) => {
+                done.failed = true;
+                ctx.report(&e);
+            }
         }
     }
-    ctx.flush();
-    Ok(())
+    done
 }
 
 /// Longest folder name taken from a script (its parts become one directory
@@ -405,10 +583,18 @@ fn resolve(md: &Maildir, mailbox: &str, create: bool, a: &Action, ctx: &mut Ctx)
     Some(mailbox.to_string())
 }
 
-/// One dry-run record.
-fn report(a: &Action, json: bool, index: Option<usize>, ctx: &mut Ctx) {
-    let (name, detail, note) = match &a.kind {
-        ActionKind::Keep { flags } => ("keep", json!({ "flags": flags }), None),
+/// One dry-run record; `plan` says what a redirect or vacation would send.
+fn report(
+    a: &Action,
+    plan: Option<&Plan>,
+    outbound: &Outbound,
+    json: bool,
+    index: Option<usize>,
+    ctx: &mut Ctx,
+) {
+    let mut note: Option<String> = plan.map(actions::plan_text);
+    let (name, mut detail) = match &a.kind {
+        ActionKind::Keep { flags } => ("keep", json!({ "flags": flags })),
         ActionKind::FileInto {
             mailbox,
             flags,
@@ -417,25 +603,61 @@ fn report(a: &Action, json: bool, index: Option<usize>, ctx: &mut Ctx) {
         } => (
             "fileinto",
             json!({ "mailbox": mailbox, "flags": flags, "create": create, "copy": copy }),
-            None,
         ),
-        ActionKind::Discard => ("discard", json!({}), None),
+        ActionKind::Discard => ("discard", json!({})),
         ActionKind::Reject { reason, extended } => (
             if *extended { "ereject" } else { "reject" },
             json!({ "reason": reason }),
-            None,
         ),
-        ActionKind::Redirect { address, copy } => (
-            "redirect",
-            json!({ "address": address, "copy": copy }),
-            Some("not carried out in this version (the message is kept instead)"),
-        ),
-        ActionKind::Vacation { reason } => (
+        ActionKind::Redirect { address, copy } => {
+            ("redirect", json!({ "address": address, "copy": copy }))
+        }
+        ActionKind::Vacation { reason, options } => (
             "vacation",
-            json!({ "reason": reason }),
-            Some("not carried out in this version"),
+            json!({
+                "reason": reason,
+                "days": options.days(),
+                "subject": options.subject,
+                "from": options.from,
+                "addresses": options.addresses,
+                "mime": options.mime,
+                "handle": options.handle(reason),
+            }),
         ),
     };
+    if let (Some(p), Some(d)) = (plan, detail.as_object_mut()) {
+        d.insert("send".into(), json!(!matches!(p, Plan::Skip(_))));
+        match p {
+            Plan::Redirect { env } => {
+                d.insert("envelope_from".into(), json!(env.from));
+                d.insert("envelope_to".into(), json!(env.rcpts));
+            }
+            Plan::Vacation(r) => {
+                d.insert("envelope_from".into(), json!(""));
+                d.insert("envelope_to".into(), json!([r.to]));
+                d.insert("reply_subject".into(), json!(r.subject));
+                d.insert("reply_from".into(), json!(r.from));
+            }
+            Plan::Skip(why) => {
+                d.insert("skipped".into(), json!(why));
+            }
+        }
+        if !matches!(p, Plan::Skip(_)) {
+            match outbound.route() {
+                Ok(r) => {
+                    d.insert("route".into(), json!(r));
+                    note = note.map(|n| format!("{n} via {r}"));
+                }
+                Err(e) => {
+                    // A delivery would keep the message instead.
+                    d.insert("route".into(), json!(null));
+                    d.insert("send".into(), json!(false));
+                    d.insert("skipped".into(), json!(e));
+                    note = note.map(|n| format!("{n}, but {e}"));
+                }
+            }
+        }
+    }
     if json {
         let mut rec = json!({
             "action": name,
@@ -448,7 +670,7 @@ fn report(a: &Action, json: bool, index: Option<usize>, ctx: &mut Ctx) {
             for (k, v) in d {
                 r.insert(k.clone(), v.clone());
             }
-            if let Some(n) = note {
+            if let Some(n) = &note {
                 r.insert("note".into(), json!(n));
             }
             if let Some(i) = index {

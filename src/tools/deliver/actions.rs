@@ -1,0 +1,334 @@
+//! mail-deliver's Sieve actions that leave the Maildir: `redirect` and
+//! `vacation`, carried out through `send::Sender` (the route from the
+//! config) and, on a temporary failure, the postline queue; and the
+//! `duplicate`/vacation memory ([`crate::sieve::duplicate::Memory`]).
+//!
+//! Guarantees:
+//!
+//! - A redirect keeps the original envelope sender (RFC 5228 4.2: MAIL
+//!   FROM is the message's return path) and sends the message as
+//!   delivered, without the Return-Path this delivery added (Delivered-To
+//!   stays: it is what stops a loop back to this recipient).
+//! - Nothing is lost: a redirect that is neither sent nor queued (no
+//!   route, refused, `[send] no_queue`, the spool unusable) leaves the
+//!   message in INBOX; exit 75 comes only when that store fails too.
+//! - Loop protection: a message with more than `[deliver] max_received`
+//!   (default 100, RFC 5321 6.3) Received fields is neither redirected nor
+//!   answered; said on stderr and in the dry run.
+//! - A dry run plans exactly what a delivery would send and sends nothing.
+
+use std::path::PathBuf;
+
+use crate::config::{Config, Service};
+use crate::exit::Result;
+use crate::message::{self, Message};
+use crate::queue::Spool;
+use crate::send::{Envelope, Fate, Route, SendOptions, Sender};
+use crate::sieve::duplicate::{Memory, Seen};
+use crate::sieve::vacation::{self, Reply};
+use crate::sieve::{Action, ActionKind};
+
+/// Received fields allowed before redirect and vacation stop (RFC 5321
+/// 6.3 suggests 100).
+pub const DEFAULT_MAX_RECEIVED: usize = 100;
+
+/// Where redirects and vacation replies go, decided once from the config.
+pub struct Outbound {
+    config: Config,
+    /// The route and why it was chosen, or why there is none.
+    route: std::result::Result<(Route, String), String>,
+    queue_dir: PathBuf,
+    no_queue: bool,
+    /// `[deliver] max_received`.
+    pub max_received: usize,
+}
+
+/// What became of one message sent.
+#[derive(Debug)]
+pub enum Sent {
+    /// Accepted by the server.
+    Delivered,
+    /// In the queue, with the entry id.
+    Queued(String),
+    /// Neither; the reason.
+    Failed(String),
+}
+
+impl Outbound {
+    /// Decide the route: `[deliver] account`, else the sending account
+    /// with `default = true`, else direct to MX with `[send] direct`.
+    pub fn new(config: Config) -> Outbound {
+        let sending = |a: &crate::config::Account| a.protocol.is_none_or(Service::sends);
+        let route = if let Some(name) = &config.deliver.account {
+            match config.account(name) {
+                Ok(_) => Ok((
+                    Route::Account { name: name.clone() },
+                    format!("account {name} ([deliver] account)"),
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        } else if let Some((name, _)) = config.account.iter().find(|(_, a)| a.default && sending(a))
+        {
+            Ok((
+                Route::Account { name: name.clone() },
+                format!("account {name} (default = true)"),
+            ))
+        } else if config.send.direct {
+            Ok((
+                Route::Direct {
+                    resolver: config.send.resolver.clone(),
+                    mx_port: config.send.mx_port,
+                },
+                "direct to MX ([send] direct)".to_string(),
+            ))
+        } else {
+            Err("no route to send by: set [deliver] account, an account with default = true, or [send] direct = true".to_string())
+        };
+        Outbound {
+            queue_dir: Spool::default_dir(&config),
+            no_queue: config.send.no_queue,
+            max_received: config.deliver.max_received.unwrap_or(DEFAULT_MAX_RECEIVED),
+            route,
+            config,
+        }
+    }
+
+    /// The route in words, for the dry run.
+    pub fn route(&self) -> std::result::Result<&str, &str> {
+        match &self.route {
+            Ok((_, why)) => Ok(why),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Send `msg` to `env`; queue it on a temporary failure.
+    pub fn send(&self, env: &Envelope, msg: &[u8]) -> Sent {
+        let route = match &self.route {
+            Ok((r, _)) => r,
+            Err(e) => return Sent::Failed(e.clone()),
+        };
+        let mut opts = SendOptions::default();
+        if let Route::Account { name } = route
+            && let Ok(a) = self.config.account(name)
+        {
+            if let Some(t) = a.timeout {
+                opts.timeout = std::time::Duration::from_secs(t);
+            }
+            if let Some(h) = &a.helo {
+                opts.helo = h.clone();
+            }
+        }
+        let mut sender = Sender::new(
+            self.config.clone(),
+            opts,
+            crate::proto::transcript::Transcript::off(),
+        );
+        let outcomes = sender.deliver(route, env, msg);
+        sender.finish();
+        let mut temporary = Vec::new();
+        for o in &outcomes {
+            match o.fate {
+                Fate::Delivered => {}
+                Fate::Temporary => temporary.push(format!("<{}>: {}", o.rcpt, o.reply)),
+                Fate::Permanent { .. } => {
+                    return Sent::Failed(format!("<{}>: refused: {}", o.rcpt, o.reply));
+                }
+            }
+        }
+        if temporary.is_empty() {
+            return Sent::Delivered;
+        }
+        let reason = temporary.join("; ");
+        if self.no_queue {
+            return Sent::Failed(format!("{reason} (not queued: [send] no_queue)"));
+        }
+        let policy = crate::queue::Policy::from_config(&self.config.queue).unwrap_or_default();
+        match Spool::open(&self.queue_dir)
+            .and_then(|s| s.with_policy(policy).enqueue(route, env, msg, &reason))
+        {
+            Ok(id) => Sent::Queued(id),
+            Err(e) => Sent::Failed(format!("{reason}; queueing failed: {e}")),
+        }
+    }
+}
+
+/// What one redirect or vacation action will send, or why not.
+#[derive(Debug)]
+pub enum Plan {
+    /// Send this message to this envelope.
+    Redirect {
+        /// MAIL FROM (the original sender) and RCPT.
+        env: Envelope,
+    },
+    /// Send this reply (from `<>`).
+    Vacation(Box<Reply>),
+    /// Not carried out, and why.
+    Skip(String),
+}
+
+/// The Received fields of a message's header.
+fn received_count(data: &[u8]) -> usize {
+    Message::new(data.to_vec())
+        .fields()
+        .iter()
+        .filter(|f| f.is("Received"))
+        .count()
+}
+
+/// The plan of every action (None for those that stay in the Maildir).
+pub fn plan(
+    actions: &[Action],
+    data: &[u8],
+    envelope_from: Option<&str>,
+    envelope_to: Option<&str>,
+    now: i64,
+    max_received: usize,
+    memory: &Memory,
+) -> Vec<Option<Plan>> {
+    let received = received_count(data);
+    let looped = (received > max_received).then(|| {
+        format!("the message has {received} Received fields (more than {max_received}): a loop")
+    });
+    actions
+        .iter()
+        .map(|a| match &a.kind {
+            ActionKind::Redirect { address, .. } => Some(match &looped {
+                Some(l) => Plan::Skip(l.clone()),
+                None => {
+                    let to = message::bare_address(address);
+                    if !to.contains('@')
+                        || to.starts_with('@')
+                        || to.ends_with('@')
+                        || to.contains(|c: char| c.is_whitespace() || c.is_control())
+                    {
+                        Plan::Skip(format!("{address:?} is not an address"))
+                    } else {
+                        Plan::Redirect {
+                            env: Envelope {
+                                from: envelope_from.unwrap_or("").to_string(),
+                                rcpts: vec![to],
+                                ..Envelope::default()
+                            },
+                        }
+                    }
+                }
+            }),
+            ActionKind::Vacation { reason, options } => Some(match &looped {
+                Some(l) => Plan::Skip(l.clone()),
+                None if !memory.usable() => Plan::Skip(
+                    "the vacation memory cannot be used, so no reply is sent (it could repeat)"
+                        .into(),
+                ),
+                None => match vacation::decide(
+                    reason,
+                    options,
+                    vacation::Context {
+                        message: data,
+                        sender: envelope_from,
+                        recipient: envelope_to,
+                        now,
+                    },
+                    memory as &dyn Seen,
+                ) {
+                    Ok(r) => Plan::Vacation(Box::new(r)),
+                    Err(why) => Plan::Skip(why),
+                },
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The message a redirect sends: as delivered, without the Return-Path
+/// this delivery added (the next hop writes its own).
+pub fn redirected(data: &[u8]) -> Vec<u8> {
+    let mut m = Message::new(data.to_vec());
+    m.replace_at_top(&["Return-Path"], &[]);
+    m.into_bytes()
+}
+
+/// One line saying what a plan sends, for the dry run and `--expect`.
+pub fn plan_text(p: &Plan) -> String {
+    match p {
+        Plan::Redirect { env } => format!(
+            "would send to <{}> from <{}>",
+            env.rcpts.join(">, <"),
+            env.from
+        ),
+        Plan::Vacation(r) => format!("would reply to <{}>: {:?}", r.to, r.subject),
+        Plan::Skip(why) => format!("not carried out: {why}"),
+    }
+}
+
+/// The memory for a run: for deliveries the store, locked; for dry runs
+/// the store when it exists (nothing is written); for scripts that use
+/// neither `duplicate` nor `vacation`, none.
+pub fn memory(uses: bool, dry_run: bool, now: i64) -> Result<Memory> {
+    let dir = crate::config::state_dir().join("sieve");
+    if !uses || (dry_run && !dir.is_dir()) {
+        return Ok(Memory::empty());
+    }
+    Memory::open(&dir, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect(address: &str) -> Action {
+        Action {
+            kind: ActionKind::Redirect {
+                address: address.into(),
+                copy: false,
+            },
+            pos: None,
+            test: None,
+        }
+    }
+
+    #[test]
+    fn redirects_keep_the_sender_and_refuse_what_is_no_address() {
+        let acts = [
+            redirect("Far <far@example.org>"),
+            redirect("bob"),
+            redirect("a b@example.org"),
+        ];
+        let p = plan(
+            &acts,
+            b"Subject: x\n\nbody\n",
+            Some("orig@example.net"),
+            None,
+            0,
+            DEFAULT_MAX_RECEIVED,
+            &Memory::empty(),
+        );
+        match &p[0] {
+            Some(Plan::Redirect { env }) => {
+                assert_eq!(env.from, "orig@example.net");
+                assert_eq!(env.rcpts, vec!["far@example.org".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&p[1], Some(Plan::Skip(w)) if w.contains("not an address")));
+        assert!(matches!(&p[2], Some(Plan::Skip(_))));
+    }
+
+    #[test]
+    fn the_received_limit_stops_redirects() {
+        let mut msg = b"Received: x\n".repeat(3);
+        msg.extend_from_slice(b"Subject: x\n\nbody\n");
+        let acts = [redirect("far@example.org")];
+        let run = |max| plan(&acts, &msg, None, None, 0, max, &Memory::empty());
+        assert!(matches!(&run(2)[0], Some(Plan::Skip(w)) if w.contains("3 Received fields")));
+        assert!(matches!(&run(3)[0], Some(Plan::Redirect { env }) if env.from.is_empty()));
+    }
+
+    #[test]
+    fn a_redirected_message_loses_only_the_return_path() {
+        let m = b"Return-Path: <a@b>\nDelivered-To: me@x\nSubject: s\n\nReturn-Path: body\n";
+        assert_eq!(
+            redirected(m),
+            b"Delivered-To: me@x\nSubject: s\n\nReturn-Path: body\n".to_vec()
+        );
+    }
+}
