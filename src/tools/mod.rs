@@ -159,6 +159,35 @@ pub fn main(
     std::process::ExitCode::from(code as u8)
 }
 
+/// [`main`] for a binary built without Rust's runtime set-up
+/// (`#![no_main]`, a C `main` that returns this code): mail-deliver, run
+/// once per message by an MTA, where the set-up (reading
+/// `/proc/self/maps` for the main thread's stack guard, an alternate
+/// signal stack) is a measurable part of the process's life. What that
+/// set-up did and a tool needs is done here: SIGPIPE ignored (a closed
+/// output is an EPIPE error, as in every other tool) and standard output
+/// flushed before the process exits.
+pub fn main_bare(
+    name: &'static str,
+    command: fn() -> Command,
+    run: fn(&ArgMatches, &mut Ctx) -> Result<(), Error>,
+) -> i32 {
+    ignore_broken_pipe_signal();
+    ignore_file_size_signal();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let code = main_with(name, command(), run, args);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    i32::from(code as u8)
+}
+
+/// SIGPIPE ignored, as Rust's runtime does before `main`.
+#[allow(unsafe_code)]
+fn ignore_broken_pipe_signal() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: as in `ignore_file_size_signal`: SIG_IGN, before any thread.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
 /// Turn "file too large" from a signal into an error.
 ///
 /// Postfix's local(8) and many shells run an MDA under a file-size limit
