@@ -17,6 +17,13 @@
 #      and checks first that both found every signature valid.
 #   4. Prints messages per second for each; raw hyperfine JSON goes to
 #      $BENCH_DIR/results/verify-<UTC stamp>/.
+#   5. As root, with dnsmasq and unshare: dkimpy's own command-line
+#      verifier, `dkimverify`, as it is used: one process per message, the
+#      key asked of DNS. It reads only /etc/resolv.conf, so it runs in a
+#      private mount namespace whose resolv.conf names a dnsmasq on
+#      127.0.0.1:53 that serves the key; timed (one run) over the first
+#      DKIMVERIFY_N messages, since at one process each all N would take
+#      far longer than the rest.
 #
 # mail-trace does more per message than dkimpy here (SPF is skipped, as the
 # messages carry no Received fields, but DMARC and ARC are evaluated, and
@@ -29,6 +36,7 @@
 #   BENCH_TARGET_DIR=/var/tmp/postline-bench-target  cargo target dir for the build
 #   RUNS=3                      hyperfine runs per command
 #   PYTHON=/usr/bin/python3     a Python with dkimpy (Debian: python3-dkim)
+#   DKIMVERIFY_N=500            messages for step 5 (0: skip it)
 set -euo pipefail
 umask 022
 N=${1:-10000}
@@ -121,3 +129,53 @@ print("|---|---|---|")
 for r in res:
     print("| %s | %.2f | %.0f |" % (r["command"], r["median"], n / r["median"]))
 EOF
+
+# 5. dkimverify, one process per message, key from DNS (see the header).
+DKIMVERIFY_N=${DKIMVERIFY_N:-500}
+if [ "$DKIMVERIFY_N" = 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v dnsmasq >/dev/null || ! command -v unshare >/dev/null \
+   || ! command -v dkimverify >/dev/null || ss -lun | grep -q '127.0.0.1:53 '; then
+  echo "bench/verify.sh: dkimverify step skipped (needs root, dnsmasq, unshare, dkimverify and a free 127.0.0.1:53)" >&2
+  exit 0
+fi
+ONE="$W/one-$DKIMVERIFY_N"
+if [ ! -d "$ONE" ]; then
+  mkdir -p "$ONE"
+  "$PYTHON" - "$W/msgs.mbox" "$ONE" "$DKIMVERIFY_N" <<'PY'
+import mailbox, sys
+for i, m in enumerate(mailbox.mbox(sys.argv[1], create=False)):
+    if i >= int(sys.argv[3]):
+        break
+    open("%s/%05d.eml" % (sys.argv[2], i), "wb").write(m.as_bytes().replace(b"\n", b"\r\n"))
+PY
+fi
+REC=$(cat "$W/key.txt")
+cat > "$W/dnsmasq.conf" <<CONF
+port=53
+listen-address=127.0.0.1
+bind-interfaces
+no-resolv
+no-hosts
+txt-record=sel._domainkey.bench.test,"${REC:0:200}","${REC:200}"
+CONF
+echo "nameserver 127.0.0.1" > "$W/resolv.conf"
+cat > "$W/dkimverify-all.sh" <<SH
+mount --bind $W/resolv.conf /etc/resolv.conf || exit 1
+for f in $ONE/*.eml; do dkimverify < "\$f" > /dev/null || { echo "dkimverify failed on \$f" >&2; exit 1; }; done
+SH
+dnsmasq --keep-in-foreground --conf-file="$W/dnsmasq.conf" &
+DNSMASQ=$!
+trap 'kill $DNSMASQ 2>/dev/null' EXIT
+sleep 1
+# Every message must verify before it is timed.
+unshare -m sh "$W/dkimverify-all.sh"
+hyperfine --runs 1 --export-json "$R/dkimverify.json" \
+  -n "dkimverify, one process per message" "unshare -m sh $W/dkimverify-all.sh" >&2
+"$PYTHON" - "$R/dkimverify.json" "$DKIMVERIFY_N" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+n = int(sys.argv[2])
+print("| %s (first %d messages) | %.2f | %.0f |" % (r["command"], n, r["median"], n / r["median"]))
+PY

@@ -267,8 +267,18 @@ pub(super) fn print(v: &Verification, colour: bool, ctx: &mut Ctx) -> bool {
         l.push_str(&format!(" (organisation {})", printable(&d.org_domain)));
     }
     if let Some(p) = &d.policy {
+        // sp= and np= only when they say something p= does not.
+        let mut sub = String::new();
+        if let (Some(sp), Some(np)) = (&d.sp, &d.np)
+            && (sp != p || np != p)
+        {
+            sub = format!(", sp={sp}, np={np}");
+        }
+        if let Some(a) = d.applies.as_deref().filter(|a| *a != "p") {
+            sub.push_str(&format!(", {a} applies"));
+        }
         l.push_str(&format!(
-            " (p={p}, adkim={}, aspf={}; DKIM {}, SPF {})",
+            " (p={p}{sub}, adkim={}, aspf={}; DKIM {}, SPF {})",
             d.adkim.as_deref().unwrap_or("?"),
             d.aspf.as_deref().unwrap_or("?"),
             if d.dkim_aligned {

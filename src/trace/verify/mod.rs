@@ -20,6 +20,9 @@
 //! - expiry (`x=`) is judged as of a given time (`--at`), not the clock:
 //!   a signature the crate calls expired today is checked here in full
 //!   when it was not expired at that time;
+//! - ARC chains the crate calls `neutral` or `permerror`, or lets through
+//!   with a malformed seal, a seal-signing message signature or a short
+//!   key, are `fail` ([`arc`], RFC 8617 5.2);
 //! - DMARC's organisational domain comes from the Public Suffix List
 //!   ([`crate::trace::psl`], RFC 7489 3.2), not from the crate's DNS tree
 //!   walk (RFC 9989), which `verify_dmarc` does itself and cannot be told
@@ -30,6 +33,7 @@
 //! cannot be judged is a result (`permerror`, `temperror`, `none`) with a
 //! reason. Only [`Verifier::new`] fails, when the resolver cannot start.
 
+mod arc;
 pub mod spf_syntax;
 pub mod stub;
 
@@ -202,6 +206,17 @@ pub struct DmarcCheck {
     pub result: String,
     /// The published `p=`: none, quarantine, reject; `None` without a record.
     pub policy: Option<String>,
+    /// The record's `sp=` (RFC 7489 6.3), the policy for subdomains of the
+    /// domain that published it; `p=` when it names none. With a record.
+    pub sp: Option<String>,
+    /// The record's `np=` (RFC 9091), the policy for subdomains that do not
+    /// exist; `sp=` when it names none. With a record.
+    pub np: Option<String>,
+    /// Which of the three governs this From domain: `p` (the record is the
+    /// From domain's own), `sp` (found at the organisational domain, the
+    /// From domain exists or could not be told not to), `np` (found there,
+    /// and the From domain answers NXDOMAIN for A, AAAA and MX).
+    pub applies: Option<String>,
     /// DKIM alignment mode `adkim` (relaxed, strict), with a record.
     pub adkim: Option<String>,
     /// SPF alignment mode `aspf`, with a record.
@@ -232,7 +247,8 @@ pub struct ArcInstance {
 /// The ARC chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ArcCheck {
-    /// pass, fail, none, neutral, temperror, permerror.
+    /// RFC 8617's chain validation status: pass, fail or none (no ARC
+    /// field at all); temperror when a key could not be fetched for now.
     pub result: String,
     /// Why, when not a pass.
     pub reason: Option<String>,
@@ -410,8 +426,7 @@ impl Verifier {
                 _ => out.clone(),
             })
             .collect();
-        let arc_out = self.auth.verify_arc(msg).await;
-        let arc = arc_check(&arc_out);
+        let arc = self.arc(msg).await;
 
         let (spf, mail_from_out, mail_from_domain) = self.spf(hop).await;
         let dmarc = {
@@ -469,7 +484,8 @@ impl Verifier {
         if org != from {
             names.push(org.as_str());
         }
-        for name in names {
+        let mut own = true;
+        for (n, name) in names.into_iter().enumerate() {
             let key = format!("_dmarc.{name}.");
             match self
                 .auth
@@ -478,6 +494,7 @@ impl Verifier {
             {
                 Ok(r) => {
                     record = Some(r);
+                    own = n == 0;
                     break;
                 }
                 Err(AuthError::Dns(DnsError::RecordNotFound(_)))
@@ -522,7 +539,31 @@ impl Verifier {
                 DmarcResult::Fail(AuthError::NotAligned)
             });
         }
-        dmarc_check(&out.with_record(record), org)
+        let applies = if own {
+            "p"
+        } else if self.nonexistent(&from).await {
+            "np"
+        } else {
+            "sp"
+        };
+        let mut c = dmarc_check(&out.with_record(record), org);
+        c.applies = Some(applies.into());
+        c
+    }
+
+    /// RFC 9091 2.1: a domain does not exist when A, AAAA and MX all
+    /// answer NXDOMAIN. Any other answer (records, no data, an error)
+    /// leaves it existing, so `np=` is never applied on a guess.
+    async fn nonexistent(&self, domain: &str) -> bool {
+        use mail_auth::hickory_resolver::proto::rr::RecordType;
+        let name = format!("{}.", domain.trim_end_matches('.'));
+        for t in [RecordType::A, RecordType::AAAA, RecordType::MX] {
+            match self.auth.resolver().lookup(name.as_str(), t).await {
+                Err(e) if e.is_nx_domain() => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Look up each `(hop, address)` in each DNSBL `zone`. Only answers in
@@ -1278,14 +1319,15 @@ fn dmarc_check(out: &mail_auth::DmarcOutput, org_domain: String) -> DmarcCheck {
     } else {
         "fail"
     };
-    let policy = record.map(|r| {
-        match r.p {
+    let word = |p: &Policy| {
+        match p {
             Policy::None | Policy::Unspecified => "none",
             Policy::Quarantine => "quarantine",
             Policy::Reject => "reject",
         }
         .to_string()
-    });
+    };
+    let policy = record.map(|r| word(&r.p));
     let mode = |a: &Alignment| {
         match a {
             Alignment::Relaxed => "relaxed",
@@ -1308,6 +1350,9 @@ fn dmarc_check(out: &mail_auth::DmarcOutput, org_domain: String) -> DmarcCheck {
         org_domain,
         result: result.into(),
         policy,
+        sp: record.map(|r| word(&r.sp)),
+        np: record.map(|r| word(&r.np)),
+        applies: None,
         adkim: record.map(|r| mode(&r.adkim)),
         aspf: record.map(|r| mode(&r.aspf)),
         dkim_aligned: matches!(d, DmarcResult::Pass),
@@ -1623,9 +1668,15 @@ mod tests {
         assert_ne!(broken, text);
         let v = verify_with(&dns, broken.as_bytes(), &SmtpHop::default());
         assert_eq!(v.arc.result, "fail", "{:?}", v.arc);
-        // Without the keys: not a pass, and never a panic.
+        // Without the keys: the chain fails (RFC 8617 has no permerror
+        // for ARC), the reason says why, and never a panic.
         let v = verify_with("$DEFAULT NXDOMAIN\n", text.as_bytes(), &SmtpHop::default());
-        assert_eq!(v.arc.result, "permerror", "{:?}", v.arc);
+        assert_eq!(v.arc.result, "fail", "{:?}", v.arc);
+        assert!(
+            v.arc.reason.as_deref().unwrap_or("").contains("no key"),
+            "{:?}",
+            v.arc
+        );
     }
 
     #[test]
