@@ -321,6 +321,8 @@ pub struct SendConfig {
 pub struct DeliverConfig {
     /// The Sieve script every delivery runs through (`--sieve`).
     pub sieve: Option<String>,
+    /// Where `include :global` finds scripts (`NAME.sieve`).
+    pub sieve_global: Option<String>,
 }
 
 /// `[recv]`: mail-recv's settings, named like its flags; the command line

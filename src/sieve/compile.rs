@@ -29,6 +29,9 @@ pub const EXTENSIONS: &[&str] = &[
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
     "comparator-i;ascii-numeric",
+    "editheader",
+    "include",
+    "environment",
 ];
 
 /// A compiled script.
@@ -128,6 +131,61 @@ pub enum Cmd {
     Vacation {
         /// The reason.
         reason: String,
+    },
+    /// `addheader [:last] name value` (editheader, RFC 5293).
+    AddHeader {
+        /// `:last`: append instead of prepend.
+        last: bool,
+        /// The field name (expanded at run time).
+        name: String,
+        /// The value (expanded at run time).
+        value: String,
+    },
+    /// `deleteheader [:index N [:last]] [match] name [patterns]`.
+    DeleteHeader {
+        /// `:index N` (1-based) and `:last`.
+        index: Option<(u64, bool)>,
+        /// How to compare the values with the patterns.
+        m: Match,
+        /// The field name.
+        name: String,
+        /// Value patterns: none deletes every field of that name.
+        keys: Option<Vec<String>>,
+    },
+    /// `include [:personal|:global] [:once] [:optional] name` (RFC 6609).
+    Include {
+        /// `:global` (else the personal location).
+        global: bool,
+        /// `:once`
+        once: bool,
+        /// `:optional`
+        optional: bool,
+        /// The script's name.
+        name: String,
+    },
+    /// `return` (RFC 6609): leave the included script.
+    Return,
+    /// `global names` (RFC 6609): variables shared with included scripts.
+    Global {
+        /// Lower-cased names.
+        names: Vec<String>,
+    },
+    /// `test "name" { ... }` (vnd.dovecot.testsuite, test builds only).
+    #[cfg(test)]
+    TestBlock {
+        /// The test's name.
+        name: String,
+        /// Its commands.
+        body: Vec<Command>,
+    },
+    /// Another vnd.dovecot.testsuite command (test builds only): its
+    /// arguments are read by `eval::testsuite` at run time.
+    #[cfg(test)]
+    Testsuite {
+        /// The command's name.
+        name: String,
+        /// Its arguments as written.
+        args: Vec<RawArg>,
     },
 }
 
@@ -315,6 +373,25 @@ pub enum TestKind {
         /// Keys.
         keys: Vec<String>,
     },
+    /// `mailboxexists names` (RFC 5490): true when every folder exists.
+    MailboxExists(Vec<String>),
+    /// `environment [match] name keys` (RFC 5183).
+    Environment {
+        /// How to compare.
+        m: Match,
+        /// The item's name (lower-cased).
+        name: String,
+        /// Keys.
+        keys: Vec<String>,
+    },
+    /// A vnd.dovecot.testsuite test (test builds only).
+    #[cfg(test)]
+    Testsuite {
+        /// The test's name.
+        name: String,
+        /// Its arguments as written.
+        args: Vec<RawArg>,
+    },
 }
 
 /// The date parts RFC 5260 defines.
@@ -325,7 +402,7 @@ pub const DATE_PARTS: &[&str] = &[
 
 /// What a tag takes after it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Takes {
+pub(super) enum Takes {
     Nothing,
     Str,
     List,
@@ -333,19 +410,19 @@ enum Takes {
 }
 
 /// Tags gathered from a command's or test's arguments.
-struct Tags {
-    map: HashMap<String, (Pos, Option<RawArg>)>,
-    positional: Vec<RawArg>,
+pub(super) struct Tags {
+    pub(super) map: HashMap<String, (Pos, Option<RawArg>)>,
+    pub(super) positional: Vec<RawArg>,
 }
 
-struct Cx<'a> {
+pub(super) struct Cx<'a> {
     src: &'a str,
     requires: BTreeSet<String>,
     /// Still in the leading `require` commands.
     in_prologue: bool,
 }
 
-fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
+pub(super) fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
     CompileError {
         pos,
         msg: msg.into(),
@@ -353,7 +430,7 @@ fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
 }
 
 impl Cx<'_> {
-    fn need(&self, ext: &str, pos: Pos, what: &str) -> Result<(), CompileError> {
+    pub(super) fn need(&self, ext: &str, pos: Pos, what: &str) -> Result<(), CompileError> {
         if self.requires.contains(ext) {
             Ok(())
         } else {
@@ -363,7 +440,7 @@ impl Cx<'_> {
 
     /// Split `args` into known tags (each once) and positional arguments.
     /// `spec` lists (tag, extension or "", what follows it).
-    fn tags(
+    pub(super) fn tags(
         &self,
         what: &str,
         args: &[RawArg],
@@ -422,7 +499,7 @@ impl Cx<'_> {
 }
 
 /// The tags every match-using test takes.
-const MATCH_TAGS: &[(&str, &str, Takes)] = &[
+pub(super) const MATCH_TAGS: &[(&str, &str, Takes)] = &[
     ("is", "", Takes::Nothing),
     ("contains", "", Takes::Nothing),
     ("matches", "", Takes::Nothing),
@@ -439,7 +516,7 @@ const PART_TAGS: &[(&str, &str, Takes)] = &[
     ("detail", "subaddress", Takes::Nothing),
 ];
 
-fn one_str(a: &RawArg) -> Option<String> {
+pub(super) fn one_str(a: &RawArg) -> Option<String> {
     match a {
         RawArg::Str(s, _) => Some(s.clone()),
         RawArg::List(l, _) if l.len() == 1 => Some(l[0].clone()),
@@ -447,7 +524,7 @@ fn one_str(a: &RawArg) -> Option<String> {
     }
 }
 
-fn list(a: &RawArg) -> Option<Vec<String>> {
+pub(super) fn list(a: &RawArg) -> Option<Vec<String>> {
     match a {
         RawArg::Str(s, _) => Some(vec![s.clone()]),
         RawArg::List(l, _) => Some(l.clone()),
@@ -456,19 +533,23 @@ fn list(a: &RawArg) -> Option<Vec<String>> {
 }
 
 impl Tags {
-    fn has(&self, t: &str) -> bool {
+    pub(super) fn has(&self, t: &str) -> bool {
         self.map.contains_key(t)
     }
-    fn str_of(&self, t: &str) -> Option<String> {
+    pub(super) fn str_of(&self, t: &str) -> Option<String> {
         self.map
             .get(t)
             .and_then(|(_, v)| v.as_ref())
             .and_then(one_str)
     }
-    fn list_of(&self, t: &str) -> Option<Vec<String>> {
+    pub(super) fn list_of(&self, t: &str) -> Option<Vec<String>> {
         self.map.get(t).and_then(|(_, v)| v.as_ref()).and_then(list)
     }
-    fn only_one<'s>(&self, set: &[&'s str], what: &str) -> Result<Option<&'s str>, CompileError> {
+    pub(super) fn only_one<'s>(
+        &self,
+        set: &[&'s str],
+        what: &str,
+    ) -> Result<Option<&'s str>, CompileError> {
         let mut found: Option<(&str, Pos)> = None;
         for s in set {
             if let Some((p, _)) = self.map.get(*s) {
@@ -485,7 +566,12 @@ impl Tags {
     }
     /// Positional arguments: exactly the kinds in `want` ('s' string, 'l'
     /// string list, 'n' number).
-    fn positional(&self, what: &str, pos: Pos, want: &str) -> Result<Vec<RawArg>, CompileError> {
+    pub(super) fn positional(
+        &self,
+        what: &str,
+        pos: Pos,
+        want: &str,
+    ) -> Result<Vec<RawArg>, CompileError> {
         if self.positional.len() != want.len() {
             return Err(err(
                 pos,
@@ -531,7 +617,11 @@ pub fn compile(src: &str, raw: &[RawCmd]) -> Result<Script, CompileError> {
     })
 }
 
-fn block(cx: &mut Cx<'_>, raw: &[RawCmd], top: bool) -> Result<Vec<Command>, CompileError> {
+pub(super) fn block(
+    cx: &mut Cx<'_>,
+    raw: &[RawCmd],
+    top: bool,
+) -> Result<Vec<Command>, CompileError> {
     let mut out: Vec<Command> = Vec::new();
     let mut i = 0;
     while i < raw.len() {
@@ -588,6 +678,22 @@ fn body(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Vec<Command>, CompileError> {
 
 fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileError> {
     let what = c.name.as_str();
+    #[cfg(test)]
+    if what == "test" || what.starts_with("test_") {
+        cx.need("vnd.dovecot.testsuite", c.pos, what)?;
+        let kind = match (&c.block, c.args.as_slice()) {
+            (Some(b), [RawArg::Str(name, _)]) if what == "test" => Cmd::TestBlock {
+                name: name.clone(),
+                body: block(cx, b, false)?,
+            },
+            (None, _) if what != "test" => Cmd::Testsuite {
+                name: what.to_string(),
+                args: c.args.clone(),
+            },
+            _ => return Err(err(c.pos, format!("malformed testsuite command {what}"))),
+        };
+        return Ok(Command { pos: c.pos, kind });
+    }
     if c.block.is_some() {
         return Err(err(c.pos, format!("{what} takes no block")));
     }
@@ -605,7 +711,9 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             let t = cx.tags(what, &c.args, &[])?;
             let a = t.positional(what, c.pos, "l")?;
             for name in list(&a[0]).unwrap_or_default() {
-                if !EXTENSIONS.contains(&name.as_str()) {
+                // The testsuite's commands exist only in test builds.
+                let testsuite = cfg!(test) && name == "vnd.dovecot.testsuite";
+                if !EXTENSIONS.contains(&name.as_str()) && !testsuite {
                     return Err(err(a[0].pos(), format!("unsupported extension \"{name}\"")));
                 }
                 cx.requires.insert(name);
@@ -730,6 +838,8 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
                 value: one_str(&a[1]).unwrap_or_default(),
             }
         }
+        "addheader" | "deleteheader" => super::eval::editheader::compile(cx, c)?,
+        "include" | "return" | "global" => super::eval::include::compile(cx, c)?,
         "vacation" => {
             cx.need("vacation", c.pos, what)?;
             let t = cx.tags(
@@ -762,7 +872,7 @@ pub fn valid_var_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn match_of(cx: &Cx<'_>, t: &Tags, what: &str, pos: Pos) -> Result<Match, CompileError> {
+pub(super) fn match_of(cx: &Cx<'_>, t: &Tags, what: &str, pos: Pos) -> Result<Match, CompileError> {
     let kind = match t.only_one(&["is", "contains", "matches", "count", "value"], what)? {
         None | Some("is") => MatchKind::Is,
         Some("contains") => MatchKind::Contains,
@@ -1049,6 +1159,32 @@ fn test(cx: &mut Cx<'_>, r: &RawTest) -> Result<Test, CompileError> {
                 m,
                 sources: list(&a[0]).unwrap_or_default(),
                 keys: list(&a[1]).unwrap_or_default(),
+            }
+        }
+        "mailboxexists" => {
+            no_tests(r)?;
+            cx.need("mailbox", pos, what)?;
+            let a = cx.tags(what, &r.args, &[])?.positional(what, pos, "l")?;
+            TestKind::MailboxExists(list(&a[0]).unwrap_or_default())
+        }
+        "environment" => {
+            no_tests(r)?;
+            cx.need("environment", pos, what)?;
+            let t = cx.tags(what, &r.args, MATCH_TAGS)?;
+            let m = match_of(cx, &t, what, pos)?;
+            let a = t.positional(what, pos, "sl")?;
+            TestKind::Environment {
+                m,
+                name: one_str(&a[0]).unwrap_or_default().to_ascii_lowercase(),
+                keys: list(&a[1]).unwrap_or_default(),
+            }
+        }
+        #[cfg(test)]
+        name if name.starts_with("test_") => {
+            cx.need("vnd.dovecot.testsuite", pos, what)?;
+            TestKind::Testsuite {
+                name: name.to_string(),
+                args: r.args.clone(),
             }
         }
         other => return Err(err(pos, format!("unknown test \"{other}\""))),

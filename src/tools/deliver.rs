@@ -307,6 +307,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             dry_run,
             json: m.get_flag("json"),
             now,
+            global: sieve::global_dir(),
         };
         if split {
             return filtered_split(&md, &settings, &f, ctx);
@@ -357,6 +358,7 @@ fn expect_run(dir: &str, m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         dry_run: true,
         json: false,
         now: now(m)?,
+        global: sieve::global_dir(),
     };
     expect::run(dir, &f, &settings, m.get_flag("expect-update"), ctx)
 }

@@ -31,6 +31,32 @@ pub struct Filter {
     pub now: (i64, i32),
     /// The script compiled once, or why it is not usable.
     pub compiled: std::result::Result<Script, String>,
+    /// Where `include :global` scripts are (`[deliver] sieve_global`).
+    pub global: Option<PathBuf>,
+}
+
+/// `[deliver] sieve_global` ("~/" is the home directory); none when
+/// unset or when the config does not load (then `include :global` is an
+/// error the script reports, and the message is kept).
+pub fn global_dir() -> Option<PathBuf> {
+    let p = crate::config::Config::load(None)
+        .ok()?
+        .deliver
+        .sieve_global?;
+    Some(match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
+        _ => PathBuf::from(p),
+    })
+}
+
+/// The `environment` items (RFC 5183) a delivery shows.
+fn environment_items() -> Vec<(&'static str, String)> {
+    vec![
+        ("name", "postline mail-deliver".into()),
+        ("version", env!("CARGO_PKG_VERSION").into()),
+        ("location", "MDA".into()),
+        ("phase", "during".into()),
+    ]
 }
 
 /// `--now TIME`: seconds since the epoch, or a date as mail and RFC 3339
@@ -72,10 +98,12 @@ pub fn check(path: &str, ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// A place to store into: a folder (None for INBOX) and its flags.
-struct Target {
+/// A place to store into: a folder (None for INBOX), its flags and the
+/// message as the script left it for that action (editheader).
+struct Target<'m> {
     folder: Option<String>,
     flags: Vec<String>,
+    data: std::borrow::Cow<'m, [u8]>,
 }
 
 /// Maildir info letters for IMAP system flags; keywords have none.
@@ -109,6 +137,19 @@ pub fn evaluate(
     f: &Filter,
     ctx: &mut Ctx,
 ) -> sieve::Outcome {
+    evaluate_in(data, envelope_from, envelope_to, f, None, ctx)
+}
+
+/// [`evaluate`] with the Maildir whose folders `mailboxexists` sees
+/// (none: only INBOX exists).
+pub fn evaluate_in(
+    data: &[u8],
+    envelope_from: Option<&str>,
+    envelope_to: Option<&str>,
+    f: &Filter,
+    md: Option<&Maildir>,
+    ctx: &mut Ctx,
+) -> sieve::Outcome {
     let outcome = match &f.compiled {
         Ok(script) => {
             let input = Input {
@@ -118,7 +159,28 @@ pub fn evaluate(
                 now: f.now.0,
                 local_offset: f.now.1,
             };
-            let out = sieve::run(script, input, Limits::default());
+            // Personal scripts for include sit beside the script.
+            let personal = std::path::Path::new(&f.script).parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let exists = |name: &str| {
+                md.is_some_and(|md| {
+                    md.folder_path(&mutf7(name))
+                        .is_ok_and(|p| p.join("cur").is_dir())
+                })
+            };
+            let items = environment_items();
+            let env = sieve::eval::Env {
+                personal_dir: personal,
+                global_dir: f.global.as_deref(),
+                mailbox_exists: Some(&exists),
+                items: &items,
+            };
+            let out = sieve::eval::run_env(script, input, Limits::default(), env);
             if let Some(e) = &out.error {
                 ctx.warn(&format!("{}: {e}; message kept in INBOX", f.script));
             }
@@ -222,7 +284,7 @@ pub fn filter(
     print: bool,
     ctx: &mut Ctx,
 ) -> Result<()> {
-    let outcome = evaluate(data, envelope_from, envelope_to, f, ctx);
+    let outcome = evaluate_in(data, envelope_from, envelope_to, f, Some(md), ctx);
     if f.dry_run {
         for a in &outcome.actions {
             report(a, f.json, index, ctx);
@@ -233,11 +295,12 @@ pub fn filter(
     let mut targets: Vec<Target> = Vec::new();
     let mut reject: Option<(&Action, &str)> = None;
     let mut keep_inbox = false;
-    for a in &outcome.actions {
+    for (i, a) in outcome.actions.iter().enumerate() {
         match &a.kind {
             ActionKind::Keep { flags } => targets.push(Target {
                 folder: None,
                 flags: flags.clone(),
+                data: outcome.message_for(i, data),
             }),
             ActionKind::FileInto {
                 mailbox,
@@ -249,6 +312,7 @@ pub fn filter(
                 targets.push(Target {
                     folder,
                     flags: flags.clone(),
+                    data: outcome.message_for(i, data),
                 });
             }
             ActionKind::Discard => {}
@@ -279,6 +343,7 @@ pub fn filter(
         targets.push(Target {
             folder: None,
             flags: Vec::new(),
+            data: std::borrow::Cow::Borrowed(data),
         });
     }
     // Two actions that ended in the same folder store once, flags merged.
@@ -315,7 +380,7 @@ pub fn filter(
                 }
             },
         };
-        match dest.deliver_with_flags(data, &letters) {
+        match dest.deliver_with_flags(&t.data, &letters) {
             Ok(p) => {
                 if print {
                     ctx.line(&p.display().to_string());
