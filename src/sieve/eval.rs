@@ -421,7 +421,10 @@ impl<'a> Run<'a> {
                     mailbox.clone()
                 })
             }
-            ActionKind::Redirect { address, .. } => Some(format!("redirect {address}")),
+            ActionKind::Redirect { address, .. } => Some(format!(
+                "redirect {}",
+                message::bare_address(address).to_ascii_lowercase()
+            )),
             _ => None,
         };
         // RFC 5228 2.10.3: a message is stored once per mailbox and sent
@@ -669,7 +672,8 @@ impl<'a> Run<'a> {
                 all
             }
             TestKind::Size { over, limit } => {
-                let size = self.msg_len() as u64;
+                self.step(self.msg_len() as u64 / 64, t.pos)?;
+                let size = self.wire_len() as u64;
                 if *over { size > *limit } else { size < *limit }
             }
             TestKind::Header { m, names, keys } => {
@@ -700,7 +704,15 @@ impl<'a> Run<'a> {
                 }
                 let values: Vec<String> = addrs
                     .iter()
-                    .filter_map(|a| address_part(a, *part))
+                    .filter_map(|a| {
+                        // RFC 5228 5.4: the null reverse-path is the empty
+                        // string, whatever the address part.
+                        if *envelope && a.is_empty() {
+                            Some(String::new())
+                        } else {
+                            address_part(a, *part)
+                        }
+                    })
                     .collect();
                 self.matches(t.pos, *m, &values, keys)?
             }
@@ -899,6 +911,11 @@ fn first_case(s: &str, upper: bool) -> String {
 }
 
 fn address_part(a: &str, part: Part) -> Option<String> {
+    // A value that did not parse as an address (kept whole, as Pigeonhole
+    // does) matches as :all only: it has no local part or domain.
+    if part != Part::All && a.contains([' ', ':', ';', ',', '<', '>', '(', ')', '"']) {
+        return None;
+    }
     let (local, domain) = mime::split_address(a);
     match part {
         Part::All => Some(a.to_string()),

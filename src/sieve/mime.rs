@@ -116,8 +116,19 @@ pub fn header_values(fields: &[Field<'_>], name: &str) -> Vec<String> {
     fields
         .iter()
         .filter(|f| f.is(name))
-        .map(|f| decode_2047(&f.text()))
+        .map(|f| decode_2047(&unfold(f.value)))
         .collect()
+}
+
+/// A field's value unfolded as RFC 5322 2.2.3 says (the line breaks
+/// removed, the blanks after them kept) and trimmed.
+pub fn unfold(value: &[u8]) -> String {
+    let v: Vec<u8> = value
+        .iter()
+        .copied()
+        .filter(|&c| c != b'\n' && c != b'\r')
+        .collect();
+    String::from_utf8_lossy(&v).trim().to_string()
 }
 
 /// The addr-specs in an address-list header value (display names, comments,
@@ -171,11 +182,19 @@ pub fn addresses(value: &str) -> Vec<String> {
             '(' => comment = 1,
             '<' => {
                 let mut a = String::new();
-                for n in chars.by_ref() {
-                    if n == '>' {
-                        break;
+                let mut depth = 0usize;
+                while let Some(n) = chars.next() {
+                    // Comments inside the brackets are dropped too.
+                    match n {
+                        '(' => depth += 1,
+                        ')' if depth > 0 => depth -= 1,
+                        '\\' if depth > 0 => {
+                            chars.next();
+                        }
+                        '>' if depth == 0 => break,
+                        _ if depth > 0 => {}
+                        _ => a.push(n),
                     }
-                    a.push(n);
                 }
                 // A source route (<@a,@b:x@y>) is dropped.
                 let a = match a.rfind(':') {
