@@ -815,7 +815,11 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             t.only_one(&["lowerfirst", "upperfirst"], what)?;
             let a = t.positional(what, c.pos, "ss")?;
             let name = one_str(&a[0]).unwrap_or_default().to_ascii_lowercase();
-            if !valid_var_name(&name) {
+            // RFC 6609 3.5: "global.NAME" names a global variable.
+            let global_ns = name
+                .strip_prefix("global.")
+                .is_some_and(|g| valid_var_name(g) && cx.requires.contains("include"));
+            if !valid_var_name(&name) && !global_ns {
                 return Err(err(a[0].pos(), format!("invalid variable name {name:?}")));
             }
             // RFC 5229 3.1: applied by precedence, highest first.
@@ -1044,7 +1048,9 @@ fn test(cx: &mut Cx<'_>, r: &RawTest) -> Result<Test, CompileError> {
             let names = list(&a[0]).unwrap_or_default();
             if what == "envelope" {
                 for n in &names {
-                    if !["from", "to"].contains(&n.to_ascii_lowercase().as_str()) {
+                    // "auth" (RFC 5228 5.4) is known; mail-deliver has no
+                    // authenticated sender, so it matches nothing.
+                    if !["from", "to", "auth"].contains(&n.to_ascii_lowercase().as_str()) {
                         return Err(err(
                             a[0].pos(),
                             format!("envelope part {n:?} is not supported (from, to)"),

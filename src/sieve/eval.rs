@@ -430,11 +430,20 @@ impl<'a> Run<'a> {
         // RFC 5228 2.10.3: a message is stored once per mailbox and sent
         // once per address.
         if let Some(t) = target(&kind)
-            && self
+            && let Some(i) = self
                 .actions
                 .iter()
-                .any(|a| target(&a.kind).as_ref() == Some(&t))
+                .position(|a| target(&a.kind).as_ref() == Some(&t))
         {
+            // RFC 5232 section 5: of a repeated keep or fileinto, the last
+            // flag list wins.
+            if let (
+                ActionKind::Keep { flags: new } | ActionKind::FileInto { flags: new, .. },
+                ActionKind::Keep { flags: old } | ActionKind::FileInto { flags: old, .. },
+            ) = (&kind, &mut self.actions[i].kind)
+            {
+                *old = new.clone();
+            }
             return Ok(false);
         }
         if self.actions.len() >= MAX_ACTIONS {
@@ -610,6 +619,9 @@ impl<'a> Run<'a> {
     fn set_var(&mut self, pos: Pos, name: &str, mut v: String) -> Result<(), RuntimeError> {
         if self.inc.declared.contains(name) {
             return self.set_global(pos, name, v);
+        }
+        if let Some(g) = name.strip_prefix("global.") {
+            return self.set_global(pos, g, v);
         }
         if !self.vars.contains_key(name) && self.vars.len() >= MAX_VARS {
             return Err(rt(pos, format!("more than {MAX_VARS} variables")));
@@ -796,7 +808,8 @@ impl<'a> Run<'a> {
                     .filter(|(k, _)| *k == name)
                     .map(|(_, v)| v.clone())
                     .collect();
-                self.matches(t.pos, *m, &values, keys)?
+                // RFC 5183 4: an unknown item fails whatever the match.
+                !values.is_empty() && self.matches(t.pos, *m, &values, keys)?
             }
             #[cfg(test)]
             TestKind::Testsuite { .. } => self.ts_test(t)?,

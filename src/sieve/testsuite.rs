@@ -43,7 +43,8 @@ pub(in crate::sieve) struct State {
     compiled: Option<Script>,
     errors: Vec<String>,
     folders: BTreeMap<String, Vec<Stored>>,
-    smtp: Vec<Stored>,
+    /// What the last result execution sent: message, envelope from, to.
+    smtp: Vec<(Vec<u8>, Option<String>, String)>,
     implicit_head: Option<Option<Arc<[u8]>>>,
     config: HashMap<String, String>,
     current: Option<String>,
@@ -123,7 +124,17 @@ pub fn run_file(path: &Path) -> Verdict {
     let limits = Limits {
         max_steps: 200_000_000,
     };
-    let mut r = Run::new(input, limits, Env::default(), &script);
+    let items = [
+        ("name", "postline mail-deliver".to_string()),
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("location", "MDA".to_string()),
+        ("phase", "during".to_string()),
+    ];
+    let env = Env {
+        items: &items,
+        ..Env::default()
+    };
+    let mut r = Run::new(input, limits, env, &script);
     let mut folders = BTreeMap::new();
     folders.insert("INBOX".to_string(), Vec::new());
     r.ts = Some(Box::new(State {
@@ -329,7 +340,8 @@ impl Run<'_> {
         let implicit_head = self.ts().implicit_head.clone();
         let keep_head = implicit_head.unwrap_or_else(|| self.head.clone());
         let mut store: Vec<(String, Vec<u8>, Vec<String>, bool)> = Vec::new();
-        let mut sent: Vec<Stored> = Vec::new();
+        let mut sent: Vec<(Vec<u8>, Option<String>, String)> = Vec::new();
+        let sender = self.ts().from.clone();
         for (i, a) in actions.iter().enumerate() {
             let msg = self.with_head(heads.get(i).and_then(|h| h.as_ref()));
             match &a.kind {
@@ -343,15 +355,14 @@ impl Run<'_> {
                     ..
                 } => store.push((folder_key(mailbox), msg, flags.clone(), *create)),
                 ActionKind::Redirect { address, .. } => {
-                    let mut m = format!("X-Test-Redirect-To: {address}\n").into_bytes();
-                    m.extend_from_slice(&msg);
-                    sent.push((m, Vec::new()));
+                    sent.push((msg, sender.clone(), crate::message::bare_address(address)));
                 }
                 ActionKind::Reject { reason, .. } => {
                     let to = self.ts().from.clone().unwrap_or_default();
                     sent.push((
                         format!("To: {to}\nSubject: Rejected: \n\n{reason}\n").into_bytes(),
-                        Vec::new(),
+                        None,
+                        to,
                     ));
                 }
                 ActionKind::Vacation { reason } => {
@@ -359,7 +370,8 @@ impl Run<'_> {
                     sent.push((
                         format!("To: {to}\nAuto-Submitted: auto-replied\nSubject: Automated reply\n\n{reason}\n")
                             .into_bytes(),
-                        Vec::new(),
+                        None,
+                        to,
                     ));
                 }
                 ActionKind::Discard => {}
@@ -382,7 +394,7 @@ impl Run<'_> {
                 }
             }
         }
-        ts.smtp.extend(sent);
+        ts.smtp = sent;
         ok
     }
 
@@ -397,7 +409,15 @@ impl Run<'_> {
                 let f = folder_key(&self.expand(&f));
                 self.ts().folders.get(&f).and_then(|v| v.get(n)).cloned()
             }
-            None => self.ts().smtp.get(n).cloned(),
+            None => match self.ts().smtp.get(n).cloned() {
+                Some((m, from, to)) => {
+                    let ts = self.ts();
+                    ts.from = from;
+                    ts.to = Some(to);
+                    Some((m, Vec::new()))
+                }
+                None => None,
+            },
         };
         match found {
             Some((m, flags)) => {
