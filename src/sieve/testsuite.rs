@@ -659,7 +659,7 @@ mod tests {
         match v {
             Verdict::Passed => format!("{rel}\tpassed"),
             Verdict::NotApplicable(e) => format!("{rel}\tnot applicable\t{e}"),
-            Verdict::Failed(w) => format!("{rel}\tfailed\t{}", w.replace(['\t', '\n'], " ")),
+            Verdict::Failed(w) => format!("{rel}\tfailed\t{}", w.replace(['\t', '\n', '\r'], " ")),
         }
     }
 
