@@ -721,6 +721,10 @@ impl<'a> Run<'a> {
                         // string, whatever the address part.
                         if *envelope && a.is_empty() {
                             Some(String::new())
+                        } else if *envelope && !valid_address(a) {
+                            // An envelope path that is not an address
+                            // matches nothing, not even as :all.
+                            None
                         } else {
                             address_part(a, *part)
                         }
@@ -782,6 +786,20 @@ impl<'a> Run<'a> {
                     }
                 }
                 self.matches(t.pos, *m, &values, keys)?
+            }
+            TestKind::HasFlag { m, vars, keys } if !matches!(m.kind, MatchKind::Count(_)) => {
+                // RFC 5232 3.2: a key is a list of flags too ("b A").
+                let keys = flag_list(&self.expand_all(keys));
+                let values = if vars.is_empty() {
+                    self.flags.clone()
+                } else {
+                    let all: Vec<String> = vars
+                        .iter()
+                        .map(|v| self.var(v).unwrap_or_default().to_string())
+                        .collect();
+                    flag_list(&all)
+                };
+                self.matches(t.pos, *m, &values, &keys)?
             }
             TestKind::HasFlag { m, vars, keys } => {
                 let values = if vars.is_empty() {
@@ -923,10 +941,21 @@ fn first_case(s: &str, upper: bool) -> String {
     }
 }
 
+/// An address that parsed: no list or comment syntax left in it (a quoted
+/// local part may stay), and when
+/// it has an `@`, something on both sides.
+fn valid_address(a: &str) -> bool {
+    !a.contains([' ', ':', ';', ',', '<', '>', '(', ')'])
+        && match a.rsplit_once('@') {
+            Some((l, d)) => !l.is_empty() && !d.is_empty(),
+            None => true,
+        }
+}
+
 fn address_part(a: &str, part: Part) -> Option<String> {
     // A value that did not parse as an address (kept whole, as Pigeonhole
     // does) matches as :all only: it has no local part or domain.
-    if part != Part::All && a.contains([' ', ':', ';', ',', '<', '>', '(', ')', '"']) {
+    if part != Part::All && !valid_address(a) {
         return None;
     }
     let (local, domain) = mime::split_address(a);

@@ -205,7 +205,16 @@ impl Run<'_> {
             ));
         };
         let path = dir.join(format!("{name}.sieve"));
-        let text = match std::fs::read(&path) {
+        // Read at most one byte past the largest script, so a huge file
+        // costs no memory.
+        let read = std::fs::File::open(&path).and_then(|f| {
+            use std::io::Read;
+            let mut t = Vec::new();
+            f.take(super::super::MAX_SCRIPT as u64 + 1)
+                .read_to_end(&mut t)?;
+            Ok(t)
+        });
+        let text = match read {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {

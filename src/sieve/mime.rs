@@ -259,10 +259,12 @@ fn entity_type(fields: &[Field<'_>]) -> (String, Option<String>, String, Option<
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
-            let t = if t.contains('/') {
-                t
-            } else {
-                "text/plain".into()
+            // A type with more than one "/" is no type at all: its part
+            // is not text (as Pigeonhole has it).
+            let t = match t.matches('/').count() {
+                1 => t,
+                0 => "text/plain".into(),
+                _ => "application/octet-stream".into(),
             };
             (t, param(&v, "charset"), cte, param(&v, "boundary"))
         }

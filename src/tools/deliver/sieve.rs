@@ -99,11 +99,12 @@ pub fn check(path: &str, ctx: &mut Ctx) -> Result<()> {
 }
 
 /// A place to store into: a folder (None for INBOX), its flags and the
-/// message as the script left it for that action (editheader).
-struct Target<'m> {
+/// action whose message (as editheader left it) it stores; the message is
+/// built only while it is stored, so at most one edited copy is held.
+struct Target {
     folder: Option<String>,
     flags: Vec<String>,
-    data: std::borrow::Cow<'m, [u8]>,
+    action: Option<usize>,
 }
 
 /// Maildir info letters for IMAP system flags; keywords have none.
@@ -300,7 +301,7 @@ pub fn filter(
             ActionKind::Keep { flags } => targets.push(Target {
                 folder: None,
                 flags: flags.clone(),
-                data: outcome.message_for(i, data),
+                action: Some(i),
             }),
             ActionKind::FileInto {
                 mailbox,
@@ -312,7 +313,7 @@ pub fn filter(
                 targets.push(Target {
                     folder,
                     flags: flags.clone(),
-                    data: outcome.message_for(i, data),
+                    action: Some(i),
                 });
             }
             ActionKind::Discard => {}
@@ -343,7 +344,7 @@ pub fn filter(
         targets.push(Target {
             folder: None,
             flags: Vec::new(),
-            data: std::borrow::Cow::Borrowed(data),
+            action: None,
         });
     }
     // Two actions that ended in the same folder store once, flags merged.
@@ -380,7 +381,11 @@ pub fn filter(
                 }
             },
         };
-        match dest.deliver_with_flags(&t.data, &letters) {
+        let msg = match t.action {
+            Some(i) => outcome.message_for(i, data),
+            None => std::borrow::Cow::Borrowed(data),
+        };
+        match dest.deliver_with_flags(&msg, &letters) {
             Ok(p) => {
                 if print {
                     ctx.line(&p.display().to_string());
