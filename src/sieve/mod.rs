@@ -15,6 +15,7 @@
 //! the [`eval::Action`]s, so a dry run and a delivery see the same list.
 
 pub mod compile;
+pub mod encoded;
 pub mod eval;
 pub mod lexer;
 pub mod mime;
