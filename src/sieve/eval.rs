@@ -739,7 +739,7 @@ impl<'a> Run<'a> {
                     BodyTransform::Raw => {
                         vec![String::from_utf8_lossy(mime::raw_body(&msg)).into_owned()]
                     }
-                    BodyTransform::Text => mime::body_parts(&msg, &["text".to_string()]),
+                    BodyTransform::Text => mime::body_text(&msg),
                     BodyTransform::Content(types) => {
                         mime::body_parts(&msg, &self.expand_all(types))
                     }

@@ -352,11 +352,92 @@ fn type_matches(t: &str, wanted: &[String]) -> bool {
 pub fn body_parts(msg: &[u8], types: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut budget = MAX_PARTS;
-    walk(msg, types, 0, &mut out, &mut budget);
+    walk(msg, types, false, 0, &mut out, &mut budget);
     out
 }
 
-fn walk(entity: &[u8], types: &[String], depth: usize, out: &mut Vec<String>, budget: &mut usize) {
+/// The body as `:text` reads it (RFC 5173 5.2): the text parts (XHTML
+/// too), HTML turned into its text (tags dropped, a few entities decoded), as
+/// Pigeonhole does.
+pub fn body_text(msg: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut budget = MAX_PARTS;
+    walk(msg, &["text".to_string()], true, 0, &mut out, &mut budget);
+    out
+}
+
+/// The text of an HTML document: tags, comments and the content of
+/// `script` and `style` dropped, tags that break lines as line breaks,
+/// the common entities decoded. Linear in the input.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let lower = html.to_ascii_lowercase();
+    let mut i = 0;
+    while i < html.len() {
+        let rest = &html[i..];
+        if rest.starts_with("<!--") {
+            i += lower[i..].find("-->").map_or(html.len() - i, |e| e + 3);
+            continue;
+        }
+        if rest.starts_with('<') {
+            let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+            let inner = &lower[i + 1..i + end];
+            let closing = inner.starts_with('/');
+            let tag = inner.trim_start_matches('/');
+            let name: String = tag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            i += end;
+            if !closing && (name == "script" || name == "style") && !lower[..i].ends_with("/>") {
+                let close = format!("</{name}");
+                if let Some(e) = lower[i..].find(&close) {
+                    i += e;
+                } else {
+                    i = html.len();
+                }
+                continue;
+            }
+            if !closing
+                && matches!(
+                    name.as_str(),
+                    "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3"
+                )
+            {
+                out.push('\n');
+            }
+            continue;
+        }
+        if rest.starts_with('&') {
+            let ent = [
+                ("&amp;", '&'),
+                ("&lt;", '<'),
+                ("&gt;", '>'),
+                ("&quot;", '"'),
+                ("&apos;", '\''),
+                ("&nbsp;", ' '),
+            ];
+            if let Some((e, c)) = ent.iter().find(|(e, _)| lower[i..].starts_with(e)) {
+                out.push(*c);
+                i += e.len();
+                continue;
+            }
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+fn walk(
+    entity: &[u8],
+    types: &[String],
+    text: bool,
+    depth: usize,
+    out: &mut Vec<String>,
+    budget: &mut usize,
+) {
     if *budget == 0 {
         return;
     }
@@ -397,21 +478,24 @@ fn walk(entity: &[u8], types: &[String], depth: usize, out: &mut Vec<String>, bu
             parts.push(&body[s..]);
         }
         for p in parts {
-            walk(p, types, depth + 1, out, budget);
+            walk(p, types, text, depth + 1, out, budget);
         }
         return;
     }
     if t.starts_with("multipart/") {
         return;
     }
-    if type_matches(&t, types) {
+    let xhtml = text && t == "application/xhtml+xml";
+    if type_matches(&t, types) || xhtml {
         let bytes = decode_transfer(&cte, body);
-        out.push(charset_decode(
-            charset.as_deref().unwrap_or("utf-8"),
-            &bytes,
-        ));
+        let s = charset_decode(charset.as_deref().unwrap_or("utf-8"), &bytes);
+        out.push(if text && (t == "text/html" || xhtml) {
+            html_text(&s)
+        } else {
+            s
+        });
     } else if t == "message/rfc822" && depth < MAX_MIME_DEPTH {
-        walk(body, types, depth + 1, out, budget);
+        walk(body, types, text, depth + 1, out, budget);
     }
 }
 
@@ -431,6 +515,24 @@ mod tests {
         assert_eq!(decode_2047("=?bad"), "=?bad");
         assert_eq!(decode_2047("=?utf-8?x?abc?="), "=?utf-8?x?abc?=");
         assert_eq!(decode_2047("=?utf-8?q?=4?="), "=?utf-8?q?=4?=");
+    }
+
+    #[test]
+    fn html_becomes_its_text() {
+        assert_eq!(
+            html_text(
+                "<html><head><style>p{}</style></head><body>A &amp; B<br>C<!-- x --><script>if(a<b){}</script></body></html>"
+            ),
+            "A & B\nC"
+        );
+        assert_eq!(html_text("<<<<"), "");
+        assert_eq!(html_text("é <b>ü"), "é ü");
+        let m = b"Content-Type: text/html\n\n<p>Hi <i>there</i></p>\n";
+        assert_eq!(body_text(m), vec!["\nHi there\n"]);
+        assert_eq!(
+            body_parts(m, &["text".into()]),
+            vec!["<p>Hi <i>there</i></p>\n"]
+        );
     }
 
     #[test]

@@ -60,9 +60,13 @@ const DEFAULT_MSG: &[u8] =
 
 const FAIL: &str = "\u{1}test_fail: ";
 
+/// A folder's name in the in-memory store: INBOX (and the INBOX of a
+/// hierarchical name, "Inbox.Junk") in any case is INBOX, as in Dovecot.
 fn folder_key(n: &str) -> String {
     if n.eq_ignore_ascii_case("INBOX") {
         "INBOX".into()
+    } else if n.len() > 6 && n.is_char_boundary(6) && n[..6].eq_ignore_ascii_case("INBOX.") {
+        format!("INBOX.{}", &n[6..])
     } else {
         n.to_string()
     }
