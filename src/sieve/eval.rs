@@ -30,6 +30,9 @@ pub const MAX_VARS: usize = 255;
 pub const MAX_ACTIONS: usize = 64;
 /// Most redirects carried per message (more are dropped with a note).
 pub const MAX_REDIRECTS: usize = 4;
+/// The highest match variable kept (`${32}`; RFC 5229 asks for 9 at
+/// least).
+pub const MAX_MATCH_VALUES: usize = 32;
 /// The default step budget.
 pub const DEFAULT_STEPS: u64 = 2_000_000;
 
@@ -746,7 +749,12 @@ impl<'a> Run<'a> {
                 };
                 let size: u64 = values.iter().map(|v| v.len() as u64).sum();
                 self.step(size, t.pos)?;
-                self.matches(t.pos, *m, &values, keys)?
+                // The body test sets no match variables (as in Pigeonhole:
+                // a whole body is no value to keep).
+                let kept = std::mem::take(&mut self.match_vars);
+                let hit = self.matches(t.pos, *m, &values, keys);
+                self.match_vars = kept;
+                hit?
             }
             TestKind::Date {
                 m,
@@ -912,7 +920,8 @@ impl<'a> Run<'a> {
                                 mv.extend(caps.iter().map(|&(a, b)| {
                                     String::from_utf8_lossy(&chars[a..b]).into_owned()
                                 }));
-                                mv.truncate(10);
+                                // ${0} to ${32}, as Pigeonhole keeps.
+                                mv.truncate(MAX_MATCH_VALUES + 1);
                                 self.match_vars = mv;
                             }
                             return Ok(true);
