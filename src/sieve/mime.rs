@@ -453,6 +453,9 @@ fn walk(
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut start: Option<usize> = None;
         let mut at: usize = 0;
+        // Where the first delimiter starts and the closing one ends.
+        let mut prologue_end: Option<usize> = None;
+        let mut epilogue_start: Option<usize> = None;
         for line in body.split_inclusive(|&c| c == b'\n') {
             let l = line.strip_suffix(b"\n").unwrap_or(line);
             let l = l.strip_suffix(b"\r").unwrap_or(l);
@@ -460,6 +463,10 @@ fn walk(
                 let tail = &l[delim.len()..];
                 let closing = tail.starts_with(b"--");
                 if closing || tail.iter().all(|c| c.is_ascii_whitespace()) {
+                    prologue_end.get_or_insert(at.saturating_sub(1));
+                    if closing {
+                        epilogue_start = Some(at + line.len());
+                    }
                     if let Some(s) = start {
                         // the line break before the delimiter belongs to it
                         let end = at.saturating_sub(1).max(s);
@@ -476,6 +483,15 @@ fn walk(
         }
         if let Some(s) = start {
             parts.push(&body[s..]);
+        }
+        // RFC 5173 5.2: a multipart that :content names is searched in
+        // its prologue and epilogue, each one string.
+        if !text && type_matches(&t, types) {
+            let pro = &body[..prologue_end.unwrap_or(body.len()).min(body.len())];
+            out.push(String::from_utf8_lossy(pro).into_owned());
+            if let Some(e) = epilogue_start.filter(|&e| e < body.len()) {
+                out.push(String::from_utf8_lossy(&body[e..]).into_owned());
+            }
         }
         for p in parts {
             walk(p, types, text, depth + 1, out, budget);
@@ -515,6 +531,13 @@ mod tests {
         assert_eq!(decode_2047("=?bad"), "=?bad");
         assert_eq!(decode_2047("=?utf-8?x?abc?="), "=?utf-8?x?abc?=");
         assert_eq!(decode_2047("=?utf-8?q?=4?="), "=?utf-8?q?=4?=");
+    }
+
+    #[test]
+    fn content_multipart_reads_prologue_and_epilogue() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\n\npro\n--b\n\ninner\n--b--\nepi\n";
+        assert_eq!(body_parts(m, &["multipart".into()]), vec!["pro", "epi\n"]);
+        assert_eq!(body_parts(m, &["text".into()]), vec!["inner"]);
     }
 
     #[test]
