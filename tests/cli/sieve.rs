@@ -1108,3 +1108,54 @@ fn editheader_changes_what_is_stored_and_include_reads_beside_the_script() {
         .stderr_has("line 2, column 1: include: personal script \"nowhere\" not found");
     assert_eq!(read_flags(&md, None).len(), 2);
 }
+
+#[test]
+fn include_global_reads_the_configured_directory() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    fs::create_dir_all(home.join("global")).unwrap();
+    fs::write(
+        home.join("global/spam.sieve"),
+        "require [\"fileinto\", \"copy\"]; fileinto :copy \"Seen\";",
+    )
+    .unwrap();
+    // A personal script of the same name must not be the one read.
+    script(&home, "spam.sieve", "discard;");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"include\", \"fileinto\"];\ninclude :global \"spam\";\n",
+    );
+    // Without the setting, :global has nowhere to look: the message is
+    // kept and the reason given.
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("line 2, column 1: include: no global script location is configured");
+    assert_eq!(read_flags(&md, None).len(), 1);
+    fs::create_dir_all(home.join(".config/postline")).unwrap();
+    fs::write(
+        home.join(".config/postline/config.toml"),
+        "[deliver]\nsieve_global = \"~/global\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(md.join(".Seen/cur")).unwrap();
+    fs::create_dir_all(md.join(".Seen/new")).unwrap();
+    fs::create_dir_all(md.join(".Seen/tmp")).unwrap();
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(
+        read_flags(&md, Some("Seen")).len(),
+        1,
+        "the global script ran"
+    );
+    assert_eq!(
+        read_flags(&md, None).len(),
+        2,
+        "and :copy kept the implicit keep"
+    );
+}
