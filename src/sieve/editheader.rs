@@ -223,6 +223,17 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// What reading the fields costs in steps: nothing for the message as
+    /// it came (parsed once), the header's size once it was edited (it is
+    /// parsed again for each test).
+    pub(super) fn fields_cost(&self) -> u64 {
+        if self.head.is_none() && self.base.is_none() {
+            0
+        } else {
+            self.head_bytes().len() as u64
+        }
+    }
+
     /// The header fields now.
     pub(super) fn cur_fields(&self) -> Cow<'_, [Field<'_>]> {
         if self.head.is_none() && self.base.is_none() {
@@ -334,6 +345,7 @@ impl<'a> Run<'a> {
                 if self.protected(&name) {
                     return Ok(());
                 }
+                self.step(self.fields_cost(), c.pos)?;
                 // The fields of that name, as (start, end, decoded value).
                 let found: Vec<(usize, usize, String)> = self
                     .cur_fields()
@@ -459,6 +471,37 @@ mod tests {
         );
         assert_eq!(out.message_for(0, M).as_ref(), M);
         assert!(out.actions.len() == 1);
+    }
+
+    #[test]
+    fn reading_an_edited_header_is_charged() {
+        let mut msg = Vec::new();
+        for i in 0..2000 {
+            msg.extend_from_slice(format!("X-F{i}: {}\n", "v".repeat(50)).as_bytes());
+        }
+        msg.extend_from_slice(b"\nbody\n");
+        let tests = "if header \"x-none\" \"y\" { stop; }\n".repeat(30);
+        let s = compile_script(&format!(
+            "require \"editheader\"; addheader \"X-A\" \"1\";\n{tests}"
+        ))
+        .unwrap();
+        let input = eval::Input {
+            message: &msg,
+            envelope_from: None,
+            envelope_to: None,
+            now: 0,
+            local_offset: 0,
+        };
+        let out = eval::run(&s, input, eval::Limits::default());
+        let e = out.error.expect("the budget stops it");
+        assert!(e.msg.contains("step budget"), "{e}");
+        // Unedited, the same tests are cheap.
+        let s = compile_script(&tests).unwrap();
+        assert!(
+            eval::run(&s, input, eval::Limits::default())
+                .error
+                .is_none()
+        );
     }
 
     #[test]

@@ -645,6 +645,7 @@ impl<'a> Run<'a> {
     /// budget (a scan of every field and the bytes decoded), so a message
     /// with many fields cannot make a long script run unbounded.
     fn header(&mut self, name: &str, pos: Pos) -> Result<Vec<String>, RuntimeError> {
+        self.step(self.fields_cost(), pos)?;
         let (n, values) = {
             let fields = self.cur_fields();
             (fields.len(), mime::header_values(&fields, name))
@@ -678,6 +679,7 @@ impl<'a> Run<'a> {
             }
             TestKind::Exists(names) => {
                 let names = self.expand_all(names);
+                self.step(self.fields_cost(), t.pos)?;
                 let (n, all) = {
                     let fields = self.cur_fields();
                     let all = names.iter().all(|n| fields.iter().any(|f| f.is(n)));
@@ -687,7 +689,6 @@ impl<'a> Run<'a> {
                 all
             }
             TestKind::Size { over, limit } => {
-                self.step(self.msg_len() as u64 / 64, t.pos)?;
                 let size = self.wire_len() as u64;
                 if *over { size > *limit } else { size < *limit }
             }
