@@ -326,6 +326,8 @@ pub struct DeliverConfig {
     pub account: Option<String>,
     /// Received fields after which redirect and vacation stop (default 100).
     pub max_received: Option<usize>,
+    /// Where `include :global` finds scripts (`NAME.sieve`).
+    pub sieve_global: Option<String>,
 }
 
 /// `[recv]`: mail-recv's settings, named like its flags; the command line

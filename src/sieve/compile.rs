@@ -30,6 +30,10 @@ pub const EXTENSIONS: &[&str] = &[
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
     "comparator-i;ascii-numeric",
+    "editheader",
+    "include",
+    "environment",
+    "encoded-character",
 ];
 
 /// A compiled script.
@@ -132,6 +136,61 @@ pub enum Cmd {
         reason: String,
         /// The tags (strings expanded at run time).
         options: super::vacation::Options,
+    },
+    /// `addheader [:last] name value` (editheader, RFC 5293).
+    AddHeader {
+        /// `:last`: append instead of prepend.
+        last: bool,
+        /// The field name (expanded at run time).
+        name: String,
+        /// The value (expanded at run time).
+        value: String,
+    },
+    /// `deleteheader [:index N [:last]] [match] name [patterns]`.
+    DeleteHeader {
+        /// `:index N` (1-based) and `:last`.
+        index: Option<(u64, bool)>,
+        /// How to compare the values with the patterns.
+        m: Match,
+        /// The field name.
+        name: String,
+        /// Value patterns: none deletes every field of that name.
+        keys: Option<Vec<String>>,
+    },
+    /// `include [:personal|:global] [:once] [:optional] name` (RFC 6609).
+    Include {
+        /// `:global` (else the personal location).
+        global: bool,
+        /// `:once`
+        once: bool,
+        /// `:optional`
+        optional: bool,
+        /// The script's name.
+        name: String,
+    },
+    /// `return` (RFC 6609): leave the included script.
+    Return,
+    /// `global names` (RFC 6609): variables shared with included scripts.
+    Global {
+        /// Lower-cased names.
+        names: Vec<String>,
+    },
+    /// `test "name" { ... }` (vnd.dovecot.testsuite, test builds only).
+    #[cfg(test)]
+    TestBlock {
+        /// The test's name.
+        name: String,
+        /// Its commands.
+        body: Vec<Command>,
+    },
+    /// Another vnd.dovecot.testsuite command (test builds only): its
+    /// arguments are read by `eval::testsuite` at run time.
+    #[cfg(test)]
+    Testsuite {
+        /// The command's name.
+        name: String,
+        /// Its arguments as written.
+        args: Vec<RawArg>,
     },
 }
 
@@ -321,6 +380,25 @@ pub enum TestKind {
         /// Keys.
         keys: Vec<String>,
     },
+    /// `mailboxexists names` (RFC 5490): true when every folder exists.
+    MailboxExists(Vec<String>),
+    /// `environment [match] name keys` (RFC 5183).
+    Environment {
+        /// How to compare.
+        m: Match,
+        /// The item's name (lower-cased).
+        name: String,
+        /// Keys.
+        keys: Vec<String>,
+    },
+    /// A vnd.dovecot.testsuite test (test builds only).
+    #[cfg(test)]
+    Testsuite {
+        /// The test's name.
+        name: String,
+        /// Its arguments as written.
+        args: Vec<RawArg>,
+    },
 }
 
 /// The date parts RFC 5260 defines.
@@ -331,7 +409,7 @@ pub const DATE_PARTS: &[&str] = &[
 
 /// What a tag takes after it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Takes {
+pub(super) enum Takes {
     Nothing,
     Str,
     List,
@@ -339,19 +417,19 @@ enum Takes {
 }
 
 /// Tags gathered from a command's or test's arguments.
-struct Tags {
-    map: HashMap<String, (Pos, Option<RawArg>)>,
-    positional: Vec<RawArg>,
+pub(super) struct Tags {
+    pub(super) map: HashMap<String, (Pos, Option<RawArg>)>,
+    pub(super) positional: Vec<RawArg>,
 }
 
-struct Cx<'a> {
+pub(super) struct Cx<'a> {
     src: &'a str,
     requires: BTreeSet<String>,
     /// Still in the leading `require` commands.
     in_prologue: bool,
 }
 
-fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
+pub(super) fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
     CompileError {
         pos,
         msg: msg.into(),
@@ -359,7 +437,7 @@ fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
 }
 
 impl Cx<'_> {
-    fn need(&self, ext: &str, pos: Pos, what: &str) -> Result<(), CompileError> {
+    pub(super) fn need(&self, ext: &str, pos: Pos, what: &str) -> Result<(), CompileError> {
         if self.requires.contains(ext) {
             Ok(())
         } else {
@@ -369,7 +447,7 @@ impl Cx<'_> {
 
     /// Split `args` into known tags (each once) and positional arguments.
     /// `spec` lists (tag, extension or "", what follows it).
-    fn tags(
+    pub(super) fn tags(
         &self,
         what: &str,
         args: &[RawArg],
@@ -428,7 +506,7 @@ impl Cx<'_> {
 }
 
 /// The tags every match-using test takes.
-const MATCH_TAGS: &[(&str, &str, Takes)] = &[
+pub(super) const MATCH_TAGS: &[(&str, &str, Takes)] = &[
     ("is", "", Takes::Nothing),
     ("contains", "", Takes::Nothing),
     ("matches", "", Takes::Nothing),
@@ -445,7 +523,7 @@ const PART_TAGS: &[(&str, &str, Takes)] = &[
     ("detail", "subaddress", Takes::Nothing),
 ];
 
-fn one_str(a: &RawArg) -> Option<String> {
+pub(super) fn one_str(a: &RawArg) -> Option<String> {
     match a {
         RawArg::Str(s, _) => Some(s.clone()),
         RawArg::List(l, _) if l.len() == 1 => Some(l[0].clone()),
@@ -453,7 +531,7 @@ fn one_str(a: &RawArg) -> Option<String> {
     }
 }
 
-fn list(a: &RawArg) -> Option<Vec<String>> {
+pub(super) fn list(a: &RawArg) -> Option<Vec<String>> {
     match a {
         RawArg::Str(s, _) => Some(vec![s.clone()]),
         RawArg::List(l, _) => Some(l.clone()),
@@ -462,19 +540,23 @@ fn list(a: &RawArg) -> Option<Vec<String>> {
 }
 
 impl Tags {
-    fn has(&self, t: &str) -> bool {
+    pub(super) fn has(&self, t: &str) -> bool {
         self.map.contains_key(t)
     }
-    fn str_of(&self, t: &str) -> Option<String> {
+    pub(super) fn str_of(&self, t: &str) -> Option<String> {
         self.map
             .get(t)
             .and_then(|(_, v)| v.as_ref())
             .and_then(one_str)
     }
-    fn list_of(&self, t: &str) -> Option<Vec<String>> {
+    pub(super) fn list_of(&self, t: &str) -> Option<Vec<String>> {
         self.map.get(t).and_then(|(_, v)| v.as_ref()).and_then(list)
     }
-    fn only_one<'s>(&self, set: &[&'s str], what: &str) -> Result<Option<&'s str>, CompileError> {
+    pub(super) fn only_one<'s>(
+        &self,
+        set: &[&'s str],
+        what: &str,
+    ) -> Result<Option<&'s str>, CompileError> {
         let mut found: Option<(&str, Pos)> = None;
         for s in set {
             if let Some((p, _)) = self.map.get(*s) {
@@ -491,7 +573,12 @@ impl Tags {
     }
     /// Positional arguments: exactly the kinds in `want` ('s' string, 'l'
     /// string list, 'n' number).
-    fn positional(&self, what: &str, pos: Pos, want: &str) -> Result<Vec<RawArg>, CompileError> {
+    pub(super) fn positional(
+        &self,
+        what: &str,
+        pos: Pos,
+        want: &str,
+    ) -> Result<Vec<RawArg>, CompileError> {
         if self.positional.len() != want.len() {
             return Err(err(
                 pos,
@@ -525,6 +612,20 @@ impl Tags {
 
 /// Compile a parsed script.
 pub fn compile(src: &str, raw: &[RawCmd]) -> Result<Script, CompileError> {
+    let decoded;
+    // Strings are decoded only when every required extension is known, so
+    // an unsupported one is the error reported, not a bad sequence.
+    let known = super::encoded::required_names(raw)
+        .iter()
+        .all(|n| EXTENSIONS.contains(&n.as_str()) || (cfg!(test) && n == "vnd.dovecot.testsuite"));
+    let raw = if known && super::encoded::required(raw) {
+        let mut r = raw.to_vec();
+        super::encoded::decode_tree(&mut r)?;
+        decoded = r;
+        &decoded[..]
+    } else {
+        raw
+    };
     let mut cx = Cx {
         src,
         requires: BTreeSet::new(),
@@ -537,7 +638,11 @@ pub fn compile(src: &str, raw: &[RawCmd]) -> Result<Script, CompileError> {
     })
 }
 
-fn block(cx: &mut Cx<'_>, raw: &[RawCmd], top: bool) -> Result<Vec<Command>, CompileError> {
+pub(super) fn block(
+    cx: &mut Cx<'_>,
+    raw: &[RawCmd],
+    top: bool,
+) -> Result<Vec<Command>, CompileError> {
     let mut out: Vec<Command> = Vec::new();
     let mut i = 0;
     while i < raw.len() {
@@ -594,6 +699,22 @@ fn body(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Vec<Command>, CompileError> {
 
 fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileError> {
     let what = c.name.as_str();
+    #[cfg(test)]
+    if what == "test" || what.starts_with("test_") {
+        cx.need("vnd.dovecot.testsuite", c.pos, what)?;
+        let kind = match (&c.block, c.args.as_slice()) {
+            (Some(b), [RawArg::Str(name, _)]) if what == "test" => Cmd::TestBlock {
+                name: name.clone(),
+                body: block(cx, b, false)?,
+            },
+            (None, _) if what != "test" => Cmd::Testsuite {
+                name: what.to_string(),
+                args: c.args.clone(),
+            },
+            _ => return Err(err(c.pos, format!("malformed testsuite command {what}"))),
+        };
+        return Ok(Command { pos: c.pos, kind });
+    }
     if c.block.is_some() {
         return Err(err(c.pos, format!("{what} takes no block")));
     }
@@ -611,7 +732,9 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             let t = cx.tags(what, &c.args, &[])?;
             let a = t.positional(what, c.pos, "l")?;
             for name in list(&a[0]).unwrap_or_default() {
-                if !EXTENSIONS.contains(&name.as_str()) {
+                // The testsuite's commands exist only in test builds.
+                let testsuite = cfg!(test) && name == "vnd.dovecot.testsuite";
+                if !EXTENSIONS.contains(&name.as_str()) && !testsuite {
                     return Err(err(a[0].pos(), format!("unsupported extension \"{name}\"")));
                 }
                 cx.requires.insert(name);
@@ -713,17 +836,23 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             t.only_one(&["lowerfirst", "upperfirst"], what)?;
             let a = t.positional(what, c.pos, "ss")?;
             let name = one_str(&a[0]).unwrap_or_default().to_ascii_lowercase();
-            if !valid_var_name(&name) {
+            // RFC 6609 3.5: "global.NAME" names a global variable.
+            let global_ns = name
+                .strip_prefix("global.")
+                .is_some_and(|g| valid_var_name(g) && cx.requires.contains("include"));
+            if !valid_var_name(&name) && !global_ns {
                 return Err(err(a[0].pos(), format!("invalid variable name {name:?}")));
             }
             // RFC 5229 3.1: applied by precedence, highest first.
+            // :lower/:upper (40), then :lowerfirst/:upperfirst (30),
+            // :quotewildcard (20), :length (10).
             let order = [
-                "length",
-                "quotewildcard",
-                "upperfirst",
-                "lowerfirst",
-                "upper",
                 "lower",
+                "upper",
+                "lowerfirst",
+                "upperfirst",
+                "quotewildcard",
+                "length",
             ];
             let mods = order
                 .iter()
@@ -736,6 +865,8 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
                 value: one_str(&a[1]).unwrap_or_default(),
             }
         }
+        "addheader" | "deleteheader" => super::eval::editheader::compile(cx, c)?,
+        "include" | "return" | "global" => super::eval::include::compile(cx, c)?,
         "vacation" => {
             cx.need("vacation", c.pos, what)?;
             let t = cx.tags(
@@ -780,7 +911,7 @@ pub fn valid_var_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn match_of(cx: &Cx<'_>, t: &Tags, what: &str, pos: Pos) -> Result<Match, CompileError> {
+pub(super) fn match_of(cx: &Cx<'_>, t: &Tags, what: &str, pos: Pos) -> Result<Match, CompileError> {
     let kind = match t.only_one(&["is", "contains", "matches", "count", "value"], what)? {
         None | Some("is") => MatchKind::Is,
         Some("contains") => MatchKind::Contains,
@@ -952,7 +1083,9 @@ fn test(cx: &mut Cx<'_>, r: &RawTest) -> Result<Test, CompileError> {
             let names = list(&a[0]).unwrap_or_default();
             if what == "envelope" {
                 for n in &names {
-                    if !["from", "to"].contains(&n.to_ascii_lowercase().as_str()) {
+                    // "auth" (RFC 5228 5.4) is known; mail-deliver has no
+                    // authenticated sender, so it matches nothing.
+                    if !["from", "to", "auth"].contains(&n.to_ascii_lowercase().as_str()) {
                         return Err(err(
                             a[0].pos(),
                             format!("envelope part {n:?} is not supported (from, to)"),
@@ -1088,12 +1221,44 @@ fn test(cx: &mut Cx<'_>, r: &RawTest) -> Result<Test, CompileError> {
             no_tests(r)?;
             cx.need("variables", pos, what)?;
             let t = cx.tags(what, &r.args, MATCH_TAGS)?;
-            let m = match_of(cx, &t, what, pos)?;
+            let mut m = match_of(cx, &t, what, pos)?;
+            // Pigeonhole compares `string` with i;octet unless told
+            // otherwise (its own suite checks it); we do the same, so a
+            // script behaves alike under both.
+            if !t.has("comparator") {
+                m.cmp = Comparator::Octet;
+            }
             let a = t.positional(what, pos, "ll")?;
             TestKind::Str {
                 m,
                 sources: list(&a[0]).unwrap_or_default(),
                 keys: list(&a[1]).unwrap_or_default(),
+            }
+        }
+        "mailboxexists" => {
+            no_tests(r)?;
+            cx.need("mailbox", pos, what)?;
+            let a = cx.tags(what, &r.args, &[])?.positional(what, pos, "l")?;
+            TestKind::MailboxExists(list(&a[0]).unwrap_or_default())
+        }
+        "environment" => {
+            no_tests(r)?;
+            cx.need("environment", pos, what)?;
+            let t = cx.tags(what, &r.args, MATCH_TAGS)?;
+            let m = match_of(cx, &t, what, pos)?;
+            let a = t.positional(what, pos, "sl")?;
+            TestKind::Environment {
+                m,
+                name: one_str(&a[0]).unwrap_or_default().to_ascii_lowercase(),
+                keys: list(&a[1]).unwrap_or_default(),
+            }
+        }
+        #[cfg(test)]
+        name if name.starts_with("test_") => {
+            cx.need("vnd.dovecot.testsuite", pos, what)?;
+            TestKind::Testsuite {
+                name: name.to_string(),
+                args: r.args.clone(),
             }
         }
         other => return Err(err(pos, format!("unknown test \"{other}\""))),

@@ -11,6 +11,7 @@
 //! Redirects past [`MAX_REDIRECTS`] are dropped and said so in the notes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::compile::{
     BodyTransform, Cmd, Command, Comparator, FlagOp, Match, MatchKind, Part, Rel, Script, Test,
@@ -30,6 +31,9 @@ pub const MAX_VARS: usize = 255;
 pub const MAX_ACTIONS: usize = 64;
 /// Most redirects carried per message (more are dropped with a note).
 pub const MAX_REDIRECTS: usize = 4;
+/// The highest match variable kept (`${32}`; RFC 5229 asks for 9 at
+/// least).
+pub const MAX_MATCH_VALUES: usize = 32;
 /// The default step budget.
 pub const DEFAULT_STEPS: u64 = 2_000_000;
 
@@ -124,6 +128,10 @@ pub struct Action {
 pub struct Outcome {
     /// The actions in order; the implicit keep last when it stands.
     pub actions: Vec<Action>,
+    /// For each action (same index), the header block editheader left
+    /// when the action was taken; `None`: the message as it came. See
+    /// [`Outcome::message_for`].
+    pub heads: Vec<Option<Arc<[u8]>>>,
     /// The error that stopped the run (then only the implicit keep remains).
     pub error: Option<RuntimeError>,
     /// Things dropped or limited, one line each.
@@ -136,6 +144,8 @@ pub struct Outcome {
 enum Flow {
     Go,
     Stop,
+    /// `return` (include): leave the current script.
+    Return,
 }
 
 struct Run<'a> {
@@ -152,14 +162,55 @@ struct Run<'a> {
     why: Vec<String>,
     notes: Vec<String>,
     redirects: usize,
-    seen: &'a dyn Seen,
+    /// The header block as editheader left it (`None`: unedited).
+    head: Option<Arc<[u8]>>,
+    /// The message header edits apply to when not `input.message` (the
+    /// testsuite sets messages).
+    base: Option<Arc<[u8]>>,
+    /// For each action, `head` when it was taken.
+    heads: Vec<Option<Arc<[u8]>>>,
+    /// Where included scripts and folders are, and the environment items.
+    env: Env<'a>,
+    /// include's state: globals, scripts included, depth.
+    inc: include::State,
+    /// What the `duplicate` tests ask to remember.
     remember: Vec<Remember>,
+    /// The testsuite's state (test builds only).
+    #[cfg(test)]
+    ts: Option<Box<testsuite::State>>,
+}
+
+/// What a run may look at besides the message: the folders for
+/// `mailboxexists`, the locations `include` reads and the `environment`
+/// items. The default has none of them.
+#[derive(Clone, Copy, Default)]
+pub struct Env<'a> {
+    /// `include :personal` scripts: `NAME.sieve` in this directory.
+    pub personal_dir: Option<&'a std::path::Path>,
+    /// `include :global` scripts.
+    pub global_dir: Option<&'a std::path::Path>,
+    /// Whether a folder exists (`mailboxexists`); none: only INBOX does.
+    pub mailbox_exists: Option<&'a dyn Fn(&str) -> bool>,
+    /// `environment` items (name lower-cased, value).
+    pub items: &'a [(&'a str, String)],
+    /// What answers the `duplicate` tests (none: nothing was seen).
+    pub seen: Option<&'a dyn Seen>,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("personal_dir", &self.personal_dir)
+            .field("global_dir", &self.global_dir)
+            .field("items", &self.items)
+            .finish()
+    }
 }
 
 /// Run `script` over `input`, with nothing remembered from earlier
 /// messages (every `duplicate` test is false).
 pub fn run(script: &Script, input: Input<'_>, limits: Limits) -> Outcome {
-    run_with(script, input, limits, &())
+    run_env(script, input, limits, Env::default())
 }
 
 /// Run `script` over `input`; `seen` answers the `duplicate` tests.
@@ -169,59 +220,106 @@ pub fn run_with<'a>(
     limits: Limits,
     seen: &'a dyn Seen,
 ) -> Outcome {
-    let head_end =
-        memchr::memmem::find(input.message, b"\n\n").map_or(input.message.len(), |i| i + 1);
-    let head = if input.message.starts_with(b"\n") {
-        &[][..]
-    } else {
-        &input.message[..head_end]
+    let env = Env {
+        seen: Some(seen),
+        ..Env::default()
     };
-    let mut r = Run {
-        input,
-        fields: message::fields(head),
-        limits,
-        steps: 0,
-        variables: script.requires.contains("variables"),
-        vars: HashMap::new(),
-        match_vars: Vec::new(),
-        flags: Vec::new(),
-        actions: Vec::new(),
-        cancel_keep: false,
-        why: Vec::new(),
-        notes: Vec::new(),
-        redirects: 0,
-        seen,
-        remember: Vec::new(),
-    };
+    run_env(script, input, limits, env)
+}
+
+/// Run `script` over `input` with `env` (include locations, folders,
+/// environment items).
+pub fn run_env<'a>(script: &Script, input: Input<'a>, limits: Limits, env: Env<'a>) -> Outcome {
+    let mut r = Run::new(input, limits, env, script);
     let res = r.block(&script.commands);
-    let mut out = Outcome {
-        notes: std::mem::take(&mut r.notes),
-        ..Outcome::default()
-    };
-    match res {
-        Ok(_) => {
-            out.actions = std::mem::take(&mut r.actions);
-            out.remember = std::mem::take(&mut r.remember);
-            if !r.cancel_keep {
+    r.finish(res)
+}
+
+impl<'a> Run<'a> {
+    fn new(input: Input<'a>, limits: Limits, env: Env<'a>, script: &Script) -> Run<'a> {
+        let head_end =
+            memchr::memmem::find(input.message, b"\n\n").map_or(input.message.len(), |i| i + 1);
+        let head = if input.message.starts_with(b"\n") {
+            &[][..]
+        } else {
+            &input.message[..head_end]
+        };
+        Run {
+            input,
+            fields: message::fields(head),
+            limits,
+            steps: 0,
+            variables: script.requires.contains("variables"),
+            vars: HashMap::new(),
+            match_vars: Vec::new(),
+            flags: Vec::new(),
+            actions: Vec::new(),
+            cancel_keep: false,
+            why: Vec::new(),
+            notes: Vec::new(),
+            redirects: 0,
+            head: None,
+            base: None,
+            heads: Vec::new(),
+            env,
+            inc: include::State::default(),
+            remember: Vec::new(),
+            #[cfg(test)]
+            ts: None,
+        }
+    }
+
+    /// The outcome once the script has run (or stopped with an error).
+    fn finish(mut self, res: Result<Flow, RuntimeError>) -> Outcome {
+        let mut out = Outcome {
+            notes: std::mem::take(&mut self.notes),
+            ..Outcome::default()
+        };
+        match res {
+            Ok(_) => {
+                out.actions = std::mem::take(&mut self.actions);
+                out.heads = std::mem::take(&mut self.heads);
+                out.remember = std::mem::take(&mut self.remember);
+                if !self.cancel_keep {
+                    out.actions.push(Action {
+                        kind: ActionKind::Keep {
+                            flags: self.flags.clone(),
+                        },
+                        pos: None,
+                        test: None,
+                    });
+                    out.heads.push(self.head.clone());
+                }
+            }
+            Err(e) => {
+                out.error = Some(e);
                 out.actions.push(Action {
-                    kind: ActionKind::Keep {
-                        flags: r.flags.clone(),
-                    },
+                    kind: ActionKind::Keep { flags: Vec::new() },
                     pos: None,
                     test: None,
                 });
+                out.heads.push(None);
             }
         }
-        Err(e) => {
-            out.error = Some(e);
-            out.actions.push(Action {
-                kind: ActionKind::Keep { flags: Vec::new() },
-                pos: None,
-                test: None,
-            });
+        out
+    }
+}
+
+impl Outcome {
+    /// The message action `i` stores or sends: `original` with the header
+    /// block editheader left at that action (borrowed when unedited).
+    pub fn message_for<'m>(&self, i: usize, original: &'m [u8]) -> std::borrow::Cow<'m, [u8]> {
+        match self.heads.get(i) {
+            Some(Some(h)) => {
+                let body = &original[editheader::body_start(original)..];
+                let mut v = Vec::with_capacity(h.len() + body.len());
+                v.extend_from_slice(h);
+                v.extend_from_slice(body);
+                std::borrow::Cow::Owned(v)
+            }
+            _ => std::borrow::Cow::Borrowed(original),
         }
     }
-    out
 }
 
 fn rt(pos: Pos, msg: impl Into<String>) -> RuntimeError {
@@ -260,8 +358,9 @@ impl<'a> Run<'a> {
     fn block(&mut self, cmds: &[Command]) -> Result<Flow, RuntimeError> {
         for c in cmds {
             self.step(1, c.pos)?;
-            if let Flow::Stop = self.command(c)? {
-                return Ok(Flow::Stop);
+            match self.command(c)? {
+                Flow::Go => {}
+                f => return Ok(f),
             }
         }
         Ok(Flow::Go)
@@ -287,7 +386,13 @@ impl<'a> Run<'a> {
                 out.push_str(self.match_vars.get(n).map_or("", String::as_str));
                 rest = &after[end + 1..];
             } else if super::compile::valid_var_name(&name) {
-                out.push_str(self.vars.get(&name).map_or("", String::as_str));
+                out.push_str(self.var(&name).unwrap_or(""));
+                rest = &after[end + 1..];
+            } else if let Some(g) = name.strip_prefix("global.")
+                && super::compile::valid_var_name(g)
+            {
+                // RFC 6609 3.5: the "global" namespace.
+                out.push_str(self.inc.globals.get(g).map_or("", String::as_str));
                 rest = &after[end + 1..];
             } else {
                 // Not a variable reference: left as written.
@@ -346,17 +451,29 @@ impl<'a> Run<'a> {
                     mailbox.clone()
                 })
             }
-            ActionKind::Redirect { address, .. } => Some(format!("redirect {address}")),
+            ActionKind::Redirect { address, .. } => Some(format!(
+                "redirect {}",
+                message::bare_address(address).to_ascii_lowercase()
+            )),
             _ => None,
         };
         // RFC 5228 2.10.3: a message is stored once per mailbox and sent
         // once per address.
         if let Some(t) = target(&kind)
-            && self
+            && let Some(i) = self
                 .actions
                 .iter()
-                .any(|a| target(&a.kind).as_ref() == Some(&t))
+                .position(|a| target(&a.kind).as_ref() == Some(&t))
         {
+            // RFC 5232 section 5: of a repeated keep or fileinto, the last
+            // flag list wins.
+            if let (
+                ActionKind::Keep { flags: new } | ActionKind::FileInto { flags: new, .. },
+                ActionKind::Keep { flags: old } | ActionKind::FileInto { flags: old, .. },
+            ) = (&kind, &mut self.actions[i].kind)
+            {
+                *old = new.clone();
+            }
             return Ok(false);
         }
         if self.actions.len() >= MAX_ACTIONS {
@@ -368,6 +485,7 @@ impl<'a> Run<'a> {
             pos: Some(pos),
             test,
         });
+        self.heads.push(self.head.clone());
         Ok(true)
     }
 
@@ -499,7 +617,7 @@ impl<'a> Run<'a> {
             Cmd::Flags { op, var, flags } => {
                 let given = flag_list(&self.expand_all(flags));
                 let current = match var {
-                    Some(v) => flag_list(&[self.vars.get(v).cloned().unwrap_or_default()]),
+                    Some(v) => flag_list(&[self.var(v).unwrap_or_default().to_string()]),
                     None => self.flags.clone(),
                 };
                 let new = match op {
@@ -519,6 +637,12 @@ impl<'a> Run<'a> {
                     None => self.flags = new,
                 }
             }
+            Cmd::AddHeader { .. } | Cmd::DeleteHeader { .. } => self.editheader(c)?,
+            Cmd::Include { .. } => return self.include(c),
+            Cmd::Return => return Ok(Flow::Return),
+            Cmd::Global { names } => self.declare_globals(c.pos, names)?,
+            #[cfg(test)]
+            Cmd::TestBlock { .. } | Cmd::Testsuite { .. } => return self.ts_command(c),
             Cmd::Set { mods, name, value } => {
                 let mut v = self.expand(value);
                 for m in mods {
@@ -541,6 +665,12 @@ impl<'a> Run<'a> {
     }
 
     fn set_var(&mut self, pos: Pos, name: &str, mut v: String) -> Result<(), RuntimeError> {
+        if self.inc.declared.contains(name) {
+            return self.set_global(pos, name, v);
+        }
+        if let Some(g) = name.strip_prefix("global.") {
+            return self.set_global(pos, g, v);
+        }
         if !self.vars.contains_key(name) && self.vars.len() >= MAX_VARS {
             return Err(rt(pos, format!("more than {MAX_VARS} variables")));
         }
@@ -560,8 +690,12 @@ impl<'a> Run<'a> {
     /// budget (a scan of every field and the bytes decoded), so a message
     /// with many fields cannot make a long script run unbounded.
     fn header(&mut self, name: &str, pos: Pos) -> Result<Vec<String>, RuntimeError> {
-        self.step(self.fields.len() as u64, pos)?;
-        let values = mime::header_values(&self.fields, name);
+        self.step(self.fields_cost(), pos)?;
+        let (n, values) = {
+            let fields = self.cur_fields();
+            (fields.len(), mime::header_values(&fields, name))
+        };
+        self.step(n as u64, pos)?;
         self.step(values.iter().map(|v| v.len() as u64).sum(), pos)?;
         Ok(values)
     }
@@ -590,11 +724,17 @@ impl<'a> Run<'a> {
             }
             TestKind::Exists(names) => {
                 let names = self.expand_all(names);
-                self.step((names.len() * self.fields.len()) as u64, t.pos)?;
-                names.iter().all(|n| self.fields.iter().any(|f| f.is(n)))
+                self.step(self.fields_cost(), t.pos)?;
+                let (n, all) = {
+                    let fields = self.cur_fields();
+                    let all = names.iter().all(|n| fields.iter().any(|f| f.is(n)));
+                    (fields.len(), all)
+                };
+                self.step((names.len() * n) as u64, t.pos)?;
+                all
             }
             TestKind::Size { over, limit } => {
-                let size = self.input.message.len() as u64;
+                let size = self.wire_len() as u64;
                 if *over { size > *limit } else { size < *limit }
             }
             TestKind::Header { m, names, keys } => {
@@ -614,13 +754,8 @@ impl<'a> Run<'a> {
                 let mut addrs: Vec<String> = Vec::new();
                 for n in self.expand_all(names) {
                     if *envelope {
-                        let v = if n.eq_ignore_ascii_case("from") {
-                            self.input.envelope_from
-                        } else {
-                            self.input.envelope_to
-                        };
-                        if let Some(a) = v {
-                            addrs.push(message::bare_address(a));
+                        if let Some(a) = self.envelope_part(&n) {
+                            addrs.push(message::bare_address(&a));
                         }
                     } else {
                         for v in self.header(&n, t.pos)? {
@@ -630,26 +765,42 @@ impl<'a> Run<'a> {
                 }
                 let values: Vec<String> = addrs
                     .iter()
-                    .filter_map(|a| address_part(a, *part))
+                    .filter_map(|a| {
+                        // RFC 5228 5.4: the null reverse-path is the empty
+                        // string, whatever the address part.
+                        if *envelope && a.is_empty() {
+                            Some(String::new())
+                        } else if *envelope && !valid_address(a) {
+                            // An envelope path that is not an address
+                            // matches nothing, not even as :all.
+                            None
+                        } else {
+                            address_part(a, *part)
+                        }
+                    })
                     .collect();
                 self.matches(t.pos, *m, &values, keys)?
             }
             TestKind::Body { m, transform, keys } => {
-                self.step(self.input.message.len() as u64, t.pos)?;
+                self.step(self.msg_len() as u64, t.pos)?;
+                let msg = self.whole();
                 let values = match transform {
-                    BodyTransform::Raw => vec![
-                        String::from_utf8_lossy(mime::raw_body(self.input.message)).into_owned(),
-                    ],
-                    BodyTransform::Text => {
-                        mime::body_parts(self.input.message, &["text".to_string()])
+                    BodyTransform::Raw => {
+                        vec![String::from_utf8_lossy(mime::raw_body(&msg)).into_owned()]
                     }
+                    BodyTransform::Text => mime::body_text(&msg),
                     BodyTransform::Content(types) => {
-                        mime::body_parts(self.input.message, &self.expand_all(types))
+                        mime::body_parts(&msg, &self.expand_all(types))
                     }
                 };
                 let size: u64 = values.iter().map(|v| v.len() as u64).sum();
                 self.step(size, t.pos)?;
-                self.matches(t.pos, *m, &values, keys)?
+                // The body test sets no match variables (as in Pigeonhole:
+                // a whole body is no value to keep).
+                let kept = std::mem::take(&mut self.match_vars);
+                let hit = self.matches(t.pos, *m, &values, keys);
+                self.match_vars = kept;
+                hit?
             }
             TestKind::Date {
                 m,
@@ -690,13 +841,27 @@ impl<'a> Run<'a> {
                 }
                 self.matches(t.pos, *m, &values, keys)?
             }
+            TestKind::HasFlag { m, vars, keys } if !matches!(m.kind, MatchKind::Count(_)) => {
+                // RFC 5232 3.2: a key is a list of flags too ("b A").
+                let keys = flag_list(&self.expand_all(keys));
+                let values = if vars.is_empty() {
+                    self.flags.clone()
+                } else {
+                    let all: Vec<String> = vars
+                        .iter()
+                        .map(|v| self.var(v).unwrap_or_default().to_string())
+                        .collect();
+                    flag_list(&all)
+                };
+                self.matches(t.pos, *m, &values, &keys)?
+            }
             TestKind::HasFlag { m, vars, keys } => {
                 let values = if vars.is_empty() {
                     self.flags.clone()
                 } else {
                     let all: Vec<String> = vars
                         .iter()
-                        .map(|v| self.vars.get(v).cloned().unwrap_or_default())
+                        .map(|v| self.var(v).unwrap_or_default().to_string())
                         .collect();
                     flag_list(&all)
                 };
@@ -720,7 +885,7 @@ impl<'a> Run<'a> {
                     Some(id) => {
                         let handle = d.handle.as_ref().map(|h| self.expand(h));
                         let key = duplicate::duplicate_key(handle.as_deref().unwrap_or(""), &id);
-                        let dup = self.seen.seen(&key, self.input.now);
+                        let dup = self.env.seen.is_some_and(|s| s.seen(&key, self.input.now));
                         if !self.remember.iter().any(|r| r.key == key) {
                             self.remember.push(Remember {
                                 key,
@@ -735,6 +900,24 @@ impl<'a> Run<'a> {
                     }
                 }
             }
+            TestKind::MailboxExists(names) => {
+                let names = self.expand_all(names);
+                self.step(names.len() as u64, t.pos)?;
+                names.iter().all(|n| self.mailbox_exists(n))
+            }
+            TestKind::Environment { m, name, keys } => {
+                let values: Vec<String> = self
+                    .env
+                    .items
+                    .iter()
+                    .filter(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                // RFC 5183 4: an unknown item fails whatever the match.
+                !values.is_empty() && self.matches(t.pos, *m, &values, keys)?
+            }
+            #[cfg(test)]
+            TestKind::Testsuite { .. } => self.ts_test(t)?,
             TestKind::Str { m, sources, keys } => {
                 let values = self.expand_all(sources);
                 // RFC 5229 5: for :count, empty strings are not counted.
@@ -816,7 +999,8 @@ impl<'a> Run<'a> {
                                 mv.extend(caps.iter().map(|&(a, b)| {
                                     String::from_utf8_lossy(&chars[a..b]).into_owned()
                                 }));
-                                mv.truncate(10);
+                                // ${0} to ${32}, as Pigeonhole keeps.
+                                mv.truncate(MAX_MATCH_VALUES + 1);
                                 self.match_vars = mv;
                             }
                             return Ok(true);
@@ -845,7 +1029,23 @@ fn first_case(s: &str, upper: bool) -> String {
     }
 }
 
+/// An address that parsed: no list or comment syntax left in it (a quoted
+/// local part may stay), and when
+/// it has an `@`, something on both sides.
+fn valid_address(a: &str) -> bool {
+    !a.contains([' ', ':', ';', ',', '<', '>', '(', ')'])
+        && match a.rsplit_once('@') {
+            Some((l, d)) => !l.is_empty() && !d.is_empty(),
+            None => true,
+        }
+}
+
 fn address_part(a: &str, part: Part) -> Option<String> {
+    // A value that did not parse as an address (kept whole, as Pigeonhole
+    // does) matches as :all only: it has no local part or domain.
+    if part != Part::All && !valid_address(a) {
+        return None;
+    }
     let (local, domain) = mime::split_address(a);
     match part {
         Part::All => Some(a.to_string()),
@@ -1048,3 +1248,11 @@ fn date_part(unix: i64, off: i32, part: &str) -> String {
         _ => ((days + 4).rem_euclid(7)).to_string(),
     }
 }
+
+#[path = "editheader.rs"]
+pub(super) mod editheader;
+#[path = "include.rs"]
+pub(super) mod include;
+#[cfg(test)]
+#[path = "testsuite.rs"]
+pub(super) mod testsuite;

@@ -155,6 +155,15 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, CompileError> {
                             Some(n) => s.push(n),
                             None => return Err(lx.err(pos, "unterminated string")),
                         },
+                        // A line break in a quoted string is CRLF, as in
+                        // a text: string (a bare LF becomes CRLF, as
+                        // Pigeonhole does).
+                        Some('\n') => {
+                            if !s.ends_with('\r') {
+                                s.push('\r');
+                            }
+                            s.push('\n');
+                        }
                         Some(ch) => s.push(ch),
                     }
                 }

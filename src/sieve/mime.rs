@@ -116,8 +116,19 @@ pub fn header_values(fields: &[Field<'_>], name: &str) -> Vec<String> {
     fields
         .iter()
         .filter(|f| f.is(name))
-        .map(|f| decode_2047(&f.text()))
+        .map(|f| decode_2047(&unfold(f.value)))
         .collect()
+}
+
+/// A field's value unfolded as RFC 5322 2.2.3 says (the line breaks
+/// removed, the blanks after them kept) and trimmed.
+pub fn unfold(value: &[u8]) -> String {
+    let v: Vec<u8> = value
+        .iter()
+        .copied()
+        .filter(|&c| c != b'\n' && c != b'\r')
+        .collect();
+    String::from_utf8_lossy(&v).trim().to_string()
 }
 
 /// The addr-specs in an address-list header value (display names, comments,
@@ -171,11 +182,19 @@ pub fn addresses(value: &str) -> Vec<String> {
             '(' => comment = 1,
             '<' => {
                 let mut a = String::new();
-                for n in chars.by_ref() {
-                    if n == '>' {
-                        break;
+                let mut depth = 0usize;
+                while let Some(n) = chars.next() {
+                    // Comments inside the brackets are dropped too.
+                    match n {
+                        '(' => depth += 1,
+                        ')' if depth > 0 => depth -= 1,
+                        '\\' if depth > 0 => {
+                            chars.next();
+                        }
+                        '>' if depth == 0 => break,
+                        _ if depth > 0 => {}
+                        _ => a.push(n),
                     }
-                    a.push(n);
                 }
                 // A source route (<@a,@b:x@y>) is dropped.
                 let a = match a.rfind(':') {
@@ -240,10 +259,12 @@ fn entity_type(fields: &[Field<'_>]) -> (String, Option<String>, String, Option<
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
-            let t = if t.contains('/') {
-                t
-            } else {
-                "text/plain".into()
+            // A type with more than one "/" is no type at all: its part
+            // is not text (as Pigeonhole has it).
+            let t = match t.matches('/').count() {
+                1 => t,
+                0 => "text/plain".into(),
+                _ => "application/octet-stream".into(),
             };
             (t, param(&v, "charset"), cte, param(&v, "boundary"))
         }
@@ -331,11 +352,92 @@ fn type_matches(t: &str, wanted: &[String]) -> bool {
 pub fn body_parts(msg: &[u8], types: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut budget = MAX_PARTS;
-    walk(msg, types, 0, &mut out, &mut budget);
+    walk(msg, types, false, 0, &mut out, &mut budget);
     out
 }
 
-fn walk(entity: &[u8], types: &[String], depth: usize, out: &mut Vec<String>, budget: &mut usize) {
+/// The body as `:text` reads it (RFC 5173 5.2): the text parts (XHTML
+/// too), HTML turned into its text (tags dropped, a few entities decoded), as
+/// Pigeonhole does.
+pub fn body_text(msg: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut budget = MAX_PARTS;
+    walk(msg, &["text".to_string()], true, 0, &mut out, &mut budget);
+    out
+}
+
+/// The text of an HTML document: tags, comments and the content of
+/// `script` and `style` dropped, tags that break lines as line breaks,
+/// the common entities decoded. Linear in the input.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let lower = html.to_ascii_lowercase();
+    let mut i = 0;
+    while i < html.len() {
+        let rest = &html[i..];
+        if rest.starts_with("<!--") {
+            i += lower[i..].find("-->").map_or(html.len() - i, |e| e + 3);
+            continue;
+        }
+        if rest.starts_with('<') {
+            let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+            let inner = &lower[i + 1..i + end];
+            let closing = inner.starts_with('/');
+            let tag = inner.trim_start_matches('/');
+            let name: String = tag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            i += end;
+            if !closing && (name == "script" || name == "style") && !lower[..i].ends_with("/>") {
+                let close = format!("</{name}");
+                if let Some(e) = lower[i..].find(&close) {
+                    i += e;
+                } else {
+                    i = html.len();
+                }
+                continue;
+            }
+            if !closing
+                && matches!(
+                    name.as_str(),
+                    "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3"
+                )
+            {
+                out.push('\n');
+            }
+            continue;
+        }
+        if rest.starts_with('&') {
+            let ent = [
+                ("&amp;", '&'),
+                ("&lt;", '<'),
+                ("&gt;", '>'),
+                ("&quot;", '"'),
+                ("&apos;", '\''),
+                ("&nbsp;", ' '),
+            ];
+            if let Some((e, c)) = ent.iter().find(|(e, _)| lower[i..].starts_with(e)) {
+                out.push(*c);
+                i += e.len();
+                continue;
+            }
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+fn walk(
+    entity: &[u8],
+    types: &[String],
+    text: bool,
+    depth: usize,
+    out: &mut Vec<String>,
+    budget: &mut usize,
+) {
     if *budget == 0 {
         return;
     }
@@ -351,6 +453,9 @@ fn walk(entity: &[u8], types: &[String], depth: usize, out: &mut Vec<String>, bu
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut start: Option<usize> = None;
         let mut at: usize = 0;
+        // Where the first delimiter starts and the closing one ends.
+        let mut prologue_end: Option<usize> = None;
+        let mut epilogue_start: Option<usize> = None;
         for line in body.split_inclusive(|&c| c == b'\n') {
             let l = line.strip_suffix(b"\n").unwrap_or(line);
             let l = l.strip_suffix(b"\r").unwrap_or(l);
@@ -358,6 +463,10 @@ fn walk(entity: &[u8], types: &[String], depth: usize, out: &mut Vec<String>, bu
                 let tail = &l[delim.len()..];
                 let closing = tail.starts_with(b"--");
                 if closing || tail.iter().all(|c| c.is_ascii_whitespace()) {
+                    prologue_end.get_or_insert(at.saturating_sub(1));
+                    if closing {
+                        epilogue_start = Some(at + line.len());
+                    }
                     if let Some(s) = start {
                         // the line break before the delimiter belongs to it
                         let end = at.saturating_sub(1).max(s);
@@ -375,22 +484,34 @@ fn walk(entity: &[u8], types: &[String], depth: usize, out: &mut Vec<String>, bu
         if let Some(s) = start {
             parts.push(&body[s..]);
         }
+        // RFC 5173 5.2: a multipart that :content names is searched in
+        // its prologue and epilogue, each one string.
+        if !text && type_matches(&t, types) {
+            let pro = &body[..prologue_end.unwrap_or(body.len()).min(body.len())];
+            out.push(String::from_utf8_lossy(pro).into_owned());
+            if let Some(e) = epilogue_start.filter(|&e| e < body.len()) {
+                out.push(String::from_utf8_lossy(&body[e..]).into_owned());
+            }
+        }
         for p in parts {
-            walk(p, types, depth + 1, out, budget);
+            walk(p, types, text, depth + 1, out, budget);
         }
         return;
     }
     if t.starts_with("multipart/") {
         return;
     }
-    if type_matches(&t, types) {
+    let xhtml = text && t == "application/xhtml+xml";
+    if type_matches(&t, types) || xhtml {
         let bytes = decode_transfer(&cte, body);
-        out.push(charset_decode(
-            charset.as_deref().unwrap_or("utf-8"),
-            &bytes,
-        ));
+        let s = charset_decode(charset.as_deref().unwrap_or("utf-8"), &bytes);
+        out.push(if text && (t == "text/html" || xhtml) {
+            html_text(&s)
+        } else {
+            s
+        });
     } else if t == "message/rfc822" && depth < MAX_MIME_DEPTH {
-        walk(body, types, depth + 1, out, budget);
+        walk(body, types, text, depth + 1, out, budget);
     }
 }
 
@@ -410,6 +531,31 @@ mod tests {
         assert_eq!(decode_2047("=?bad"), "=?bad");
         assert_eq!(decode_2047("=?utf-8?x?abc?="), "=?utf-8?x?abc?=");
         assert_eq!(decode_2047("=?utf-8?q?=4?="), "=?utf-8?q?=4?=");
+    }
+
+    #[test]
+    fn content_multipart_reads_prologue_and_epilogue() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\n\npro\n--b\n\ninner\n--b--\nepi\n";
+        assert_eq!(body_parts(m, &["multipart".into()]), vec!["pro", "epi\n"]);
+        assert_eq!(body_parts(m, &["text".into()]), vec!["inner"]);
+    }
+
+    #[test]
+    fn html_becomes_its_text() {
+        assert_eq!(
+            html_text(
+                "<html><head><style>p{}</style></head><body>A &amp; B<br>C<!-- x --><script>if(a<b){}</script></body></html>"
+            ),
+            "A & B\nC"
+        );
+        assert_eq!(html_text("<<<<"), "");
+        assert_eq!(html_text("é <b>ü"), "é ü");
+        let m = b"Content-Type: text/html\n\n<p>Hi <i>there</i></p>\n";
+        assert_eq!(body_text(m), vec!["\nHi there\n"]);
+        assert_eq!(
+            body_parts(m, &["text".into()]),
+            vec!["<p>Hi <i>there</i></p>\n"]
+        );
     }
 
     #[test]

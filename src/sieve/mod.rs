@@ -19,6 +19,7 @@
 
 pub mod compile;
 pub mod duplicate;
+pub mod encoded;
 pub mod eval;
 pub mod lexer;
 pub mod mime;

@@ -187,7 +187,9 @@ fn envelope_test() {
         ", \"envelope\", \"subaddress\""
     ));
     assert!(compile_script("if envelope \"from\" \"x\" { keep; }").is_err());
-    assert!(compile_script("require \"envelope\"; if envelope \"auth\" \"x\" { keep; }").is_err());
+    assert!(
+        compile_script("require \"envelope\"; if envelope \"x-auth\" \"x\" { keep; }").is_err()
+    );
 }
 
 #[test]

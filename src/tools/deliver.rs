@@ -321,6 +321,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             json: m.get_flag("json"),
             now,
             outbound: actions::Outbound::new(config),
+            global: sieve::global_dir(),
         };
         if split {
             return filtered_split(&md, &settings, &f, ctx);
@@ -369,6 +370,7 @@ fn expect_run(dir: &str, m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         json: false,
         now: now(m)?,
         outbound: actions::Outbound::new(config::Config::default()),
+        global: sieve::global_dir(),
     };
     expect::run(dir, &f, &settings, m.get_flag("expect-update"), ctx)
 }

@@ -1029,3 +1029,132 @@ fn expect_usage_errors_broken_scripts_and_unreadable_messages() {
         ]
     );
 }
+
+#[test]
+fn editheader_changes_what_is_stored_and_include_reads_beside_the_script() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    fs::create_dir_all(md.join(".Known/cur")).unwrap();
+    fs::create_dir_all(md.join(".Known/new")).unwrap();
+    fs::create_dir_all(md.join(".Known/tmp")).unwrap();
+    script(
+        &home,
+        "lists.sieve",
+        "require [\"include\", \"variables\", \"editheader\"];\n\
+         global \"tag\";\n\
+         if header :contains \"list-id\" \"rust\" { set \"tag\" \"rust\"; addheader \"X-Tag\" \"${tag}\"; }\n",
+    );
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"include\", \"variables\", \"editheader\", \"fileinto\", \"mailbox\"];\n\
+         global \"tag\";\n\
+         deleteheader \"list-id\";\n\
+         include \"lists\";\n\
+         deleteheader \"received\";\n\
+         if allof (mailboxexists \"Known\", not mailboxexists \"Unknown\", header \"x-tag\" \"rust\", not exists \"list-id\") {\n\
+           fileinto \"Known\";\n\
+         }\n",
+    );
+    let msg =
+        b"Received: from a by b; Tue, 1 Jul 2003 10:52:40 +0200\nSubject: x\nX-Other: y\n\nbody\n";
+    let with_list: Vec<u8> = [&b"List-Id: <rust.example.org>\n"[..], msg].concat();
+    // The included script sees the message as edited: the List-Id is
+    // already gone, so no tag and no filing.
+    sieve(&home, &s, &md)
+        .stdin(&with_list[..])
+        .run()
+        .success()
+        .stderr_empty();
+    let inbox = read_flags(&md, None);
+    assert_eq!(inbox.len(), 1, "kept: the included script saw no List-Id");
+    assert_eq!(
+        inbox[0].1,
+        &msg[..],
+        "stored without the deleted List-Id; Received is protected"
+    );
+    // Now a script whose include adds the header the filing test needs.
+    let s2 = script(
+        &home,
+        "s2.sieve",
+        "require [\"include\", \"variables\", \"editheader\", \"fileinto\", \"mailbox\"];\n\
+         global \"tag\";\n\
+         include \"lists\";\n\
+         deleteheader \"list-id\";\n\
+         if allof (mailboxexists \"Known\", not mailboxexists \"Unknown\", header \"x-tag\" \"rust\", not exists \"list-id\") {\n\
+           fileinto \"Known\";\n\
+         }\n",
+    );
+    sieve(&home, &s2, &md)
+        .stdin(&with_list[..])
+        .run()
+        .success()
+        .stderr_empty();
+    let known = read_flags(&md, Some("Known"));
+    assert_eq!(known.len(), 1);
+    let want: Vec<u8> = [&b"X-Tag: rust\n"[..], msg].concat();
+    assert_eq!(known[0].1, want);
+    // A missing include keeps the message and says where.
+    let s3 = script(
+        &home,
+        "s3.sieve",
+        "require [\"include\", \"fileinto\"];\ninclude \"nowhere\";\nfileinto \"Known\";\n",
+    );
+    sieve(&home, &s3, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("line 2, column 1: include: personal script \"nowhere\" not found");
+    assert_eq!(read_flags(&md, None).len(), 2);
+}
+
+#[test]
+fn include_global_reads_the_configured_directory() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    fs::create_dir_all(home.join("global")).unwrap();
+    fs::write(
+        home.join("global/spam.sieve"),
+        "require [\"fileinto\", \"copy\"]; fileinto :copy \"Seen\";",
+    )
+    .unwrap();
+    // A personal script of the same name must not be the one read.
+    script(&home, "spam.sieve", "discard;");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"include\", \"fileinto\"];\ninclude :global \"spam\";\n",
+    );
+    // Without the setting, :global has nowhere to look: the message is
+    // kept and the reason given.
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_has("line 2, column 1: include: no global script location is configured");
+    assert_eq!(read_flags(&md, None).len(), 1);
+    fs::create_dir_all(home.join(".config/postline")).unwrap();
+    fs::write(
+        home.join(".config/postline/config.toml"),
+        "[deliver]\nsieve_global = \"~/global\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(md.join(".Seen/cur")).unwrap();
+    fs::create_dir_all(md.join(".Seen/new")).unwrap();
+    fs::create_dir_all(md.join(".Seen/tmp")).unwrap();
+    sieve(&home, &s, &md)
+        .stdin(MSG)
+        .run()
+        .success()
+        .stderr_empty();
+    assert_eq!(
+        read_flags(&md, Some("Seen")).len(),
+        1,
+        "the global script ran"
+    );
+    assert_eq!(
+        read_flags(&md, None).len(),
+        2,
+        "and :copy kept the implicit keep"
+    );
+}

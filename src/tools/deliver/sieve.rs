@@ -37,6 +37,8 @@ pub struct Filter {
     pub compiled: std::result::Result<Script, String>,
     /// Where redirects and vacation replies go.
     pub outbound: Outbound,
+    /// Where `include :global` scripts are (`[deliver] sieve_global`).
+    pub global: Option<PathBuf>,
 }
 
 impl Filter {
@@ -46,6 +48,30 @@ impl Filter {
             .as_ref()
             .is_ok_and(|s| s.requires.contains("duplicate") || s.requires.contains("vacation"))
     }
+}
+
+/// `[deliver] sieve_global` ("~/" is the home directory); none when
+/// unset or when the config does not load (then `include :global` is an
+/// error the script reports, and the message is kept).
+pub fn global_dir() -> Option<PathBuf> {
+    let p = crate::config::Config::load(None)
+        .ok()?
+        .deliver
+        .sieve_global?;
+    Some(match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
+        _ => PathBuf::from(p),
+    })
+}
+
+/// The `environment` items (RFC 5183) a delivery shows.
+fn environment_items() -> Vec<(&'static str, String)> {
+    vec![
+        ("name", "postline mail-deliver".into()),
+        ("version", env!("CARGO_PKG_VERSION").into()),
+        ("location", "MDA".into()),
+        ("phase", "during".into()),
+    ]
 }
 
 /// `--now TIME`: seconds since the epoch, or a date as mail and RFC 3339
@@ -87,10 +113,13 @@ pub fn check(path: &str, ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// A place to store into: a folder (None for INBOX) and its flags.
+/// A place to store into: a folder (None for INBOX), its flags and the
+/// action whose message (as editheader left it) it stores; the message is
+/// built only while it is stored, so at most one edited copy is held.
 struct Target {
     folder: Option<String>,
     flags: Vec<String>,
+    action: Option<usize>,
 }
 
 /// Maildir info letters for IMAP system flags; keywords have none.
@@ -125,6 +154,20 @@ pub fn evaluate(
     seen: &dyn Seen,
     ctx: &mut Ctx,
 ) -> sieve::Outcome {
+    evaluate_in(data, envelope_from, envelope_to, f, None, seen, ctx)
+}
+
+/// [`evaluate`] with the Maildir whose folders `mailboxexists` sees
+/// (none: only INBOX exists).
+pub fn evaluate_in(
+    data: &[u8],
+    envelope_from: Option<&str>,
+    envelope_to: Option<&str>,
+    f: &Filter,
+    md: Option<&Maildir>,
+    seen: &dyn Seen,
+    ctx: &mut Ctx,
+) -> sieve::Outcome {
     let outcome = match &f.compiled {
         Ok(script) => {
             let input = Input {
@@ -134,7 +177,29 @@ pub fn evaluate(
                 now: f.now.0,
                 local_offset: f.now.1,
             };
-            let out = sieve::run_with(script, input, Limits::default(), seen);
+            // Personal scripts for include sit beside the script.
+            let personal = std::path::Path::new(&f.script).parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let exists = |name: &str| {
+                md.is_some_and(|md| {
+                    md.folder_path(&mutf7(name))
+                        .is_ok_and(|p| p.join("cur").is_dir())
+                })
+            };
+            let items = environment_items();
+            let env = sieve::eval::Env {
+                personal_dir: personal,
+                global_dir: f.global.as_deref(),
+                mailbox_exists: Some(&exists),
+                items: &items,
+                seen: Some(seen),
+            };
+            let out = sieve::eval::run_env(script, input, Limits::default(), env);
             if let Some(e) = &out.error {
                 ctx.warn(&format!("{}: {e}; message kept in INBOX", f.script));
             }
@@ -270,7 +335,7 @@ pub fn filter(
             Memory::unusable()
         }
     };
-    let outcome = evaluate(data, envelope_from, envelope_to, f, &memory, ctx);
+    let outcome = evaluate_in(data, envelope_from, envelope_to, f, Some(md), &memory, ctx);
     let plans = actions::plan(
         &outcome.actions,
         data,
@@ -290,11 +355,12 @@ pub fn filter(
     let mut targets: Vec<Target> = Vec::new();
     let mut reject: Option<(&Action, &str)> = None;
     let mut keep_inbox = false;
-    for (a, p) in outcome.actions.iter().zip(&plans) {
+    for (i, (a, p)) in outcome.actions.iter().zip(&plans).enumerate() {
         match &a.kind {
             ActionKind::Keep { flags } => targets.push(Target {
                 folder: None,
                 flags: flags.clone(),
+                action: Some(i),
             }),
             ActionKind::FileInto {
                 mailbox,
@@ -306,6 +372,7 @@ pub fn filter(
                 targets.push(Target {
                     folder,
                     flags: flags.clone(),
+                    action: Some(i),
                 });
             }
             ActionKind::Discard => {}
@@ -343,9 +410,10 @@ pub fn filter(
         targets.push(Target {
             folder: None,
             flags: Vec::new(),
+            action: None,
         });
     }
-    let stored = store(md, data, targets, print, f, ctx);
+    let stored = store(md, data, &outcome, targets, print, f, ctx);
     if stored.failed {
         // The MTA delivers again (exit 75): nothing is sent or remembered
         // now, so nothing is sent twice.
@@ -359,11 +427,14 @@ pub fn filter(
         return Ok(());
     }
     let mut need_inbox = false;
-    for (a, p) in outcome.actions.iter().zip(&plans) {
+    for (i, (a, p)) in outcome.actions.iter().zip(&plans).enumerate() {
         match p {
             Some(Plan::Redirect { env }) => {
                 let copy = matches!(a.kind, ActionKind::Redirect { copy: true, .. });
-                match f.outbound.send(env, &actions::redirected(data)) {
+                match f
+                    .outbound
+                    .send(env, &actions::redirected(&outcome.message_for(i, data)))
+                {
                     Sent::Delivered => {}
                     Sent::Queued(id) => ctx.warn(&format!(
                         "{}: {}: redirect to <{}> queued as {id}",
@@ -446,6 +517,7 @@ struct Stored {
 fn store(
     md: &Maildir,
     data: &[u8],
+    outcome: &sieve::Outcome,
     targets: Vec<Target>,
     print: bool,
     f: &Filter,
@@ -490,7 +562,11 @@ fn store(
                 }
             },
         };
-        match dest.deliver_with_flags(data, &letters) {
+        let msg = match t.action {
+            Some(i) => outcome.message_for(i, data),
+            None => std::borrow::Cow::Borrowed(data),
+        };
+        match dest.deliver_with_flags(&msg, &letters) {
             Ok(p) => {
                 done.inbox |= inbox;
                 if print {
