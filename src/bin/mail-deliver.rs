@@ -3,8 +3,10 @@
 //! Built without Rust's runtime set-up (`no_main`): an MTA starts it once
 //! per message, so its start-up is part of every delivery's cost; see
 //! `postline::tools::main_bare` for what that set-up did and is done there.
-#![no_main]
+// The unit-test build of this file keeps the harness's own main.
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,
