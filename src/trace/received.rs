@@ -406,11 +406,21 @@ fn words<'a>(inner: &'a str, sc: &mut Scratch<'a>) -> Vec<&'a str> {
     if !b.iter().any(|c| matches!(c, b'(' | b';' | b'<' | b'"')) {
         // Nothing the tokenizer treats specially (comments, `;`, angle
         // addresses, quotes): its words are the runs between spaces.
-        ws.extend(
-            inner
-                .split([' ', '\t', '\r', '\n'])
-                .filter(|w| !w.is_empty()),
-        );
+        let mut start = None;
+        for (i, c) in b.iter().enumerate() {
+            let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+            match (start, space) {
+                (None, false) => start = Some(i),
+                (Some(s), true) => {
+                    ws.push(slice(inner, s, i));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            ws.push(slice(inner, s, b.len()));
+        }
         return ws;
     }
     tokenize_into(inner, &mut sc.ctoks, &mut sc.open, &mut sc.unclosed);
@@ -1067,15 +1077,9 @@ fn starts_ci(w: &str, prefix: &str) -> bool {
 fn find_exact(w: &str, needle: &str) -> Option<usize> {
     let (h, n) = (w.as_bytes(), needle.as_bytes());
     let first = *n.first()?;
-    let mut i = 0;
-    while let Some(k) = memchr::memchr(first, h.get(i..).unwrap_or(&[])) {
-        let at = i + k;
-        if h.get(at..at + n.len()) == Some(n) {
-            return Some(at);
-        }
-        i = at + 1;
-    }
-    None
+    // A plain loop: the haystacks are comments, mostly a few dozen bytes,
+    // shorter than what a vectorised search needs to pay off.
+    (0..h.len()).find(|&at| h[at] == first && h.get(at..at + n.len()) == Some(n))
 }
 
 /// `w` contains the ASCII text `needle` (not empty), ignoring case: what
@@ -1087,17 +1091,12 @@ fn contains_ci(w: &str, needle: &str) -> bool {
         return true;
     };
     let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    let mut i = 0;
-    while let Some(k) = memchr::memchr2(lo, up, h.get(i..).unwrap_or(&[])) {
-        let at = i + k;
-        if h.get(at..at + n.len())
-            .is_some_and(|c| c.eq_ignore_ascii_case(n))
-        {
-            return true;
-        }
-        i = at + 1;
-    }
-    false
+    // A plain loop, as in `find_exact`.
+    (0..h.len()).any(|at| {
+        (h[at] == lo || h[at] == up)
+            && h.get(at..at + n.len())
+                .is_some_and(|c| c.eq_ignore_ascii_case(n))
+    })
 }
 
 /// The word after the pair `a b` (case-insensitive), if any.
@@ -1285,8 +1284,12 @@ fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
             .map(|c| Cow::Borrowed(*c));
         return Some((version, cipher));
     }
+    // The next two forms need a `=` or a `:`; most comments have neither.
+    let (eq, colon) = t
+        .bytes()
+        .fold((false, false), |(e, c), b| (e || b == b'=', c || b == b':'));
     // Sendmail, Gmail, OpenSMTPD, Exchange: `version=X cipher=Y`, maybe comma separated
-    if contains_ci(t, "cipher=") || contains_ci(t, "version=") {
+    if eq && (contains_ci(t, "cipher=") || contains_ci(t, "version=")) {
         let mut version = None;
         let mut cipher = None;
         for piece in t.split([' ', ',', '\t']) {
@@ -1304,7 +1307,7 @@ fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
         }
     }
     // Courier: `TLS: TLSv1.2,128bits,ECDHE-RSA-AES128-GCM-SHA256`
-    if let Some(k) = find_exact(t, "TLS: ") {
+    if colon && let Some(k) = find_exact(t, "TLS: ") {
         let rest = t.get(k + 5..).unwrap_or("");
         let parts: Vec<&str> = rest
             .split(',')
@@ -1322,13 +1325,13 @@ fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
     }
     if let [w] = ws {
         // Exim before 4.95, old OpenSMTPD: `TLSv1.3:TLS_AES_256_GCM_SHA384:256`
-        let parts: Vec<&'a str> = w.split(':').collect();
-        if parts.len() >= 2 && parts.first().is_some_and(|p| is_tls_version(p)) {
-            let cipher = parts
-                .get(1)
-                .filter(|c| !c.is_empty())
-                .map(|c| Cow::Borrowed(*c));
-            return Some((parts.first().and_then(|v| ver(v)), cipher));
+        let mut parts = w.split(':');
+        let (first, second) = (parts.next().unwrap_or(""), parts.next());
+        if let Some(second) = second
+            && is_tls_version(first)
+        {
+            let cipher = Some(second).filter(|c| !c.is_empty()).map(Cow::Borrowed);
+            return Some((ver(first), cipher));
         }
         // Exim 4.95+: `(TLS1.3)`; Exchange: `(TLS)`
         if is_tls_version(w) {
