@@ -101,21 +101,37 @@ pub(crate) fn lossy(v: &[u8]) -> std::borrow::Cow<'_, str> {
 /// [`collect`] over the fields of a header block that is already
 /// normalised (see [`crate::message::normalize`]).
 pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace<'static> {
-    collect_fields_in(fields, &mut String::new()).into_owned()
+    collect_fields_in(fields, &mut Buffers::default()).into_owned()
 }
 
-/// [`collect_fields`] with the trace fields unfolded into `unfolded`
-/// (cleared first; a caller keeps it from message to message), which the
-/// hops then borrow from: reading a message's hops allocates nothing per
-/// field but the hop list.
+/// Work space for reading trace fields, kept by a caller from message to
+/// message so that reading a message's hops allocates (nearly) nothing
+/// but the hop list: the unfolded trace fields, which the hops borrow,
+/// and the parser's vectors. Everything in it is cleared before use.
+#[derive(Default)]
+pub struct Buffers {
+    /// The trace fields of the message being read, unfolded.
+    unfolded: String,
+    /// Where each trace field's text is in `unfolded`.
+    spans: Vec<(HopKind, usize, usize)>,
+    /// The Received parser's vectors.
+    scratch: received::Scratch,
+}
+
+/// [`collect_fields`] with the trace fields unfolded into `bufs`, which
+/// the hops then borrow from.
 pub fn collect_fields_in<'a>(
     fields: &[crate::message::Field<'_>],
-    unfolded: &'a mut String,
+    bufs: &'a mut Buffers,
 ) -> Trace<'a> {
+    let Buffers {
+        unfolded,
+        spans,
+        scratch,
+    } = bufs;
     unfolded.clear();
-    // Where each trace field's unfolded text is in `unfolded`; the hops
-    // are parsed once all of it is there.
-    let mut spans: Vec<(HopKind, usize, usize)> = Vec::new();
+    // The hops are parsed once every trace field is in `unfolded`.
+    spans.clear();
     let mut t = Trace::default();
     for f in fields {
         if f.is("Received") || f.is("X-Received") {
@@ -155,12 +171,11 @@ pub fn collect_fields_in<'a>(
         }
     }
     let unfolded: &'a str = unfolded;
-    let mut scratch = received::Scratch::default();
     t.hops = spans
-        .into_iter()
-        .map(|(kind, a, b)| {
+        .iter()
+        .map(|&(kind, a, b)| {
             let raw = unfolded.get(a..b).unwrap_or("");
-            (kind, received::parse_with(raw, &mut scratch))
+            (kind, received::parse_with(raw, scratch))
         })
         .collect();
     t

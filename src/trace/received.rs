@@ -168,7 +168,7 @@ pub fn parse_unfolded(raw: &str) -> Hop<'_> {
 }
 
 /// [`parse_unfolded`] with work space kept from field to field.
-pub(crate) fn parse_with<'a>(raw: &'a str, scratch: &mut Scratch<'a>) -> Hop<'a> {
+pub(crate) fn parse_with<'a>(raw: &'a str, scratch: &mut Scratch) -> Hop<'a> {
     let mut p = Parser::new(raw, scratch);
     p.run();
     let mut hop = p.finish();
@@ -177,9 +177,9 @@ pub(crate) fn parse_with<'a>(raw: &'a str, scratch: &mut Scratch<'a>) -> Hop<'a>
 }
 
 /// Vectors the parser needs for each field, kept so that a run of fields
-/// (a message's, a mailbox's) allocates them once.
+/// (a message's, a mailbox's) allocates them once: see [`super::Buffers`].
 #[derive(Default)]
-pub(crate) struct Scratch<'a> {
+pub struct Scratch {
     /// The field's tokens.
     toks: Vec<Tok>,
     /// A comment's tokens.
@@ -187,8 +187,8 @@ pub(crate) struct Scratch<'a> {
     /// The tokenizer's parenthesis lists.
     open: Vec<usize>,
     unclosed: Vec<usize>,
-    /// A comment's words.
-    words: Vec<&'a str>,
+    /// A comment's words (empty between uses; see [`recycle`]).
+    words: Vec<&'static str>,
 }
 
 /// Unfold: a line break before whitespace goes away, any other becomes a space.
@@ -397,11 +397,20 @@ pub(crate) fn comment_inner<'a>(s: &'a str, t: &Tok) -> &'a str {
     slice(s, t.start + 1, end.max(t.start + 1))
 }
 
+/// An emptied word list with another lifetime, keeping its allocation
+/// (an empty vector's buffer holds no borrow; the standard library's
+/// in-place `collect` reuses it), so that one list serves every field of
+/// every message.
+// `filter` cannot change the element's lifetime, which is the point here.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(v: Vec<&str>) -> Vec<&'b str> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 /// The words of a comment's inner text, at its top level, in the
 /// scratch's word list (taken out of it: put it back when done).
-fn words<'a>(inner: &'a str, sc: &mut Scratch<'a>) -> Vec<&'a str> {
-    let mut ws = std::mem::take(&mut sc.words);
-    ws.clear();
+fn words<'a>(inner: &'a str, sc: &mut Scratch) -> Vec<&'a str> {
+    let mut ws = recycle(std::mem::take(&mut sc.words));
     let b = inner.as_bytes();
     if !b.iter().any(|c| matches!(c, b'(' | b';' | b'<' | b'"')) {
         // Nothing the tokenizer treats specially (comments, `;`, angle
@@ -498,7 +507,7 @@ const MAX_WARNINGS: usize = 32;
 struct Parser<'a, 's> {
     s: &'a str,
     /// The field's tokens are in `scratch.toks`.
-    scratch: &'s mut Scratch<'a>,
+    scratch: &'s mut Scratch,
     i: usize,
     hop: Hop<'a>,
     ctx: Ctx,
@@ -509,7 +518,7 @@ struct Parser<'a, 's> {
 }
 
 impl<'a, 's> Parser<'a, 's> {
-    fn new(s: &'a str, scratch: &'s mut Scratch<'a>) -> Parser<'a, 's> {
+    fn new(s: &'a str, scratch: &'s mut Scratch) -> Parser<'a, 's> {
         {
             let sc = &mut *scratch;
             tokenize_into(s, &mut sc.toks, &mut sc.open, &mut sc.unclosed);
@@ -782,7 +791,7 @@ impl<'a, 's> Parser<'a, 's> {
         // the scratch at the end.
         let ws = words(inner, self.scratch);
         self.comment_words(inner, &ws);
-        self.scratch.words = ws;
+        self.scratch.words = recycle(ws);
     }
 
     /// [`Parser::comment`] given the comment's words. Case is ignored
