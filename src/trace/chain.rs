@@ -1186,4 +1186,71 @@ From: x@news.example.co.uk\n\n",
         assert_eq!(human_seconds(123.0), "2m03s");
         assert_eq!(human_seconds(-3.0), "-3s");
     }
+
+    /// The quick answers give what the slow ones give.
+    #[test]
+    fn content_filter_words_and_organisations_as_before() {
+        for raw in [
+            "from localhost by x with ESMTP",
+            "by mail (amavisd-new, port 10024)",
+            "by x (SpamAssassin) (ClamAV) with SMTP",
+            "from a (clamsmtp) by b",
+            "via RSPAMD and DSPAM",
+            "MIMEDefang 2.84 and spamd",
+            "example.com mail.example.com spa m clam",
+            "am mim spa cla",
+        ] {
+            let reference = FILTER_WORDS
+                .iter()
+                .copied()
+                .find(|w| raw.to_ascii_lowercase().contains(w));
+            assert_eq!(filter_word(raw.as_bytes()), reference, "{raw}");
+        }
+        let long = format!("{} spamd", "x".repeat(600));
+        assert_eq!(filter_word(long.as_bytes()), Some("spamd"));
+        let names = [
+            "mail.example.com",
+            "example.com.",
+            "MX.Example.COM",
+            "a.example.co.uk",
+            "b.example.co.uk",
+            "example.org",
+            "localhost",
+            "foo.localhost",
+            "[192.0.2.1]",
+            "192.0.2.1",
+            "2001:db8::1",
+            "x.github.io",
+            "y.github.io",
+            "",
+            " spaced.example.com ",
+            "xn--p1ai",
+            "a.xn--p1ai",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    same_org(a, b),
+                    org_domain(a) == org_domain(b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        for ip in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "::ffff:127.0.0.1",
+            "10.0.0.1",
+            "1127.0.0.1",
+            "x",
+        ] {
+            assert_eq!(
+                is_loopback(ip),
+                ip.parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback()),
+                "{ip}"
+            );
+        }
+    }
 }

@@ -1945,4 +1945,144 @@ mod tests {
         let _ = p(&"\"".repeat(1_000_001));
         let _ = p(&"\\(".repeat(500_000));
     }
+
+    /// The allocation-free helpers give what the copying code they
+    /// replaced gave (kept here as the reference).
+    #[test]
+    fn fast_paths_match_their_references() {
+        let texts = [
+            "",
+            " ",
+            "plain",
+            " padded\t",
+            "\u{a0}nbsp\u{a0}",
+            "\u{3000}wide",
+            "\x0bvt\x0b",
+            "é",
+            "x\u{2028}",
+            "Using TLSv1.3 with CIPHER=X",
+            "may be FORGED",
+            "the AUTHENTICATED sender",
+            "TLS: TLSv1.2,128bits,C",
+            "tls: lower",
+        ];
+        for t in texts {
+            assert_eq!(trim(t), t.trim(), "{t:?}");
+            for n in [
+                "may be forged",
+                "cipher=",
+                "version=",
+                "authenticated",
+                "using ",
+            ] {
+                assert_eq!(
+                    contains_ci(t, n),
+                    t.to_ascii_lowercase().contains(n),
+                    "{t:?} {n:?}"
+                );
+            }
+            assert_eq!(find_exact(t, "TLS: "), t.find("TLS: "), "{t:?}");
+        }
+        // The TLS version names, against the old lower-casing code.
+        fn reference(w: &str) -> String {
+            let l = w.to_ascii_lowercase();
+            let Some(rest) = l.strip_prefix("tls").or_else(|| l.strip_prefix("ssl")) else {
+                return w.to_string();
+            };
+            let rest = rest.strip_prefix('v').unwrap_or(rest);
+            if rest.is_empty()
+                || !rest.starts_with(|c: char| c.is_ascii_digit())
+                || !rest
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+            {
+                return w.to_string();
+            }
+            let name = if l.starts_with("tls") { "TLS" } else { "SSL" };
+            let rest = rest.replace('_', ".");
+            let rest = match (name, rest.as_str()) {
+                ("TLS", "1.0") => "1".to_string(),
+                ("SSL", "3.0") => "3".to_string(),
+                ("SSL", "2.0") => "2".to_string(),
+                _ => rest,
+            };
+            format!("{name}v{rest}")
+        }
+        for w in [
+            "TLSv1.3", "TLSv1", "TLSv1.0", "TLS1_2", "tlsv1.2", "TLSV1.2", "SSLv3", "SSLv3.0",
+            "SSLv2.0", "SSLv1.0", "TLSv3.0", "TLS1.3", "TLSvv1", "TLS", "TLSv", "TLSx1", "ssl3",
+            "TLSv1_3", "tls1.0",
+        ] {
+            let got = normalize_tls_version_cow(w);
+            assert_eq!(got, reference(w), "{w}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), got == w, "{w}");
+        }
+        // Protocol names, against the old lower-casing code.
+        fn old_protocol(with: &str, tls: bool) -> String {
+            let l = with.trim().to_ascii_lowercase();
+            let family = |l: &str| {
+                let core = l.strip_prefix("utf8").unwrap_or(l);
+                ["esmtp", "smtp", "lmtp"]
+                    .iter()
+                    .find_map(|b| core.strip_prefix(b))
+                    .is_some_and(|r| matches!(r, "" | "s" | "a" | "sa"))
+            };
+            if l.starts_with("microsoft smtp server") {
+                return if tls { "ESMTPS" } else { "ESMTP" }.to_string();
+            }
+            if family(&l) || OTHER_PROTOCOLS.iter().any(|o| o.eq_ignore_ascii_case(&l)) {
+                l.to_ascii_uppercase()
+            } else if let Some(w) = l.split_whitespace().find(|w| family(w)) {
+                w.to_ascii_uppercase()
+            } else {
+                with.trim().to_string()
+            }
+        }
+        for w in [
+            "esmtps",
+            "ESMTPSA",
+            "Utf8SmtpA",
+            "utf8lmtps",
+            "smtpx",
+            "esmtpas",
+            "local-esmtp",
+            "HTTPREST",
+            " mapi ",
+            "IBM ESMTP SMTP Gateway: x",
+            "host.example esmtp",
+            "Microsoft SMTP Server (version=TLS1_2)",
+            "Microsoft SMTPSVC",
+            "",
+            "utf8utf8smtp",
+        ] {
+            for tls in [false, true] {
+                assert_eq!(normalize_protocol(w, tls), old_protocol(w, tls), "{w:?}");
+            }
+        }
+    }
+
+    /// Values of several words are the field's text when one space parts
+    /// them, and joined by one space otherwise.
+    #[test]
+    fn multi_word_values_borrow_or_join() {
+        let h = parse_unfolded(
+            "from a by b with Microsoft SMTP Server id 1; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.with.as_deref(), Some("Microsoft SMTP Server"));
+        assert!(matches!(h.with, Some(Cow::Borrowed(_))));
+        let h = parse_unfolded(
+            "from a by b with Microsoft \t SMTP  Server id 1; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.with.as_deref(), Some("Microsoft SMTP Server"));
+        let h = parse_unfolded("from a by b via Frontend  Transport, id 1");
+        assert_eq!(h.via.as_deref(), Some("Frontend Transport"));
+        // A hop detached from its text equals the borrowing one.
+        let text = "from x.example (x.example [192.0.2.1]) by y.example with ESMTP/TLS/AES id Q for <r@z.example>; Mon, 1 Jan 2024 10:00:00 +0000";
+        let h = parse_unfolded(text);
+        assert_eq!(h.tls_cipher.as_deref(), Some("AES"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert!(matches!(h.ip, Some(Cow::Borrowed(_))));
+        assert_eq!(h.clone().into_owned(), h);
+        assert_eq!(parse(text), h);
+    }
 }
