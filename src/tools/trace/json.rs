@@ -200,12 +200,25 @@ fn auth(buf: &mut Vec<u8>, a: Option<&Auth>) {
 /// A hop, keys in the documented order. Each key goes out with the comma
 /// before it as one literal.
 fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>) {
+    // The connecting host's names are often one name three times: its
+    // JSON is escaped once and copied.
     buf.extend_from_slice(b"{\"from\":");
+    let from_at = buf.len();
     opt_str(buf, h.from.as_deref());
+    let from_end = buf.len();
     buf.extend_from_slice(b",\"helo\":");
-    opt_str(buf, h.helo.as_deref());
+    let same = |a: Option<&str>, b: Option<&str>| a.is_some() && a == b;
+    if same(h.helo.as_deref(), h.from.as_deref()) {
+        buf.extend_from_within(from_at..from_end);
+    } else {
+        opt_str(buf, h.helo.as_deref());
+    }
     buf.extend_from_slice(b",\"rdns\":");
-    opt_str(buf, h.rdns.as_deref());
+    if same(h.rdns.as_deref(), h.from.as_deref()) {
+        buf.extend_from_within(from_at..from_end);
+    } else {
+        opt_str(buf, h.rdns.as_deref());
+    }
     buf.extend_from_slice(b",\"ip\":");
     opt_str(buf, h.ip.as_deref());
     buf.extend_from_slice(b",\"port\":");
