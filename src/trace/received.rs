@@ -18,6 +18,10 @@
 //! `unknown`; addresses are normalised (no brackets, no `IPv6:`, no zone id,
 //! IPv4-mapped written as IPv4) with the port apart.
 //!
+//! A [`Hop`] borrows its text from the unfolded field value: parsing a
+//! field copies nothing in the common case, and [`super::Buffers`] keeps
+//! the unfolded text and the parser's vectors from message to message.
+//!
 //! Guarantee: [`parse`] never fails, panics or prints. Whatever it does not
 //! understand stays in [`Hop::raw`] and is named in [`Hop::warnings`]. Work
 //! is linear in the input: comments nested any depth are matched with a
