@@ -237,6 +237,57 @@ impl<R: BufRead> Splitter<R> {
         Ok(true)
     }
 
+    /// With [`Self::headers_only`]: the lines of a header block, unquoted
+    /// and with LF endings, appended to `data` through the empty line that
+    /// ends it or until `data` reaches the limit (`true`), or to the end of
+    /// input (`false`). What [`Self::read_line`] would give line by line;
+    /// lines wholly inside the reader's buffer are taken from it in place,
+    /// and only a line crossing its end (or longer than the limit) goes
+    /// through `read_line`. Same rules, same `offset`.
+    fn header_block(&mut self, data: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            let (used, ended) = {
+                let buf = match self.input.fill_buf() {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut used = 0;
+                let mut ended = false;
+                while let Some(j) = memchr::memchr(b'\n', buf.get(used..).unwrap_or(&[])) {
+                    if j + 1 > self.line_limit {
+                        break;
+                    }
+                    let line = buf.get(used..used + j).unwrap_or(&[]);
+                    used += j + 1;
+                    // `read_line` turns a final CRLF into LF.
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    data.extend_from_slice(unquote_line(line, self.format));
+                    data.push(b'\n');
+                    if line.is_empty() || data.len() >= self.line_limit {
+                        ended = true;
+                        break;
+                    }
+                }
+                (used, ended)
+            };
+            self.input.consume(used);
+            self.offset += used as u64;
+            if ended {
+                return Ok(true);
+            }
+            if used == 0 {
+                if !self.read_line()? {
+                    return Ok(false);
+                }
+                data.extend_from_slice(unquote_line(&self.line, self.format));
+                if self.line == b"\n" || data.len() >= self.line_limit {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
     /// Skip a body (just after the empty line ending a header block) up to
     /// and including the next separator line, whose sender becomes pending;
     /// or up to the end of input. Lines wholly inside the reader's buffer are
@@ -258,8 +309,11 @@ impl<R: BufRead> Splitter<R> {
                 if prev_blank && buf.starts_with(b"From ") {
                     (0, true)
                 } else {
+                    // The searcher is built once, not at every buffer.
+                    static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\nFrom "));
                     let mut found = None;
-                    for j in memchr::memmem::find_iter(buf, b"\nFrom ") {
+                    for j in SEPARATOR.find_iter(buf) {
                         if ends_blank_line(buf, j) {
                             found = Some(j + 1);
                             break;
@@ -324,7 +378,15 @@ impl<R: BufRead> Splitter<R> {
         let mut data = Vec::new();
         let mut prev_blank = false;
         let mut in_body = false;
-        while self.read_line()? {
+        if self.headers_only {
+            // After a blank line the body starts, so no separator can come
+            // first: the header lines are all that is read here.
+            in_body = self.header_block(&mut data)?;
+            if in_body {
+                self.skip_body()?;
+            }
+        }
+        while !self.headers_only && self.read_line()? {
             if prev_blank && self.line.starts_with(b"From ") {
                 self.pending_sender = Some(crate::message::from_line_sender(&self.line));
                 break;
@@ -445,6 +507,45 @@ mod tests {
             full[1].data,
             b"S: 2\nT: 3\n\nline\nFrom still body\n\n\nmore\n"
         );
+    }
+
+    /// Header lines taken in place from the reader's buffer are what
+    /// line-by-line reading gives: quoting undone, CRLF (and a CR before
+    /// it) as LF, and a line longer than the limit cut there.
+    #[test]
+    fn headers_in_place_match_line_by_line() {
+        let input: &[u8] = b"From a x\r\n>From quoted\r\nS: 1\r\r\n>>From twice\n\r\nbody\n\n\
+            From b y\nT: 2\n>From\n\nFrom c z\nU: 3";
+        let heads = |cap: usize| {
+            let mut sp = Splitter::new(io::BufReader::with_capacity(cap, input), Format::Mboxrd)
+                .headers_only();
+            let mut v = Vec::new();
+            while let Some(e) = sp.next_entry().unwrap() {
+                v.push(e.data);
+            }
+            (v, sp.offset)
+        };
+        let want = vec![
+            b"From quoted\nS: 1\r\n>From twice\n\n".to_vec(),
+            b"T: 2\n>From\n\n".to_vec(),
+            b"U: 3\n".to_vec(),
+        ];
+        for cap in [1, 7, 64, 4096] {
+            assert_eq!(
+                heads(cap),
+                (want.clone(), input.len() as u64),
+                "capacity {cap}"
+            );
+        }
+        // One line longer than the limit, in one buffer: cut at the limit.
+        let mut big = b"From a x\nX: ".to_vec();
+        big.resize(big.len() + HEADER_LIMIT + 10, b'y');
+        big.extend_from_slice(b"\nS: 2\n\nbody\n");
+        let mut sp = Splitter::new(&big[..], Format::Mboxrd).headers_only();
+        let e = sp.next_entry().unwrap().unwrap();
+        assert_eq!(e.data.len(), HEADER_LIMIT + 1);
+        assert!(e.data.starts_with(b"X: yyy") && e.data.ends_with(b"y\n"));
+        assert!(sp.next_entry().unwrap().is_none());
     }
 
     #[test]

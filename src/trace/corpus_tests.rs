@@ -35,18 +35,18 @@ const KNOWN: [&str; 19] = [
 
 fn string_field(h: &Hop, key: &str) -> Option<String> {
     match key {
-        "from" => h.from.clone(),
-        "helo" => h.helo.clone(),
-        "rdns" => h.rdns.clone(),
-        "ip" => h.ip.clone(),
-        "by" => h.by.clone(),
-        "by_ip" => h.by_ip.clone(),
+        "from" => h.from.as_deref().map(str::to_string),
+        "helo" => h.helo.as_deref().map(str::to_string),
+        "rdns" => h.rdns.as_deref().map(str::to_string),
+        "ip" => h.ip.as_deref().map(str::to_string),
+        "by" => h.by.as_deref().map(str::to_string),
+        "by_ip" => h.by_ip.as_deref().map(str::to_string),
         // The corpus's `with` is the normalised protocol.
-        "with" | "protocol" => h.protocol.clone(),
-        "via" => h.via.clone(),
-        "id" => h.id.clone(),
-        "for" => h.for_addr.clone(),
-        "envelope_from" => h.envelope_from.clone(),
+        "with" | "protocol" => h.protocol.as_deref().map(str::to_string),
+        "via" => h.via.as_deref().map(str::to_string),
+        "id" => h.id.as_deref().map(str::to_string),
+        "for" => h.for_addr.as_deref().map(str::to_string),
+        "envelope_from" => h.envelope_from.as_deref().map(str::to_string),
         "date_utc" => h.date.map(|d| d.to_rfc3339_utc()),
         _ => None,
     }

@@ -472,12 +472,15 @@ fn zone_comment(inner: &str) -> bool {
 /// `w` is the lower-case `name` or its three-letter abbreviation, ASCII
 /// case ignored.
 fn name_or_abbrev(name: &str, w: &str) -> bool {
-    name.eq_ignore_ascii_case(w)
-        || (w.len() == 3
-            && name
-                .as_bytes()
-                .get(..3)
-                .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes())))
+    // The first letters differ for nearly every pair (and for every word
+    // that is no name, like a protocol's): compared before the rest.
+    name.as_bytes().first() == w.as_bytes().first().map(u8::to_ascii_lowercase).as_ref()
+        && (name.eq_ignore_ascii_case(w)
+            || (w.len() == 3
+                && name
+                    .as_bytes()
+                    .get(..3)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))))
 }
 
 fn day_name(w: &str) -> bool {

@@ -39,11 +39,12 @@ pub enum HopKind {
 }
 
 /// The trace fields of one header block, each list in header order (top,
-/// i.e. newest, first).
+/// i.e. newest, first). The hops borrow their text from the unfolded
+/// fields (see [`collect_fields_in`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Trace {
+pub struct Trace<'a> {
     /// `Received:` and `X-Received:` fields, parsed.
-    pub hops: Vec<(HopKind, Hop)>,
+    pub hops: Vec<(HopKind, Hop<'a>)>,
     /// `Authentication-Results:` fields.
     pub auth_results: Vec<AuthResults>,
     /// `ARC-Authentication-Results:` fields.
@@ -60,9 +61,29 @@ pub struct Trace {
     pub list_headers: Vec<String>,
 }
 
+impl Trace<'_> {
+    /// The same trace owning all its text.
+    pub fn into_owned(self) -> Trace<'static> {
+        Trace {
+            hops: self
+                .hops
+                .into_iter()
+                .map(|(k, h)| (k, h.into_owned()))
+                .collect(),
+            auth_results: self.auth_results,
+            arc_auth_results: self.arc_auth_results,
+            received_spf: self.received_spf,
+            dkim_signatures: self.dkim_signatures,
+            arc_seals: self.arc_seals,
+            arc_message_signatures: self.arc_message_signatures,
+            list_headers: self.list_headers,
+        }
+    }
+}
+
 /// Parse the trace fields of a header block (or of a whole message: the
 /// block ends at the first empty line). Line endings may be LF or CRLF.
-pub fn collect(message: &[u8]) -> Trace {
+pub fn collect(message: &[u8]) -> Trace<'static> {
     let data = crate::message::normalize(message.to_vec());
     let msg = crate::message::Message::new(data);
     collect_fields(&msg.fields())
@@ -79,15 +100,48 @@ pub(crate) fn lossy(v: &[u8]) -> std::borrow::Cow<'_, str> {
 
 /// [`collect`] over the fields of a header block that is already
 /// normalised (see [`crate::message::normalize`]).
-pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace {
+pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace<'static> {
+    collect_fields_in(fields, &mut Buffers::default()).into_owned()
+}
+
+/// Work space for reading trace fields, kept by a caller from message to
+/// message so that reading a message's hops allocates (nearly) nothing
+/// but the hop list: the unfolded trace fields, which the hops borrow,
+/// and the parser's vectors. Everything in it is cleared before use.
+#[derive(Default)]
+pub struct Buffers {
+    /// The trace fields of the message being read, unfolded.
+    unfolded: String,
+    /// Where each trace field's text is in `unfolded`.
+    spans: Vec<(HopKind, usize, usize)>,
+    /// The Received parser's vectors.
+    scratch: received::Scratch,
+}
+
+/// [`collect_fields`] with the trace fields unfolded into `bufs`, which
+/// the hops then borrow from.
+pub fn collect_fields_in<'a>(
+    fields: &[crate::message::Field<'_>],
+    bufs: &'a mut Buffers,
+) -> Trace<'a> {
+    let Buffers {
+        unfolded,
+        spans,
+        scratch,
+    } = bufs;
+    unfolded.clear();
+    // The hops are parsed once every trace field is in `unfolded`.
+    spans.clear();
     let mut t = Trace::default();
     for f in fields {
-        if f.is("Received") {
-            t.hops
-                .push((HopKind::Received, received::parse_bytes(f.value)));
-        } else if f.is("X-Received") {
-            t.hops
-                .push((HopKind::XReceived, received::parse_bytes(f.value)));
+        if f.is("Received") || f.is("X-Received") {
+            let kind = if f.is("Received") {
+                HopKind::Received
+            } else {
+                HopKind::XReceived
+            };
+            let (a, b) = received::unfold_into(&lossy(f.value), unfolded);
+            spans.push((kind, a, b));
         } else if f.is("Authentication-Results") {
             t.auth_results.push(authres::parse(&lossy(f.value)));
         } else if f.is("ARC-Authentication-Results") {
@@ -116,6 +170,14 @@ pub fn collect_fields(fields: &[crate::message::Field<'_>]) -> Trace {
                 .push(authres::parse_signature(&lossy(f.value), true));
         }
     }
+    let unfolded: &'a str = unfolded;
+    t.hops = spans
+        .iter()
+        .map(|&(kind, a, b)| {
+            let raw = unfolded.get(a..b).unwrap_or("");
+            (kind, received::parse_with(raw, scratch))
+        })
+        .collect();
     t
 }
 

@@ -18,6 +18,10 @@
 //! `unknown`; addresses are normalised (no brackets, no `IPv6:`, no zone id,
 //! IPv4-mapped written as IPv4) with the port apart.
 //!
+//! A [`Hop`] borrows its text from the unfolded field value: parsing a
+//! field copies nothing in the common case, and [`super::Buffers`] keeps
+//! the unfolded text and the parser's vectors from message to message.
+//!
 //! Guarantee: [`parse`] never fails, panics or prints. Whatever it does not
 //! understand stays in [`Hop::raw`] and is named in [`Hop::warnings`]. Work
 //! is linear in the input: comments nested any depth are matched with a
@@ -26,6 +30,7 @@
 
 use super::date::{self, MailDate};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Whether and how the sender authenticated.
@@ -62,44 +67,48 @@ impl Serialize for Auth {
 
 /// One parsed Received field. Every field is `None` unless the header said
 /// it; nothing is guessed.
+///
+/// The text fields borrow from the unfolded field value (`'a`) wherever
+/// the value is a slice of it (nearly always), so that parsing a field
+/// allocates nothing in the common case; [`Hop::into_owned`] detaches one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Hop {
+pub struct Hop<'a> {
     /// The token after FROM, as written (`[1.2.3.4]` keeps its brackets).
-    pub from: Option<String>,
+    pub from: Option<Cow<'a, str>>,
     /// The HELO/EHLO name the client gave.
-    pub helo: Option<String>,
+    pub helo: Option<Cow<'a, str>>,
     /// The PTR name the receiver found (no trailing dot; never `unknown`).
-    pub rdns: Option<String>,
+    pub rdns: Option<Cow<'a, str>>,
     /// The connecting address, normalised.
-    pub ip: Option<String>,
+    pub ip: Option<Cow<'a, str>>,
     /// The connecting port, when written.
     pub port: Option<u16>,
     /// The receiving host.
-    pub by: Option<String>,
+    pub by: Option<Cow<'a, str>>,
     /// The receiving host's address, when written in a comment after BY.
-    pub by_ip: Option<String>,
+    pub by_ip: Option<Cow<'a, str>>,
     /// The WITH value as written (`esmtpsa`, `Microsoft SMTP Server`).
-    pub with: Option<String>,
+    pub with: Option<Cow<'a, str>>,
     /// The protocol normalised: `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPA`,
     /// `ESMTPSA`, `LMTP`, `LMTPS`, `SMTPS`, `UTF8SMTPS`..., `MAPI`, `HTTP`,
     /// `HTTPS`, `LOCAL`; other values as written (`Microsoft SMTPSVC`).
-    pub protocol: Option<String>,
+    pub protocol: Option<Cow<'a, str>>,
     /// TLS version, normalised to OpenSSL's names (`TLSv1`, `TLSv1.2`, `TLSv1.3`).
-    pub tls_version: Option<String>,
+    pub tls_version: Option<Cow<'a, str>>,
     /// TLS cipher as written.
-    pub tls_cipher: Option<String>,
+    pub tls_cipher: Option<Cow<'a, str>>,
     /// SMTP AUTH or local submission.
     pub auth: Option<Auth>,
     /// The receiver's queue id.
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
     /// The FOR recipient without angle brackets (`multiple recipients` too).
     #[serde(rename = "for")]
-    pub for_addr: Option<String>,
+    pub for_addr: Option<Cow<'a, str>>,
     /// The VIA value (a link type or, at Microsoft, a host name).
-    pub via: Option<String>,
+    pub via: Option<Cow<'a, str>>,
     /// The envelope sender from `(envelope-from <x>)` or `envelope-from <x>`;
     /// `Some("")` is the null sender `<>`.
-    pub envelope_from: Option<String>,
+    pub envelope_from: Option<Cow<'a, str>>,
     /// The date stamp.
     pub date: Option<MailDate>,
     /// True when the date had no usable zone and was read as UTC.
@@ -107,55 +116,120 @@ pub struct Hop {
     /// The receiver noted the PTR name was not forward-confirmed.
     pub may_be_forged: bool,
     /// The unfolded value.
-    pub raw: String,
+    pub raw: Cow<'a, str>,
     /// What was not understood, in words.
     pub warnings: Vec<String>,
 }
 
+impl Hop<'_> {
+    /// The same hop owning its text (for a hop that must outlive the
+    /// header block it was read from).
+    pub fn into_owned(self) -> Hop<'static> {
+        fn own(v: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+            v.map(|c| Cow::Owned(c.into_owned()))
+        }
+        Hop {
+            from: own(self.from),
+            helo: own(self.helo),
+            rdns: own(self.rdns),
+            ip: own(self.ip),
+            port: self.port,
+            by: own(self.by),
+            by_ip: own(self.by_ip),
+            with: own(self.with),
+            protocol: own(self.protocol),
+            tls_version: own(self.tls_version),
+            tls_cipher: own(self.tls_cipher),
+            auth: self.auth,
+            id: own(self.id),
+            for_addr: own(self.for_addr),
+            via: own(self.via),
+            envelope_from: own(self.envelope_from),
+            date: self.date,
+            tz_assumed: self.tz_assumed,
+            may_be_forged: self.may_be_forged,
+            raw: Cow::Owned(self.raw.into_owned()),
+            warnings: self.warnings,
+        }
+    }
+}
+
 /// Parse a Received field value (folded or not). Never fails.
-pub fn parse(value: &str) -> Hop {
+pub fn parse(value: &str) -> Hop<'static> {
     let raw = unfold(value);
-    let mut hop = {
-        let mut p = Parser::new(&raw);
-        p.run();
-        p.finish()
-    };
-    hop.raw = raw;
-    hop
+    parse_unfolded(&raw).into_owned()
 }
 
 /// [`parse`] for raw header bytes (decoded lossily).
-pub fn parse_bytes(value: &[u8]) -> Hop {
+pub fn parse_bytes(value: &[u8]) -> Hop<'static> {
     parse(&super::lossy(value))
+}
+
+/// [`parse`] of a value already unfolded and trimmed (what [`unfold`] or
+/// [`unfold_into`] give): the hop borrows its text from `raw`.
+pub fn parse_unfolded(raw: &str) -> Hop<'_> {
+    parse_with(raw, &mut Scratch::default())
+}
+
+/// [`parse_unfolded`] with work space kept from field to field.
+pub(crate) fn parse_with<'a>(raw: &'a str, scratch: &mut Scratch) -> Hop<'a> {
+    let mut p = Parser::new(raw, scratch);
+    p.run();
+    let mut hop = p.finish();
+    hop.raw = Cow::Borrowed(raw);
+    hop
+}
+
+/// Vectors the parser needs for each field, kept so that a run of fields
+/// (a message's, a mailbox's) allocates them once: see [`super::Buffers`].
+#[derive(Default)]
+pub struct Scratch {
+    /// The field's tokens.
+    toks: Vec<Tok>,
+    /// A comment's tokens.
+    ctoks: Vec<Tok>,
+    /// The tokenizer's parenthesis lists.
+    open: Vec<usize>,
+    unclosed: Vec<usize>,
+    /// A comment's words (empty between uses; see [`recycle`]).
+    words: Vec<&'static str>,
 }
 
 /// Unfold: a line break before whitespace goes away, any other becomes a space.
 pub(crate) fn unfold(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let (a, b) = unfold_into(v, &mut out);
+    if a == 0 && b == out.len() {
+        out
+    } else {
+        out[a..b].to_string()
+    }
+}
+
+/// [`unfold`], appended to `out`: the range of `out` that holds the
+/// unfolded, trimmed value (the untrimmed text stays in `out`).
+pub(crate) fn unfold_into(v: &str, out: &mut String) -> (usize, usize) {
     // Only ASCII CR and LF are removed or replaced, so the result stays UTF-8;
     // runs between line breaks are copied whole.
+    let start = out.len();
     let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while let Some(j) = memchr::memchr2(b'\r', b'\n', &b[i..]) {
         let mut k = i + j;
-        out.extend_from_slice(&b[i..k]);
+        out.push_str(v.get(i..k).unwrap_or(""));
         if b[k] == b'\r' && b.get(k + 1) == Some(&b'\n') {
             k += 1;
         }
         if !matches!(b.get(k + 1), Some(b' ' | b'\t')) {
-            out.push(b' ');
+            out.push(' ');
         }
         i = k + 1;
     }
-    out.extend_from_slice(&b[i..]);
-    let out = String::from_utf8(out)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let t = out.trim();
-    if t.len() == out.len() {
-        out
-    } else {
-        t.to_string()
-    }
+    out.push_str(v.get(i..).unwrap_or(""));
+    let all = out.get(start..).unwrap_or("");
+    let t = all.trim_start();
+    let a = start + (all.len() - t.len());
+    (a, a + t.trim_end().len())
 }
 
 // ---------------------------------------------------------------- tokens
@@ -179,19 +253,18 @@ pub(crate) struct Tok {
 }
 
 /// Split into words, comments (matched with a depth counter, `\` quoting)
-/// and semicolons. `<...>` and `"..."` are single words. Linear.
-pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
+/// and semicolons. `<...>` and `"..."` are single words. Linear. The
+/// tokens go into `toks` (cleared first); the tokenizer's two parenthesis
+/// lists are given, so that a caller can keep all three.
+fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: &mut Vec<usize>) {
     let b = s.as_bytes();
-    // Sized for the usual token density, so that a field's tokens seldom
-    // need the vector to grow; a huge field grows it as it always did.
-    let mut toks = Vec::with_capacity(8 + (s.len() / 12).min(256));
+    toks.clear();
+    // Positions of `(` known never to close (sorted).
+    unclosed.clear();
+    // `open`: the opening parentheses still open in the comment being
+    // read, innermost last; one vector for every comment of the field.
     let mut i = 0;
     let mut ws_before = true;
-    // Positions of `(` known never to close (sorted).
-    let mut unclosed: Vec<usize> = Vec::new();
-    // The opening parentheses still open in the comment being read,
-    // innermost last; one vector for every comment of the field.
-    let mut open: Vec<usize> = Vec::new();
     // Unclosed comments read again after their opening parenthesis.
     let mut rescans = 0;
     const MAX_RESCANS: usize = 4;
@@ -262,7 +335,7 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
                     // end: after MAX_RESCANS of those, an unclosed comment
                     // takes the rest as it always did. Linear either way.
                     rescans += 1;
-                    unclosed = std::mem::take(&mut open);
+                    std::mem::swap(unclosed, open);
                     i = start + 1;
                     toks.push(Tok {
                         kind: Kind::Comment,
@@ -312,7 +385,6 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
             }
         }
     }
-    toks
 }
 
 fn slice(s: &str, a: usize, b: usize) -> &str {
@@ -329,13 +401,49 @@ pub(crate) fn comment_inner<'a>(s: &'a str, t: &Tok) -> &'a str {
     slice(s, t.start + 1, end.max(t.start + 1))
 }
 
-/// The words of a comment's inner text, at its top level.
-fn words(inner: &str) -> Vec<&str> {
-    tokenize(inner)
-        .iter()
-        .filter(|t| t.kind == Kind::Word)
-        .map(|t| slice(inner, t.start, t.end))
-        .collect()
+/// An emptied word list with another lifetime, keeping its allocation
+/// (an empty vector's buffer holds no borrow; the standard library's
+/// in-place `collect` reuses it), so that one list serves every field of
+/// every message.
+// `filter` cannot change the element's lifetime, which is the point here.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(v: Vec<&str>) -> Vec<&'b str> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// The words of a comment's inner text, at its top level, in the
+/// scratch's word list (taken out of it: put it back when done).
+fn words<'a>(inner: &'a str, sc: &mut Scratch) -> Vec<&'a str> {
+    let mut ws = recycle(std::mem::take(&mut sc.words));
+    let b = inner.as_bytes();
+    if !b.iter().any(|c| matches!(c, b'(' | b';' | b'<' | b'"')) {
+        // Nothing the tokenizer treats specially (comments, `;`, angle
+        // addresses, quotes): its words are the runs between spaces.
+        let mut start = None;
+        for (i, c) in b.iter().enumerate() {
+            let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+            match (start, space) {
+                (None, false) => start = Some(i),
+                (Some(s), true) => {
+                    ws.push(slice(inner, s, i));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            ws.push(slice(inner, s, b.len()));
+        }
+        return ws;
+    }
+    tokenize_into(inner, &mut sc.ctoks, &mut sc.open, &mut sc.unclosed);
+    ws.extend(
+        sc.ctoks
+            .iter()
+            .filter(|t| t.kind == Kind::Word)
+            .map(|t| slice(inner, t.start, t.end)),
+    );
+    ws
 }
 
 // ---------------------------------------------------------------- parser
@@ -365,25 +473,26 @@ enum Kw {
 }
 
 fn keyword(w: &str) -> Option<Kw> {
-    const KWS: [(&str, Kw); 7] = [
-        ("from", Kw::From),
-        ("by", Kw::By),
-        ("via", Kw::Via),
-        ("with", Kw::With),
-        ("id", Kw::Id),
-        ("for", Kw::For),
-        ("envelope-from", Kw::EnvFrom),
-    ];
-    KWS.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(w))
-        .map(|(_, kw)| *kw)
+    // By length first: most words are no keyword and are turned away
+    // without a comparison.
+    let kw = match w.len() {
+        2 if w.eq_ignore_ascii_case("by") => Kw::By,
+        2 if w.eq_ignore_ascii_case("id") => Kw::Id,
+        3 if w.eq_ignore_ascii_case("via") => Kw::Via,
+        3 if w.eq_ignore_ascii_case("for") => Kw::For,
+        4 if w.eq_ignore_ascii_case("from") => Kw::From,
+        4 if w.eq_ignore_ascii_case("with") => Kw::With,
+        13 if w.eq_ignore_ascii_case("envelope-from") => Kw::EnvFrom,
+        _ => return None,
+    };
+    Some(kw)
 }
 
 /// What the FROM clause said, resolved into names at the end.
 #[derive(Default)]
-struct FromInfo {
+struct FromInfo<'a> {
     present: bool,
-    value: Option<String>,
+    value: Option<&'a str>,
     comments: usize,
     /// The first comment touches the value: smap's `host(ip)`.
     glued: bool,
@@ -391,39 +500,49 @@ struct FromInfo {
     tcp_seen: bool,
     /// The glued comment held a name.
     glued_named: bool,
-    explicit_helo: Option<String>,
-    comment_rdns: Option<String>,
+    explicit_helo: Option<&'a str>,
+    comment_rdns: Option<&'a str>,
     /// `unknown` or a name was seen in a TCP-info comment.
     named: bool,
 }
 
 const MAX_WARNINGS: usize = 32;
 
-struct Parser<'a> {
+struct Parser<'a, 's> {
     s: &'a str,
-    toks: Vec<Tok>,
+    /// The field's tokens are in `scratch.toks`.
+    scratch: &'s mut Scratch,
     i: usize,
-    hop: Hop,
+    hop: Hop<'a>,
     ctx: Ctx,
-    from: FromInfo,
+    from: FromInfo<'a>,
     /// A TLS marker without version or cipher (`(TLS)`, `ESMTP/TLS`).
     tls_flag: bool,
     seen: [bool; 7],
 }
 
-impl<'a> Parser<'a> {
-    fn new(s: &'a str) -> Parser<'a> {
+impl<'a, 's> Parser<'a, 's> {
+    fn new(s: &'a str, scratch: &'s mut Scratch) -> Parser<'a, 's> {
+        {
+            let sc = &mut *scratch;
+            tokenize_into(s, &mut sc.toks, &mut sc.open, &mut sc.unclosed);
+        }
         Parser {
             s,
-            toks: tokenize(s),
+            scratch,
             i: 0,
-            // `raw` is filled in by `parse`, which owns the text.
+            // `raw` is filled in by `parse_with`.
             hop: Hop::default(),
             ctx: Ctx::Start,
             from: FromInfo::default(),
             tls_flag: false,
             seen: [false; 7],
         }
+    }
+
+    /// Token `i` of the field.
+    fn tok(&self, i: usize) -> Option<Tok> {
+        self.scratch.toks.get(i).copied()
     }
 
     fn warn(&mut self, msg: String) {
@@ -441,14 +560,14 @@ impl<'a> Parser<'a> {
     }
 
     fn run(&mut self) {
-        while let Some(t) = self.toks.get(self.i).copied() {
+        while let Some(t) = self.tok(self.i) {
             match t.kind {
                 Kind::Semi => {
                     self.i += 1;
                     // The date; a word that is not one is named below.
                     // (A comment first is read as a comment: IBM puts its
                     // TLS details there, and the date follows it.)
-                    if let Some(n) = self.toks.get(self.i).copied()
+                    if let Some(n) = self.tok(self.i)
                         && n.kind == Kind::Word
                     {
                         self.try_date(n.start);
@@ -458,7 +577,7 @@ impl<'a> Parser<'a> {
                     if !t.closed {
                         self.warn("unclosed comment".to_string());
                     }
-                    if t.closed || !comment_inner(self.s, &t).trim().is_empty() {
+                    if t.closed || !trim(comment_inner(self.s, &t)).is_empty() {
                         self.comment(&t);
                     }
                     self.i += 1;
@@ -472,7 +591,7 @@ impl<'a> Parser<'a> {
                         // Exim 4.95+: `with esmtps (TLS1.3) tls CIPHER`
                         self.i += 1;
                         if let Some(c) = self.value_word() {
-                            self.hop.tls_cipher.get_or_insert(c);
+                            self.hop.tls_cipher.get_or_insert(Cow::Borrowed(c));
                         }
                     } else if self.ctx == Ctx::From && w.eq_ignore_ascii_case("named") {
                         // Gmail API: `from 717937561175 named unknown by gmailapi.google.com`
@@ -510,7 +629,7 @@ impl<'a> Parser<'a> {
         };
         self.hop.date = Some(d);
         let end = start + used;
-        while self.toks.get(self.i).is_some_and(|t| t.start < end) {
+        while self.tok(self.i).is_some_and(|t| t.start < end) {
             self.i += 1;
         }
         self.ctx = Ctx::Date;
@@ -523,41 +642,61 @@ impl<'a> Parser<'a> {
     }
 
     /// The next token if it is a word that is not a keyword; consumed.
-    fn value_word(&mut self) -> Option<String> {
-        let t = self.toks.get(self.i).copied()?;
+    fn value_word(&mut self) -> Option<&'a str> {
+        let t = self.tok(self.i)?;
         if t.kind != Kind::Word || keyword(self.text(&t)).is_some() {
             return None;
         }
         self.i += 1;
-        Some(self.text(&t).to_string())
+        Some(self.text(&t))
     }
 
-    /// Words up to the next keyword, comment, `;` or date (at most four).
-    fn value_words(&mut self) -> Option<String> {
-        let mut out: Vec<&str> = Vec::new();
-        while let Some(t) = self.toks.get(self.i).copied() {
+    /// Words up to the next keyword, comment, `;` or date (at most four),
+    /// joined by one space: the field's own text when it has them so.
+    fn value_words(&mut self) -> Option<Cow<'a, str>> {
+        let first = self.i;
+        // Where the words begin and end, and whether one space parts each.
+        let (mut start, mut end, mut n) = (0, 0, 0);
+        let mut spaced = true;
+        while let Some(t) = self.tok(self.i) {
             let w = self.text(&t);
             if t.kind != Kind::Word
-                || out.len() == 4
+                || n == 4
                 || keyword(w).is_some()
                 || w.eq_ignore_ascii_case("tls")
                 || self.date_starts(&t)
             {
                 break;
             }
-            out.push(w);
+            if n == 0 {
+                start = t.start;
+            } else if t.start != end + 1 || self.s.as_bytes().get(end) != Some(&b' ') {
+                spaced = false;
+            }
+            end = t.end;
+            n += 1;
             self.i += 1;
         }
-        (!out.is_empty()).then(|| out.join(" "))
+        if n == 0 {
+            None
+        } else if spaced {
+            Some(Cow::Borrowed(slice(self.s, start, end)))
+        } else {
+            let words: Vec<&str> = (first..self.i)
+                .filter_map(|k| self.tok(k))
+                .map(|t| self.text(&t))
+                .collect();
+            Some(Cow::Owned(words.join(" ")))
+        }
     }
 
     fn clause(&mut self, kw: Kw) {
         if kw == Kw::From && self.from.present && self.ctx == Ctx::For {
             // Domino: `for <rcpt> from <sender>`: the envelope sender.
             self.ctx = Ctx::EnvFrom;
-            let v = self.value_word().map(|v| strip_angle(&v));
+            let v = self.value_word().map(strip_angle);
             if self.hop.envelope_from.is_none() {
-                self.hop.envelope_from = v;
+                self.hop.envelope_from = v.map(Cow::Borrowed);
             }
             return;
         }
@@ -581,7 +720,7 @@ impl<'a> Parser<'a> {
                 if self.from.value.is_none() {
                     self.warn("FROM without a host name".to_string());
                 }
-                if let Some(n) = self.toks.get(self.i)
+                if let Some(n) = self.tok(self.i)
                     && n.kind == Kind::Comment
                     && n.glued
                     && self.from.value.is_some()
@@ -591,18 +730,16 @@ impl<'a> Parser<'a> {
             }
             Kw::By => {
                 self.ctx = Ctx::By;
-                let v = self
-                    .value_word()
-                    .map(|v| v.trim_end_matches(',').to_string());
+                let v = self.value_word().map(|v| v.trim_end_matches(','));
                 if self.hop.by.is_none() {
-                    self.hop.by = v;
+                    self.hop.by = v.map(Cow::Borrowed);
                 }
             }
             Kw::With => {
                 self.ctx = Ctx::With;
                 // qpsmtpd: `with (CIPHER encrypted) SMTP`: the comment
                 // comes before the protocol word.
-                while let Some(t) = self.toks.get(self.i).copied()
+                while let Some(t) = self.tok(self.i)
                     && t.kind == Kind::Comment
                     && t.closed
                 {
@@ -616,9 +753,10 @@ impl<'a> Parser<'a> {
             }
             Kw::Via => {
                 self.ctx = Ctx::Via;
-                let v = self
-                    .value_words()
-                    .map(|v| v.trim_end_matches(',').to_string());
+                let v = self.value_words().map(|v| match v {
+                    Cow::Borrowed(b) => Cow::Borrowed(b.trim_end_matches(',')),
+                    Cow::Owned(o) => Cow::Owned(o.trim_end_matches(',').to_string()),
+                });
                 if self.hop.via.is_none() {
                     self.hop.via = v;
                 }
@@ -629,7 +767,7 @@ impl<'a> Parser<'a> {
                     .value_word()
                     .map(|v| strip_angle(v.trim_end_matches(',')));
                 if self.hop.id.is_none() {
-                    self.hop.id = v;
+                    self.hop.id = v.map(Cow::Borrowed);
                 }
             }
             Kw::For => {
@@ -638,44 +776,51 @@ impl<'a> Parser<'a> {
                     .value_word()
                     .map(|v| strip_angle(v.trim_end_matches(',')));
                 if self.hop.for_addr.is_none() {
-                    self.hop.for_addr = v;
+                    self.hop.for_addr = v.map(Cow::Borrowed);
                 }
             }
             Kw::EnvFrom => {
                 self.ctx = Ctx::EnvFrom;
-                let v = self.value_word().map(|v| strip_angle(&v));
+                let v = self.value_word().map(strip_angle);
                 if self.hop.envelope_from.is_none() {
-                    self.hop.envelope_from = v;
+                    self.hop.envelope_from = v.map(Cow::Borrowed);
                 }
             }
         }
     }
 
     fn comment(&mut self, t: &Tok) {
-        let inner = comment_inner(self.s, t).trim();
+        let inner = trim(comment_inner(self.s, t));
+        // Split once, for every reading below; the list goes back into
+        // the scratch at the end.
+        let ws = words(inner, self.scratch);
+        self.comment_words(inner, &ws);
+        self.scratch.words = recycle(ws);
+    }
+
+    /// [`Parser::comment`] given the comment's words. Case is ignored
+    /// with ASCII comparisons, never through a lower-cased copy.
+    fn comment_words(&mut self, inner: &'a str, ws: &[&'a str]) {
         if self.ctx == Ctx::Start {
             // Sendmail's local submission: `(from user@localhost)`; qmail's
             // `(qmail 123 invoked by uid 89)`.
-            let ws = words(inner);
-            if let [f, user, ..] = ws.as_slice()
+            if let [f, user, ..] = ws
                 && f.eq_ignore_ascii_case("from")
             {
                 let login = user.split('@').next().unwrap_or("").to_string();
                 if !login.is_empty() {
                     self.hop.auth = Some(Auth::LocalUser(login));
                 }
-            } else if let Some(uid) = after_words(&ws, "by", "uid") {
+            } else if let Some(uid) = after_words(ws, "by", "uid") {
                 self.hop.auth = Some(Auth::LocalUser(format!("uid {uid}")));
             }
             return;
         }
-        // Split and lower-cased once, for every reading below.
-        let ws = words(inner);
-        let lower = inner.to_ascii_lowercase();
-        if lower.contains("may be forged") {
+        if contains_ci(inner, "may be forged") {
             self.hop.may_be_forged = true;
         }
-        if lower.starts_with("auth:") {
+        let auth_colon = starts_ci(inner, "auth:");
+        if auth_colon {
             // Courier: `(AUTH: LOGIN user, TLS: TLSv1.2,128bits,CIPHER)`
             if let Some(u) = ws.get(2) {
                 let u = u.trim_end_matches(',');
@@ -684,7 +829,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        if let Some((v, c)) = tls_info(inner, &ws, &lower) {
+        if let Some((v, c)) = tls_info(inner, ws) {
             self.tls_flag = true;
             if self.hop.tls_version.is_none() {
                 self.hop.tls_version = v;
@@ -694,17 +839,17 @@ impl<'a> Parser<'a> {
             }
             return;
         }
-        if lower.starts_with("auth:") {
+        if auth_colon {
             return;
         }
-        if lower.starts_with("envelope-from") || lower.starts_with("envelope-sender") {
+        if starts_ci(inner, "envelope-from") || starts_ci(inner, "envelope-sender") {
             let v = ws.get(1).map(|w| strip_angle(w));
             if self.hop.envelope_from.is_none() {
-                self.hop.envelope_from = v;
+                self.hop.envelope_from = v.map(Cow::Borrowed);
             }
             return;
         }
-        if lower.starts_with("orcpt") {
+        if starts_ci(inner, "orcpt") {
             // ZMailer: `(ORCPT <rfc822;user@example.net>)`, the original
             // recipient (RFC 3461), where others write FOR.
             let addr = inner
@@ -718,20 +863,20 @@ impl<'a> Parser<'a> {
                 None => addr,
             };
             if !addr.is_empty() && self.hop.for_addr.is_none() {
-                self.hop.for_addr = Some(addr.to_string());
+                self.hop.for_addr = Some(Cow::Borrowed(addr));
             }
             return;
         }
-        if lower.contains("authenticated") {
-            let pos = ws
-                .iter()
-                .position(|w| w.to_ascii_lowercase().starts_with("authenticated"));
+        if contains_ci(inner, "authenticated") {
+            let pos = ws.iter().position(|w| starts_ci(w, "authenticated"));
             let user = pos.and_then(|p| {
                 let next = ws.get(p + 1)?;
-                let nl = next.to_ascii_lowercase();
-                if nl == "sender:" || nl == "as" || nl == "user" {
+                if next.eq_ignore_ascii_case("sender:")
+                    || next.eq_ignore_ascii_case("as")
+                    || next.eq_ignore_ascii_case("user")
+                {
                     ws.get(p + 2)
-                        .map(|u| strip_angle(u.trim_end_matches([',', ')'])))
+                        .map(|u| strip_angle(u.trim_end_matches([',', ')'])).to_string())
                 } else {
                     None
                 }
@@ -747,13 +892,13 @@ impl<'a> Parser<'a> {
             return;
         }
         match self.ctx {
-            Ctx::From => self.tcp_info_comment(&ws),
+            Ctx::From => self.tcp_info_comment(ws),
             Ctx::By => {
                 if self.hop.by_ip.is_none() {
                     self.hop.by_ip = ws.iter().find_map(|w| any_ip(w).map(|(ip, _)| ip));
                 }
                 // Postfix's local submission: `by host (Postfix, from userid 1000)`
-                if let Some(uid) = after_words(&ws, "from", "userid")
+                if let Some(uid) = after_words(ws, "from", "userid")
                     && self.hop.auth.is_none()
                 {
                     self.hop.auth = Some(Auth::LocalUser(format!("uid {uid}")));
@@ -764,7 +909,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A comment in the FROM clause: TCP information in any MTA's layout.
-    fn tcp_info_comment(&mut self, ws: &[&str]) {
+    fn tcp_info_comment(&mut self, ws: &[&'a str]) {
         let first = self.from.comments == 0;
         self.from.comments += 1;
         let tcp = ws.len() <= 1
@@ -786,14 +931,12 @@ impl<'a> Parser<'a> {
             let is = |x: &str| w.eq_ignore_ascii_case(x);
             if let Some(h) = w.get(5..).filter(|_| starts_ci(w, "helo=")) {
                 if !h.is_empty() && self.from.explicit_helo.is_none() {
-                    self.from.explicit_helo = Some(h.to_string());
+                    self.from.explicit_helo = Some(h);
                 }
             } else if is("helo") || is("account") {
-                if let Some(next) = ws.get(k + 1) {
+                if let Some(next) = ws.get(k + 1).copied() {
                     if is("helo") {
-                        self.from
-                            .explicit_helo
-                            .get_or_insert_with(|| next.to_string());
+                        self.from.explicit_helo.get_or_insert(next);
                     } else {
                         self.hop.auth = Some(Auth::User(next.to_string()));
                     }
@@ -818,7 +961,7 @@ impl<'a> Parser<'a> {
             } else if is("unknown") {
                 self.from.named = true;
             } else if k == 0 && !self.from.named && hostname_like(w) {
-                let name = w.trim_end_matches('.').to_string();
+                let name = w.trim_end_matches('.');
                 if first && self.from.glued {
                     self.from.glued_named = true;
                 }
@@ -829,27 +972,26 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn finish(mut self) -> Hop {
+    fn finish(mut self) -> Hop<'a> {
         // Names of the connecting host.
         let f = std::mem::take(&mut self.from);
         if f.present {
-            let value = f.value.clone();
-            let value_ip = value.as_deref().and_then(any_ip);
+            let value = f.value;
+            let value_ip = value.and_then(any_ip);
             let value_host = value
-                .as_deref()
                 .filter(|v| hostname_like(v))
-                .map(|v| v.trim_end_matches('.').to_string());
+                .map(|v| v.trim_end_matches('.'));
             if let Some(h) = f.explicit_helo {
-                self.hop.helo = Some(h);
-                self.hop.rdns = f.comment_rdns.or(value_host);
+                self.hop.helo = Some(Cow::Borrowed(h));
+                self.hop.rdns = f.comment_rdns.or(value_host).map(Cow::Borrowed);
             } else if f.glued && !f.glued_named {
                 // smap / Obtuse smtpd: `from rdns(ip)`
-                self.hop.rdns = value_host;
+                self.hop.rdns = value_host.map(Cow::Borrowed);
             } else if f.tcp_seen {
-                self.hop.helo = value.clone();
-                self.hop.rdns = f.comment_rdns;
+                self.hop.helo = value.map(Cow::Borrowed);
+                self.hop.rdns = f.comment_rdns.map(Cow::Borrowed);
             } else if value_ip.is_none() {
-                self.hop.helo = value.clone();
+                self.hop.helo = value.map(Cow::Borrowed);
             }
             if self.hop.ip.is_none()
                 && let Some((ip, port)) = value_ip
@@ -859,26 +1001,31 @@ impl<'a> Parser<'a> {
                     self.hop.port = port;
                 }
             }
-            self.hop.from = value;
+            self.hop.from = value.map(Cow::Borrowed);
         }
         // Protocol, and what a `PROTO/TLS/CIPHER` value says.
-        if let Some(w) = self.hop.with.clone() {
-            let parts: Vec<&str> = w.split('/').collect();
-            let base = if parts.len() >= 2
-                && parts.get(1).is_some_and(|p| p.eq_ignore_ascii_case("tls"))
-            {
+        if let Some(with) = self.hop.with.clone() {
+            let w: &str = &with;
+            let mut parts = w.splitn(3, '/');
+            let first = parts.next().unwrap_or("");
+            let second = parts.next();
+            let base = if second.is_some_and(|p| p.eq_ignore_ascii_case("tls")) {
                 self.tls_flag = true;
-                let cipher = parts.get(2..).map(|c| c.join("/")).unwrap_or_default();
+                // The parts after the second `/`, as written.
+                let cipher = parts.next().unwrap_or("");
                 if !cipher.is_empty() && self.hop.tls_cipher.is_none() {
-                    self.hop.tls_cipher = Some(cipher);
+                    self.hop.tls_cipher = Some(part_of(&with, cipher));
                 }
-                parts.first().copied().unwrap_or("")
+                first
             } else {
-                w.as_str()
+                w
             };
             let tls =
                 self.tls_flag || self.hop.tls_version.is_some() || self.hop.tls_cipher.is_some();
-            self.hop.protocol = Some(normalize_protocol(base, tls));
+            self.hop.protocol = Some(match protocol_name(base, tls) {
+                Ok(known) => Cow::Borrowed(known),
+                Err(as_written) => part_of(&with, as_written),
+            });
         }
         if let Some(p) = &self.hop.protocol
             && authenticated_protocol(p)
@@ -895,6 +1042,20 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// `part`, a slice of `whole`'s text, with `whole`'s lifetime when
+/// `whole` borrows (else a copy).
+fn part_of<'a>(whole: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
+    if let Cow::Borrowed(w) = whole {
+        let off = (part.as_ptr() as usize).wrapping_sub(w.as_ptr() as usize);
+        if let Some(p) = w.get(off..off.saturating_add(part.len()))
+            && p.as_ptr() == part.as_ptr()
+        {
+            return Cow::Borrowed(p);
+        }
+    }
+    Cow::Owned(part.to_string())
+}
+
 // ---------------------------------------------------------------- helpers
 
 fn short(w: &str) -> String {
@@ -907,11 +1068,48 @@ fn short(w: &str) -> String {
     }
 }
 
+/// `str::trim`, with the usual case (nothing to trim) found without
+/// decoding characters: an ASCII byte that is not whitespace at each end.
+pub(crate) fn trim(s: &str) -> &str {
+    let maybe_space = |c: &u8| matches!(c, b'\t'..=b'\r' | b' ') || !c.is_ascii();
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if !maybe_space(a) && !maybe_space(z) => s,
+        _ => s.trim(),
+    }
+}
+
 /// `w` starts with the ASCII text `prefix`, ignoring case.
 fn starts_ci(w: &str, prefix: &str) -> bool {
     w.as_bytes()
         .get(..prefix.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// Where `w` contains `needle` (`w.find(needle)` for a short haystack,
+/// without setting up a searcher).
+fn find_exact(w: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (w.as_bytes(), needle.as_bytes());
+    let first = *n.first()?;
+    // A plain loop: the haystacks are comments, mostly a few dozen bytes,
+    // shorter than what a vectorised search needs to pay off.
+    (0..h.len()).find(|&at| h[at] == first && h.get(at..at + n.len()) == Some(n))
+}
+
+/// `w` contains the ASCII text `needle` (not empty), ignoring case: what
+/// `w.to_ascii_lowercase().contains(needle)` says for a lower-case
+/// needle, without the copy.
+fn contains_ci(w: &str, needle: &str) -> bool {
+    let (h, n) = (w.as_bytes(), needle.as_bytes());
+    let Some(&first) = n.first() else {
+        return true;
+    };
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    // A plain loop, as in `find_exact`.
+    (0..h.len()).any(|at| {
+        (h[at] == lo || h[at] == up)
+            && h.get(at..at + n.len())
+                .is_some_and(|c| c.eq_ignore_ascii_case(n))
+    })
 }
 
 /// The word after the pair `a b` (case-insensitive), if any.
@@ -925,27 +1123,38 @@ fn after_words<'w>(ws: &[&'w str], a: &str, b: &str) -> Option<&'w str> {
         .map(|u| u.trim_end_matches([',', ')']))
 }
 
-fn strip_angle(v: &str) -> String {
-    let v = v.trim();
+fn strip_angle(v: &str) -> &str {
+    let v = trim(v);
     let v = v.strip_prefix('<').unwrap_or(v);
     let v = v.strip_suffix('>').unwrap_or(v);
-    v.trim().to_string()
+    trim(v)
 }
 
 /// A host name: letters, digits, `-._` (and non-ASCII), not an address, not `unknown`.
 fn hostname_like(w: &str) -> bool {
-    !w.is_empty()
-        && !w.eq_ignore_ascii_case("unknown")
-        && any_ip(w).is_none()
-        && w.chars().any(|c| c.is_alphanumeric())
-        && w.chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii())
+    let chars_ok = if w.is_ascii() {
+        // The same test byte by byte (the usual case).
+        w.bytes().any(|c| c.is_ascii_alphanumeric())
+            && w.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
+    } else {
+        w.chars().any(|c| c.is_alphanumeric())
+            && w.chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii())
+    };
+    chars_ok && !w.eq_ignore_ascii_case("unknown") && any_ip(w).is_none()
 }
 
 /// Normalise an address: `IPv6:` prefix and zone id dropped, IPv4-mapped
 /// IPv6 written as IPv4.
 pub fn normalize_ip(s: &str) -> Option<String> {
-    let s = s.trim();
+    normalize_ip_cow(s).map(Cow::into_owned)
+}
+
+/// [`normalize_ip`], borrowing the text when it is already normal (an
+/// IPv4 address is).
+pub(crate) fn normalize_ip_cow(s: &str) -> Option<Cow<'_, str>> {
+    let s = trim(s);
     let s = match s.get(..5) {
         Some(p) if p.eq_ignore_ascii_case("ipv6:") => s.get(5..).unwrap_or(""),
         _ => s,
@@ -965,24 +1174,24 @@ pub fn normalize_ip(s: &str) -> Option<String> {
     match s.parse::<IpAddr>().ok()? {
         // The parser takes only the canonical dotted quad (no leading
         // zeros, no spaces), so the text is already what `to_string` gives.
-        IpAddr::V4(_) => Some(s.to_string()),
-        IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
+        IpAddr::V4(_) => Some(Cow::Borrowed(s)),
+        IpAddr::V6(v6) => Some(Cow::Owned(match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => v6.to_string(),
-        }),
+        })),
     }
 }
 
 /// An address with optional port: `[a]`, `[a]:port`, `[IPv6:a%z]`, a bare
 /// address, or `a.b.c.d:port`. Extra closing brackets are tolerated.
-pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
-    let w = w.trim().trim_end_matches(',');
+pub fn any_ip(w: &str) -> Option<(Cow<'_, str>, Option<u16>)> {
+    let w = trim(w).trim_end_matches(',');
     if let Some(rest) = w.strip_prefix('[') {
-        let (inner, after) = match rest.find(']') {
+        let (inner, after) = match memchr::memchr(b']', rest.as_bytes()) {
             Some(k) => (rest.get(..k).unwrap_or(""), rest.get(k + 1..).unwrap_or("")),
             None => (rest, ""),
         };
-        let ip = normalize_ip(inner)?;
+        let ip = normalize_ip_cow(inner)?;
         let port = after.strip_prefix(':').and_then(|p| {
             let n = p.bytes().take_while(u8::is_ascii_digit).count();
             p.get(..n)?.parse().ok()
@@ -998,7 +1207,7 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
     {
         return None;
     }
-    if let Some(ip) = normalize_ip(w) {
+    if let Some(ip) = normalize_ip_cow(w) {
         return Some((ip, None));
     }
     let (a, p) = w.rsplit_once(':')?;
@@ -1007,33 +1216,50 @@ pub fn any_ip(w: &str) -> Option<(String, Option<u16>)> {
     }
     a.parse::<std::net::Ipv4Addr>().ok()?;
     // Canonical when it parses (see `normalize_ip`): kept as written.
-    Some((a.to_string(), Some(p.parse().ok()?)))
+    Some((Cow::Borrowed(a), Some(p.parse().ok()?)))
 }
 
 /// qmail's `ident@a.b.c.d`: the address part.
-fn ident_ip(w: &str) -> Option<String> {
+fn ident_ip(w: &str) -> Option<Cow<'_, str>> {
     let at = memchr::memrchr(b'@', w.as_bytes())?;
     any_ip(w.get(at + 1..)?).map(|(ip, _)| ip)
 }
 
 /// Is this a TLS protocol name (`TLSv1.3`, `TLS1_2`, `TLS1.3`, `SSLv3`)?
 fn is_tls_version(w: &str) -> bool {
-    let l = w.to_ascii_lowercase();
-    let Some(rest) = l.strip_prefix("tls").or_else(|| l.strip_prefix("ssl")) else {
+    if !(starts_ci(w, "tls") || starts_ci(w, "ssl")) {
         return false;
-    };
-    let rest = rest.strip_prefix('v').unwrap_or(rest);
-    !rest.is_empty()
-        && rest.starts_with(|c: char| c.is_ascii_digit())
+    }
+    let rest = w.get(3..).unwrap_or("");
+    let rest = rest
+        .strip_prefix('v')
+        .or_else(|| rest.strip_prefix('V'))
+        .unwrap_or(rest);
+    rest.as_bytes().first().is_some_and(u8::is_ascii_digit)
         && rest
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+            .bytes()
+            .all(|c| c.is_ascii_digit() || c == b'.' || c == b'_')
 }
 
 /// OpenSSL's names: `TLS1_3`, `TLS1.3`, `tlsv1.3` -> `TLSv1.3`; `TLS1_0` -> `TLSv1`.
 pub fn normalize_tls_version(w: &str) -> String {
+    normalize_tls_version_cow(w).into_owned()
+}
+
+/// [`normalize_tls_version`], borrowing `w` when it is already normal.
+fn normalize_tls_version_cow(w: &str) -> Cow<'_, str> {
     if !is_tls_version(w) {
-        return w.to_string();
+        return Cow::Borrowed(w);
+    }
+    // Already OpenSSL's name: `TLSv` or `SSLv`, no `_`, no `.0` to drop.
+    if let Some(rest) = w.strip_prefix("TLSv").or_else(|| w.strip_prefix("SSLv"))
+        && !rest.contains('_')
+        && !matches!(
+            (w.as_bytes()[0], rest),
+            (b'T', "1.0") | (b'S', "3.0" | "2.0")
+        )
+    {
+        return Cow::Borrowed(w);
     }
     let l = w.to_ascii_lowercase();
     let (name, rest) = if let Some(r) = l.strip_prefix("tls") {
@@ -1048,28 +1274,35 @@ pub fn normalize_tls_version(w: &str) -> String {
         ("SSL", "2.0") => "2".to_string(),
         _ => rest,
     };
-    format!("{name}v{rest}")
+    Cow::Owned(format!("{name}v{rest}"))
 }
+
+/// A TLS version and cipher read from a comment.
+type TlsInfo<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>);
 
 /// TLS version and cipher from a comment, in every MTA's syntax; `None`
 /// when the comment is not about TLS.
 ///
-/// `inner` is trimmed; `ws` are its [`words`] and `lower` its lower case.
-fn tls_info(inner: &str, ws: &[&str], lower: &str) -> Option<(Option<String>, Option<String>)> {
+/// `inner` is trimmed; `ws` are its [`words`].
+fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
     let t = inner;
-    let ver = |w: &str| is_tls_version(w).then(|| normalize_tls_version(w));
+    let ver = |w: &'a str| is_tls_version(w).then(|| normalize_tls_version_cow(w));
     // Postfix, Stalwart: `using TLSv1.3 with cipher X (256/256 bits) ...`
-    if lower.starts_with("using ") {
+    if starts_ci(t, "using ") {
         let version = ws.get(1).and_then(|w| ver(w));
         let cipher = ws
             .iter()
             .position(|w| w.eq_ignore_ascii_case("cipher"))
             .and_then(|p| ws.get(p + 1))
-            .map(|c| c.to_string());
+            .map(|c| Cow::Borrowed(*c));
         return Some((version, cipher));
     }
+    // The next two forms need a `=` or a `:`; most comments have neither.
+    let (eq, colon) = t
+        .bytes()
+        .fold((false, false), |(e, c), b| (e || b == b'=', c || b == b':'));
     // Sendmail, Gmail, OpenSMTPD, Exchange: `version=X cipher=Y`, maybe comma separated
-    if lower.contains("cipher=") || lower.contains("version=") {
+    if eq && (contains_ci(t, "cipher=") || contains_ci(t, "version=")) {
         let mut version = None;
         let mut cipher = None;
         for piece in t.split([' ', ',', '\t']) {
@@ -1077,9 +1310,9 @@ fn tls_info(inner: &str, ws: &[&str], lower: &str) -> Option<(Option<String>, Op
                 version = piece
                     .get(8..)
                     .filter(|v| !v.is_empty())
-                    .map(normalize_tls_version);
+                    .map(normalize_tls_version_cow);
             } else if starts_ci(piece, "cipher=") {
-                cipher = piece.get(7..).filter(|v| !v.is_empty()).map(str::to_string);
+                cipher = piece.get(7..).filter(|v| !v.is_empty()).map(Cow::Borrowed);
             }
         }
         if version.is_some() || cipher.is_some() {
@@ -1087,31 +1320,31 @@ fn tls_info(inner: &str, ws: &[&str], lower: &str) -> Option<(Option<String>, Op
         }
     }
     // Courier: `TLS: TLSv1.2,128bits,ECDHE-RSA-AES128-GCM-SHA256`
-    if let Some(k) = t.find("TLS: ") {
+    if colon && let Some(k) = find_exact(t, "TLS: ") {
         let rest = t.get(k + 5..).unwrap_or("");
         let parts: Vec<&str> = rest
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .collect();
-        let version = parts.first().map(|v| normalize_tls_version(v));
+        let version = parts.first().map(|v| normalize_tls_version_cow(v));
         let cipher = parts
             .iter()
             .skip(1)
             .rev()
             .find(|p| !p.to_ascii_lowercase().ends_with("bits"))
-            .map(|c| c.to_string());
+            .map(|c| Cow::Borrowed(*c));
         return Some((version, cipher));
     }
     if let [w] = ws {
         // Exim before 4.95, old OpenSMTPD: `TLSv1.3:TLS_AES_256_GCM_SHA384:256`
-        let parts: Vec<&str> = w.split(':').collect();
-        if parts.len() >= 2 && parts.first().is_some_and(|p| is_tls_version(p)) {
-            let cipher = parts
-                .get(1)
-                .filter(|c| !c.is_empty())
-                .map(|c| c.to_string());
-            return Some((parts.first().and_then(|v| ver(v)), cipher));
+        let mut parts = w.split(':');
+        let (first, second) = (parts.next().unwrap_or(""), parts.next());
+        if let Some(second) = second
+            && is_tls_version(first)
+        {
+            let cipher = Some(second).filter(|c| !c.is_empty()).map(Cow::Borrowed);
+            return Some((ver(first), cipher));
         }
         // Exim 4.95+: `(TLS1.3)`; Exchange: `(TLS)`
         if is_tls_version(w) {
@@ -1126,70 +1359,109 @@ fn tls_info(inner: &str, ws: &[&str], lower: &str) -> Option<(Option<String>, Op
     if let [c, e, ..] = ws
         && e.trim_end_matches(',').eq_ignore_ascii_case("encrypted")
     {
-        return Some((None, Some(c.to_string())));
+        return Some((None, Some(Cow::Borrowed(*c))));
     }
     // Gmail: `(Google Transport Security)`
-    if lower == "google transport security" {
+    if t.eq_ignore_ascii_case("google transport security") {
         return Some((None, None));
     }
     None
 }
 
+/// `[UTF8](SMTP|ESMTP|LMTP)[S][A]` in upper case: [`smtp_family`]'s names.
+const SMTP_FAMILY: [&str; 24] = [
+    "SMTP",
+    "SMTPS",
+    "SMTPA",
+    "SMTPSA",
+    "ESMTP",
+    "ESMTPS",
+    "ESMTPA",
+    "ESMTPSA",
+    "LMTP",
+    "LMTPS",
+    "LMTPA",
+    "LMTPSA",
+    "UTF8SMTP",
+    "UTF8SMTPS",
+    "UTF8SMTPA",
+    "UTF8SMTPSA",
+    "UTF8ESMTP",
+    "UTF8ESMTPS",
+    "UTF8ESMTPA",
+    "UTF8ESMTPSA",
+    "UTF8LMTP",
+    "UTF8LMTPS",
+    "UTF8LMTPA",
+    "UTF8LMTPSA",
+];
+
+/// Other WITH values known by name, in upper case.
+const OTHER_PROTOCOLS: [&str; 14] = [
+    "HTTP",
+    "HTTPS",
+    "MAPI",
+    "LOCAL",
+    "LOCAL-ESMTP",
+    "LOCAL-SMTP",
+    "LOCAL-BSMTP",
+    "UUCP",
+    "BSMTP",
+    "QMQP",
+    "QMTP",
+    "ASMTP",
+    "IMAP",
+    "HTTPREST",
+];
+
+/// The upper-case name in `names` that `w` is, ignoring ASCII case.
+fn known_name(names: &[&'static str], w: &str) -> Option<&'static str> {
+    names.iter().copied().find(|n| n.eq_ignore_ascii_case(w))
+}
+
 /// Normalise a WITH value; `tls` says whether TLS was noted anywhere.
 pub fn normalize_protocol(with: &str, tls: bool) -> String {
-    let l = with.trim().to_ascii_lowercase();
-    if l.starts_with("microsoft smtp server") {
-        return if tls { "ESMTPS" } else { "ESMTP" }.to_string();
-    }
-    const OTHERS: [&str; 14] = [
-        "http",
-        "https",
-        "mapi",
-        "local",
-        "local-esmtp",
-        "local-smtp",
-        "local-bsmtp",
-        "uucp",
-        "bsmtp",
-        "qmqp",
-        "qmtp",
-        "asmtp",
-        "imap",
-        "httprest",
-    ];
-    if smtp_family(&l) || OTHERS.contains(&l.as_str()) {
-        l.to_ascii_uppercase()
-    } else if let Some(w) = l.split_whitespace().find(|w| smtp_family(w)) {
-        // A banner or host name around the protocol word: IBM's
-        // `IBM ESMTP SMTP Gateway: ...`, `host.example ESMTP`.
-        w.to_ascii_uppercase()
-    } else {
-        with.trim().to_string()
+    match protocol_name(with, tls) {
+        Ok(known) => known.to_string(),
+        Err(as_written) => as_written.to_string(),
     }
 }
 
-/// `[UTF8](SMTP|ESMTP|LMTP)[S][A]`, lower case.
+/// [`normalize_protocol`] without a copy: a known protocol's name, or
+/// (`Err`) the part of `with` that is the protocol as written.
+fn protocol_name(with: &str, tls: bool) -> Result<&'static str, &str> {
+    let t = trim(with);
+    if starts_ci(t, "microsoft smtp server") {
+        return Ok(if tls { "ESMTPS" } else { "ESMTP" });
+    }
+    if let Some(n) = known_name(&SMTP_FAMILY, t).or_else(|| known_name(&OTHER_PROTOCOLS, t)) {
+        return Ok(n);
+    }
+    // A banner or host name around the protocol word: IBM's
+    // `IBM ESMTP SMTP Gateway: ...`, `host.example ESMTP`.
+    match t
+        .split_whitespace()
+        .find_map(|w| known_name(&SMTP_FAMILY, w))
+    {
+        Some(n) => Ok(n),
+        None => Err(t),
+    }
+}
+
+/// `[UTF8](SMTP|ESMTP|LMTP)[S][A]`, ignoring ASCII case.
 fn smtp_family(l: &str) -> bool {
-    let core = l.strip_prefix("utf8").unwrap_or(l);
-    let Some(rest) = ["esmtp", "smtp", "lmtp"]
-        .iter()
-        .find_map(|b| core.strip_prefix(b))
-    else {
-        return false;
-    };
-    matches!(rest, "" | "s" | "a" | "sa")
+    known_name(&SMTP_FAMILY, l).is_some()
 }
 
 fn authenticated_protocol(p: &str) -> bool {
-    let l = p.to_ascii_lowercase();
-    (smtp_family(&l) && l.ends_with('a')) || l == "asmtp"
+    (smtp_family(p) && p.ends_with(['a', 'A'])) || p.eq_ignore_ascii_case("asmtp")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Hop {
+    fn p(s: &str) -> Hop<'static> {
         parse(s)
     }
 
@@ -1676,5 +1948,145 @@ mod tests {
         let _ = p(&"<".repeat(1_000_000));
         let _ = p(&"\"".repeat(1_000_001));
         let _ = p(&"\\(".repeat(500_000));
+    }
+
+    /// The allocation-free helpers give what the copying code they
+    /// replaced gave (kept here as the reference).
+    #[test]
+    fn fast_paths_match_their_references() {
+        let texts = [
+            "",
+            " ",
+            "plain",
+            " padded\t",
+            "\u{a0}nbsp\u{a0}",
+            "\u{3000}wide",
+            "\x0bvt\x0b",
+            "é",
+            "x\u{2028}",
+            "Using TLSv1.3 with CIPHER=X",
+            "may be FORGED",
+            "the AUTHENTICATED sender",
+            "TLS: TLSv1.2,128bits,C",
+            "tls: lower",
+        ];
+        for t in texts {
+            assert_eq!(trim(t), t.trim(), "{t:?}");
+            for n in [
+                "may be forged",
+                "cipher=",
+                "version=",
+                "authenticated",
+                "using ",
+            ] {
+                assert_eq!(
+                    contains_ci(t, n),
+                    t.to_ascii_lowercase().contains(n),
+                    "{t:?} {n:?}"
+                );
+            }
+            assert_eq!(find_exact(t, "TLS: "), t.find("TLS: "), "{t:?}");
+        }
+        // The TLS version names, against the old lower-casing code.
+        fn reference(w: &str) -> String {
+            let l = w.to_ascii_lowercase();
+            let Some(rest) = l.strip_prefix("tls").or_else(|| l.strip_prefix("ssl")) else {
+                return w.to_string();
+            };
+            let rest = rest.strip_prefix('v').unwrap_or(rest);
+            if rest.is_empty()
+                || !rest.starts_with(|c: char| c.is_ascii_digit())
+                || !rest
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+            {
+                return w.to_string();
+            }
+            let name = if l.starts_with("tls") { "TLS" } else { "SSL" };
+            let rest = rest.replace('_', ".");
+            let rest = match (name, rest.as_str()) {
+                ("TLS", "1.0") => "1".to_string(),
+                ("SSL", "3.0") => "3".to_string(),
+                ("SSL", "2.0") => "2".to_string(),
+                _ => rest,
+            };
+            format!("{name}v{rest}")
+        }
+        for w in [
+            "TLSv1.3", "TLSv1", "TLSv1.0", "TLS1_2", "tlsv1.2", "TLSV1.2", "SSLv3", "SSLv3.0",
+            "SSLv2.0", "SSLv1.0", "TLSv3.0", "TLS1.3", "TLSvv1", "TLS", "TLSv", "TLSx1", "ssl3",
+            "TLSv1_3", "tls1.0",
+        ] {
+            let got = normalize_tls_version_cow(w);
+            assert_eq!(got, reference(w), "{w}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), got == w, "{w}");
+        }
+        // Protocol names, against the old lower-casing code.
+        fn old_protocol(with: &str, tls: bool) -> String {
+            let l = with.trim().to_ascii_lowercase();
+            let family = |l: &str| {
+                let core = l.strip_prefix("utf8").unwrap_or(l);
+                ["esmtp", "smtp", "lmtp"]
+                    .iter()
+                    .find_map(|b| core.strip_prefix(b))
+                    .is_some_and(|r| matches!(r, "" | "s" | "a" | "sa"))
+            };
+            if l.starts_with("microsoft smtp server") {
+                return if tls { "ESMTPS" } else { "ESMTP" }.to_string();
+            }
+            if family(&l) || OTHER_PROTOCOLS.iter().any(|o| o.eq_ignore_ascii_case(&l)) {
+                l.to_ascii_uppercase()
+            } else if let Some(w) = l.split_whitespace().find(|w| family(w)) {
+                w.to_ascii_uppercase()
+            } else {
+                with.trim().to_string()
+            }
+        }
+        for w in [
+            "esmtps",
+            "ESMTPSA",
+            "Utf8SmtpA",
+            "utf8lmtps",
+            "smtpx",
+            "esmtpas",
+            "local-esmtp",
+            "HTTPREST",
+            " mapi ",
+            "IBM ESMTP SMTP Gateway: x",
+            "host.example esmtp",
+            "Microsoft SMTP Server (version=TLS1_2)",
+            "Microsoft SMTPSVC",
+            "",
+            "utf8utf8smtp",
+        ] {
+            for tls in [false, true] {
+                assert_eq!(normalize_protocol(w, tls), old_protocol(w, tls), "{w:?}");
+            }
+        }
+    }
+
+    /// Values of several words are the field's text when one space parts
+    /// them, and joined by one space otherwise.
+    #[test]
+    fn multi_word_values_borrow_or_join() {
+        let h = parse_unfolded(
+            "from a by b with Microsoft SMTP Server id 1; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.with.as_deref(), Some("Microsoft SMTP Server"));
+        assert!(matches!(h.with, Some(Cow::Borrowed(_))));
+        let h = parse_unfolded(
+            "from a by b with Microsoft \t SMTP  Server id 1; 1 Jan 2024 00:00:00 +0000",
+        );
+        assert_eq!(h.with.as_deref(), Some("Microsoft SMTP Server"));
+        let h = parse_unfolded("from a by b via Frontend  Transport, id 1");
+        assert_eq!(h.via.as_deref(), Some("Frontend Transport"));
+        // A hop detached from its text equals the borrowing one.
+        let text = "from x.example (x.example [192.0.2.1]) by y.example with ESMTP/TLS/AES id Q for <r@z.example>; Mon, 1 Jan 2024 10:00:00 +0000";
+        let h = parse_unfolded(text);
+        assert_eq!(h.tls_cipher.as_deref(), Some("AES"));
+        assert_eq!(h.protocol.as_deref(), Some("ESMTP"));
+        assert!(matches!(h.ip, Some(Cow::Borrowed(_))));
+        assert_eq!(h.clone().into_owned(), h);
+        assert_eq!(parse(text), h);
     }
 }

@@ -38,32 +38,17 @@ fn word_needs_escape(w: u64) -> bool {
     below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) != 0
 }
 
-/// `s` as a JSON string, appended to `buf`.
+/// `s` as a JSON string, appended to `buf`: the runs that need no
+/// escaping copied whole.
 fn string(buf: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     buf.reserve(b.len() + 2);
     buf.push(b'"');
     let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        // Eight bytes at a time while none needs escaping (most text).
-        if let Some(chunk) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            if !word_needs_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
-            }
-        }
-        let c = b[i];
-        i += 1;
-        if !ESCAPE[usize::from(c)] {
-            continue;
-        }
-        let i = i - 1;
-        buf.extend_from_slice(&b[start..i]);
-        start = i + 1;
-        match c {
+    while let Some(k) = next_escape(b, start) {
+        buf.extend_from_slice(b.get(start..k).unwrap_or(&[]));
+        start = k + 1;
+        match b[k] {
             b'"' => buf.extend_from_slice(b"\\\""),
             b'\\' => buf.extend_from_slice(b"\\\\"),
             b'\n' => buf.extend_from_slice(b"\\n"),
@@ -71,7 +56,7 @@ fn string(buf: &mut Vec<u8>, s: &str) {
             b'\t' => buf.extend_from_slice(b"\\t"),
             0x08 => buf.extend_from_slice(b"\\b"),
             0x0c => buf.extend_from_slice(b"\\f"),
-            _ => {
+            c => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 buf.extend_from_slice(b"\\u00");
                 buf.push(HEX[usize::from(c >> 4)]);
@@ -79,8 +64,24 @@ fn string(buf: &mut Vec<u8>, s: &str) {
             }
         }
     }
-    buf.extend_from_slice(&b[start..]);
+    buf.extend_from_slice(b.get(start..).unwrap_or(&[]));
     buf.push(b'"');
+}
+
+/// The first byte at or after `from` that needs escaping: eight bytes at
+/// a time while none does (most text), then byte by byte within the word
+/// that has one.
+fn next_escape(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(c) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
+    }
+    (i..b.len()).find(|&k| ESCAPE[usize::from(b[k])])
 }
 
 /// `"key":` (keys are ours: plain ASCII, nothing to escape).
@@ -196,67 +197,61 @@ fn auth(buf: &mut Vec<u8>, a: Option<&Auth>) {
     }
 }
 
-/// A hop, keys in the documented order.
+/// A hop, keys in the documented order. Each key goes out with the comma
+/// before it as one literal.
 fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>) {
-    buf.push(b'{');
-    key(buf, "from");
+    // The connecting host's names are often one name three times: its
+    // JSON is escaped once and copied.
+    buf.extend_from_slice(b"{\"from\":");
+    let from_at = buf.len();
     opt_str(buf, h.from.as_deref());
-    buf.push(b',');
-    key(buf, "helo");
-    opt_str(buf, h.helo.as_deref());
-    buf.push(b',');
-    key(buf, "rdns");
-    opt_str(buf, h.rdns.as_deref());
-    buf.push(b',');
-    key(buf, "ip");
+    let from_end = buf.len();
+    buf.extend_from_slice(b",\"helo\":");
+    let same = |a: Option<&str>, b: Option<&str>| a.is_some() && a == b;
+    if same(h.helo.as_deref(), h.from.as_deref()) {
+        buf.extend_from_within(from_at..from_end);
+    } else {
+        opt_str(buf, h.helo.as_deref());
+    }
+    buf.extend_from_slice(b",\"rdns\":");
+    if same(h.rdns.as_deref(), h.from.as_deref()) {
+        buf.extend_from_within(from_at..from_end);
+    } else {
+        opt_str(buf, h.rdns.as_deref());
+    }
+    buf.extend_from_slice(b",\"ip\":");
     opt_str(buf, h.ip.as_deref());
-    buf.push(b',');
-    key(buf, "port");
+    buf.extend_from_slice(b",\"port\":");
     opt_uint(buf, h.port.map(u64::from));
-    buf.push(b',');
-    key(buf, "by");
+    buf.extend_from_slice(b",\"by\":");
     opt_str(buf, h.by.as_deref());
-    buf.push(b',');
-    key(buf, "by_ip");
+    buf.extend_from_slice(b",\"by_ip\":");
     opt_str(buf, h.by_ip.as_deref());
-    buf.push(b',');
-    key(buf, "with");
+    buf.extend_from_slice(b",\"with\":");
     opt_str(buf, h.with.as_deref());
-    buf.push(b',');
-    key(buf, "protocol");
+    buf.extend_from_slice(b",\"protocol\":");
     opt_str(buf, h.protocol.as_deref());
-    buf.push(b',');
-    key(buf, "tls_version");
+    buf.extend_from_slice(b",\"tls_version\":");
     opt_str(buf, h.tls_version.as_deref());
-    buf.push(b',');
-    key(buf, "tls_cipher");
+    buf.extend_from_slice(b",\"tls_cipher\":");
     opt_str(buf, h.tls_cipher.as_deref());
-    buf.push(b',');
-    key(buf, "auth");
+    buf.extend_from_slice(b",\"auth\":");
     auth(buf, h.auth.as_ref());
-    buf.push(b',');
-    key(buf, "id");
+    buf.extend_from_slice(b",\"id\":");
     opt_str(buf, h.id.as_deref());
-    buf.push(b',');
-    key(buf, "for");
+    buf.extend_from_slice(b",\"for\":");
     opt_str(buf, h.for_addr.as_deref());
-    buf.push(b',');
-    key(buf, "via");
+    buf.extend_from_slice(b",\"via\":");
     opt_str(buf, h.via.as_deref());
-    buf.push(b',');
-    key(buf, "envelope_from");
+    buf.extend_from_slice(b",\"envelope_from\":");
     opt_str(buf, h.envelope_from.as_deref());
-    buf.push(b',');
-    key(buf, "date");
+    buf.extend_from_slice(b",\"date\":");
     date(buf, h.date);
-    buf.push(b',');
-    key(buf, "tz_assumed");
+    buf.extend_from_slice(b",\"tz_assumed\":");
     boolean(buf, h.tz_assumed);
-    buf.push(b',');
-    key(buf, "delay_s");
+    buf.extend_from_slice(b",\"delay_s\":");
     opt_f64(buf, delay);
-    buf.push(b',');
-    key(buf, "raw");
+    buf.extend_from_slice(b",\"raw\":");
     string(buf, &h.raw);
     buf.push(b'}');
 }

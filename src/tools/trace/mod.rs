@@ -227,6 +227,9 @@ struct State {
     stopped: bool,
     /// The `--json` line being built, reused from message to message.
     json: Vec<u8>,
+    /// Work space for the trace fields (the hops borrow from it), reused
+    /// from message to message.
+    buffers: crate::trace::Buffers,
     /// `--verify`: the verifier and its settings.
     verify: Option<verify::Run>,
 }
@@ -244,6 +247,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         relays: summary::Relays::default(),
         stopped: false,
         json: Vec::new(),
+        buffers: crate::trace::Buffers::default(),
         verify: match &s.verify {
             Some(v) => Some(verify::Run::start(v)?),
             None => None,
@@ -385,7 +389,7 @@ fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
         return;
     }
     st.traced += 1;
-    let c = chain::analyse_message(&msg, &fields);
+    let c = chain::analyse_message(&msg, &fields, &mut st.buffers);
     if st.strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
         ctx.check_failed();
     }

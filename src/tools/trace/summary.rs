@@ -33,8 +33,12 @@ impl Relays {
     /// Count the hops of one message.
     pub(super) fn add(&mut self, c: &Chain) {
         for (h, d) in c.hops.iter().zip(&c.delays) {
-            let by = h.by.clone().unwrap_or_else(|| "(unnamed)".to_string());
-            let e = self.0.entry(by).or_default();
+            let by = h.by.as_deref().unwrap_or("(unnamed)");
+            // Looked up before it is copied: a relay is seen many times.
+            let e = match self.0.get_mut(by) {
+                Some(e) => e,
+                None => self.0.entry(by.to_string()).or_default(),
+            };
             e.0 += 1;
             if let Some(d) = d {
                 e.1.push(*d);

@@ -46,9 +46,10 @@ fn cut(s: &str, max: usize) -> String {
 fn from_cell(h: &Hop) -> String {
     let name = h
         .from
-        .clone()
-        .or_else(|| h.rdns.clone())
-        .unwrap_or_else(|| "-".to_string());
+        .as_deref()
+        .or(h.rdns.as_deref())
+        .unwrap_or("-")
+        .to_string();
     let mut extra = Vec::new();
     if let Some(helo) = &h.helo
         && !helo.eq_ignore_ascii_case(&name)

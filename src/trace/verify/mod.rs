@@ -1018,16 +1018,16 @@ pub fn smtp_hop(
     let h = n.and_then(|n| hops.get(n));
     let sender = return_path
         .map(str::to_string)
-        .or_else(|| h.and_then(|h| h.envelope_from.clone()))
+        .or_else(|| h.and_then(|h| h.envelope_from.as_deref().map(str::to_string)))
         .map(|s| crate::message::bare_address(&s).trim().to_string());
     SmtpHop {
         hop: n.filter(|_| h.is_some()),
         ip: h
             .and_then(|h| h.ip.as_deref())
             .and_then(|s| s.trim_start_matches("IPv6:").parse().ok()),
-        helo: h.and_then(|h| h.helo.clone().or_else(|| h.from.clone())),
+        helo: h.and_then(|h| h.helo.as_deref().or(h.from.as_deref()).map(str::to_string)),
         mail_from: sender,
-        receiver: h.and_then(|h| h.by.clone()),
+        receiver: h.and_then(|h| h.by.as_deref().map(str::to_string)),
     }
 }
 
