@@ -175,6 +175,11 @@ struct Run<'a> {
     inc: include::State,
     /// What the `duplicate` tests ask to remember.
     remember: Vec<Remember>,
+    /// Longest variable value kept ([`MAX_VAR_LEN`] unless the testsuite
+    /// configures Pigeonhole's `sieve_variables_max_variable_size`).
+    max_var_len: usize,
+    /// The subaddress separators (any one of them splits user and detail).
+    delimiter: String,
     /// The testsuite's state (test builds only).
     #[cfg(test)]
     ts: Option<Box<testsuite::State>>,
@@ -195,6 +200,10 @@ pub struct Env<'a> {
     pub items: &'a [(&'a str, String)],
     /// What answers the `duplicate` tests (none: nothing was seen).
     pub seen: Option<&'a dyn Seen>,
+    /// The subaddress separators, as Dovecot's `recipient_delimiter`: the
+    /// first of these characters in a local part ends the user part
+    /// (RFC 5233); none: `+`.
+    pub recipient_delimiter: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -264,6 +273,8 @@ impl<'a> Run<'a> {
             env,
             inc: include::State::default(),
             remember: Vec::new(),
+            max_var_len: MAX_VAR_LEN,
+            delimiter: env.recipient_delimiter.unwrap_or("+").to_string(),
             #[cfg(test)]
             ts: None,
         }
@@ -399,7 +410,7 @@ impl<'a> Run<'a> {
                 out.push_str("${");
                 rest = after;
             }
-            if out.len() > MAX_VAR_LEN * 4 {
+            if out.len() > self.max_var_len * 4 {
                 break;
             }
         }
@@ -651,10 +662,7 @@ impl<'a> Run<'a> {
                         "upper" => v.to_ascii_uppercase(),
                         "lowerfirst" => first_case(&v, false),
                         "upperfirst" => first_case(&v, true),
-                        "quotewildcard" => v
-                            .replace('\\', "\\\\")
-                            .replace('*', "\\*")
-                            .replace('?', "\\?"),
+                        "quotewildcard" => quote_wildcard(&v, self.max_var_len),
                         _ => v.chars().count().to_string(),
                     };
                 }
@@ -674,8 +682,8 @@ impl<'a> Run<'a> {
         if !self.vars.contains_key(name) && self.vars.len() >= MAX_VARS {
             return Err(rt(pos, format!("more than {MAX_VARS} variables")));
         }
-        if v.len() > MAX_VAR_LEN {
-            let mut cut = MAX_VAR_LEN;
+        if v.len() > self.max_var_len {
+            let mut cut = self.max_var_len;
             while !v.is_char_boundary(cut) {
                 cut -= 1;
             }
@@ -775,7 +783,7 @@ impl<'a> Run<'a> {
                             // matches nothing, not even as :all.
                             None
                         } else {
-                            address_part(a, *part)
+                            address_part(a, *part, &self.delimiter)
                         }
                     })
                     .collect();
@@ -1040,7 +1048,26 @@ fn valid_address(a: &str) -> bool {
         }
 }
 
-fn address_part(a: &str, part: Part) -> Option<String> {
+/// `:quotewildcard` (RFC 5229 4.1): `\\`, `*` and `?` get a backslash.
+/// Past `max` bytes the value stops at the last whole character, never
+/// between a backslash and what it quotes (the later cut to `max` would
+/// leave a lone `\\`), as Pigeonhole does.
+fn quote_wildcard(v: &str, max: usize) -> String {
+    let mut out = String::with_capacity(v.len().min(max));
+    for ch in v.chars() {
+        let quoted = matches!(ch, '\\' | '*' | '?');
+        if out.len() + ch.len_utf8() + usize::from(quoted) > max {
+            break;
+        }
+        if quoted {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn address_part(a: &str, part: Part, delimiter: &str) -> Option<String> {
     // A value that did not parse as an address (kept whole, as Pigeonhole
     // does) matches as :all only: it has no local part or domain.
     if part != Part::All && !valid_address(a) {
@@ -1051,9 +1078,18 @@ fn address_part(a: &str, part: Part) -> Option<String> {
         Part::All => Some(a.to_string()),
         Part::Local => Some(local.to_string()),
         Part::Domain => domain.map(str::to_string),
-        // RFC 5233 with "+" as the separator.
-        Part::User => Some(local.split_once('+').map_or(local, |(u, _)| u).to_string()),
-        Part::Detail => local.split_once('+').map(|(_, d)| d.to_string()),
+        // RFC 5233: the first separator splits; the detail keeps any
+        // further ones ("a+-b" with "+-" has the detail "-b", as in
+        // Pigeonhole).
+        Part::User => Some(
+            local
+                .split_once(|c| delimiter.contains(c))
+                .map_or(local, |(u, _)| u)
+                .to_string(),
+        ),
+        Part::Detail => local
+            .split_once(|c| delimiter.contains(c))
+            .map(|(_, d)| d.to_string()),
     }
 }
 

@@ -494,12 +494,21 @@ impl Run<'_> {
                         match k.as_str() {
                             "sieve_include_max_nesting_depth" => self.inc.max_depth = n,
                             "sieve_include_max_includes" => self.inc.max_includes = n,
+                            "sieve_variables_max_variable_size" => self.max_var_len = n,
+                            "recipient_delimiter" => self.delimiter = v.clone(),
                             _ => {}
                         }
                         self.ts().config.insert(k, v);
                     }
                     "test_config_unset" => {
                         let k = self.ts_str(&a, 0);
+                        match k.as_str() {
+                            "sieve_variables_max_variable_size" => {
+                                self.max_var_len = super::MAX_VAR_LEN;
+                            }
+                            "recipient_delimiter" => self.delimiter = "+".into(),
+                            _ => {}
+                        }
                         self.ts().config.remove(&k);
                     }
                     // No binary form and nothing to reload: the compiled
@@ -605,12 +614,14 @@ impl Run<'_> {
         let global = ts.include_dir(true);
         let folders: Vec<String> = ts.folders.keys().cloned().collect();
         let exists = move |n: &str| folders.iter().any(|f| *f == folder_key(n));
+        let delimiter = self.delimiter.clone();
         let env = Env {
             personal_dir: Some(&personal),
             global_dir: Some(&global),
             mailbox_exists: Some(&exists),
             items: &[],
             seen: None,
+            recipient_delimiter: Some(&delimiter),
         };
         let input = Input {
             message: &msg,

@@ -198,6 +198,7 @@ pub fn evaluate_in(
                 mailbox_exists: Some(&exists),
                 items: &items,
                 seen: Some(seen),
+                recipient_delimiter: None,
             };
             let out = sieve::eval::run_env(script, input, Limits::default(), env);
             if let Some(e) = &out.error {
