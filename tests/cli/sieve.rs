@@ -819,6 +819,59 @@ fn dovecot_sees_the_folders_and_flags_over_imap() {
 }
 
 #[test]
+fn dovecot_shows_imap_keywords_over_imap() {
+    if skip_unless(is_root(), "Dovecot read-back needs root") {
+        return;
+    }
+    let home = TempDir::new();
+    let md = home.join("mail/Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"mailbox\", \"imap4flags\"];\n\
+         if header :is \"x-n\" \"1\" { addflag [\"$Work\", \"\\\\Seen\"]; keep; }\n\
+         if header :is \"x-n\" \"2\" { fileinto :create :flags [\"todo\", \"$work\"] \"Jobs\"; }\n\
+         if header :is \"x-n\" \"3\" { setflag \"bad(name\"; }\n",
+    );
+    for n in ["1", "2"] {
+        sieve(&home, &s, &md)
+            .stdin(format!("X-N: {n}\nSubject: {n}\n\nbody\n"))
+            .run()
+            .success()
+            .stderr_empty();
+    }
+    // Not an IMAP atom: said, and the message is stored all the same.
+    sieve(&home, &s, &md)
+        .stdin("X-N: 3\nSubject: 3\n\nbody\n")
+        .run()
+        .success()
+        .stderr_has("flags not stored");
+    make_readable(&home.join("mail"));
+    let mut dc = Dovecot::start(&home.join("dovecot"));
+    // dovecot-keywords is read from the folder's control directory: the
+    // Maildir folder itself in Dovecot's default layout.
+    dc.add_user_default_layout("alice", &md);
+    let got = imap_folders_and_flags(&dc, "alice");
+    let f = |n: &str, fl: &[&str]| {
+        (
+            n.to_string(),
+            fl.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            f("INBOX", &[]),
+            f("INBOX", &["$Work", "\\Seen"]),
+            f("Jobs", &["$work", "todo"]),
+        ],
+        "Dovecot log errors: {:?}",
+        dc.log_errors()
+    );
+    assert!(dc.log_errors().is_empty(), "{:?}", dc.log_errors());
+}
+
+#[test]
 fn dry_run_over_an_mbox_stream_numbers_the_messages() {
     let home = TempDir::new();
     let md = home.join("Maildir");

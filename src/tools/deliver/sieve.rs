@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::actions::{self, Outbound, Plan, Sent};
 use crate::exit::{Error, Kind, Result};
+use crate::proto::transcript::printable;
 use crate::sieve::duplicate::{Memory, Seen};
 use crate::sieve::{self, Action, ActionKind, Input, Limits, Script};
 use crate::store::Maildir;
@@ -535,16 +536,7 @@ fn store(
             None => merged.push(t),
         }
     }
-    let mut keywords_noted = false;
     for t in &merged {
-        let letters: String = t.flags.iter().filter_map(|f| letter(f)).collect();
-        if !keywords_noted && t.flags.iter().any(|f| letter(f).is_none()) {
-            keywords_noted = true;
-            ctx.warn(&format!(
-                "{}: IMAP keywords are not stored in Maildir names in this version (only \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft)",
-                f.script
-            ));
-        }
         let mut inbox = t.folder.is_none();
         let dest = match &t.folder {
             None => md.clone(),
@@ -563,6 +555,31 @@ fn store(
                 }
             },
         };
+        let mut letters: String = t.flags.iter().filter_map(|f| letter(f)).collect();
+        // IMAP keywords get the letters Dovecot maps them to in the folder's
+        // dovecot-keywords; one that cannot be kept is said, and the message
+        // is stored all the same.
+        let keywords: Vec<String> = t
+            .flags
+            .iter()
+            .filter(|f| letter(f).is_none())
+            .cloned()
+            .collect();
+        if !keywords.is_empty() {
+            match dest.keyword_letters(&keywords) {
+                Ok((kl, left)) => {
+                    letters.push_str(&kl);
+                    if !left.is_empty() {
+                        ctx.warn(&format!(
+                            "{}: flags not stored (not IMAP keywords, or all 26 Maildir keyword letters taken): {}",
+                            f.script,
+                            printable(&left.join(" "))
+                        ));
+                    }
+                }
+                Err(e) => ctx.warn(&format!("{e}; keywords not stored")),
+            }
+        }
         let msg = match t.action {
             Some(i) => outcome.message_for(i, data),
             None => std::borrow::Cow::Borrowed(data),
