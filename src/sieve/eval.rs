@@ -762,8 +762,9 @@ impl<'a> Run<'a> {
                 let mut addrs: Vec<String> = Vec::new();
                 for n in self.expand_all(names) {
                     if *envelope {
-                        if let Some(a) = self.envelope_part(&n) {
-                            addrs.push(message::bare_address(&a));
+                        // A path that does not parse matches nothing.
+                        if let Some(a) = self.envelope_part(&n).and_then(|a| envelope_path(&a)) {
+                            addrs.push(a);
                         }
                     } else {
                         for v in self.header(&n, t.pos)? {
@@ -1046,6 +1047,56 @@ fn valid_address(a: &str) -> bool {
             Some((l, d)) => !l.is_empty() && !d.is_empty(),
             None => true,
         }
+}
+
+/// The address of an envelope path (RFC 5321 4.1.2): `<` and `>` around
+/// it or neither, a source route dropped, one `@` outside a quoted local
+/// part; `None` when it is not one. The null path is `""`.
+fn envelope_path(s: &str) -> Option<String> {
+    let s = s.trim();
+    let inner = match s.strip_prefix('<') {
+        Some(r) => r.strip_suffix('>')?,
+        None => s,
+    };
+    if inner.contains(['<', '>']) {
+        return None;
+    }
+    let inner = if inner.starts_with('@') {
+        let (route, rest) = inner.split_once(':')?;
+        // A-d-l: "@" Domain, separated by ",".
+        let ok = route
+            .split(',')
+            .all(|d| d.strip_prefix('@').is_some_and(is_domain));
+        if !ok {
+            return None;
+        }
+        rest
+    } else {
+        inner
+    };
+    if let Some((local, domain)) = inner.rsplit_once('@')
+        && (local.is_empty()
+            || !is_domain(domain)
+            || (local.contains('@') && !(local.starts_with('"') && local.ends_with('"'))))
+    {
+        return None;
+    }
+    Some(inner.to_string())
+}
+
+/// An RFC 5321 Domain: dot-separated labels of letters, digits and `-`
+/// (non-ASCII allowed, RFC 6531; `_` too, seen in the wild and accepted by
+/// Pigeonhole), or an address literal in `[...]`.
+fn is_domain(d: &str) -> bool {
+    if d.starts_with('[') && d.ends_with(']') && d.len() > 2 {
+        return true;
+    }
+    !d.is_empty()
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// `:quotewildcard` (RFC 5229 4.1): `\\`, `*` and `?` get a backslash.
