@@ -1049,6 +1049,44 @@ fn valid_address(a: &str) -> bool {
         }
 }
 
+/// The envelope recipient a `redirect` to `address` sends to: the
+/// address of a `Name <addr>` or a bare one, its local part unquoted
+/// when the quotes are not needed (`"Sirius"@example.net` is
+/// `Sirius@example.net`, RFC 5321 4.1.2 asks senders to prefer the
+/// unquoted form; Pigeonhole does the same); `None` when it is not an
+/// address with a domain. The delivery and the testsuite both take the
+/// recipient from here.
+pub fn redirect_recipient(address: &str) -> Option<String> {
+    let to = message::bare_address(address);
+    if !to.contains('@')
+        || to.starts_with('@')
+        || to.ends_with('@')
+        || to.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let (local, domain) = to.rsplit_once('@')?;
+    if let Some(inner) = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .filter(|i| !i.contains('\\'))
+        && is_dot_atom(inner)
+    {
+        return Some(format!("{inner}@{domain}"));
+    }
+    Some(to)
+}
+
+/// RFC 5322 dot-atom text: atext runs separated by single dots.
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        })
+}
+
 /// The address of an envelope path (RFC 5321 4.1.2): `<` and `>` around
 /// it or neither, a source route dropped, one `@` outside a quoted local
 /// part; `None` when it is not one. The null path is `""`.

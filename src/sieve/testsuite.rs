@@ -359,7 +359,11 @@ impl Run<'_> {
                     ..
                 } => store.push((folder_key(mailbox), msg, flags.clone(), *create)),
                 ActionKind::Redirect { address, .. } => {
-                    sent.push((msg, sender.clone(), crate::message::bare_address(address)));
+                    // The recipient as the delivery computes it; none: not
+                    // sent (the delivery skips it and says so).
+                    if let Some(to) = super::redirect_recipient(address) {
+                        sent.push((msg, sender.clone(), to));
+                    }
                 }
                 ActionKind::Reject { reason, .. } => {
                     let to = self.ts().from.clone().unwrap_or_default();
