@@ -62,7 +62,7 @@ pub(in crate::sieve) fn compile(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Cmd, Comp
         if !n.contains("${") && !valid_field_name(&n) {
             return Err(err(
                 a.pos(),
-                format!("{what}: invalid header field name {n:?}"),
+                format!("{what}: header field name {n:?} is invalid"),
             ));
         }
         Ok(n)
@@ -301,7 +301,7 @@ impl<'a> Run<'a> {
                 if !valid_field_name(&name) {
                     return Err(rt(
                         c.pos,
-                        format!("addheader: invalid header field name {name:?}"),
+                        format!("addheader: header field name {name:?} is invalid"),
                     ));
                 }
                 let value = self.expand(value);
@@ -339,7 +339,7 @@ impl<'a> Run<'a> {
                 if !valid_field_name(&name) {
                     return Err(rt(
                         c.pos,
-                        format!("deleteheader: invalid header field name {name:?}"),
+                        format!("deleteheader: header field name {name:?} is invalid"),
                     ));
                 }
                 if self.protected(&name) {

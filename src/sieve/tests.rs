@@ -539,3 +539,27 @@ fn extreme_clocks_do_not_overflow() {
         assert!(out.error.is_none());
     }
 }
+
+#[test]
+fn the_compiler_goes_on_after_an_error_and_reports_each() {
+    let errs = super::compile_script_all(
+        "fileinto \"A\";\nif header :frop \"a\" \"b\" { redirect; } else { keep 1; }\nkeep;\n",
+    )
+    .unwrap_err();
+    let at: Vec<(u32, u32)> = errs.iter().map(|e| (e.pos.line, e.pos.col)).collect();
+    assert_eq!(at, [(1, 1), (2, 11), (2, 27), (2, 46)], "{errs:?}");
+    // The first is what compile_script reports.
+    assert_eq!(
+        super::compile_script("fileinto \"A\";\nkeep 1;\n")
+            .unwrap_err()
+            .pos
+            .line,
+        1
+    );
+    // A script with many errors keeps at most MAX_ERRORS of them.
+    let many = "keep 1;\n".repeat(100);
+    assert_eq!(
+        super::compile_script_all(&many).unwrap_err().len(),
+        super::compile::MAX_ERRORS
+    );
+}

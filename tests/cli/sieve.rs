@@ -285,6 +285,19 @@ fn check_compiles_only() {
         .code_is(65)
         .stderr_has("line 2, column 3")
         .stderr_has("require \"fileinto\"");
+    // Every error is reported, as sievec does, not only the first.
+    let bad = script(
+        &home,
+        "bad2.sieve",
+        "fileinto \"A\";\nif header :frop \"a\" \"b\" { keep; }\nkeep;\nredirect;\n",
+    );
+    Tool::new(TOOL, home.path())
+        .args(["--check", &bad])
+        .run()
+        .code_is(65)
+        .stderr_has("line 1, column 1")
+        .stderr_has("line 2, column 11: unknown tag :frop")
+        .stderr_has("line 4, column 1");
 }
 
 #[test]

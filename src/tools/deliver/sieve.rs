@@ -99,9 +99,25 @@ pub fn load(path: &str) -> Result<Script> {
     sieve::compile_script(&text).map_err(|e| Error::new(Kind::Data, path, e))
 }
 
-/// `--check SCRIPT`: compile only.
+/// `--check SCRIPT`: compile only; every error is said (each with line
+/// and column, as sievec does), the last one as the error returned.
 pub fn check(path: &str, ctx: &mut Ctx) -> Result<()> {
-    let s = load(path)?;
+    let text = std::fs::read(path).map_err(|e| Error::io(format!("reading {path}"), &e))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::new(Kind::Data, path, "the script is not UTF-8"))?;
+    let s = match sieve::compile_script_all(&text) {
+        Ok(s) => s,
+        Err(mut errs) => {
+            let last = errs.pop().unwrap_or_else(|| sieve::CompileError {
+                pos: sieve::Pos::default(),
+                msg: "does not compile".into(),
+            });
+            for e in errs {
+                ctx.warn(&format!("{path}: {e}"));
+            }
+            return Err(Error::new(Kind::Data, path, last));
+        }
+    };
     let ext: Vec<&str> = s.requires.iter().map(String::as_str).collect();
     ctx.line(&format!(
         "{path}: ok (requires: {})",
