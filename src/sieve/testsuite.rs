@@ -6,7 +6,12 @@
 //! `test_binary_save`/`load` as no-ops), written from the suite's own
 //! use of them, so its `.svtest` files (tests/fixtures/mail-deliver/svtest,
 //! LGPL-2.1, see its NOTICE) run on our interpreter; [`run_file`] gives one
-//! file's verdict. The mail store and the outgoing mail are in memory.
+//! file's verdict. The mail store and the outgoing mail are in memory;
+//! what goes out is built by the code the delivery uses (the vacation
+//! reply by `vacation::decide`, a redirect's recipient by
+//! `eval::redirect_recipient`), except the rejection notice, which the
+//! delivery leaves to the MTA. `test_set "message"` takes the envelope
+//! from the message as Pigeonhole's testsuite does.
 //!
 //! Guarantee: a file's verdict is `Passed` only when every `test` block ran
 //! to its end without `test_fail` and nothing outside them failed.
@@ -322,7 +327,26 @@ impl Run<'_> {
         v
     }
 
+    /// A new current message; its envelope is taken from it as
+    /// Pigeonhole's testsuite takes it: the recipient from Envelope-To,
+    /// else To; the sender from Return-Path, else Sender, else From.
     fn set_message(&mut self, m: Vec<u8>) {
+        let first = |names: &[&str]| {
+            let end = memchr::memmem::find(&m, b"\n\n").map_or(m.len(), |i| i + 1);
+            let fields = crate::message::fields(&m[..end]);
+            names.iter().find_map(|n| {
+                super::super::mime::header_values(&fields, n)
+                    .first()
+                    .and_then(|v| super::super::mime::addresses(v).into_iter().next())
+                    .filter(|a| !a.is_empty())
+            })
+        };
+        let to = first(&["Envelope-To", "To"]).unwrap_or_else(|| "recipient@example.com".into());
+        let from = first(&["Return-Path", "Sender", "From"])
+            .unwrap_or_else(|| "sender@example.com".into());
+        let ts = self.ts();
+        ts.to = Some(to);
+        ts.from = Some(from);
         self.base = Some(Arc::from(m));
         self.head = None;
     }
@@ -375,14 +399,21 @@ impl Run<'_> {
                         to,
                     ));
                 }
-                ActionKind::Vacation { reason, .. } => {
-                    let to = self.ts().from.clone().unwrap_or_default();
-                    sent.push((
-                        format!("To: {to}\nAuto-Submitted: auto-replied\nSubject: Automated reply\n\n{reason}\n")
-                            .into_bytes(),
-                        None,
-                        to,
-                    ));
+                ActionKind::Vacation { reason, options } => {
+                    // The reply the delivery would send (the library's
+                    // decision and message, nothing remembered from an
+                    // earlier run); none when it would send none.
+                    let ts = self.ts();
+                    let (from, to) = (ts.from.clone(), ts.to.clone());
+                    let cx = super::super::vacation::Context {
+                        message: &msg,
+                        sender: from.as_deref(),
+                        recipient: to.as_deref(),
+                        now: self.input.now,
+                    };
+                    if let Ok(r) = super::super::vacation::decide(reason, options, cx, &()) {
+                        sent.push((r.message, Some(String::new()), r.to));
+                    }
                 }
                 ActionKind::Discard => {}
             }
@@ -421,10 +452,14 @@ impl Run<'_> {
             }
             None => match self.ts().smtp.get(n).cloned() {
                 Some((m, from, to)) => {
+                    // The envelope it was sent with, not one from its
+                    // header.
+                    self.set_message(m);
                     let ts = self.ts();
                     ts.from = from;
                     ts.to = Some(to);
-                    Some((m, Vec::new()))
+                    self.flags = Vec::new();
+                    return true;
                 }
                 None => None,
             },
