@@ -240,18 +240,20 @@ pub fn decide(
     if mine.iter().any(|m| same_address(m, &sender)) {
         return Err(format!("the sender <{sender}> is the user"));
     }
-    let addressed = RCPT_FIELDS.iter().any(|name| {
+    // The user's address the message was written to: the reply comes
+    // from it (the sender knows that one; Pigeonhole does the same).
+    let addressed = RCPT_FIELDS.iter().find_map(|name| {
         mime::header_values(&fields, name)
             .iter()
             .flat_map(|v| mime::addresses(v))
-            .any(|a| mine.iter().any(|m| same_address(m, &a)))
+            .find_map(|a| mine.iter().find(|m| same_address(m, &a)).cloned())
     });
-    if !addressed {
+    let Some(addressed) = addressed else {
         return Err(format!(
             "none of the user's addresses ({}) is in To, Cc or Bcc",
             mine.join(", ")
         ));
-    }
+    };
     let handle = opts.handle(reason);
     let key = vacation_key(&handle, &sender);
     let days = opts.days();
@@ -262,9 +264,9 @@ pub fn decide(
     }
     let from_field = match &opts.from {
         Some(f) if from_addr.is_some() => one_line(f),
-        _ => mine[0].clone(),
+        _ => addressed.clone(),
     };
-    let from_bare = from_addr.unwrap_or_else(|| mine[0].clone());
+    let from_bare = from_addr.unwrap_or(addressed);
     let subject = match &opts.subject {
         Some(s) => one_line(s),
         None => match first("Subject").map(|s| one_line(&s)) {
@@ -427,7 +429,9 @@ Shall we?\n";
             addresses: vec!["other@example.com".into()],
             ..Options::default()
         };
-        assert!(decide("r", &o, cx(m, Some("a@example.org")), &()).is_ok());
+        // The reply comes from the address the message was written to.
+        let r = decide("r", &o, cx(m, Some("a@example.org")), &()).unwrap();
+        assert_eq!(r.from, "other@example.com");
     }
 
     #[test]
