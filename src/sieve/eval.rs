@@ -453,6 +453,16 @@ impl<'a> Run<'a> {
                 "keep, fileinto or redirect conflicts with an earlier reject",
             ));
         }
+        // Vacation and reject are incompatible (an answer and a refusal
+        // to the same sender; RFC 5429 says so, and Pigeonhole refuses the
+        // pair), whichever comes first.
+        let reject = |k: &ActionKind| matches!(k, ActionKind::Reject { .. });
+        let vacation = |k: &ActionKind| matches!(k, ActionKind::Vacation { .. });
+        if (reject(&kind) && self.actions.iter().any(|a| vacation(&a.kind)))
+            || (vacation(&kind) && self.actions.iter().any(|a| reject(&a.kind)))
+        {
+            return Err(rt(pos, "vacation and reject cannot both be used"));
+        }
         let target = |k: &ActionKind| match k {
             ActionKind::Keep { .. } => Some("INBOX".to_string()),
             ActionKind::FileInto { mailbox, .. } => {

@@ -563,3 +563,19 @@ fn the_compiler_goes_on_after_an_error_and_reports_each() {
         super::compile::MAX_ERRORS
     );
 }
+
+#[test]
+fn vacation_and_reject_cannot_both_be_used() {
+    for body in [
+        "vacation \"away\"; reject \"no\";",
+        "reject \"no\"; vacation \"away\";",
+    ] {
+        let s = compile_script(&format!("require [\"vacation\", \"reject\"]; {body}")).unwrap();
+        let out = run(&s, input(MSG), Limits::default());
+        let e = out.error.expect(body);
+        assert!(e.msg.contains("vacation and reject"), "{e}");
+        // Only the implicit keep remains.
+        assert_eq!(out.actions.len(), 1, "{body}");
+        assert!(out.actions[0].pos.is_none());
+    }
+}
