@@ -804,6 +804,15 @@ impl<'a> Run<'a> {
                 self.step(self.msg_len() as u64, t.pos)?;
                 let msg = self.whole();
                 let values = match transform {
+                    // RFC 5173: a header without the empty line after it
+                    // has no body, and every body test is false, even for
+                    // "".
+                    BodyTransform::Raw
+                        if !msg.starts_with(b"\n")
+                            && memchr::memmem::find(&msg, b"\n\n").is_none() =>
+                    {
+                        Vec::new()
+                    }
                     BodyTransform::Raw => {
                         vec![String::from_utf8_lossy(mime::raw_body(&msg)).into_owned()]
                     }
@@ -812,6 +821,10 @@ impl<'a> Run<'a> {
                         mime::body_parts(&msg, &self.expand_all(types))
                     }
                 };
+                // The body in its canonical form, CRLF line ends (RFC 5173
+                // and how the message travels and IMAP shows it), the form
+                // a `text:` key has; the store keeps LF.
+                let values: Vec<String> = values.iter().map(|v| crlf(v)).collect();
                 let size: u64 = values.iter().map(|v| v.len() as u64).sum();
                 self.step(size, t.pos)?;
                 // The body test sets no match variables (as in Pigeonhole:
@@ -1145,6 +1158,20 @@ fn is_domain(d: &str) -> bool {
                 && l.chars()
                     .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
         })
+}
+
+/// `s` with each bare LF made CRLF.
+fn crlf(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 16);
+    let mut prev = '\0';
+    for c in s.chars() {
+        if c == '\n' && prev != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
 }
 
 /// `:quotewildcard` (RFC 5229 4.1): `\\`, `*` and `?` get a backslash.

@@ -579,3 +579,36 @@ fn vacation_and_reject_cannot_both_be_used() {
         assert!(out.actions[0].pos.is_none());
     }
 }
+
+#[test]
+fn body_is_compared_with_crlf_line_ends_and_a_header_alone_has_none() {
+    let s = compile_script(
+        "require \"body\";\nif body :raw :is text:\nline 1\nline 2\n.\n{ discard; }\n",
+    )
+    .unwrap();
+    // Stored with LF; the text: key has CRLF (RFC 5228): they match.
+    let out = run(
+        &s,
+        input(b"Subject: x\n\nline 1\nline 2\n"),
+        Limits::default(),
+    );
+    assert!(
+        matches!(out.actions[0].kind, ActionKind::Discard),
+        "{:?}",
+        out.actions
+    );
+    let s =
+        compile_script("require \"body\";\nif body :raw :contains \"\" { discard; }\n").unwrap();
+    let out = run(&s, input(b"Subject: no body\n"), Limits::default());
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::Discard))
+    );
+    let out = run(&s, input(b"Subject: empty body\n\n"), Limits::default());
+    assert!(
+        out.actions
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::Discard))
+    );
+}
