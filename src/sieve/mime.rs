@@ -501,6 +501,16 @@ fn walk(
     if t.starts_with("multipart/") {
         return;
     }
+    // RFC 5173 5.2: a message/rfc822 part that :content names is searched
+    // in its header only, as one string; its own parts count when their
+    // types are named.
+    if t == "message/rfc822" && !text && type_matches(&t, types) {
+        out.push(String::from_utf8_lossy(split_entity(body).0).into_owned());
+        if depth < MAX_MIME_DEPTH {
+            walk(body, types, text, depth + 1, out, budget);
+        }
+        return;
+    }
     let xhtml = text && t == "application/xhtml+xml";
     if type_matches(&t, types) || xhtml {
         let bytes = decode_transfer(&cte, body);
@@ -518,6 +528,17 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_message_rfc822_part_is_searched_in_its_header_only() {
+        let m =
+            b"Content-Type: message/rfc822\n\nFrom: a@example.org\nSubject: hi\n\nsecret body\n";
+        let got = body_parts(m, &["message/rfc822".to_string()]);
+        assert_eq!(got, ["From: a@example.org\nSubject: hi\n"]);
+        // Its text part counts when text is named.
+        let got = body_parts(m, &["text".to_string()]);
+        assert_eq!(got, ["secret body\n"]);
+    }
 
     #[test]
     fn encoded_words_are_decoded() {
