@@ -251,6 +251,19 @@ fn entity_type(fields: &[Field<'_>]) -> (String, Option<String>, String, Option<
         .find(|f| f.is("Content-Transfer-Encoding"))
         .map(|f| f.text().to_ascii_lowercase())
         .unwrap_or_default();
+    // RFC 2045 6.4: an entity with an unrecognised transfer encoding is
+    // treated as application/octet-stream (it cannot be decoded).
+    let known = ["", "7bit", "8bit", "binary", "quoted-printable", "base64"];
+    if !known.contains(&cte.trim()) {
+        let t = ct
+            .as_deref()
+            .and_then(|v| v.split(';').next())
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| t.starts_with("multipart/"))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let boundary = ct.as_deref().and_then(|v| param(v, "boundary"));
+        return (t, None, cte, boundary);
+    }
     match ct {
         Some(v) => {
             let t = v
@@ -528,6 +541,14 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_with_an_unknown_transfer_encoding_is_no_text() {
+        let m = b"Content-Type: text/plain\nContent-Transfer-Encoding: x-frop\n\nhello\n";
+        assert!(body_text(m).is_empty());
+        let m = b"Content-Type: text/plain\nContent-Transfer-Encoding: 8BIT\n\nhello\n";
+        assert_eq!(body_text(m), ["hello\n"]);
+    }
 
     #[test]
     fn a_named_message_rfc822_part_is_searched_in_its_header_only() {
