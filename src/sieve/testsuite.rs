@@ -89,10 +89,24 @@ impl State {
     pub(super) fn mailbox_exists(&self, name: &str) -> bool {
         self.folders.contains_key(&folder_key(name))
     }
-    pub(super) fn protected(&self, name: &str) -> bool {
-        self.config
-            .get("sieve_editheader_protected")
-            .is_some_and(|l| l.split_whitespace().any(|p| p.eq_ignore_ascii_case(name)))
+    /// Whether the configured lists forbid adding (`add`) or deleting
+    /// `name`: `sieve_editheader_protected` both, `_forbid_add` and
+    /// `_forbid_delete` one each.
+    pub(super) fn protected(&self, name: &str, add: bool) -> bool {
+        let listed = |k: &str| {
+            self.config
+                .get(k)
+                .is_some_and(|l| l.split_whitespace().any(|p| p.eq_ignore_ascii_case(name)))
+        };
+        let one = if add {
+            "sieve_editheader_forbid_add"
+        } else {
+            "sieve_editheader_forbid_delete"
+        };
+        // Subject cannot be protected: RFC 5293 wants it editable (and
+        // Pigeonhole ignores it in these settings).
+        !name.eq_ignore_ascii_case("subject")
+            && (listed("sieve_editheader_protected") || listed(one))
     }
     pub(super) fn include_dir(&self, global: bool) -> PathBuf {
         self.dir.join(if global {
