@@ -682,6 +682,7 @@ pub(super) fn block(
         if c.name != "require" {
             cx.in_prologue = false;
         }
+        namespaces(cx, &c.args, &c.tests);
         if c.name == "elsif" || c.name == "else" {
             cx.note(err(c.pos, format!("{} without a preceding if", c.name)));
             i += 1;
@@ -739,6 +740,46 @@ pub(super) fn block(
     }
     // The errors are in cx; the caller looks there.
     Ok(out)
+}
+
+/// RFC 5229 3: a reference to a variable namespace no extension provides
+/// (`${ns.name}`; only `global` with include exists here) is an error.
+fn namespaces(cx: &mut Cx<'_>, args: &[RawArg], tests: &[RawTest]) {
+    if !cx.requires.contains("variables") {
+        return;
+    }
+    for a in args {
+        let (strs, pos): (Vec<&String>, Pos) = match a {
+            RawArg::Str(s, p) => (vec![s], *p),
+            RawArg::List(l, p) => (l.iter().collect(), *p),
+            _ => continue,
+        };
+        for s in strs {
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                let after = &rest[i + 2..];
+                let Some(end) = after.find('}') else { break };
+                let name = &after[..end];
+                if let Some((ns, var)) = name.split_once('.')
+                    && valid_var_name(ns)
+                    && var.split('.').all(valid_var_name)
+                    && !(ns.eq_ignore_ascii_case("global") && cx.requires.contains("include"))
+                    // The testsuite's own namespace.
+                    && !(ns.eq_ignore_ascii_case("tst")
+                        && cx.requires.contains("vnd.dovecot.testsuite"))
+                {
+                    cx.note(err(
+                        pos,
+                        format!("unknown variable namespace {ns:?} in ${{{name}}}"),
+                    ));
+                }
+                rest = &after[end..];
+            }
+        }
+    }
+    for t in tests {
+        namespaces(cx, &t.args, &t.tests);
+    }
 }
 
 fn cond(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Test, CompileError> {

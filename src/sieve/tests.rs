@@ -612,3 +612,14 @@ fn body_is_compared_with_crlf_line_ends_and_a_header_alone_has_none() {
             .any(|a| matches!(a.kind, ActionKind::Discard))
     );
 }
+
+#[test]
+fn a_reference_to_an_unknown_variable_namespace_does_not_compile() {
+    let e = compile_err("require [\"variables\", \"fileinto\"]; fileinto \"${ns.frop}\";");
+    assert!(e.msg.contains("namespace \"ns\""), "{e}");
+    // Plain names, match variables and strings without variables are fine.
+    assert!(
+        compile_script("require [\"variables\", \"fileinto\"]; fileinto \"${a}${1}\";").is_ok()
+    );
+    assert!(compile_script("require \"fileinto\"; fileinto \"${ns.frop}\";").is_ok());
+}
