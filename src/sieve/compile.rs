@@ -430,7 +430,12 @@ pub(super) struct Cx<'a> {
     /// The errors so far (the compiler goes on at the next command after
     /// one, as sievec does, up to [`MAX_ERRORS`]).
     errors: Vec<CompileError>,
+    /// The variable names `set` names, to refuse more than the run keeps.
+    vars: BTreeSet<String>,
 }
+
+/// Longest variable name (Pigeonhole's limit; RFC 5229 leaves it open).
+pub const MAX_VAR_NAME: usize = 64;
 
 /// Most compile errors collected from one script.
 pub const MAX_ERRORS: usize = 20;
@@ -658,6 +663,7 @@ pub fn compile_all(src: &str, raw: &[RawCmd]) -> Result<Script, Vec<CompileError
         requires: BTreeSet::new(),
         in_prologue: true,
         errors: Vec::new(),
+        vars: BTreeSet::new(),
     };
     let commands = block(&mut cx, raw, true);
     if !cx.errors.is_empty() {
@@ -743,7 +749,8 @@ pub(super) fn block(
 }
 
 /// RFC 5229 3: a reference to a variable namespace no extension provides
-/// (`${ns.name}`; only `global` with include exists here) is an error.
+/// (`${ns.name}`; only `global` with include exists here) is an error,
+/// and so is a match value past the highest kept (`${33}`).
 fn namespaces(cx: &mut Cx<'_>, args: &[RawArg], tests: &[RawTest]) {
     if !cx.requires.contains("variables") {
         return;
@@ -760,6 +767,20 @@ fn namespaces(cx: &mut Cx<'_>, args: &[RawArg], tests: &[RawTest]) {
                 let after = &rest[i + 2..];
                 let Some(end) = after.find('}') else { break };
                 let name = &after[..end];
+                if !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_digit())
+                    && name
+                        .parse::<usize>()
+                        .map_or(true, |n| n > super::eval::MAX_MATCH_VALUES)
+                {
+                    cx.note(err(
+                        pos,
+                        format!(
+                            "match value ${{{name}}} past the highest kept, ${{{}}}",
+                            super::eval::MAX_MATCH_VALUES
+                        ),
+                    ));
+                }
                 if let Some((ns, var)) = name.split_once('.')
                     && valid_var_name(ns)
                     && var.split('.').all(valid_var_name)
@@ -939,8 +960,24 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             let global_ns = name
                 .strip_prefix("global.")
                 .is_some_and(|g| valid_var_name(g) && cx.requires.contains("include"));
+            if name.len() > MAX_VAR_NAME {
+                return Err(err(
+                    a[0].pos(),
+                    format!("variable name longer than {MAX_VAR_NAME} characters"),
+                ));
+            }
             if !valid_var_name(&name) && !global_ns {
                 return Err(err(a[0].pos(), format!("invalid variable name {name:?}")));
+            }
+            // More names than a run keeps is said once, where it happens.
+            if !global_ns
+                && cx.vars.insert(name.clone())
+                && cx.vars.len() == super::eval::MAX_VARS + 1
+            {
+                return Err(err(
+                    a[0].pos(),
+                    format!("more than {} variables", super::eval::MAX_VARS),
+                ));
             }
             // RFC 5229 3.1: applied by precedence, highest first.
             // :lower/:upper (40), then :lowerfirst/:upperfirst (30),

@@ -622,4 +622,13 @@ fn a_reference_to_an_unknown_variable_namespace_does_not_compile() {
         compile_script("require [\"variables\", \"fileinto\"]; fileinto \"${a}${1}\";").is_ok()
     );
     assert!(compile_script("require \"fileinto\"; fileinto \"${ns.frop}\";").is_ok());
+    // Limits: match values kept, name length, names set.
+    assert!(compile_script("require \"variables\"; if string \"${32}\" \"\" { }").is_ok());
+    assert!(compile_script("require \"variables\"; if string \"${33}\" \"\" { }").is_err());
+    let long = "v".repeat(65);
+    assert!(compile_script(&format!("require \"variables\"; set \"{long}\" \"x\";")).is_err());
+    let many: String = (0..256).map(|i| format!("set \"v{i}\" \"x\";\n")).collect();
+    let errs = super::compile_script_all(&format!("require \"variables\";\n{many}")).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].pos.line, 257);
 }
