@@ -427,6 +427,31 @@ pub(super) struct Cx<'a> {
     requires: BTreeSet<String>,
     /// Still in the leading `require` commands.
     in_prologue: bool,
+    /// The errors so far (the compiler goes on at the next command after
+    /// one, as sievec does, up to [`MAX_ERRORS`]).
+    errors: Vec<CompileError>,
+    /// The variable names `set` names, to refuse more than the run keeps.
+    vars: BTreeSet<String>,
+}
+
+/// Longest variable name (Pigeonhole's limit; RFC 5229 leaves it open).
+pub const MAX_VAR_NAME: usize = 64;
+
+/// Most compile errors collected from one script.
+pub const MAX_ERRORS: usize = 20;
+
+impl Cx<'_> {
+    /// Keep `e` (up to [`MAX_ERRORS`]) and go on.
+    fn note(&mut self, e: CompileError) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        }
+    }
+
+    /// The value of `r`, or `None` with its error kept.
+    fn keep<T>(&mut self, r: Result<T, CompileError>) -> Option<T> {
+        r.map_err(|e| self.note(e)).ok()
+    }
 }
 
 pub(super) fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
@@ -610,8 +635,15 @@ impl Tags {
     }
 }
 
-/// Compile a parsed script.
+/// Compile a parsed script; the first error.
 pub fn compile(src: &str, raw: &[RawCmd]) -> Result<Script, CompileError> {
+    compile_all(src, raw).map_err(|mut e| e.swap_remove(0))
+}
+
+/// Compile a parsed script; every error (at most [`MAX_ERRORS`], at least
+/// one), in script order: after an error the compiler goes on at the next
+/// command.
+pub fn compile_all(src: &str, raw: &[RawCmd]) -> Result<Script, Vec<CompileError>> {
     let decoded;
     // Strings are decoded only when every required extension is known, so
     // an unsupported one is the error reported, not a bad sequence.
@@ -620,7 +652,7 @@ pub fn compile(src: &str, raw: &[RawCmd]) -> Result<Script, CompileError> {
         .all(|n| EXTENSIONS.contains(&n.as_str()) || (cfg!(test) && n == "vnd.dovecot.testsuite"));
     let raw = if known && super::encoded::required(raw) {
         let mut r = raw.to_vec();
-        super::encoded::decode_tree(&mut r)?;
+        super::encoded::decode_tree(&mut r).map_err(|e| vec![e])?;
         decoded = r;
         &decoded[..]
     } else {
@@ -630,8 +662,14 @@ pub fn compile(src: &str, raw: &[RawCmd]) -> Result<Script, CompileError> {
         src,
         requires: BTreeSet::new(),
         in_prologue: true,
+        errors: Vec::new(),
+        vars: BTreeSet::new(),
     };
-    let commands = block(&mut cx, raw, true)?;
+    let commands = block(&mut cx, raw, true);
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    let commands = commands.map_err(|e| vec![e])?;
     Ok(Script {
         commands,
         requires: cx.requires,
@@ -650,20 +688,41 @@ pub(super) fn block(
         if c.name != "require" {
             cx.in_prologue = false;
         }
+        namespaces(cx, &c.args, &c.tests);
         if c.name == "elsif" || c.name == "else" {
-            return Err(err(c.pos, format!("{} without a preceding if", c.name)));
+            cx.note(err(c.pos, format!("{} without a preceding if", c.name)));
+            i += 1;
+            continue;
         }
         if c.name == "if" {
-            let mut arms = vec![(cond(cx, c)?, body(cx, c)?)];
+            // Each test and block is compiled even after an error in
+            // another, so every error is found.
+            let mut ok = true;
+            let arm = |cx: &mut Cx<'_>, n: &RawCmd| {
+                let t = cond(cx, n);
+                let t = cx.keep(t);
+                let b = body(cx, n);
+                let b = cx.keep(b);
+                t.zip(b)
+            };
+            let first = arm(cx, c);
+            ok &= first.is_some();
+            let mut arms: Vec<(Test, Vec<Command>)> = first.into_iter().collect();
             let mut otherwise = None;
             while let Some(n) = raw.get(i + 1) {
                 match n.name.as_str() {
-                    "elsif" => arms.push((cond(cx, n)?, body(cx, n)?)),
+                    "elsif" => match arm(cx, n) {
+                        Some(a) => arms.push(a),
+                        None => ok = false,
+                    },
                     "else" => {
                         if !n.args.is_empty() || !n.tests.is_empty() {
-                            return Err(err(n.pos, "else takes no arguments"));
+                            cx.note(err(n.pos, "else takes no arguments"));
+                            ok = false;
                         }
-                        otherwise = Some(body(cx, n)?);
+                        let b = body(cx, n);
+                        otherwise = cx.keep(b);
+                        ok &= otherwise.is_some();
                         i += 1;
                         break;
                     }
@@ -671,16 +730,77 @@ pub(super) fn block(
                 }
                 i += 1;
             }
-            out.push(Command {
-                pos: c.pos,
-                kind: Cmd::If { arms, otherwise },
-            });
+            if ok {
+                out.push(Command {
+                    pos: c.pos,
+                    kind: Cmd::If { arms, otherwise },
+                });
+            }
         } else {
-            out.push(simple(cx, c, top)?);
+            let r = simple(cx, c, top);
+            if let Some(cmd) = cx.keep(r) {
+                out.push(cmd);
+            }
         }
         i += 1;
     }
+    // The errors are in cx; the caller looks there.
     Ok(out)
+}
+
+/// RFC 5229 3: a reference to a variable namespace no extension provides
+/// (`${ns.name}`; only `global` with include exists here) is an error,
+/// and so is a match value past the highest kept (`${33}`).
+fn namespaces(cx: &mut Cx<'_>, args: &[RawArg], tests: &[RawTest]) {
+    if !cx.requires.contains("variables") {
+        return;
+    }
+    for a in args {
+        let (strs, pos): (Vec<&String>, Pos) = match a {
+            RawArg::Str(s, p) => (vec![s], *p),
+            RawArg::List(l, p) => (l.iter().collect(), *p),
+            _ => continue,
+        };
+        for s in strs {
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                let after = &rest[i + 2..];
+                let Some(end) = after.find('}') else { break };
+                let name = &after[..end];
+                if !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_digit())
+                    && name
+                        .parse::<usize>()
+                        .map_or(true, |n| n > super::eval::MAX_MATCH_VALUES)
+                {
+                    cx.note(err(
+                        pos,
+                        format!(
+                            "match value ${{{name}}} past the highest kept, ${{{}}}",
+                            super::eval::MAX_MATCH_VALUES
+                        ),
+                    ));
+                }
+                if let Some((ns, var)) = name.split_once('.')
+                    && valid_var_name(ns)
+                    && var.split('.').all(valid_var_name)
+                    && !(ns.eq_ignore_ascii_case("global") && cx.requires.contains("include"))
+                    // The testsuite's own namespace.
+                    && !(ns.eq_ignore_ascii_case("tst")
+                        && cx.requires.contains("vnd.dovecot.testsuite"))
+                {
+                    cx.note(err(
+                        pos,
+                        format!("unknown variable namespace {ns:?} in ${{{name}}}"),
+                    ));
+                }
+                rest = &after[end..];
+            }
+        }
+    }
+    for t in tests {
+        namespaces(cx, &t.args, &t.tests);
+    }
 }
 
 fn cond(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Test, CompileError> {
@@ -840,8 +960,24 @@ fn simple(cx: &mut Cx<'_>, c: &RawCmd, top: bool) -> Result<Command, CompileErro
             let global_ns = name
                 .strip_prefix("global.")
                 .is_some_and(|g| valid_var_name(g) && cx.requires.contains("include"));
+            if name.len() > MAX_VAR_NAME {
+                return Err(err(
+                    a[0].pos(),
+                    format!("variable name longer than {MAX_VAR_NAME} characters"),
+                ));
+            }
             if !valid_var_name(&name) && !global_ns {
                 return Err(err(a[0].pos(), format!("invalid variable name {name:?}")));
+            }
+            // More names than a run keeps is said once, where it happens.
+            if !global_ns
+                && cx.vars.insert(name.clone())
+                && cx.vars.len() == super::eval::MAX_VARS + 1
+            {
+                return Err(err(
+                    a[0].pos(),
+                    format!("more than {} variables", super::eval::MAX_VARS),
+                ));
             }
             // RFC 5229 3.1: applied by precedence, highest first.
             // :lower/:upper (40), then :lowerfirst/:upperfirst (30),

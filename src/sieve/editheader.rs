@@ -9,8 +9,8 @@
 //! size, a header grows to at most [`MAX_HEAD`] bytes and a field added
 //! to at most [`MAX_FIELD`] (past either, a run-time error: the implicit
 //! keep of the message as it came). `Received` and `Auto-Submitted` are
-//! protected (RFC 5293 section 6): edits of them are ignored, silently,
-//! as Pigeonhole does.
+//! protected from deletion (RFC 5293 section 6): deleting them is
+//! ignored, silently, and adding them allowed, as Pigeonhole does.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -28,7 +28,8 @@ pub const MAX_HEAD: usize = 1 << 20;
 /// Largest field `addheader` adds (name, value and folding), in bytes
 /// (Pigeonhole's default `sieve_editheader_max_header_size`).
 pub const MAX_FIELD: usize = 2048;
-/// Fields no script may add or delete.
+/// Fields no script may delete (RFC 5293 keeps the trace and the
+/// auto-reply marker; adding them is allowed, as in Pigeonhole).
 pub const PROTECTED: &[&str] = &["received", "auto-submitted"];
 
 /// Where the body starts: just past the header block's last field, so
@@ -62,7 +63,7 @@ pub(in crate::sieve) fn compile(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Cmd, Comp
         if !n.contains("${") && !valid_field_name(&n) {
             return Err(err(
                 a.pos(),
-                format!("{what}: invalid header field name {n:?}"),
+                format!("{what}: header field name {n:?} is invalid"),
             ));
         }
         Ok(n)
@@ -72,6 +73,14 @@ pub(in crate::sieve) fn compile(cx: &mut Cx<'_>, c: &RawCmd) -> Result<Cmd, Comp
         let a = t.positional(what, c.pos, "ss")?;
         let name = check_name(&a[0])?;
         let value = one_str(&a[1]).unwrap_or_default();
+        // NUL can never be in a header field (RFC 5322); other control
+        // characters are made harmless when the field is written.
+        if value.contains('\0') {
+            return Err(err(
+                a[1].pos(),
+                format!("addheader: header field value {value:?} is invalid (NUL)"),
+            ));
+        }
         if !value.contains("${") && value.len() + name.len() + 2 > MAX_FIELD {
             return Err(err(
                 a[1].pos(),
@@ -270,14 +279,15 @@ impl<'a> Run<'a> {
         self.env.mailbox_exists.is_some_and(|f| f(name))
     }
 
-    fn protected(&self, name: &str) -> bool {
+    /// Whether `name` may not be added (`add`) or deleted.
+    fn protected(&self, name: &str, add: bool) -> bool {
         #[cfg(test)]
         if let Some(ts) = &self.ts
-            && ts.protected(name)
+            && ts.protected(name, add)
         {
             return true;
         }
-        PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name))
+        !add && PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name))
     }
 
     /// Replace the header block, charged to the step budget.
@@ -301,11 +311,11 @@ impl<'a> Run<'a> {
                 if !valid_field_name(&name) {
                     return Err(rt(
                         c.pos,
-                        format!("addheader: invalid header field name {name:?}"),
+                        format!("addheader: header field name {name:?} is invalid"),
                     ));
                 }
                 let value = self.expand(value);
-                if self.protected(&name) {
+                if self.protected(&name, true) {
                     return Ok(());
                 }
                 let field = format!("{name}: {}\n", field_value(&value));
@@ -339,10 +349,10 @@ impl<'a> Run<'a> {
                 if !valid_field_name(&name) {
                     return Err(rt(
                         c.pos,
-                        format!("deleteheader: invalid header field name {name:?}"),
+                        format!("deleteheader: header field name {name:?} is invalid"),
                     ));
                 }
-                if self.protected(&name) {
+                if self.protected(&name, false) {
                     return Ok(());
                 }
                 self.step(self.fields_cost(), c.pos)?;
@@ -450,6 +460,16 @@ mod tests {
         );
         assert!(acts[0].contains("Junk"), "{acts:?}");
         assert!(m.starts_with(b"X-Spam: yes\nReceived: x\n"));
+        // Adding one is allowed; deleting it is not.
+        let (_, m) = run(
+            "require \"editheader\"; addheader \"Auto-Submitted\" \"no\"; deleteheader \"auto-submitted\";",
+            M,
+        );
+        assert!(
+            m.starts_with(b"Auto-Submitted: no\nReceived: x\n"),
+            "{}",
+            String::from_utf8_lossy(&m)
+        );
     }
 
     #[test]
@@ -509,6 +529,9 @@ mod tests {
         assert!(compile_script("require \"editheader\"; addheader \"a b\" \"x\";").is_err());
         assert!(compile_script("require \"editheader\"; deleteheader :last \"a\";").is_err());
         assert!(compile_script("addheader \"a\" \"x\";").is_err());
+        let nul =
+            "require [\"editheader\", \"encoded-character\"]; addheader \"X\" \"a${hex:00}b\";";
+        assert!(compile_script(nul).unwrap_err().msg.contains("value"));
         assert_eq!(field_value("a\nb"), "a\n\tb");
         assert_eq!(field_value("é"), "=?UTF-8?B?w6k=?=");
     }

@@ -175,6 +175,11 @@ struct Run<'a> {
     inc: include::State,
     /// What the `duplicate` tests ask to remember.
     remember: Vec<Remember>,
+    /// Longest variable value kept ([`MAX_VAR_LEN`] unless the testsuite
+    /// configures Pigeonhole's `sieve_variables_max_variable_size`).
+    max_var_len: usize,
+    /// The subaddress separators (any one of them splits user and detail).
+    delimiter: String,
     /// The testsuite's state (test builds only).
     #[cfg(test)]
     ts: Option<Box<testsuite::State>>,
@@ -195,6 +200,10 @@ pub struct Env<'a> {
     pub items: &'a [(&'a str, String)],
     /// What answers the `duplicate` tests (none: nothing was seen).
     pub seen: Option<&'a dyn Seen>,
+    /// The subaddress separators, as Dovecot's `recipient_delimiter`: the
+    /// first of these characters in a local part ends the user part
+    /// (RFC 5233); none: `+`.
+    pub recipient_delimiter: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -264,6 +273,8 @@ impl<'a> Run<'a> {
             env,
             inc: include::State::default(),
             remember: Vec::new(),
+            max_var_len: MAX_VAR_LEN,
+            delimiter: env.recipient_delimiter.unwrap_or("+").to_string(),
             #[cfg(test)]
             ts: None,
         }
@@ -399,7 +410,7 @@ impl<'a> Run<'a> {
                 out.push_str("${");
                 rest = after;
             }
-            if out.len() > MAX_VAR_LEN * 4 {
+            if out.len() > self.max_var_len * 4 {
                 break;
             }
         }
@@ -441,6 +452,16 @@ impl<'a> Run<'a> {
                 pos,
                 "keep, fileinto or redirect conflicts with an earlier reject",
             ));
+        }
+        // Vacation and reject are incompatible (an answer and a refusal
+        // to the same sender; RFC 5429 says so, and Pigeonhole refuses the
+        // pair), whichever comes first.
+        let reject = |k: &ActionKind| matches!(k, ActionKind::Reject { .. });
+        let vacation = |k: &ActionKind| matches!(k, ActionKind::Vacation { .. });
+        if (reject(&kind) && self.actions.iter().any(|a| vacation(&a.kind)))
+            || (vacation(&kind) && self.actions.iter().any(|a| reject(&a.kind)))
+        {
+            return Err(rt(pos, "vacation and reject cannot both be used"));
         }
         let target = |k: &ActionKind| match k {
             ActionKind::Keep { .. } => Some("INBOX".to_string()),
@@ -651,10 +672,7 @@ impl<'a> Run<'a> {
                         "upper" => v.to_ascii_uppercase(),
                         "lowerfirst" => first_case(&v, false),
                         "upperfirst" => first_case(&v, true),
-                        "quotewildcard" => v
-                            .replace('\\', "\\\\")
-                            .replace('*', "\\*")
-                            .replace('?', "\\?"),
+                        "quotewildcard" => quote_wildcard(&v, self.max_var_len),
                         _ => v.chars().count().to_string(),
                     };
                 }
@@ -674,8 +692,8 @@ impl<'a> Run<'a> {
         if !self.vars.contains_key(name) && self.vars.len() >= MAX_VARS {
             return Err(rt(pos, format!("more than {MAX_VARS} variables")));
         }
-        if v.len() > MAX_VAR_LEN {
-            let mut cut = MAX_VAR_LEN;
+        if v.len() > self.max_var_len {
+            let mut cut = self.max_var_len;
             while !v.is_char_boundary(cut) {
                 cut -= 1;
             }
@@ -754,8 +772,9 @@ impl<'a> Run<'a> {
                 let mut addrs: Vec<String> = Vec::new();
                 for n in self.expand_all(names) {
                     if *envelope {
-                        if let Some(a) = self.envelope_part(&n) {
-                            addrs.push(message::bare_address(&a));
+                        // A path that does not parse matches nothing.
+                        if let Some(a) = self.envelope_part(&n).and_then(|a| envelope_path(&a)) {
+                            addrs.push(a);
                         }
                     } else {
                         for v in self.header(&n, t.pos)? {
@@ -775,7 +794,7 @@ impl<'a> Run<'a> {
                             // matches nothing, not even as :all.
                             None
                         } else {
-                            address_part(a, *part)
+                            address_part(a, *part, &self.delimiter)
                         }
                     })
                     .collect();
@@ -785,6 +804,15 @@ impl<'a> Run<'a> {
                 self.step(self.msg_len() as u64, t.pos)?;
                 let msg = self.whole();
                 let values = match transform {
+                    // RFC 5173: a header without the empty line after it
+                    // has no body, and every body test is false, even for
+                    // "".
+                    BodyTransform::Raw
+                        if !msg.starts_with(b"\n")
+                            && memchr::memmem::find(&msg, b"\n\n").is_none() =>
+                    {
+                        Vec::new()
+                    }
                     BodyTransform::Raw => {
                         vec![String::from_utf8_lossy(mime::raw_body(&msg)).into_owned()]
                     }
@@ -793,6 +821,10 @@ impl<'a> Run<'a> {
                         mime::body_parts(&msg, &self.expand_all(types))
                     }
                 };
+                // The body in its canonical form, CRLF line ends (RFC 5173
+                // and how the message travels and IMAP shows it), the form
+                // a `text:` key has; the store keeps LF.
+                let values: Vec<String> = values.iter().map(|v| crlf(v)).collect();
                 let size: u64 = values.iter().map(|v| v.len() as u64).sum();
                 self.step(size, t.pos)?;
                 // The body test sets no match variables (as in Pigeonhole:
@@ -1040,7 +1072,128 @@ fn valid_address(a: &str) -> bool {
         }
 }
 
-fn address_part(a: &str, part: Part) -> Option<String> {
+/// The envelope recipient a `redirect` to `address` sends to: the
+/// address of a `Name <addr>` or a bare one, its local part unquoted
+/// when the quotes are not needed (`"Sirius"@example.net` is
+/// `Sirius@example.net`, RFC 5321 4.1.2 asks senders to prefer the
+/// unquoted form; Pigeonhole does the same); `None` when it is not an
+/// address with a domain. The delivery and the testsuite both take the
+/// recipient from here.
+pub fn redirect_recipient(address: &str) -> Option<String> {
+    let to = message::bare_address(address);
+    if !to.contains('@')
+        || to.starts_with('@')
+        || to.ends_with('@')
+        || to.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let (local, domain) = to.rsplit_once('@')?;
+    if let Some(inner) = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .filter(|i| !i.contains('\\'))
+        && is_dot_atom(inner)
+    {
+        return Some(format!("{inner}@{domain}"));
+    }
+    Some(to)
+}
+
+/// RFC 5322 dot-atom text: atext runs separated by single dots.
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        })
+}
+
+/// The address of an envelope path (RFC 5321 4.1.2): `<` and `>` around
+/// it or neither, a source route dropped, one `@` outside a quoted local
+/// part; `None` when it is not one. The null path is `""`.
+fn envelope_path(s: &str) -> Option<String> {
+    let s = s.trim();
+    let inner = match s.strip_prefix('<') {
+        Some(r) => r.strip_suffix('>')?,
+        None => s,
+    };
+    if inner.contains(['<', '>']) {
+        return None;
+    }
+    let inner = if inner.starts_with('@') {
+        let (route, rest) = inner.split_once(':')?;
+        // A-d-l: "@" Domain, separated by ",".
+        let ok = route
+            .split(',')
+            .all(|d| d.strip_prefix('@').is_some_and(is_domain));
+        if !ok {
+            return None;
+        }
+        rest
+    } else {
+        inner
+    };
+    if let Some((local, domain)) = inner.rsplit_once('@')
+        && (local.is_empty()
+            || !is_domain(domain)
+            || (local.contains('@') && !(local.starts_with('"') && local.ends_with('"'))))
+    {
+        return None;
+    }
+    Some(inner.to_string())
+}
+
+/// An RFC 5321 Domain: dot-separated labels of letters, digits and `-`
+/// (non-ASCII allowed, RFC 6531; `_` too, seen in the wild and accepted by
+/// Pigeonhole), or an address literal in `[...]`.
+fn is_domain(d: &str) -> bool {
+    if d.starts_with('[') && d.ends_with(']') && d.len() > 2 {
+        return true;
+    }
+    !d.is_empty()
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// `s` with each bare LF made CRLF.
+fn crlf(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 16);
+    let mut prev = '\0';
+    for c in s.chars() {
+        if c == '\n' && prev != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
+}
+
+/// `:quotewildcard` (RFC 5229 4.1): `\\`, `*` and `?` get a backslash.
+/// Past `max` bytes the value stops at the last whole character, never
+/// between a backslash and what it quotes (the later cut to `max` would
+/// leave a lone `\\`), as Pigeonhole does.
+fn quote_wildcard(v: &str, max: usize) -> String {
+    let mut out = String::with_capacity(v.len().min(max));
+    for ch in v.chars() {
+        let quoted = matches!(ch, '\\' | '*' | '?');
+        if out.len() + ch.len_utf8() + usize::from(quoted) > max {
+            break;
+        }
+        if quoted {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn address_part(a: &str, part: Part, delimiter: &str) -> Option<String> {
     // A value that did not parse as an address (kept whole, as Pigeonhole
     // does) matches as :all only: it has no local part or domain.
     if part != Part::All && !valid_address(a) {
@@ -1051,9 +1204,18 @@ fn address_part(a: &str, part: Part) -> Option<String> {
         Part::All => Some(a.to_string()),
         Part::Local => Some(local.to_string()),
         Part::Domain => domain.map(str::to_string),
-        // RFC 5233 with "+" as the separator.
-        Part::User => Some(local.split_once('+').map_or(local, |(u, _)| u).to_string()),
-        Part::Detail => local.split_once('+').map(|(_, d)| d.to_string()),
+        // RFC 5233: the first separator splits; the detail keeps any
+        // further ones ("a+-b" with "+-" has the detail "-b", as in
+        // Pigeonhole).
+        Part::User => Some(
+            local
+                .split_once(|c| delimiter.contains(c))
+                .map_or(local, |(u, _)| u)
+                .to_string(),
+        ),
+        Part::Detail => local
+            .split_once(|c| delimiter.contains(c))
+            .map(|(_, d)| d.to_string()),
     }
 }
 

@@ -143,8 +143,8 @@ impl Run<'_> {
         if !self.inc.globals.contains_key(name) && self.inc.globals.len() >= MAX_VARS {
             return Err(rt(pos, format!("more than {MAX_VARS} global variables")));
         }
-        if v.len() > super::MAX_VAR_LEN {
-            let mut cut = super::MAX_VAR_LEN;
+        if v.len() > self.max_var_len {
+            let mut cut = self.max_var_len;
             while !v.is_char_boundary(cut) {
                 cut -= 1;
             }

@@ -251,6 +251,19 @@ fn entity_type(fields: &[Field<'_>]) -> (String, Option<String>, String, Option<
         .find(|f| f.is("Content-Transfer-Encoding"))
         .map(|f| f.text().to_ascii_lowercase())
         .unwrap_or_default();
+    // RFC 2045 6.4: an entity with an unrecognised transfer encoding is
+    // treated as application/octet-stream (it cannot be decoded).
+    let known = ["", "7bit", "8bit", "binary", "quoted-printable", "base64"];
+    if !known.contains(&cte.trim()) {
+        let t = ct
+            .as_deref()
+            .and_then(|v| v.split(';').next())
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| t.starts_with("multipart/"))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let boundary = ct.as_deref().and_then(|v| param(v, "boundary"));
+        return (t, None, cte, boundary);
+    }
     match ct {
         Some(v) => {
             let t = v
@@ -501,6 +514,16 @@ fn walk(
     if t.starts_with("multipart/") {
         return;
     }
+    // RFC 5173 5.2: a message/rfc822 part that :content names is searched
+    // in its header only, as one string; its own parts count when their
+    // types are named.
+    if t == "message/rfc822" && !text && type_matches(&t, types) {
+        out.push(String::from_utf8_lossy(split_entity(body).0).into_owned());
+        if depth < MAX_MIME_DEPTH {
+            walk(body, types, text, depth + 1, out, budget);
+        }
+        return;
+    }
     let xhtml = text && t == "application/xhtml+xml";
     if type_matches(&t, types) || xhtml {
         let bytes = decode_transfer(&cte, body);
@@ -518,6 +541,25 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_with_an_unknown_transfer_encoding_is_no_text() {
+        let m = b"Content-Type: text/plain\nContent-Transfer-Encoding: x-frop\n\nhello\n";
+        assert!(body_text(m).is_empty());
+        let m = b"Content-Type: text/plain\nContent-Transfer-Encoding: 8BIT\n\nhello\n";
+        assert_eq!(body_text(m), ["hello\n"]);
+    }
+
+    #[test]
+    fn a_named_message_rfc822_part_is_searched_in_its_header_only() {
+        let m =
+            b"Content-Type: message/rfc822\n\nFrom: a@example.org\nSubject: hi\n\nsecret body\n";
+        let got = body_parts(m, &["message/rfc822".to_string()]);
+        assert_eq!(got, ["From: a@example.org\nSubject: hi\n"]);
+        // Its text part counts when text is named.
+        let got = body_parts(m, &["text".to_string()]);
+        assert_eq!(got, ["secret body\n"]);
+    }
 
     #[test]
     fn encoded_words_are_decoded() {

@@ -94,15 +94,23 @@ impl std::error::Error for RuntimeError {}
 /// Largest script accepted, in bytes.
 pub const MAX_SCRIPT: usize = 1 << 20;
 
-/// Compile a script's text.
+/// Compile a script's text; the first error.
 pub fn compile_script(src: &str) -> Result<Script, CompileError> {
+    compile_script_all(src).map_err(|mut e| e.swap_remove(0))
+}
+
+/// Compile a script's text; every error, in script order (at least one,
+/// at most [`compile::MAX_ERRORS`]). A lexer or parser error is the only
+/// one (the structure is lost there); past that, the compiler goes on at
+/// the next command after each error, as sievec does.
+pub fn compile_script_all(src: &str) -> Result<Script, Vec<CompileError>> {
     if src.len() > MAX_SCRIPT {
-        return Err(CompileError {
+        return Err(vec![CompileError {
             pos: Pos { line: 1, col: 1 },
             msg: format!("script larger than {MAX_SCRIPT} bytes"),
-        });
+        }]);
     }
-    let toks = lexer::tokenize(src)?;
+    let toks = lexer::tokenize(src).map_err(|e| vec![e])?;
     let lines = src.split('\n').count() as u32;
     let last_col = src.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
     let raw = parser::parse(
@@ -111,6 +119,7 @@ pub fn compile_script(src: &str) -> Result<Script, CompileError> {
             line: lines.max(1),
             col: last_col,
         },
-    )?;
-    compile::compile(src, &raw)
+    )
+    .map_err(|e| vec![e])?;
+    compile::compile_all(src, &raw)
 }

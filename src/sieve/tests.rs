@@ -539,3 +539,96 @@ fn extreme_clocks_do_not_overflow() {
         assert!(out.error.is_none());
     }
 }
+
+#[test]
+fn the_compiler_goes_on_after_an_error_and_reports_each() {
+    let errs = super::compile_script_all(
+        "fileinto \"A\";\nif header :frop \"a\" \"b\" { redirect; } else { keep 1; }\nkeep;\n",
+    )
+    .unwrap_err();
+    let at: Vec<(u32, u32)> = errs.iter().map(|e| (e.pos.line, e.pos.col)).collect();
+    assert_eq!(at, [(1, 1), (2, 11), (2, 27), (2, 46)], "{errs:?}");
+    // The first is what compile_script reports.
+    assert_eq!(
+        super::compile_script("fileinto \"A\";\nkeep 1;\n")
+            .unwrap_err()
+            .pos
+            .line,
+        1
+    );
+    // A script with many errors keeps at most MAX_ERRORS of them.
+    let many = "keep 1;\n".repeat(100);
+    assert_eq!(
+        super::compile_script_all(&many).unwrap_err().len(),
+        super::compile::MAX_ERRORS
+    );
+}
+
+#[test]
+fn vacation_and_reject_cannot_both_be_used() {
+    for body in [
+        "vacation \"away\"; reject \"no\";",
+        "reject \"no\"; vacation \"away\";",
+    ] {
+        let s = compile_script(&format!("require [\"vacation\", \"reject\"]; {body}")).unwrap();
+        let out = run(&s, input(MSG), Limits::default());
+        let e = out.error.expect(body);
+        assert!(e.msg.contains("vacation and reject"), "{e}");
+        // Only the implicit keep remains.
+        assert_eq!(out.actions.len(), 1, "{body}");
+        assert!(out.actions[0].pos.is_none());
+    }
+}
+
+#[test]
+fn body_is_compared_with_crlf_line_ends_and_a_header_alone_has_none() {
+    let s = compile_script(
+        "require \"body\";\nif body :raw :is text:\nline 1\nline 2\n.\n{ discard; }\n",
+    )
+    .unwrap();
+    // Stored with LF; the text: key has CRLF (RFC 5228): they match.
+    let out = run(
+        &s,
+        input(b"Subject: x\n\nline 1\nline 2\n"),
+        Limits::default(),
+    );
+    assert!(
+        matches!(out.actions[0].kind, ActionKind::Discard),
+        "{:?}",
+        out.actions
+    );
+    let s =
+        compile_script("require \"body\";\nif body :raw :contains \"\" { discard; }\n").unwrap();
+    let out = run(&s, input(b"Subject: no body\n"), Limits::default());
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::Discard))
+    );
+    let out = run(&s, input(b"Subject: empty body\n\n"), Limits::default());
+    assert!(
+        out.actions
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::Discard))
+    );
+}
+
+#[test]
+fn a_reference_to_an_unknown_variable_namespace_does_not_compile() {
+    let e = compile_err("require [\"variables\", \"fileinto\"]; fileinto \"${ns.frop}\";");
+    assert!(e.msg.contains("namespace \"ns\""), "{e}");
+    // Plain names, match variables and strings without variables are fine.
+    assert!(
+        compile_script("require [\"variables\", \"fileinto\"]; fileinto \"${a}${1}\";").is_ok()
+    );
+    assert!(compile_script("require \"fileinto\"; fileinto \"${ns.frop}\";").is_ok());
+    // Limits: match values kept, name length, names set.
+    assert!(compile_script("require \"variables\"; if string \"${32}\" \"\" { }").is_ok());
+    assert!(compile_script("require \"variables\"; if string \"${33}\" \"\" { }").is_err());
+    let long = "v".repeat(65);
+    assert!(compile_script(&format!("require \"variables\"; set \"{long}\" \"x\";")).is_err());
+    let many: String = (0..256).map(|i| format!("set \"v{i}\" \"x\";\n")).collect();
+    let errs = super::compile_script_all(&format!("require \"variables\";\n{many}")).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].pos.line, 257);
+}

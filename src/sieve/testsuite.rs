@@ -6,7 +6,12 @@
 //! `test_binary_save`/`load` as no-ops), written from the suite's own
 //! use of them, so its `.svtest` files (tests/fixtures/mail-deliver/svtest,
 //! LGPL-2.1, see its NOTICE) run on our interpreter; [`run_file`] gives one
-//! file's verdict. The mail store and the outgoing mail are in memory.
+//! file's verdict. The mail store and the outgoing mail are in memory;
+//! what goes out is built by the code the delivery uses (the vacation
+//! reply by `vacation::decide`, a redirect's recipient by
+//! `eval::redirect_recipient`), except the rejection notice, which the
+//! delivery leaves to the MTA. `test_set "message"` takes the envelope
+//! from the message as Pigeonhole's testsuite does.
 //!
 //! Guarantee: a file's verdict is `Passed` only when every `test` block ran
 //! to its end without `test_fail` and nothing outside them failed.
@@ -17,7 +22,7 @@ use std::sync::Arc;
 
 use super::super::compile::{Cmd, Command, Comparator, Match, MatchKind, Rel, Test, TestKind};
 use super::super::parser::RawArg;
-use super::super::{RuntimeError, Script, compile_script};
+use super::super::{RuntimeError, Script, compile_script, compile_script_all};
 use super::{ActionKind, Env, Flow, Input, Limits, Run, rt};
 
 /// A file's verdict.
@@ -84,10 +89,24 @@ impl State {
     pub(super) fn mailbox_exists(&self, name: &str) -> bool {
         self.folders.contains_key(&folder_key(name))
     }
-    pub(super) fn protected(&self, name: &str) -> bool {
-        self.config
-            .get("sieve_editheader_protected")
-            .is_some_and(|l| l.split_whitespace().any(|p| p.eq_ignore_ascii_case(name)))
+    /// Whether the configured lists forbid adding (`add`) or deleting
+    /// `name`: `sieve_editheader_protected` both, `_forbid_add` and
+    /// `_forbid_delete` one each.
+    pub(super) fn protected(&self, name: &str, add: bool) -> bool {
+        let listed = |k: &str| {
+            self.config
+                .get(k)
+                .is_some_and(|l| l.split_whitespace().any(|p| p.eq_ignore_ascii_case(name)))
+        };
+        let one = if add {
+            "sieve_editheader_forbid_add"
+        } else {
+            "sieve_editheader_forbid_delete"
+        };
+        // Subject cannot be protected: RFC 5293 wants it editable (and
+        // Pigeonhole ignores it in these settings).
+        !name.eq_ignore_ascii_case("subject")
+            && (listed("sieve_editheader_protected") || listed(one))
     }
     pub(super) fn include_dir(&self, global: bool) -> PathBuf {
         self.dir.join(if global {
@@ -162,9 +181,11 @@ pub fn run_file(path: &Path) -> Verdict {
             .map(|t| (t.results, t.unsupported))
             .unwrap_or_default();
     let failed = res.is_err() || results.iter().any(|(_, f)| f.is_some());
-    // A file that fails where a script it loads needs an extension we do
-    // not have tests that extension, not us.
-    if let (true, Some(ext)) = (failed, unsupported) {
+    // A file where a script it loads needs an extension we do not have
+    // tests that extension, not us: even when it passes (an `errors` file
+    // counting the errors that extension's misuse makes could pass on
+    // our "unsupported" errors by chance).
+    if let (true, Some(ext)) = (failed || unsupported.is_some(), unsupported) {
         return Verdict::NotApplicable(ext);
     }
     if let Some((name, Some(why))) = results.iter().find(|(_, f)| f.is_some()) {
@@ -320,7 +341,26 @@ impl Run<'_> {
         v
     }
 
+    /// A new current message; its envelope is taken from it as
+    /// Pigeonhole's testsuite takes it: the recipient from Envelope-To,
+    /// else To; the sender from Return-Path, else Sender, else From.
     fn set_message(&mut self, m: Vec<u8>) {
+        let first = |names: &[&str]| {
+            let end = memchr::memmem::find(&m, b"\n\n").map_or(m.len(), |i| i + 1);
+            let fields = crate::message::fields(&m[..end]);
+            names.iter().find_map(|n| {
+                super::super::mime::header_values(&fields, n)
+                    .first()
+                    .and_then(|v| super::super::mime::addresses(v).into_iter().next())
+                    .filter(|a| !a.is_empty())
+            })
+        };
+        let to = first(&["Envelope-To", "To"]).unwrap_or_else(|| "recipient@example.com".into());
+        let from = first(&["Return-Path", "Sender", "From"])
+            .unwrap_or_else(|| "sender@example.com".into());
+        let ts = self.ts();
+        ts.to = Some(to);
+        ts.from = Some(from);
         self.base = Some(Arc::from(m));
         self.head = None;
     }
@@ -359,7 +399,11 @@ impl Run<'_> {
                     ..
                 } => store.push((folder_key(mailbox), msg, flags.clone(), *create)),
                 ActionKind::Redirect { address, .. } => {
-                    sent.push((msg, sender.clone(), crate::message::bare_address(address)));
+                    // The recipient as the delivery computes it; none: not
+                    // sent (the delivery skips it and says so).
+                    if let Some(to) = super::redirect_recipient(address) {
+                        sent.push((msg, sender.clone(), to));
+                    }
                 }
                 ActionKind::Reject { reason, .. } => {
                     let to = self.ts().from.clone().unwrap_or_default();
@@ -369,14 +413,21 @@ impl Run<'_> {
                         to,
                     ));
                 }
-                ActionKind::Vacation { reason, .. } => {
-                    let to = self.ts().from.clone().unwrap_or_default();
-                    sent.push((
-                        format!("To: {to}\nAuto-Submitted: auto-replied\nSubject: Automated reply\n\n{reason}\n")
-                            .into_bytes(),
-                        None,
-                        to,
-                    ));
+                ActionKind::Vacation { reason, options } => {
+                    // The reply the delivery would send (the library's
+                    // decision and message, nothing remembered from an
+                    // earlier run); none when it would send none.
+                    let ts = self.ts();
+                    let (from, to) = (ts.from.clone(), ts.to.clone());
+                    let cx = super::super::vacation::Context {
+                        message: &msg,
+                        sender: from.as_deref(),
+                        recipient: to.as_deref(),
+                        now: self.input.now,
+                    };
+                    if let Ok(r) = super::super::vacation::decide(reason, options, cx, &()) {
+                        sent.push((r.message, Some(String::new()), r.to));
+                    }
                 }
                 ActionKind::Discard => {}
             }
@@ -415,10 +466,14 @@ impl Run<'_> {
             }
             None => match self.ts().smtp.get(n).cloned() {
                 Some((m, from, to)) => {
+                    // The envelope it was sent with, not one from its
+                    // header.
+                    self.set_message(m);
                     let ts = self.ts();
                     ts.from = from;
                     ts.to = Some(to);
-                    Some((m, Vec::new()))
+                    self.flags = Vec::new();
+                    return true;
                 }
                 None => None,
             },
@@ -494,12 +549,21 @@ impl Run<'_> {
                         match k.as_str() {
                             "sieve_include_max_nesting_depth" => self.inc.max_depth = n,
                             "sieve_include_max_includes" => self.inc.max_includes = n,
+                            "sieve_variables_max_variable_size" => self.max_var_len = n,
+                            "recipient_delimiter" => self.delimiter = v.clone(),
                             _ => {}
                         }
                         self.ts().config.insert(k, v);
                     }
                     "test_config_unset" => {
                         let k = self.ts_str(&a, 0);
+                        match k.as_str() {
+                            "sieve_variables_max_variable_size" => {
+                                self.max_var_len = super::MAX_VAR_LEN;
+                            }
+                            "recipient_delimiter" => self.delimiter = "+".into(),
+                            _ => {}
+                        }
                         self.ts().config.remove(&k);
                     }
                     // No binary form and nothing to reload: the compiled
@@ -536,17 +600,23 @@ impl Run<'_> {
                         ts.errors.push(format!("{rel}: {e}"));
                         false
                     }
-                    Ok(text) => match compile_script(&text) {
+                    Ok(text) => match compile_script_all(&text) {
                         Ok(s) => {
                             ts.compiled = Some(s);
                             true
                         }
-                        Err(e) => {
-                            if let Some(x) = e.msg.strip_prefix("unsupported extension ") {
+                        Err(errs) => {
+                            // An unsupported extension counts when it
+                            // stopped the script (its first error).
+                            if let Some(x) = errs[0].msg.strip_prefix("unsupported extension ") {
                                 ts.unsupported
                                     .get_or_insert_with(|| x.trim_matches('"').to_string());
                             }
-                            ts.errors.push(e.to_string());
+                            ts.errors.extend(errs.iter().map(ToString::to_string));
+                            // Pigeonhole's compiler ends a failed compile
+                            // with one more error line ("validation
+                            // failed"), which its testsuite counts too.
+                            ts.errors.push("compile failed".into());
                             false
                         }
                     },
@@ -605,12 +675,14 @@ impl Run<'_> {
         let global = ts.include_dir(true);
         let folders: Vec<String> = ts.folders.keys().cloned().collect();
         let exists = move |n: &str| folders.iter().any(|f| *f == folder_key(n));
+        let delimiter = self.delimiter.clone();
         let env = Env {
             personal_dir: Some(&personal),
             global_dir: Some(&global),
             mailbox_exists: Some(&exists),
             items: &[],
             seen: None,
+            recipient_delimiter: Some(&delimiter),
         };
         let input = Input {
             message: &msg,

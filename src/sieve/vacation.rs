@@ -5,7 +5,8 @@
 //! Guarantees ([`decide`]): no reply to the null sender, to
 //! `MAILER-DAEMON`, `LISTSERV`, `majordomo`, `owner-*`, `*-owner` or
 //! `*-request`, to a message with `Auto-Submitted` other than `no`, with
-//! `Precedence: bulk`, `list` or `junk`, or with a `List-*` field; none
+//! `Precedence: bulk`, `list` or `junk`, with `X-Auto-Response-Suppress`
+//! naming `OOF` or `All`, or with a `List-*` field; none
 //! unless one of the user's addresses (the recipient, `:addresses`,
 //! `:from`) is in To, Cc, Bcc or their Resent- forms (RFC 5230 4.5); none
 //! to the user; at most one per sender and handle per period (`:days`,
@@ -207,6 +208,18 @@ pub fn decide(
     if let Some(f) = LIST_FIELDS.iter().find(|f| fields.iter().any(|x| x.is(f))) {
         return Err(format!("the message is list mail ({f})"));
     }
+    // Microsoft's X-Auto-Response-Suppress ([MS-OXCMAIL] 2.2.3.2.20): OOF
+    // or All asks for no out-of-office reply (Pigeonhole honours it too).
+    for v in mime::header_values(&fields, "X-Auto-Response-Suppress") {
+        if v.split(',')
+            .any(|t| ["oof", "all"].contains(&t.trim().to_ascii_lowercase().as_str()))
+        {
+            return Err(format!(
+                "the message has X-Auto-Response-Suppress: {}",
+                one_line(&v)
+            ));
+        }
+    }
     let mut mine: Vec<String> = Vec::new();
     if let Some(r) = cx.recipient {
         mine.push(message::bare_address(r));
@@ -227,18 +240,20 @@ pub fn decide(
     if mine.iter().any(|m| same_address(m, &sender)) {
         return Err(format!("the sender <{sender}> is the user"));
     }
-    let addressed = RCPT_FIELDS.iter().any(|name| {
+    // The user's address the message was written to: the reply comes
+    // from it (the sender knows that one; Pigeonhole does the same).
+    let addressed = RCPT_FIELDS.iter().find_map(|name| {
         mime::header_values(&fields, name)
             .iter()
             .flat_map(|v| mime::addresses(v))
-            .any(|a| mine.iter().any(|m| same_address(m, &a)))
+            .find_map(|a| mine.iter().find(|m| same_address(m, &a)).cloned())
     });
-    if !addressed {
+    let Some(addressed) = addressed else {
         return Err(format!(
             "none of the user's addresses ({}) is in To, Cc or Bcc",
             mine.join(", ")
         ));
-    }
+    };
     let handle = opts.handle(reason);
     let key = vacation_key(&handle, &sender);
     let days = opts.days();
@@ -249,9 +264,9 @@ pub fn decide(
     }
     let from_field = match &opts.from {
         Some(f) if from_addr.is_some() => one_line(f),
-        _ => mine[0].clone(),
+        _ => addressed.clone(),
     };
-    let from_bare = from_addr.unwrap_or_else(|| mine[0].clone());
+    let from_bare = from_addr.unwrap_or(addressed);
     let subject = match &opts.subject {
         Some(s) => one_line(s),
         None => match first("Subject").map(|s| one_line(&s)) {
@@ -382,12 +397,16 @@ Shall we?\n";
             "Precedence: junk\n",
             "Auto-Submitted: auto-generated\n",
             "List-Unsubscribe: <mailto:x@example.org>\n",
+            "X-Auto-Response-Suppress: DR, OOF\n",
+            "X-Auto-Response-Suppress: All\n",
         ] {
             let m = with_header(h);
             assert!(decide("r", &o, cx(&m, s), &()).is_err(), "{h}");
         }
-        let m = with_header("Auto-Submitted: no\n");
-        assert!(decide("r", &o, cx(&m, s), &()).is_ok());
+        for h in ["Auto-Submitted: no\n", "X-Auto-Response-Suppress: DR, RN\n"] {
+            let m = with_header(h);
+            assert!(decide("r", &o, cx(&m, s), &()).is_ok(), "{h}");
+        }
         for snd in [
             None,
             Some(""),
@@ -410,7 +429,9 @@ Shall we?\n";
             addresses: vec!["other@example.com".into()],
             ..Options::default()
         };
-        assert!(decide("r", &o, cx(m, Some("a@example.org")), &()).is_ok());
+        // The reply comes from the address the message was written to.
+        let r = decide("r", &o, cx(m, Some("a@example.org")), &()).unwrap();
+        assert_eq!(r.from, "other@example.com");
     }
 
     #[test]

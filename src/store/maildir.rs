@@ -11,6 +11,12 @@
 //! and fsync `new/` once: the same guarantee for a group, with two syncs
 //! instead of two per message.
 //!
+//! IMAP keywords are kept as Dovecot keeps them ([`Maildir::keyword_letters`]):
+//! `dovecot-keywords` in the folder maps `N name` lines to the letters
+//! `a`+N, which follow the system flags in the `:2,` info; the file is
+//! replaced atomically and durably (`durable::replace`) before a message
+//! naming a new letter is stored, so a letter on disk always has its name.
+//!
 //! Files are only ever created with `O_EXCL` (never through a link); the
 //! Maildir and its `tmp/`, `new/`, `cur/` are followed when they are links,
 //! except that root refuses a link another user planted (see
@@ -182,6 +188,88 @@ impl Maildir {
     /// Deliver one message; returns its path in `new/` once durable.
     pub fn deliver(&self, data: &[u8]) -> Result<PathBuf> {
         self.deliver_one(data, "new", "")
+    }
+
+    /// The Maildir info letters (`a`..`z`) for the IMAP keywords `names`,
+    /// from the folder's `dovecot-keywords` (Dovecot's format: one
+    /// `INDEX NAME` line per keyword, index 0 being `a`; names compared
+    /// without case, as Dovecot does). Names not there yet get the first
+    /// free indexes and the file is replaced (atomically, durably) before
+    /// this returns. Also returns the names that got no letter: all 26 are
+    /// taken, or the name is not an IMAP atom (it could not be a keyword).
+    pub fn keyword_letters(&self, names: &[String]) -> Result<(String, Vec<String>)> {
+        let path = self.root.join(KEYWORDS_FILE);
+        let ctx = || format!("reading {}", path.display());
+        let mut table: Vec<Option<String>> = vec![None; MAX_KEYWORDS];
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => {
+                use std::io::Read;
+                let mut text = Vec::new();
+                // 26 names of IMAP atoms: anything longer is not a file
+                // Dovecot wrote, and is read no further.
+                f.take(KEYWORDS_MAX_READ)
+                    .read_to_end(&mut text)
+                    .map_err(|e| Error::io(ctx(), &e))?;
+                for line in String::from_utf8_lossy(&text).lines() {
+                    let Some((i, name)) = line.split_once(' ') else {
+                        continue;
+                    };
+                    if let Ok(i) = i.parse::<usize>()
+                        && i < MAX_KEYWORDS
+                        && !name.is_empty()
+                    {
+                        table[i] = Some(name.to_string());
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(ctx(), &e)),
+        }
+        let mut letters = String::new();
+        let mut left = Vec::new();
+        let mut changed = false;
+        for name in names {
+            if !is_atom(name) {
+                left.push(name.clone());
+                continue;
+            }
+            let found = table
+                .iter()
+                .position(|t| t.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(name)));
+            let i = match found {
+                Some(i) => i,
+                None => match table.iter().position(Option::is_none) {
+                    Some(i) => {
+                        table[i] = Some(name.clone());
+                        changed = true;
+                        i
+                    }
+                    None => {
+                        left.push(name.clone());
+                        continue;
+                    }
+                },
+            };
+            letters.push(char::from(b'a' + i as u8));
+        }
+        if changed {
+            let text: String = table
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.as_ref().map(|n| format!("{i} {n}\n")))
+                .collect();
+            let tmp = self
+                .root
+                .join("tmp")
+                .join(format!("{}.{KEYWORDS_FILE}", unique_name(text.len())));
+            durable::replace(&path, &tmp, text.as_bytes())
+                .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
+        }
+        Ok((letters, left))
     }
 
     /// Deliver one message with Maildir info flags (`flags` are the
@@ -375,6 +463,24 @@ fn link_unique_info(tmp: &Path, dir: &Path, name: &str, info: &str) -> io::Resul
     ))
 }
 
+/// Dovecot's keyword table in a Maildir folder.
+const KEYWORDS_FILE: &str = "dovecot-keywords";
+/// Keywords a Maildir can name: the letters `a` to `z`.
+const MAX_KEYWORDS: usize = 26;
+/// Most of `dovecot-keywords` read.
+const KEYWORDS_MAX_READ: u64 = 64 * 1024;
+
+/// Whether `name` can be an IMAP keyword (RFC 3501 `atom`, no `]`, not a
+/// `\` system flag), so that it is one line of `dovecot-keywords` and
+/// Dovecot shows it back as written.
+fn is_atom(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
+}
+
 /// `time.MusecPpidQcounter.host,S=size`, the Maildir spec's unique name with
 /// Dovecot's size suffix (lets Dovecot skip a stat). The host has `/`, `:`
 /// and `,` escaped as octal, as the spec asks.
@@ -445,6 +551,36 @@ mod tests {
         assert!(!md.folder_path("A.B").unwrap().exists());
         assert!(md.folder_path("A..B").is_err());
         assert_eq!(md.folder_path("INBOX").unwrap(), md.root());
+    }
+
+    #[test]
+    fn keywords_get_dovecot_letters_kept_in_dovecot_keywords() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::open(&d.path().join("md")).unwrap();
+        let kw = md.root().join("dovecot-keywords");
+        // One Dovecot already named, at index 1 (b); index 0 is free.
+        fs::write(&kw, "1 $Junk\n").unwrap();
+        let names: Vec<String> = ["$junk", "work", "bad name", "\\Recent"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (letters, left) = md.keyword_letters(&names).unwrap();
+        assert_eq!(letters, "ba");
+        assert_eq!(left, ["bad name", "\\Recent"]);
+        assert_eq!(fs::read_to_string(&kw).unwrap(), "0 work\n1 $Junk\n");
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+        // Known names: the file is left alone.
+        let (letters, _) = md.keyword_letters(&["WORK".to_string()]).unwrap();
+        assert_eq!(letters, "a");
+        // All 26 taken: the 27th gets no letter.
+        let many: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+        let (letters, left) = md.keyword_letters(&many).unwrap();
+        assert_eq!(letters.len(), 24);
+        assert_eq!(left.len(), 6);
+        assert_eq!(fs::read_to_string(&kw).unwrap().lines().count(), 26);
+        // Letters after the system flags in the info.
+        let p = md.deliver_with_flags(b"x\n", "bSa").unwrap();
+        assert!(p.to_str().unwrap().ends_with(":2,Sab"), "{p:?}");
     }
 
     #[test]

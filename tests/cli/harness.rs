@@ -816,6 +816,21 @@ service auth {{
         self.push_user(name, &format!("maildir:{}", md.trim_end_matches('/')));
     }
 
+    /// [`Dovecot::add_user`] with Dovecot's default Maildir layout: index
+    /// and control files (`dovecot-uidlist`, `dovecot-keywords`) in the
+    /// Maildir folders themselves, as a plain `maildir:~/Maildir` has them.
+    pub fn add_user_default_layout(&mut self, name: &str, maildir: &Path) {
+        self.add_user(name, maildir);
+        let line = self.users.pop().expect("the user just added");
+        let plain = line
+            .split_once(":INDEX=")
+            .map_or(line.clone(), |(l, _)| format!("{l}\n"));
+        self.users.push(plain);
+        let tmp = self.dir.join("users.new");
+        write_file_0644(&tmp, self.users.concat().as_bytes());
+        std::fs::rename(&tmp, self.dir.join("users")).expect("install users file");
+    }
+
     /// Add a user whose INBOX is the mbox file `mbox` (other folders in a
     /// directory of this instance). Dovecot takes a dotlock next to the
     /// file, so [`make_readable`] its directory, not only the file.

@@ -285,6 +285,19 @@ fn check_compiles_only() {
         .code_is(65)
         .stderr_has("line 2, column 3")
         .stderr_has("require \"fileinto\"");
+    // Every error is reported, as sievec does, not only the first.
+    let bad = script(
+        &home,
+        "bad2.sieve",
+        "fileinto \"A\";\nif header :frop \"a\" \"b\" { keep; }\nkeep;\nredirect;\n",
+    );
+    Tool::new(TOOL, home.path())
+        .args(["--check", &bad])
+        .run()
+        .code_is(65)
+        .stderr_has("line 1, column 1")
+        .stderr_has("line 2, column 11: unknown tag :frop")
+        .stderr_has("line 4, column 1");
 }
 
 #[test]
@@ -811,6 +824,59 @@ fn dovecot_sees_the_folders_and_flags_over_imap() {
             f("INBOX", &["\\Flagged", "\\Seen"]),
             f("Lists.rust", &[]),
             f("Lists.rust", &["\\Flagged", "\\Seen"]),
+        ],
+        "Dovecot log errors: {:?}",
+        dc.log_errors()
+    );
+    assert!(dc.log_errors().is_empty(), "{:?}", dc.log_errors());
+}
+
+#[test]
+fn dovecot_shows_imap_keywords_over_imap() {
+    if skip_unless(is_root(), "Dovecot read-back needs root") {
+        return;
+    }
+    let home = TempDir::new();
+    let md = home.join("mail/Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"mailbox\", \"imap4flags\"];\n\
+         if header :is \"x-n\" \"1\" { addflag [\"$Work\", \"\\\\Seen\"]; keep; }\n\
+         if header :is \"x-n\" \"2\" { fileinto :create :flags [\"todo\", \"$work\"] \"Jobs\"; }\n\
+         if header :is \"x-n\" \"3\" { setflag \"bad(name\"; }\n",
+    );
+    for n in ["1", "2"] {
+        sieve(&home, &s, &md)
+            .stdin(format!("X-N: {n}\nSubject: {n}\n\nbody\n"))
+            .run()
+            .success()
+            .stderr_empty();
+    }
+    // Not an IMAP atom: said, and the message is stored all the same.
+    sieve(&home, &s, &md)
+        .stdin("X-N: 3\nSubject: 3\n\nbody\n")
+        .run()
+        .success()
+        .stderr_has("flags not stored");
+    make_readable(&home.join("mail"));
+    let mut dc = Dovecot::start(&home.join("dovecot"));
+    // dovecot-keywords is read from the folder's control directory: the
+    // Maildir folder itself in Dovecot's default layout.
+    dc.add_user_default_layout("alice", &md);
+    let got = imap_folders_and_flags(&dc, "alice");
+    let f = |n: &str, fl: &[&str]| {
+        (
+            n.to_string(),
+            fl.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            f("INBOX", &[]),
+            f("INBOX", &["$Work", "\\Seen"]),
+            f("Jobs", &["$work", "todo"]),
         ],
         "Dovecot log errors: {:?}",
         dc.log_errors()

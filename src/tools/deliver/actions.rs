@@ -21,11 +21,11 @@ use std::path::PathBuf;
 
 use crate::config::{Config, Service};
 use crate::exit::Result;
-use crate::message::{self, Message};
+use crate::message::Message;
 use crate::send::{Envelope, Route};
 use crate::sieve::duplicate::{Memory, Seen};
 use crate::sieve::vacation::{self, Reply};
-use crate::sieve::{Action, ActionKind};
+use crate::sieve::{self, Action, ActionKind};
 
 /// Received fields allowed before redirect and vacation stop (RFC 5321
 /// 6.3 suggests 100).
@@ -228,24 +228,16 @@ pub fn plan(
         .map(|a| match &a.kind {
             ActionKind::Redirect { address, .. } => Some(match &looped {
                 Some(l) => Plan::Skip(l.clone()),
-                None => {
-                    let to = message::bare_address(address);
-                    if !to.contains('@')
-                        || to.starts_with('@')
-                        || to.ends_with('@')
-                        || to.contains(|c: char| c.is_whitespace() || c.is_control())
-                    {
-                        Plan::Skip(format!("{address:?} is not an address"))
-                    } else {
-                        Plan::Redirect {
-                            env: Envelope {
-                                from: envelope_from.unwrap_or("").to_string(),
-                                rcpts: vec![to],
-                                ..Envelope::default()
-                            },
-                        }
-                    }
-                }
+                None => match sieve::eval::redirect_recipient(address) {
+                    None => Plan::Skip(format!("{address:?} is not an address")),
+                    Some(to) => Plan::Redirect {
+                        env: Envelope {
+                            from: envelope_from.unwrap_or("").to_string(),
+                            rcpts: vec![to],
+                            ..Envelope::default()
+                        },
+                    },
+                },
             }),
             ActionKind::Vacation { reason, options } => Some(match &looped {
                 Some(l) => Plan::Skip(l.clone()),
@@ -326,6 +318,8 @@ mod tests {
             redirect("Far <far@example.org>"),
             redirect("bob"),
             redirect("a b@example.org"),
+            redirect("\"Sirius\"@example.net"),
+            redirect("\"S[r]us\"@example.net"),
         ];
         let p = plan(
             &acts,
@@ -345,6 +339,13 @@ mod tests {
         }
         assert!(matches!(&p[1], Some(Plan::Skip(w)) if w.contains("not an address")));
         assert!(matches!(&p[2], Some(Plan::Skip(_))));
+        // Quotes a local part does not need are dropped; needed ones stay.
+        let rcpt = |i: usize| match &p[i] {
+            Some(Plan::Redirect { env }) => env.rcpts[0].clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rcpt(3), "Sirius@example.net");
+        assert_eq!(rcpt(4), "\"S[r]us\"@example.net");
     }
 
     #[test]

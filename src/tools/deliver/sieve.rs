@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::actions::{self, Outbound, Plan, Sent};
 use crate::exit::{Error, Kind, Result};
+use crate::proto::transcript::printable;
 use crate::sieve::duplicate::{Memory, Seen};
 use crate::sieve::{self, Action, ActionKind, Input, Limits, Script};
 use crate::store::Maildir;
@@ -98,9 +99,25 @@ pub fn load(path: &str) -> Result<Script> {
     sieve::compile_script(&text).map_err(|e| Error::new(Kind::Data, path, e))
 }
 
-/// `--check SCRIPT`: compile only.
+/// `--check SCRIPT`: compile only; every error is said (each with line
+/// and column, as sievec does), the last one as the error returned.
 pub fn check(path: &str, ctx: &mut Ctx) -> Result<()> {
-    let s = load(path)?;
+    let text = std::fs::read(path).map_err(|e| Error::io(format!("reading {path}"), &e))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::new(Kind::Data, path, "the script is not UTF-8"))?;
+    let s = match sieve::compile_script_all(&text) {
+        Ok(s) => s,
+        Err(mut errs) => {
+            let last = errs.pop().unwrap_or_else(|| sieve::CompileError {
+                pos: sieve::Pos::default(),
+                msg: "does not compile".into(),
+            });
+            for e in errs {
+                ctx.warn(&format!("{path}: {e}"));
+            }
+            return Err(Error::new(Kind::Data, path, last));
+        }
+    };
     let ext: Vec<&str> = s.requires.iter().map(String::as_str).collect();
     ctx.line(&format!(
         "{path}: ok (requires: {})",
@@ -198,6 +215,7 @@ pub fn evaluate_in(
                 mailbox_exists: Some(&exists),
                 items: &items,
                 seen: Some(seen),
+                recipient_delimiter: None,
             };
             let out = sieve::eval::run_env(script, input, Limits::default(), env);
             if let Some(e) = &out.error {
@@ -534,16 +552,7 @@ fn store(
             None => merged.push(t),
         }
     }
-    let mut keywords_noted = false;
     for t in &merged {
-        let letters: String = t.flags.iter().filter_map(|f| letter(f)).collect();
-        if !keywords_noted && t.flags.iter().any(|f| letter(f).is_none()) {
-            keywords_noted = true;
-            ctx.warn(&format!(
-                "{}: IMAP keywords are not stored in Maildir names in this version (only \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft)",
-                f.script
-            ));
-        }
         let mut inbox = t.folder.is_none();
         let dest = match &t.folder {
             None => md.clone(),
@@ -562,6 +571,31 @@ fn store(
                 }
             },
         };
+        let mut letters: String = t.flags.iter().filter_map(|f| letter(f)).collect();
+        // IMAP keywords get the letters Dovecot maps them to in the folder's
+        // dovecot-keywords; one that cannot be kept is said, and the message
+        // is stored all the same.
+        let keywords: Vec<String> = t
+            .flags
+            .iter()
+            .filter(|f| letter(f).is_none())
+            .cloned()
+            .collect();
+        if !keywords.is_empty() {
+            match dest.keyword_letters(&keywords) {
+                Ok((kl, left)) => {
+                    letters.push_str(&kl);
+                    if !left.is_empty() {
+                        ctx.warn(&format!(
+                            "{}: flags not stored (not IMAP keywords, or all 26 Maildir keyword letters taken): {}",
+                            f.script,
+                            printable(&left.join(" "))
+                        ));
+                    }
+                }
+                Err(e) => ctx.warn(&format!("{e}; keywords not stored")),
+            }
+        }
         let msg = match t.action {
             Some(i) => outcome.message_for(i, data),
             None => std::borrow::Cow::Borrowed(data),
