@@ -4,8 +4,7 @@
 //! Owns creating a fresh private file ([`create_fresh`]), writing one and
 //! syncing it ([`write_new`]), replacing a file atomically and durably
 //! ([`replace`]: write a temporary file, fsync, rename over the old one,
-//! fsync the directory), [`fsync_dir`], and [`write_out`], which puts a
-//! new file's bytes on the disk before a name for it is published.
+//! fsync the directory) and [`fsync_dir`].
 //!
 //! Guarantees:
 //!
@@ -22,63 +21,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-
-/// What [`write_out`] made of a file's contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WrittenOut {
-    /// Durable already (`fdatasync`).
-    Durable,
-    /// On the device, blocks allocated, not yet committed: the next
-    /// `fsync` of the file commits it together with whatever names were
-    /// linked to the file meanwhile (ext4's single journal).
-    Written,
-}
-
-/// Get a freshly written file's contents to the disk before a name for it
-/// is published, as cheaply as the file system allows.
-///
-/// Why: a Maildir message must never be visible under `new/` before its
-/// bytes are safe, and exit 0 needs the bytes and the name durable. The
-/// portable way is two journal commits (`fdatasync` the file, link it,
-/// `fsync` the directory). On ext4 one commit can carry both:
-/// `sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER)` allocates the blocks
-/// (into the running journal transaction) and writes the data without a
-/// commit; the link then joins the same or a later transaction; the
-/// caller's `fsync` of the file commits them all (the commit flushes the
-/// device cache before its commit record, so the data is durable first).
-/// A crash before that commit leaves either no name or a name with every
-/// byte (ordered mode never commits the name ahead of the allocation that
-/// preceded it). The caller still fsyncs the directory afterwards, which
-/// then finds nothing left to commit. Elsewhere (XFS, btrfs, NFS, tmpfs,
-/// or when the call fails) this is plain `fdatasync`.
-pub fn write_out(file: &File) -> io::Result<WrittenOut> {
-    use nix::sys::statfs::{EXT4_SUPER_MAGIC, fstatfs};
-    let ext4 = fstatfs(file).is_ok_and(|s| s.filesystem_type() == EXT4_SUPER_MAGIC);
-    if ext4 && sync_file_range_wait(file).is_ok() {
-        return Ok(WrittenOut::Written);
-    }
-    file.sync_data()?;
-    Ok(WrittenOut::Durable)
-}
-
-/// `sync_file_range(fd, 0, 0, WAIT_BEFORE|WRITE|WAIT_AFTER)` on the whole
-/// file: start write-out of every dirty page and wait for it.
-#[allow(unsafe_code)]
-fn sync_file_range_wait(file: &File) -> io::Result<()> {
-    use nix::libc;
-    use std::os::fd::AsRawFd;
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    // SAFETY: the descriptor is owned by `file`, open for the whole call;
-    // the call takes no pointers and touches no memory of ours.
-    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
 
 /// fsync a directory, so that entries created or renamed in it are durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {

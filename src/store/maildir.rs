@@ -1,12 +1,10 @@
 //! Maildir delivery (the qmail Maildir spec, plus Maildir++ folders).
 //!
-//! Guarantee: a message appears in `new/` only complete, and its path is
-//! reported only once it is durable. Each one is written under a unique
-//! name in `tmp/` (created with `O_EXCL`), its bytes put on the disk
-//! (`durable::write_out`: fdatasync, or on ext4 a write-out that the
-//! next commit makes durable), then hard-linked into `new/` (link never
-//! overwrites), and the file and `new/` fsynced. A crash at any point
-//! leaves at worst a file in `tmp/`, which readers ignore. Batches write
+//! Guarantee: a message appears in `new/` only complete and durable. Each
+//! one is written under a unique name in `tmp/` (created with `O_EXCL`),
+//! fsynced, then hard-linked into `new/` (link never overwrites) and the
+//! `new/` directory fsynced; only then is its path reported. A crash at any
+//! point leaves at worst a file in `tmp/`, which readers ignore. Batches write
 //! every file first, make them all durable with one `syncfs`, link them all
 //! and fsync `new/` once: the same guarantee for a group, with two syncs
 //! instead of two per message.
@@ -289,25 +287,22 @@ impl Maildir {
     }
 
     /// One message into `sub` (`new` or `cur`) under its unique name plus
-    /// `info`: written in `tmp/`, its bytes on the disk
-    /// ([`durable::write_out`]) before it is linked, then the file and the
-    /// directory fsynced. On ext4 the file's fsync commits the bytes, the
-    /// link and the removal of the `tmp/` name in one journal commit and
-    /// the directory's fsync finds nothing left: the same guarantee as two
-    /// commits, at the cost of one. Any failure removes both names (the
-    /// caller, told to retry, must not find a duplicate).
+    /// `info`: written in `tmp/` and fdatasynced, linked, `sub/` fsynced,
+    /// the `tmp/` name removed. The bytes are durable before the name
+    /// exists, whatever the file system (ext4 without a journal, as here,
+    /// orders nothing between a directory block and an inode). Any failure
+    /// removes both names (the caller, told to retry, must not find a
+    /// duplicate).
     fn deliver_one(&self, data: &[u8], sub: &str, info: &str) -> Result<PathBuf> {
         let tmp_dir = self.root.join("tmp");
         let dest_dir = self.root.join(sub);
         let (file, tmp, name) = create_tmp(&tmp_dir, data)?;
-        let out = match durable::write_out(&file) {
-            Ok(out) => out,
-            Err(e) => {
-                drop(file);
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::io(format!("writing {}", tmp.display()), &e));
-            }
-        };
+        if let Err(e) = file.sync_data() {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(format!("writing {}", tmp.display()), &e));
+        }
+        drop(file);
         let linked = match link_unique_info(&tmp, &dest_dir, &name, info) {
             Ok(p) => p,
             Err(e) => {
@@ -315,23 +310,12 @@ impl Maildir {
                 return Err(Error::io(format!("moving into {}", dest_dir.display()), &e));
             }
         };
-        // The tmp/ name goes before the syncs, so that their commit carries
-        // the removal too and a crash leaves no stray copy in tmp/.
-        let _ = fs::remove_file(&tmp);
-        let synced = match out {
-            durable::WrittenOut::Written => file
-                .sync_all()
-                .map_err(|e| Error::io(format!("syncing {}", linked.display()), &e)),
-            durable::WrittenOut::Durable => Ok(()),
-        }
-        .and_then(|()| {
-            fsync_dir(&dest_dir)
-                .map_err(|e| Error::io(format!("syncing {}", dest_dir.display()), &e))
-        });
-        if let Err(e) = synced {
+        if let Err(e) = fsync_dir(&dest_dir) {
             let _ = fs::remove_file(&linked);
-            return Err(e);
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(format!("syncing {}", dest_dir.display()), &e));
         }
+        let _ = fs::remove_file(&tmp);
         Ok(linked)
     }
 
