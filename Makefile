@@ -20,8 +20,11 @@ DEMO_DIR ?= /var/tmp/postline-demo
 # with nm) and no libssl, so static glibc changes nothing it does. Static
 # non-PIE (add -C relocation-model=static) saves another 35,000
 # instructions (~10 us) a message but gives up ASLR for a program that
-# parses mail from strangers: not the default. DELIVER_STATIC=0 builds it
-# like the others.
+# parses mail from strangers: not the default. It is also linked with fat
+# LTO in one codegen unit (210,000 -> 194,000 instructions and 95 -> 87
+# page faults a delivery; 0.728 -> 0.703 ms a message on tmpfs), and
+# started without Rust's runtime set-up (src/bin/mail-deliver.rs, no_main).
+# DELIVER_STATIC=0 builds it like the others.
 DELIVER_STATIC ?= 1
 DELIVER_RUSTFLAGS ?= -C target-feature=+crt-static
 HOST_TRIPLE = $(shell $(CARGO) -vV 2>/dev/null | sed -n 's/^host: //p')
@@ -41,7 +44,8 @@ all: build
 build:
 	$(CARGO) build --release --locked
 ifeq ($(DELIVER_STATIC),1)
-	RUSTFLAGS="$(DELIVER_RUSTFLAGS)" $(CARGO) build --release --locked \
+	RUSTFLAGS="$(DELIVER_RUSTFLAGS)" CARGO_PROFILE_RELEASE_LTO=fat \
+	  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 $(CARGO) build --release --locked \
 	  --bin mail-deliver --target $(HOST_TRIPLE)
 	@if nm $(DELIVER_BIN) 2>/dev/null | grep -Eq ' [TUW] (getpw|getgrnam|getgrgid|getgrent|getaddrinfo|gethostby)'; then \
 	  echo "make: the static mail-deliver calls NSS (getpw*, getgr*, getaddrinfo): build with DELIVER_STATIC=0" >&2; exit 1; fi
