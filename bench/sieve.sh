@@ -22,10 +22,10 @@
 #      destination; then checks that every case filed the same number of
 #      messages into the same folders (the check fails the run otherwise).
 #
-# mail-deliver --split with --sieve is allowed only with --dry-run (a
-# reject in the middle of a stream has nobody to bounce to), so that case
-# evaluates the script for every message and stores nothing: it measures
-# the interpreter alone.
+# mail-deliver --sieve --split stores every message of the mbox where the
+# script says, in one process (each message with its own syncs, as one
+# process per message would); --split --dry-run evaluates the script for
+# every message and stores nothing: it measures the interpreter alone.
 #
 # Pigeonhole refuses to run as root; as root, its cases run as nobody
 # (setpriv) in directories nobody may write.
@@ -138,6 +138,8 @@ prep_filter="$(fresh ph-filter) && find $MSGS -name '*.eml' -exec ln {} $D/ph-fi
 cases=(
   -n "mail-deliver --sieve (one process per message)" -p "$(fresh md-each)"
   "$EACH $LIST $MD --sieve $SIEVE $D/md-each/"
+  -n "mail-deliver --sieve --split (one process, stores)" -p "$(fresh md-split-store)"
+  "$MD --sieve $SIEVE --split $D/md-split-store/ < $MSGS/all.mbox"
   -n "mail-deliver --sieve --split --dry-run (evaluation only)" -p "true"
   "$MD --sieve $SIEVE --split --dry-run $D/md-split/ < $MSGS/all.mbox > /dev/null"
   -n "procmail -m (one process per message)" -p "$(fresh procmail)"
@@ -168,7 +170,7 @@ count() {  # count MAILDIR -> "folder count" lines, INBOX first
   done
 }
 count "$D/md-each" > "$RES/md-each.counts"
-cmp_cases="procmail ph-filter"
+cmp_cases="procmail ph-filter md-split-store"
 if [ "$SIEVE_TEST_EACH" = 1 ]; then
   if [ "$SIEVE_TEST_N" = "$N" ]; then
     cmp_cases="$cmp_cases ph-test"

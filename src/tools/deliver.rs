@@ -271,9 +271,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         return Ok(());
     }
     let from_config = m.get_one::<String>("sieve").is_none();
-    let fits = matches!(&dests[..], [Destination::Maildir(_)])
-        && opts.folder.is_none()
-        && (!m.get_flag("split") || m.get_flag("dry-run"));
+    let fits = matches!(&dests[..], [Destination::Maildir(_)]) && opts.folder.is_none();
     let script = match script {
         // The config's filter is for the plain case; a run it cannot fit
         // (an mbox, several destinations, --folder, --split) delivers as
@@ -293,13 +291,13 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         let now = now(m)?;
         let dry_run = m.get_flag("dry-run");
         let split = m.get_flag("split");
-        let md = match (&dests[..], split && !dry_run, opts.folder.is_some()) {
-            ([Destination::Maildir(md)], false, false) => md.clone(),
+        let md = match (&dests[..], opts.folder.is_some()) {
+            ([Destination::Maildir(md)], false) => md.clone(),
             _ => {
                 return Err(Error::new(
                     Kind::Usage,
                     "--sieve",
-                    "needs exactly one Maildir destination, without --folder (and --split only with --dry-run)",
+                    "needs exactly one Maildir destination, without --folder",
                 ));
             }
         };
@@ -322,6 +320,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             now,
             outbound: actions::Outbound::new(config),
             global: sieve::global_dir(),
+            stream: split,
         };
         if split {
             return filtered_split(&md, &settings, &f, ctx);
@@ -371,6 +370,7 @@ fn expect_run(dir: &str, m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         now: now(m)?,
         outbound: actions::Outbound::new(config::Config::default()),
         global: sieve::global_dir(),
+        stream: false,
     };
     expect::run(dir, &f, &settings, m.get_flag("expect-update"), ctx)
 }
@@ -418,8 +418,10 @@ fn envelope(p: &Prepared, s: &Settings) -> (Option<String>, Option<String>) {
     (from, s.recipient.as_deref().map(message::bare_address))
 }
 
-/// `--split --dry-run`: what the script would do with every message of
-/// the mbox stream on stdin, one message held at a time.
+/// `--split` with a script: every message of the mbox stream on stdin
+/// filtered and stored (or, with `--dry-run`, reported), one message held
+/// at a time. An mbox has no one to bounce to or answer: see
+/// `sieve::Filter::stream`.
 fn filtered_split(
     md: &crate::store::Maildir,
     s: &Settings,

@@ -916,12 +916,49 @@ From b@example.org Thu Jan  1 00:00:00 2026\nSubject: other\n\ntwo\n";
         (Some(2), Some(true))
     );
     assert_eq!(count_files(&md), 0);
-    // Without --dry-run, --split with --sieve is refused.
-    sieve(&home, &s, &md)
+}
+
+/// `--split` with a script stores every message of an mbox where the
+/// script says; an mbox has nobody to bounce to or answer, so reject keeps
+/// the message in INBOX and redirect sends nothing (kept too), each said
+/// on stderr, as Pigeonhole's sieve-filter does.
+#[test]
+fn split_filters_an_mbox_into_folders_and_never_bounces_or_sends() {
+    let home = TempDir::new();
+    let md = home.join("Maildir");
+    let s = script(
+        &home,
+        "s.sieve",
+        "require [\"fileinto\", \"reject\", \"mailbox\"];\n\
+         if header :contains \"subject\" \"rust\" { fileinto :create \"Rust\"; stop; }\n\
+         if header :contains \"subject\" \"spam\" { reject \"no\"; stop; }\n\
+         if header :contains \"subject\" \"fwd\" { redirect \"far@example.net\"; }\n",
+    );
+    let mbox = b"From a@example.org Thu Jan  1 00:00:00 2026\nSubject: rust news\n\none\n\n\
+From b@example.org Thu Jan  1 00:00:00 2026\nSubject: other\n\ntwo\n\n\
+From c@example.org Thu Jan  1 00:00:00 2026\nSubject: spam\n\nthree\n\n\
+From d@example.org Thu Jan  1 00:00:00 2026\nSubject: fwd this\n\nfour\n";
+    let out = sieve(&home, &s, &md)
         .arg("--split")
         .stdin(mbox.to_vec())
         .run()
-        .code_is(64);
+        .success()
+        .stderr_has("nobody to bounce to")
+        .stderr_has("nothing is sent");
+    let bodies = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir.join("new"))
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let t = fs::read_to_string(e.path()).unwrap();
+                t.lines().last().unwrap_or("").to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(bodies(&md.join(".Rust")), vec!["one"], "{}", out.stderr());
+    assert_eq!(bodies(&md), vec!["four", "three", "two"]);
 }
 
 // ---------------------------------------------------------------------------

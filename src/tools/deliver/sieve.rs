@@ -40,6 +40,12 @@ pub struct Filter {
     pub outbound: Outbound,
     /// Where `include :global` scripts are (`[deliver] sieve_global`).
     pub global: Option<PathBuf>,
+    /// The messages come from an mbox (`--split`), not from an MTA: there
+    /// is nobody to bounce to, and old mail must not set off replies or
+    /// forwards. As Pigeonhole's sieve-filter does, reject and ereject
+    /// keep the message in INBOX (a warning says so), and redirect and
+    /// vacation are not carried out (a redirect without :copy keeps it).
+    pub stream: bool,
 }
 
 impl Filter {
@@ -354,7 +360,7 @@ pub fn filter(
         }
     };
     let outcome = evaluate_in(data, envelope_from, envelope_to, f, Some(md), &memory, ctx);
-    let plans = actions::plan(
+    let mut plans = actions::plan(
         &outcome.actions,
         data,
         envelope_from,
@@ -363,6 +369,13 @@ pub fn filter(
         f.outbound.max_received,
         &memory,
     );
+    if f.stream {
+        for p in plans.iter_mut().filter(|p| p.is_some()) {
+            *p = Some(Plan::Skip(
+                "the message comes from an mbox (--split): nothing is sent".to_string(),
+            ));
+        }
+    }
     if f.dry_run {
         for (a, p) in outcome.actions.iter().zip(&plans) {
             report(a, p.as_ref(), &f.outbound, f.json, index, ctx);
@@ -394,6 +407,14 @@ pub fn filter(
                 });
             }
             ActionKind::Discard => {}
+            ActionKind::Reject { .. } if f.stream => {
+                ctx.warn(&format!(
+                    "{}: {}: reject of a message from an mbox (--split) has nobody to bounce to; message kept in INBOX",
+                    f.script,
+                    where_(a)
+                ));
+                keep_inbox = true;
+            }
             ActionKind::Reject { reason, .. } => reject = Some((a, reason)),
             ActionKind::Redirect { address, copy } => {
                 if let Some(Plan::Skip(why)) = p {
@@ -442,6 +463,19 @@ pub fn filter(
             ));
         }
         ctx.flush();
+        if f.stream {
+            // Stop at the first message that could not be stored, so a
+            // second run knows where to start: the ones before are stored.
+            let n = index.unwrap_or(0);
+            return Err(Error::new(
+                Kind::Temporary,
+                format!("message {n}"),
+                format!(
+                    "not stored; messages 1 to {} are, the rest were not read",
+                    n.saturating_sub(1)
+                ),
+            ));
+        }
         return Ok(());
     }
     let mut need_inbox = false;
