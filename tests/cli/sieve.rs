@@ -959,6 +959,33 @@ From d@example.org Thu Jan  1 00:00:00 2026\nSubject: fwd this\n\nfour\n";
     };
     assert_eq!(bodies(&md.join(".Rust")), vec!["one"], "{}", out.stderr());
     assert_eq!(bodies(&md), vec!["four", "three", "two"]);
+    // The dry run says the same of the reject and the redirect.
+    let dry = sieve(&home, &s, &md)
+        .args(["--split", "--dry-run", "--json"])
+        .stdin(mbox.to_vec())
+        .run()
+        .success();
+    let recs: Vec<serde_json::Value> = dry
+        .stdout_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let skipped = |action: &str| {
+        recs.iter()
+            .find(|r| r["action"] == action)
+            .and_then(|r| r["skipped"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert!(
+        skipped("reject").contains("nobody to bounce to"),
+        "{}",
+        dry.stdout()
+    );
+    assert!(
+        skipped("redirect").contains("nothing is sent"),
+        "{}",
+        dry.stdout()
+    );
 }
 
 // ---------------------------------------------------------------------------

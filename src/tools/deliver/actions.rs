@@ -114,12 +114,11 @@ impl Outbound {
             Ok((r, _)) => r,
             Err(e) => return Sent::Failed(e.clone()),
         };
-        let mut argv: Vec<OsString> = vec![mail_send().into(), "-i".into(), "-f".into()];
-        argv.push(if env.from.is_empty() {
-            "<>".into()
-        } else {
-            env.from.clone().into()
-        });
+        // The sender joined to -f: a sender that starts with '-' (it comes
+        // from the message's envelope) stays the option's value.
+        let from = if env.from.is_empty() { "<>" } else { &env.from };
+        let mut argv: Vec<OsString> =
+            vec![mail_send().into(), "-i".into(), format!("-f{from}").into()];
         if let Some(p) = &self.config.path {
             argv.push("--config".into());
             argv.push(p.clone().into());

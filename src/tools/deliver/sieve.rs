@@ -370,10 +370,16 @@ pub fn filter(
         &memory,
     );
     if f.stream {
-        for p in plans.iter_mut().filter(|p| p.is_some()) {
-            *p = Some(Plan::Skip(
-                "the message comes from an mbox (--split): nothing is sent".to_string(),
-            ));
+        // What `Filter::stream` says, in the plans, so that a dry run shows
+        // what a delivery does.
+        for (a, p) in outcome.actions.iter().zip(plans.iter_mut()) {
+            if matches!(a.kind, ActionKind::Reject { .. }) {
+                *p = Some(Plan::Skip(STREAM_REJECT.to_string()));
+            } else if p.is_some() {
+                *p = Some(Plan::Skip(
+                    "the message comes from an mbox (--split): nothing is sent".to_string(),
+                ));
+            }
         }
     }
     if f.dry_run {
@@ -408,11 +414,7 @@ pub fn filter(
             }
             ActionKind::Discard => {}
             ActionKind::Reject { .. } if f.stream => {
-                ctx.warn(&format!(
-                    "{}: {}: reject of a message from an mbox (--split) has nobody to bounce to; message kept in INBOX",
-                    f.script,
-                    where_(a)
-                ));
+                ctx.warn(&format!("{}: {}: {STREAM_REJECT}", f.script, where_(a)));
                 keep_inbox = true;
             }
             ActionKind::Reject { reason, .. } => reject = Some((a, reason)),
@@ -456,7 +458,10 @@ pub fn filter(
     if stored.failed {
         // The MTA delivers again (exit 75): nothing is sent or remembered
         // now, so nothing is sent twice.
-        if plans.iter().any(Option::is_some) {
+        if plans
+            .iter()
+            .any(|p| matches!(p, Some(Plan::Redirect { .. } | Plan::Vacation(_))))
+        {
             ctx.warn(&format!(
                 "{}: redirect and vacation not carried out: the message was not stored",
                 f.script
@@ -726,6 +731,10 @@ fn resolve(md: &Maildir, mailbox: &str, create: bool, a: &Action, ctx: &mut Ctx)
     }
     Some(mailbox.to_string())
 }
+
+/// What becomes of a reject in `--split` (see [`Filter::stream`]).
+const STREAM_REJECT: &str =
+    "reject of a message from an mbox (--split) has nobody to bounce to; message kept in INBOX";
 
 /// One dry-run record; `plan` says what a redirect or vacation would send.
 fn report(
