@@ -196,14 +196,11 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         Some(s) => Some(s.clone()),
         None => match &loaded {
             // "~/" in the config means the home directory, as a shell would.
-            Ok(c) => c.deliver.sieve.clone().map(|p| {
-                match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-                    (Some(rest), Some(h)) => {
-                        format!("{}/{rest}", h.to_string_lossy().trim_end_matches('/'))
-                    }
-                    _ => p,
-                }
-            }),
+            Ok(c) => c
+                .deliver
+                .sieve
+                .as_deref()
+                .map(|p| sieve::home_path(p).to_string_lossy().into_owned()),
             Err(e) => {
                 ctx.warn(&format!("{e}; delivering without a Sieve filter"));
                 None
@@ -301,6 +298,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
                 ));
             }
         };
+        let global = loaded.as_ref().ok().and_then(sieve::global_dir);
         let config = match loaded {
             Ok(c) => c,
             Err(e) => {
@@ -319,7 +317,7 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
             json: m.get_flag("json"),
             now,
             outbound: actions::Outbound::new(config),
-            global: sieve::global_dir(),
+            global,
             stream: split,
         };
         if split {
@@ -369,7 +367,10 @@ fn expect_run(dir: &str, m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         json: false,
         now: now(m)?,
         outbound: actions::Outbound::new(config::Config::default()),
-        global: sieve::global_dir(),
+        global: config::Config::load(None)
+            .ok()
+            .as_ref()
+            .and_then(sieve::global_dir),
         stream: false,
     };
     expect::run(dir, &f, &settings, m.get_flag("expect-update"), ctx)

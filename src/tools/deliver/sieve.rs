@@ -57,18 +57,20 @@ impl Filter {
     }
 }
 
-/// `[deliver] sieve_global` ("~/" is the home directory); none when
-/// unset or when the config does not load (then `include :global` is an
-/// error the script reports, and the message is kept).
-pub fn global_dir() -> Option<PathBuf> {
-    let p = crate::config::Config::load(None)
-        .ok()?
-        .deliver
-        .sieve_global?;
-    Some(match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+/// `[deliver] sieve_global` of the loaded config ("~/" is the home
+/// directory); none when unset (then `include :global` is an error the
+/// script reports, and the message is kept).
+pub fn global_dir(config: &crate::config::Config) -> Option<PathBuf> {
+    config.deliver.sieve_global.as_deref().map(home_path)
+}
+
+/// A path from the config: a leading "~/" is the home directory, as a
+/// shell would read it.
+pub fn home_path(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
         _ => PathBuf::from(p),
-    })
+    }
 }
 
 /// The `environment` items (RFC 5183) a delivery shows.
