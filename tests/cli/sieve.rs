@@ -575,23 +575,70 @@ fn our_actions(stdout: &str) -> Vec<String> {
     acts
 }
 
-#[test]
-fn same_actions_as_pigeonhole_sieve_test() {
+/// Pigeonhole's sieve-test for a differential test: `None` (skip said)
+/// when it is not installed; else the home made readable for it and its
+/// scratch directory. sieve-test refuses root: as root it runs as nobody,
+/// which must read the files and write its scratch Maildir.
+pub(crate) fn sieve_test_scratch(home: &TempDir) -> Option<std::path::PathBuf> {
     let have = std::process::Command::new("sieve-test")
         .arg("-h")
         .output()
         .is_ok();
     if skip_unless(have, "sieve-test (dovecot-sieve) is not installed") {
-        return;
+        return None;
     }
-    let home = TempDir::new();
-    // sieve-test refuses root: as root it runs as nobody, which must read
-    // the files and write its scratch Maildir.
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let scratch = home.join("pigeonhole");
     fs::create_dir(&scratch).unwrap();
     fs::set_permissions(&scratch, fs::Permissions::from_mode(0o777)).unwrap();
+    Some(scratch)
+}
+
+/// Run sieve-test on `script` and `msg` (both readable by nobody) with
+/// envelope `from` and `rcpt`, a clean environment and no config.
+pub(crate) fn run_sieve_test(
+    scratch: &Path,
+    script: &Path,
+    msg: &Path,
+    from: &str,
+    rcpt: &str,
+) -> std::process::Output {
+    let mut cmd = if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sieve-test",
+        ]);
+        c
+    } else {
+        std::process::Command::new("sieve-test")
+    };
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", scratch)
+        .env("TZ", "UTC")
+        .args(["-c", "/dev/null", "-o"])
+        .arg(format!(
+            "mail_location=maildir:{}",
+            scratch.join("md").display()
+        ))
+        .args(["-f", from, "-r", rcpt])
+        .arg(script)
+        .arg(msg)
+        .output()
+        .expect("run sieve-test")
+}
+
+#[test]
+fn same_actions_as_pigeonhole_sieve_test() {
+    let home = TempDir::new();
+    let Some(scratch) = sieve_test_scratch(&home) else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
     let md = home.join("Maildir");
     // Plus one script a line from the fixture (edge cases of matching,
     // comparators, address parts, dates, variables, flags, body, duplicates)
@@ -614,38 +661,13 @@ fn same_actions_as_pigeonhole_sieve_test() {
             let m = home.join(format!("m{mi}.eml"));
             fs::write(&m, msg).unwrap();
             fs::set_permissions(&m, fs::Permissions::from_mode(0o644)).unwrap();
-            let mut cmd = if is_root() {
-                let mut c = std::process::Command::new("setpriv");
-                c.args([
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    "sieve-test",
-                ]);
-                c
-            } else {
-                std::process::Command::new("sieve-test")
-            };
-            let out = cmd
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &scratch)
-                .env("TZ", "UTC")
-                .args(["-c", "/dev/null", "-o"])
-                .arg(format!(
-                    "mail_location=maildir:{}",
-                    scratch.join("md").display()
-                ))
-                .args([
-                    "-f",
-                    "owner@lists.example.org",
-                    "-r",
-                    "me+lists@example.net",
-                ])
-                .arg(&s)
-                .arg(&m)
-                .output()
-                .expect("run sieve-test");
+            let out = run_sieve_test(
+                &scratch,
+                Path::new(&s),
+                &m,
+                "owner@lists.example.org",
+                "me+lists@example.net",
+            );
             let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
             let err = String::from_utf8_lossy(&out.stderr);
             // A run-time error: Pigeonhole falls back to the implicit keep,

@@ -682,19 +682,11 @@ fn ours(stdout: &str) -> Vec<String> {
 
 #[test]
 fn same_vacation_and_redirect_as_pigeonhole_sieve_test() {
-    let have = std::process::Command::new("sieve-test")
-        .arg("-h")
-        .output()
-        .is_ok();
-    if skip_unless(have, "sieve-test (dovecot-sieve) is not installed") {
-        return;
-    }
     let home = TempDir::new();
+    let Some(scratch) = crate::sieve::sieve_test_scratch(&home) else {
+        return;
+    };
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let scratch = home.join("pigeonhole");
-    fs::create_dir(&scratch).unwrap();
-    fs::set_permissions(&scratch, fs::Permissions::from_mode(0o777)).unwrap();
     let md = home.join("Maildir");
     let list = b"From: x@lists.example.org\nTo: me@example.net\nSubject: [l] lunch news\nList-Id: <l.example.org>\n\nx\n";
     let mut compared = 0;
@@ -706,33 +698,13 @@ fn same_vacation_and_redirect_as_pigeonhole_sieve_test() {
             let m = home.join(format!("m{mi}.eml"));
             fs::write(&m, msg).unwrap();
             fs::set_permissions(&m, fs::Permissions::from_mode(0o644)).unwrap();
-            let mut cmd = if is_root() {
-                let mut c = std::process::Command::new("setpriv");
-                c.args([
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    "sieve-test",
-                ]);
-                c
-            } else {
-                std::process::Command::new("sieve-test")
-            };
-            let out = cmd
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &scratch)
-                .env("TZ", "UTC")
-                .args(["-c", "/dev/null", "-o"])
-                .arg(format!(
-                    "mail_location=maildir:{}",
-                    scratch.join("md").display()
-                ))
-                .args(["-f", "alice@example.test", "-r", "me@example.net"])
-                .arg(&s)
-                .arg(&m)
-                .output()
-                .expect("run sieve-test");
+            let out = crate::sieve::run_sieve_test(
+                &scratch,
+                &s,
+                &m,
+                "alice@example.test",
+                "me@example.net",
+            );
             let err = String::from_utf8_lossy(&out.stderr);
             let theirs = if err.contains("resolved with successful implicit keep") {
                 " * store message in folder: INBOX\n".to_string()
