@@ -174,6 +174,19 @@ pub fn decide(
         Some(s) if !s.is_empty() => s,
         _ => return Err("the sender is the null sender <>".into()),
     };
+    // The sender becomes the reply's `To: <...>` and its RCPT: nothing that
+    // could end the bracket, the line or the field (the envelope comes from
+    // the caller, but an mbox's From_ line is anybody's text).
+    if sender
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+        || !sender.contains('@')
+    {
+        return Err(format!(
+            "the sender <{}> is not an address a reply can go to",
+            one_line(&sender)
+        ));
+    }
     let local = sender
         .rsplit_once('@')
         .map_or(sender.as_str(), |(l, _)| l)
@@ -414,9 +427,14 @@ Shall we?\n";
             Some("owner-rust@example.org"),
             Some("rust-request@example.org"),
             Some("me@example.net"),
+            Some("a@example.org>\nBcc: x@example.com"),
+            Some("a b@example.org"),
+            Some("nodomain"),
         ] {
             assert!(decide("r", &o, cx(MSG, snd), &()).is_err(), "{snd:?}");
         }
+        let e = decide("r", &o, cx(MSG, Some("a b@example.org")), &()).unwrap_err();
+        assert!(e.contains("not an address a reply can go to"), "{e}");
     }
 
     #[test]
