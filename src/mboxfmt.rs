@@ -411,6 +411,245 @@ impl<R: BufRead> Splitter<R> {
     }
 }
 
+/// An mbox stream cut into pieces of whole messages, so that several
+/// threads can read it ([`Splitter`] over each piece, with
+/// [`Splitter::headers_only`], gives the entries that one splitter over
+/// the whole stream gives, in the same order).
+///
+/// A piece ends just before a separator, found by the rule the splitter
+/// applies (a `From ` line after a blank one), so each piece after the
+/// first starts with its `From ` line; the first starts after the blank
+/// lines the splitter skips. The number of messages in each piece is
+/// counted here, so a reader can number them before it reads them.
+///
+/// Memory stays bounded: a piece is about `target` bytes; a message longer
+/// than [`PIECE_CAP`] is given as its header block alone and its body is
+/// skipped without being held. Where a splitter would read a message
+/// another way than the rule says (a header block with no blank line
+/// within [`HEADER_LIMIT`], whose cut the splitter treats as the body's
+/// start), the cutter stops with [`Piece::Rest`] and the caller reads the
+/// rest with one [`Splitter`] ([`Pieces::into_rest`]).
+pub struct Pieces<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// `buf[..scanned]` has been searched for separators (a `\nFrom `
+    /// starting in the last five bytes is found by the next search).
+    scanned: usize,
+    /// Separators found in `buf` after its first byte, and where the last
+    /// one starts (0: none).
+    count: usize,
+    last: usize,
+    /// Passing over the body of a message too long to hold: `buf` holds
+    /// the bytes after `scanned - 2` only (what the rule looks back at).
+    skipping: bool,
+    started: bool,
+    eof: bool,
+    target: usize,
+}
+
+/// What [`Pieces::next_piece`] gives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// `messages` whole messages, the first starting at `data`'s first
+    /// byte (or after blank lines, for the first piece).
+    Messages {
+        /// The bytes, as read.
+        data: Vec<u8>,
+        /// How many messages they hold.
+        messages: usize,
+    },
+    /// The rest of the stream is to be read with one [`Splitter`] (from
+    /// [`Pieces::into_rest`]); it starts where a message starts.
+    Rest,
+}
+
+/// Bytes of one message held by [`Pieces`] before it is given as its
+/// header block alone: [`HEADER_LIMIT`] plus room for its `From ` line.
+pub const PIECE_CAP: usize = HEADER_LIMIT + (128 << 10);
+
+/// The longest `From ` line [`Pieces`] handles itself (the splitter cuts a
+/// line at [`HEADER_LIMIT`]; far below that, nothing differs).
+const FROM_LINE_MAX: usize = 64 << 10;
+
+impl<R: io::Read> Pieces<R> {
+    /// Cut `input`, an mbox from its start (blank lines, then a `From `
+    /// line), into pieces of about `target` bytes.
+    pub fn new(input: R, target: usize) -> Pieces<R> {
+        Pieces {
+            input,
+            buf: Vec::new(),
+            scanned: 0,
+            count: 0,
+            last: 0,
+            skipping: false,
+            started: false,
+            eof: false,
+            target: target.max(1),
+        }
+    }
+
+    /// What is left of the stream, unread pieces first, for one
+    /// [`Splitter`] after [`Piece::Rest`].
+    pub fn into_rest(self) -> io::Chain<io::Cursor<Vec<u8>>, R> {
+        io::Read::chain(io::Cursor::new(self.buf), self.input)
+    }
+
+    /// Read up to `target` more bytes (false at the end of input).
+    fn fill(&mut self) -> io::Result<bool> {
+        use io::Read as _;
+        let want = self.target as u64;
+        let before = self.buf.len();
+        // Exactly: the reader fills what is there and grows nothing.
+        self.buf.reserve_exact(self.target);
+        loop {
+            match (&mut self.input).take(want).read_to_end(&mut self.buf) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.buf.len() == before {
+            self.eof = true;
+        }
+        Ok(!self.eof)
+    }
+
+    /// Search `buf[scanned..]` for separators. Skipping, the first one
+    /// ends the skip: the bytes before it are dropped and the search
+    /// starts again at the new message.
+    fn scan(&mut self) {
+        static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\nFrom "));
+        loop {
+            let from = self.scanned;
+            let mut restart = None;
+            for j in SEPARATOR.find_iter(self.buf.get(from..).unwrap_or(&[])) {
+                let j = from + j;
+                if !ends_blank_line(&self.buf, j) {
+                    continue;
+                }
+                if self.skipping {
+                    restart = Some(j + 1);
+                    break;
+                }
+                self.count += 1;
+                self.last = j + 1;
+            }
+            match restart {
+                Some(at) => {
+                    self.buf.drain(..at);
+                    self.skipping = false;
+                    self.scanned = 0;
+                    self.count = 0;
+                    self.last = 0;
+                }
+                None => {
+                    self.scanned = self.scanned.max(self.buf.len().saturating_sub(5));
+                    if self.skipping {
+                        // The rule looks back two bytes from a newline.
+                        let keep = self.scanned.saturating_sub(2);
+                        self.buf.drain(..keep);
+                        self.scanned -= keep;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drop the blank lines before the first `From ` line, as the splitter
+    /// does; false when the stream must go to a splitter instead (what
+    /// follows them is not a `From ` line, or they are longer than
+    /// [`FROM_LINE_MAX`]).
+    fn start(&mut self) -> io::Result<bool> {
+        loop {
+            while let Some(i) = memchr::memchr(b'\n', &self.buf) {
+                if !self.buf[..i].trim_ascii().is_empty() {
+                    break;
+                }
+                self.buf.drain(..=i);
+            }
+            if memchr::memchr(b'\n', &self.buf).is_some() || self.eof {
+                return Ok(self.buf.starts_with(b"From ") || self.buf.trim_ascii().is_empty());
+            }
+            if self.buf.len() >= FROM_LINE_MAX {
+                return Ok(false);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The next piece; `None` at the end of the stream.
+    pub fn next_piece(&mut self) -> io::Result<Option<Piece>> {
+        if !self.started {
+            self.fill()?;
+            self.started = true;
+            if !self.start()? {
+                return Ok(Some(Piece::Rest));
+            }
+            if self.buf.trim_ascii().is_empty() && self.eof {
+                self.buf.clear();
+            }
+        }
+        loop {
+            self.scan();
+            if !self.skipping && self.last > 0 && (self.buf.len() >= self.target || self.eof) {
+                let rest = self.buf.split_off(self.last);
+                let data = std::mem::replace(&mut self.buf, rest);
+                let messages = self.count;
+                self.scanned -= self.last;
+                self.count = 0;
+                self.last = 0;
+                return Ok(Some(Piece::Messages { data, messages }));
+            }
+            if self.eof {
+                if self.skipping || self.buf.is_empty() {
+                    self.buf.clear();
+                    return Ok(None);
+                }
+                let data = std::mem::take(&mut self.buf);
+                self.scanned = 0;
+                return Ok(Some(Piece::Messages { data, messages: 1 }));
+            }
+            if !self.skipping && self.last == 0 && self.buf.len() >= PIECE_CAP {
+                // One message longer than is held: its header block alone,
+                // when the splitter would end that block at a blank line.
+                let Some(e) = self.header_end() else {
+                    return Ok(Some(Piece::Rest));
+                };
+                let data = self.buf[..e].to_vec();
+                let keep = self.scanned.saturating_sub(2).max(e);
+                self.buf.drain(..keep);
+                self.buf.shrink_to(2 * self.target);
+                self.scanned -= keep;
+                self.skipping = true;
+                return Ok(Some(Piece::Messages { data, messages: 1 }));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Where the header block of the message at `buf[0]` ends (after its
+    /// blank line), when the `From ` line is short and the block, blank
+    /// line included, is shorter than [`HEADER_LIMIT`]: then the splitter
+    /// ends it at that blank line too.
+    fn header_end(&self) -> Option<usize> {
+        let f = memchr::memchr(b'\n', self.buf.get(..FROM_LINE_MAX)?)? + 1;
+        let mut at = f;
+        loop {
+            let i = memchr::memchr(b'\n', self.buf.get(at..)?)?;
+            let line = &self.buf[at..at + i];
+            at += i + 1;
+            if at - f >= HEADER_LIMIT {
+                return None;
+            }
+            if line.is_empty() || line == b"\r" {
+                return Some(at);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +702,138 @@ mod tests {
 
     /// headers_only gives each message's header portion as full mode sees
     /// it, whatever the bodies hold and however the reader's buffer cuts them.
+    /// Every entry read through [`Pieces`] (a headers-only splitter per
+    /// piece, then one over the rest after [`Piece::Rest`]), with the
+    /// count each piece claimed checked against what its splitter read.
+    fn through_pieces(input: &[u8], target: usize) -> (Vec<Entry>, bool) {
+        let mut out = Vec::new();
+        let mut pieces = Pieces::new(input, target);
+        while let Some(p) = pieces.next_piece().unwrap() {
+            match p {
+                Piece::Messages { data, messages } => {
+                    let mut sp = Splitter::new(&data[..], Format::Mboxrd).headers_only();
+                    let mut n = 0;
+                    while let Some(e) = sp.next_entry().unwrap() {
+                        out.push(e);
+                        n += 1;
+                    }
+                    assert_eq!(n, messages, "target {target}, piece {data:?}");
+                }
+                Piece::Rest => {
+                    let rest = io::BufReader::new(pieces.into_rest());
+                    let mut sp = Splitter::new(rest, Format::Mboxrd).headers_only();
+                    while let Some(e) = sp.next_entry().unwrap() {
+                        out.push(e);
+                    }
+                    return (out, true);
+                }
+            }
+        }
+        (out, false)
+    }
+
+    fn whole(input: &[u8]) -> Vec<Entry> {
+        let mut sp = Splitter::new(input, Format::Mboxrd).headers_only();
+        let mut v = Vec::new();
+        while let Some(e) = sp.next_entry().unwrap() {
+            v.push(e);
+        }
+        v
+    }
+
+    #[test]
+    fn pieces_give_what_one_splitter_gives() {
+        let fixed: &[&[u8]] = &[
+            b"From a x\nS: 1\n\nbody\nFrom not after a blank\n>From quoted\n\n\
+            From b y\r\nS: 2\r\nT: 3\r\n\r\nline\r\nFrom still body\r\n\r\n\r\nmore\r\n\r\n\
+            From c z\nS: 3\n\n\nFrom d w\nS: 4\n\nlast line without newline\n\nFrom e v\nS: 5\n\nend",
+            b"\n \n\t\r\nFrom a x\nS: 1\n\nFrom b y\nS: 2\n",
+            b"From a x\nFrom b y\nS: 1\n\n\r\nFrom c\r\n\r\nFrom d\n\r\r\nFrom e\n",
+            b"From only",
+            b"From a\n\nFrom b\n\nFrom c\n\n",
+            b"\n\n",
+        ];
+        // Random mboxes from lines that matter to the rule.
+        let words: [&[u8]; 10] = [
+            b"From a@b Mon\n",
+            b"\n",
+            b"\r\n",
+            b"\r\r\n",
+            b"S: x\n",
+            b">From q\n",
+            b"From \n",
+            b"body line\n",
+            b"From",
+            b"\r",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut inputs: Vec<Vec<u8>> = fixed.iter().map(|f| f.to_vec()).collect();
+        for _ in 0..300 {
+            let mut v = b"From first x\n".to_vec();
+            let n = (seed % 60) as usize;
+            for _ in 0..n {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                v.extend_from_slice(words[(seed % words.len() as u64) as usize]);
+            }
+            inputs.push(v);
+        }
+        for input in &inputs {
+            let want = whole(input);
+            for target in [1, 2, 3, 5, 7, 8, 13, 32, 100, 1 << 20] {
+                let (got, rest) = through_pieces(input, target);
+                assert!(!rest, "{input:?}");
+                assert_eq!(
+                    got,
+                    want,
+                    "target {target}: {:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_longer_than_a_piece_is_given_as_its_header_block() {
+        let mut input = b"From a x\nS: 1\nT: 2\n\n".to_vec();
+        let line = [b'y'; 999];
+        while input.len() < PIECE_CAP + (3 << 20) {
+            input.extend_from_slice(&line);
+            input.extend_from_slice(b"\nFrom not a separator: no blank line before\n");
+        }
+        input.extend_from_slice(b"\nFrom b y\nS: 2\n\nbody\n");
+        let want = whole(&input);
+        assert_eq!(want.len(), 2);
+        let mut pieces = Pieces::new(&input[..], 64 << 10);
+        let mut held = 0;
+        let mut sizes = Vec::new();
+        while let Some(Piece::Messages { data, .. }) = pieces.next_piece().unwrap() {
+            sizes.push(data.len());
+            held = held.max(pieces.buf.capacity());
+        }
+        assert_eq!(sizes, vec![20, 20], "the header blocks alone");
+        assert!(held < PIECE_CAP + (1 << 20), "held {held} bytes");
+        assert_eq!(through_pieces(&input, 64 << 10), (want, false));
+    }
+
+    #[test]
+    fn a_header_block_at_the_limit_goes_to_one_splitter() {
+        // No blank line within HEADER_LIMIT: the splitter cuts the block
+        // and reads on as body, which the cutter does not copy.
+        let mut input = b"From a x\n".to_vec();
+        while input.len() < PIECE_CAP + 1000 {
+            input.extend_from_slice(
+                b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+            );
+        }
+        input.extend_from_slice(b"From b y\nS: 2\n\nbody\n");
+        let want = whole(&input);
+        let (got, rest) = through_pieces(&input, 64 << 10);
+        assert!(rest);
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn headers_only_matches_full_mode() {
         let input: &[u8] = b"From a x\nS: 1\n\nbody\nFrom not after a blank\n>From quoted\n\n\
