@@ -23,12 +23,20 @@ _mail__trace() {
 
     case "${cmd}" in
         mail__trace)
-            opts="-h -V --json --summary --strict --verify --dns --hop --ip --helo --mail-from --at --dnsbl --dns-record --dns-replay --help --version"
+            opts="-j -h -V --json --summary --strict --threads --verify --dns --hop --ip --helo --mail-from --at --dnsbl --dns-record --dns-replay --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dns)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -1,3 +1,4 @@
+complete -c mail-trace -s j -l threads -d 'Read an mbox on N threads with --json or --summary [default: the number of CPUs, at most 8]' -r
 complete -c mail-trace -l dns -d 'The DNS resolver to ask [default: the system\'s]' -r
 complete -c mail-trace -l hop -d 'Judge SPF for hop N (its index in hops, oldest first from 0) [default: the newest external hop]' -r
 complete -c mail-trace -l ip -d 'The connecting address for SPF, instead of the hop\'s' -r

@@ -130,6 +130,9 @@ pub struct Splitter<R> {
     line_limit: usize,
     /// Byte offset of the line just read, for error messages.
     pub offset: u64,
+    /// The input is one message ([`header_blocks`]): its body is not
+    /// passed over.
+    one_message: bool,
 }
 
 /// The most a header block may hold for tools that read only headers
@@ -204,7 +207,13 @@ impl<R: BufRead> Splitter<R> {
             headers_only: false,
             line_limit: usize::MAX,
             offset: 0,
+            one_message: false,
         }
+    }
+
+    /// The input, for [`Pieces`] to cut instead (before any entry is read).
+    pub fn into_input(self) -> R {
+        self.input
     }
 
     /// Keep only each message's header block (up to and including the empty
@@ -382,7 +391,7 @@ impl<R: BufRead> Splitter<R> {
             // After a blank line the body starts, so no separator can come
             // first: the header lines are all that is read here.
             in_body = self.header_block(&mut data)?;
-            if in_body {
+            if in_body && !self.one_message {
                 self.skip_body()?;
             }
         }
@@ -412,51 +421,56 @@ impl<R: BufRead> Splitter<R> {
 }
 
 /// An mbox stream cut into pieces of whole messages, so that several
-/// threads can read it ([`Splitter`] over each piece, with
-/// [`Splitter::headers_only`], gives the entries that one splitter over
-/// the whole stream gives, in the same order).
+/// threads can read it: [`header_blocks`] over each piece gives the
+/// entries that one [`Splitter`] with [`Splitter::headers_only`] gives
+/// over the whole stream, in the same order.
 ///
 /// A piece ends just before a separator, found by the rule the splitter
 /// applies (a `From ` line after a blank one), so each piece after the
 /// first starts with its `From ` line; the first starts after the blank
-/// lines the splitter skips. The number of messages in each piece is
-/// counted here, so a reader can number them before it reads them.
+/// lines the splitter skips. Where each message starts is recorded here,
+/// so a reader can number the messages before it reads them and reads
+/// only their header blocks, never their bodies again.
 ///
 /// Memory stays bounded: a piece is about `target` bytes; a message longer
 /// than [`PIECE_CAP`] is given as its header block alone and its body is
-/// skipped without being held. Where a splitter would read a message
-/// another way than the rule says (a header block with no blank line
-/// within [`HEADER_LIMIT`], whose cut the splitter treats as the body's
-/// start), the cutter stops with [`Piece::Rest`] and the caller reads the
-/// rest with one [`Splitter`] ([`Pieces::into_rest`]).
+/// passed over without being held. Where the splitter would read a
+/// message another way than the rule says (a header block with no blank
+/// line within [`HEADER_LIMIT`]: the splitter cuts it and takes what
+/// follows as body), the cutter gives [`Piece::Rest`] at that message and
+/// the caller reads the rest with one splitter ([`Pieces::into_rest`]).
 pub struct Pieces<R> {
     input: R,
     buf: Vec<u8>,
     /// `buf[..scanned]` has been searched for separators (a `\nFrom `
     /// starting in the last five bytes is found by the next search).
     scanned: usize,
-    /// Separators found in `buf` after its first byte, and where the last
-    /// one starts (0: none).
-    count: usize,
-    last: usize,
+    /// Where the separators found in `buf` after its first byte start.
+    starts: Vec<usize>,
     /// Passing over the body of a message too long to hold: `buf` holds
-    /// the bytes after `scanned - 2` only (what the rule looks back at).
+    /// the bytes from `scanned - 2` only (what the rule looks back at).
     skipping: bool,
+    /// The message at `buf[0]` is one the splitter reads its own way: the
+    /// next answer is [`Piece::Rest`].
+    rest: bool,
     started: bool,
     eof: bool,
     target: usize,
+    /// Buffers given back ([`Pieces::recycle`]) for the next pieces.
+    spare: Vec<Vec<u8>>,
 }
 
 /// What [`Pieces::next_piece`] gives.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece {
-    /// `messages` whole messages, the first starting at `data`'s first
-    /// byte (or after blank lines, for the first piece).
+    /// Whole messages (for a message longer than [`PIECE_CAP`], its
+    /// header block alone).
     Messages {
         /// The bytes, as read.
         data: Vec<u8>,
-        /// How many messages they hold.
-        messages: usize,
+        /// Where each message's `From ` line starts in `data` (the first
+        /// at 0): one entry per message.
+        starts: Vec<usize>,
     },
     /// The rest of the stream is to be read with one [`Splitter`] (from
     /// [`Pieces::into_rest`]); it starts where a message starts.
@@ -471,6 +485,18 @@ pub const PIECE_CAP: usize = HEADER_LIMIT + (128 << 10);
 /// line at [`HEADER_LIMIT`]; far below that, nothing differs).
 const FROM_LINE_MAX: usize = 64 << 10;
 
+/// The header blocks of the messages of one piece (`data`, with `starts`
+/// from [`Piece::Messages`]), as [`Splitter::headers_only`] reads them:
+/// only the header blocks are read, bodies are not looked at.
+pub fn header_blocks<'a>(data: &'a [u8], starts: &'a [usize]) -> impl Iterator<Item = Entry> + 'a {
+    starts.iter().enumerate().filter_map(move |(i, &a)| {
+        let b = starts.get(i + 1).copied().unwrap_or(data.len());
+        let mut one = Splitter::new(data.get(a..b).unwrap_or(&[]), Format::Mboxrd).headers_only();
+        one.one_message = true;
+        one.next_entry().ok().flatten()
+    })
+}
+
 impl<R: io::Read> Pieces<R> {
     /// Cut `input`, an mbox from its start (blank lines, then a `From `
     /// line), into pieces of about `target` bytes.
@@ -479,12 +505,22 @@ impl<R: io::Read> Pieces<R> {
             input,
             buf: Vec::new(),
             scanned: 0,
-            count: 0,
-            last: 0,
+            starts: Vec::new(),
             skipping: false,
+            rest: false,
             started: false,
             eof: false,
             target: target.max(1),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Give back a piece's buffer once read, to hold a later piece (no
+    /// new memory for each piece). A few are kept; the rest are freed.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 4 && buf.capacity() <= 2 * self.target + (64 << 10) {
+            buf.clear();
+            self.spare.push(buf);
         }
     }
 
@@ -532,16 +568,14 @@ impl<R: io::Read> Pieces<R> {
                     restart = Some(j + 1);
                     break;
                 }
-                self.count += 1;
-                self.last = j + 1;
+                self.starts.push(j + 1);
             }
             match restart {
                 Some(at) => {
                     self.buf.drain(..at);
                     self.skipping = false;
                     self.scanned = 0;
-                    self.count = 0;
-                    self.last = 0;
+                    self.starts.clear();
                 }
                 None => {
                     self.scanned = self.scanned.max(self.buf.len().saturating_sub(5));
@@ -579,6 +613,42 @@ impl<R: io::Read> Pieces<R> {
         }
     }
 
+    /// Cut the first `upto` bytes of `buf` off as a piece of the messages
+    /// starting at 0 and at `starts` before `upto`.
+    fn cut(&mut self, upto: usize) -> Piece {
+        let mut starts = Vec::with_capacity(self.starts.len() + 1);
+        starts.push(0);
+        starts.extend(self.starts.iter().copied().filter(|&s| s < upto));
+        let mut rest = self.spare.pop().unwrap_or_default();
+        rest.extend_from_slice(self.buf.get(upto..).unwrap_or(&[]));
+        self.buf.truncate(upto);
+        let data = std::mem::replace(&mut self.buf, rest);
+        self.starts.retain(|&s| s > upto);
+        for s in &mut self.starts {
+            *s -= upto;
+        }
+        self.scanned = self.scanned.saturating_sub(upto);
+        Piece::Messages { data, starts }
+    }
+
+    /// The first message in `buf[..upto]` (the cutter's messages, from 0
+    /// and at `starts`) that the splitter would read its own way: longer
+    /// than [`HEADER_LIMIT`] without its header block ending (a blank
+    /// line) within it.
+    fn first_unruly(&self, upto: usize) -> Option<usize> {
+        let bounds = std::iter::once(0).chain(self.starts.iter().copied().filter(|&s| s < upto));
+        let ends = self
+            .starts
+            .iter()
+            .copied()
+            .filter(|&s| s < upto)
+            .chain([upto]);
+        bounds
+            .zip(ends)
+            .find(|&(a, b)| b - a >= HEADER_LIMIT && self.header_end(a).is_none())
+            .map(|(a, _)| a)
+    }
+
     /// The next piece; `None` at the end of the stream.
     pub fn next_piece(&mut self) -> io::Result<Option<Piece>> {
         if !self.started {
@@ -591,30 +661,39 @@ impl<R: io::Read> Pieces<R> {
                 self.buf.clear();
             }
         }
+        if self.rest {
+            return Ok(Some(Piece::Rest));
+        }
         loop {
             self.scan();
-            if !self.skipping && self.last > 0 && (self.buf.len() >= self.target || self.eof) {
-                let rest = self.buf.split_off(self.last);
-                let data = std::mem::replace(&mut self.buf, rest);
-                let messages = self.count;
-                self.scanned -= self.last;
-                self.count = 0;
-                self.last = 0;
-                return Ok(Some(Piece::Messages { data, messages }));
+            let last = self.starts.last().copied();
+            let upto = match last {
+                Some(l) if !self.skipping && (self.buf.len() >= self.target || self.eof) => Some(l),
+                _ if !self.skipping && self.eof && !self.buf.is_empty() => Some(self.buf.len()),
+                _ => None,
+            };
+            if let Some(upto) = upto {
+                return Ok(Some(match self.first_unruly(upto) {
+                    Some(0) => {
+                        self.rest = true;
+                        Piece::Rest
+                    }
+                    Some(a) => {
+                        self.rest = true;
+                        self.cut(a)
+                    }
+                    None => self.cut(upto),
+                }));
             }
             if self.eof {
-                if self.skipping || self.buf.is_empty() {
-                    self.buf.clear();
-                    return Ok(None);
-                }
-                let data = std::mem::take(&mut self.buf);
-                self.scanned = 0;
-                return Ok(Some(Piece::Messages { data, messages: 1 }));
+                self.buf.clear();
+                return Ok(None);
             }
-            if !self.skipping && self.last == 0 && self.buf.len() >= PIECE_CAP {
+            if !self.skipping && last.is_none() && self.buf.len() >= PIECE_CAP {
                 // One message longer than is held: its header block alone,
                 // when the splitter would end that block at a blank line.
-                let Some(e) = self.header_end() else {
+                let Some(e) = self.header_end(0) else {
+                    self.rest = true;
                     return Ok(Some(Piece::Rest));
                 };
                 let data = self.buf[..e].to_vec();
@@ -623,28 +702,32 @@ impl<R: io::Read> Pieces<R> {
                 self.buf.shrink_to(2 * self.target);
                 self.scanned -= keep;
                 self.skipping = true;
-                return Ok(Some(Piece::Messages { data, messages: 1 }));
+                return Ok(Some(Piece::Messages {
+                    data,
+                    starts: vec![0],
+                }));
             }
             self.fill()?;
         }
     }
 
-    /// Where the header block of the message at `buf[0]` ends (after its
-    /// blank line), when the `From ` line is short and the block, blank
+    /// Where the header block of the message at `buf[a]` ends (after its
+    /// blank line), when its `From ` line is short and the block, blank
     /// line included, is shorter than [`HEADER_LIMIT`]: then the splitter
     /// ends it at that blank line too.
-    fn header_end(&self) -> Option<usize> {
-        let f = memchr::memchr(b'\n', self.buf.get(..FROM_LINE_MAX)?)? + 1;
+    fn header_end(&self, a: usize) -> Option<usize> {
+        let msg = self.buf.get(a..)?;
+        let f = memchr::memchr(b'\n', msg.get(..FROM_LINE_MAX.min(msg.len()))?)? + 1;
         let mut at = f;
         loop {
-            let i = memchr::memchr(b'\n', self.buf.get(at..)?)?;
-            let line = &self.buf[at..at + i];
+            let i = memchr::memchr(b'\n', msg.get(at..)?)?;
+            let line = &msg[at..at + i];
             at += i + 1;
             if at - f >= HEADER_LIMIT {
                 return None;
             }
             if line.is_empty() || line == b"\r" {
-                return Some(at);
+                return Some(a + at);
             }
         }
     }
@@ -710,14 +793,16 @@ mod tests {
         let mut pieces = Pieces::new(input, target);
         while let Some(p) = pieces.next_piece().unwrap() {
             match p {
-                Piece::Messages { data, messages } => {
+                Piece::Messages { data, starts } => {
+                    // The same entries as one splitter over the piece.
                     let mut sp = Splitter::new(&data[..], Format::Mboxrd).headers_only();
-                    let mut n = 0;
+                    let mut whole = Vec::new();
                     while let Some(e) = sp.next_entry().unwrap() {
-                        out.push(e);
-                        n += 1;
+                        whole.push(e);
                     }
-                    assert_eq!(n, messages, "target {target}, piece {data:?}");
+                    let got: Vec<Entry> = header_blocks(&data, &starts).collect();
+                    assert_eq!(got, whole, "target {target}, piece {data:?}");
+                    out.extend(got);
                 }
                 Piece::Rest => {
                     let rest = io::BufReader::new(pieces.into_rest());
@@ -808,13 +893,37 @@ mod tests {
         let mut pieces = Pieces::new(&input[..], 64 << 10);
         let mut held = 0;
         let mut sizes = Vec::new();
-        while let Some(Piece::Messages { data, .. }) = pieces.next_piece().unwrap() {
+        while let Some(Piece::Messages { data, starts }) = pieces.next_piece().unwrap() {
+            assert_eq!(starts, vec![0]);
             sizes.push(data.len());
             held = held.max(pieces.buf.capacity());
         }
         assert_eq!(sizes, vec![20, 20], "the header blocks alone");
         assert!(held < PIECE_CAP + (1 << 20), "held {held} bytes");
         assert_eq!(through_pieces(&input, 64 << 10), (want, false));
+    }
+
+    #[test]
+    fn a_header_block_at_the_limit_inside_a_piece_goes_to_one_splitter() {
+        // A message shorter than PIECE_CAP but with no blank line within
+        // HEADER_LIMIT: the splitter takes the line after its cut as body,
+        // so the `From ` line there starts a message for it (not for the
+        // rule). The messages before it still come as a piece.
+        let mut input = b"From a x\nS: 1\n\nbody\n\nFrom b y\n".to_vec();
+        let block = input.len();
+        // The block reaches the limit with the line just before `From c`.
+        while input.len() - block < HEADER_LIMIT {
+            input.extend_from_slice(
+                b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+            );
+        }
+        input.extend_from_slice(b"From c z\nS: 3\n\nbody\n");
+        assert!(input.len() < PIECE_CAP);
+        let want = whole(&input);
+        assert_eq!(want.len(), 3, "the splitter's own reading");
+        let (got, rest) = through_pieces(&input, 64 << 10);
+        assert!(rest);
+        assert_eq!(got, want);
     }
 
     #[test]

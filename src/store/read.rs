@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::exit::{Context, Error, Kind, Result};
 pub use crate::mboxfmt::HEADER_LIMIT;
-use crate::mboxfmt::{Entry, Format, Splitter, read_line_limited};
+pub use crate::mboxfmt::{Entry, Piece, Pieces};
+use crate::mboxfmt::{Format, Splitter, read_line_limited};
 
 /// How much of each message is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +170,32 @@ impl<R: BufRead> MboxReader<R> {
     /// `Ok(None)` at the end.
     pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
         self.splitter.next_entry()
+    }
+}
+
+impl<R: BufRead> MboxReader<R> {
+    /// The stream, not yet read, cut into pieces of whole messages for
+    /// readers on several threads (see [`Pieces`]); each piece is read
+    /// with [`piece_headers`]. Only before the first [`Self::next_entry`].
+    pub fn into_pieces(self, target: usize) -> Pieces<BufReader<Chain<Cursor<Vec<u8>>, R>>> {
+        Pieces::new(self.splitter.into_input(), target)
+    }
+}
+
+/// The header blocks of the messages of one piece from [`Pieces`]
+/// (`data` and `starts` of [`Piece::Messages`]), read in place, one at a
+/// time; bodies are not read again.
+pub fn piece_headers<'a>(data: &'a [u8], starts: &'a [usize]) -> impl Iterator<Item = Entry> + 'a {
+    crate::mboxfmt::header_blocks(data, starts)
+}
+
+/// The rest of a stream after [`Piece::Rest`], read by one splitter, as
+/// [`MboxReader`] reads it.
+pub fn mbox_rest<R: BufRead>(pieces: Pieces<R>) -> MboxReader<Chain<Cursor<Vec<u8>>, R>> {
+    let input =
+        BufReader::with_capacity(1 << 16, Cursor::new(Vec::new()).chain(pieces.into_rest()));
+    MboxReader {
+        splitter: Splitter::new(input, Format::Mboxrd).headers_only(),
     }
 }
 

@@ -92,6 +92,18 @@ impl Ctx {
         !self.out_closed
     }
 
+    /// Whole lines (each ending in a newline) the caller made, as one
+    /// write into the buffer. Returns false once stdout is closed.
+    pub fn lines_bytes(&mut self, s: &[u8]) -> bool {
+        if self.out_closed {
+            return false;
+        }
+        if self.out.write_all(s).is_err() {
+            self.out_closed = true;
+        }
+        !self.out_closed
+    }
+
     /// Flush stdout now (so paths reach a pipeline as they are stored).
     pub fn flush(&mut self) {
         if !self.out_closed && self.out.flush().is_err() {

@@ -686,3 +686,144 @@ body\n"
     );
     assert!(text.contains("evil\\u{1b}]0"), "{text}");
 }
+
+/// An mbox of several pieces (mail-trace reads an mbox with --json or
+/// --summary on several threads, piece by piece): every fixture and corpus
+/// message many times over, with CRLF ones, quoted `>From ` body lines,
+/// messages without header fields and anomalies that --strict fails on.
+fn many_pieces_mbox() -> (Vec<u8>, usize) {
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    for dir in ["", "corpus"] {
+        let d = crate::harness::project_dir()
+            .join("tests/fixtures/mail-trace")
+            .join(dir);
+        let mut names: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml" || x == "txt"))
+            .collect();
+        names.sort();
+        msgs.extend(names.iter().map(|p| fs::read(p).unwrap()));
+    }
+    assert!(msgs.len() > 20);
+    let mut mbox = b"\n\n".to_vec();
+    let mut i = 0;
+    while mbox.len() < 3 << 20 {
+        let m = &msgs[i % msgs.len()];
+        mbox.extend_from_slice(b"From a@b Tue Jan  2 12:00:00 2024\n");
+        match i % 7 {
+            // CRLF line endings.
+            3 => mbox.extend_from_slice(
+                &String::from_utf8_lossy(m)
+                    .replace('\n', "\r\n")
+                    .into_bytes(),
+            ),
+            // No header fields at all.
+            5 => mbox.extend_from_slice(b"\na body line\n>From quoted\n"),
+            _ => mbox.extend_from_slice(m),
+        }
+        if !mbox.ends_with(b"\n") {
+            mbox.push(b'\n');
+        }
+        mbox.push(b'\n');
+        i += 1;
+    }
+    (mbox, i)
+}
+
+#[test]
+fn an_mbox_on_several_threads_gives_what_one_thread_gives() {
+    let home = TempDir::new();
+    let path = home.join("box.mbox");
+    let (mbox, count) = many_pieces_mbox();
+    fs::write(&path, &mbox).unwrap();
+    let run = |args: &[&str], threads: &str, stdin: bool| {
+        let mut t = Tool::new("mail-trace", home.path())
+            .args(args)
+            .arg("--threads")
+            .arg(threads);
+        t = if stdin {
+            t.stdin(mbox.clone())
+        } else {
+            t.arg(&path)
+        };
+        let o = t.run();
+        (o.code(), o.stdout(), o.stderr())
+    };
+    for args in [&["--json"][..], &["--summary"], &["--json", "--strict"]] {
+        for stdin in [false, true] {
+            let one = run(args, "1", stdin);
+            let many = run(args, "4", stdin);
+            assert!(one.1.len() > 1000, "{args:?}: {}", one.2);
+            assert!(one.2.contains("[6]: no header fields"), "{}", one.2);
+            assert_eq!(one, many, "{args:?}, stdin {stdin}");
+        }
+    }
+    let (code, out, err) = run(&["--json", "--strict"], "2", false);
+    assert_eq!(code, 1, "--strict sees the anomalies of every piece");
+    let lines = json_lines(&out);
+    let empty = err.matches(": no header fields").count();
+    assert_eq!(
+        empty,
+        (count + 1) / 7,
+        "one warning per message without fields"
+    );
+    assert_eq!(
+        lines.len() + empty,
+        count,
+        "a line or a warning per message"
+    );
+    let last = lines.last().unwrap()["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last_n = if (count - 1) % 7 == 5 {
+        count - 1
+    } else {
+        count
+    };
+    assert!(
+        last.ends_with(&format!("box.mbox[{last_n}]")),
+        "{last} of {count}"
+    );
+}
+
+#[test]
+fn threads_stop_quietly_when_the_reader_goes_away() {
+    let home = TempDir::new();
+    let path = home.join("big.mbox");
+    fs::write(&path, many_pieces_mbox().0).unwrap();
+    let bin = crate::harness::bin("mail-trace");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' --json --threads 3 '{}' | head -n 1",
+            bin.display(),
+            path.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.starts_with("{\"version\":1"), "{text}");
+    // Only the warnings about the messages without fields, no error.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().all(|l| l.ends_with(": no header fields")),
+        "{err}"
+    );
+}
+
+#[test]
+fn threads_are_a_number_from_1() {
+    let home = TempDir::new();
+    for bad in ["0", "x", "-1"] {
+        Tool::new("mail-trace", home.path())
+            .args(["--json", "--threads", bad])
+            .stdin(fx("delays.eml"))
+            .run()
+            .code_is(64)
+            .stderr_one_line();
+    }
+}

@@ -15,6 +15,7 @@
 //! not informational ([`chain::INFORMATIONAL`]) was found.
 
 mod json;
+mod pieces;
 mod summary;
 mod table;
 mod verify;
@@ -69,6 +70,14 @@ pub fn command() -> Command {
                 .long("strict")
                 .action(ArgAction::SetTrue)
                 .help("Exit 1 when any anomaly is found (informational ones aside); with --verify also when a fresh result is not a pass"),
+        )
+        .arg(
+            Arg::new("threads")
+                .short('j')
+                .long("threads")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u16).range(1..=256))
+                .help("Read an mbox on N threads with --json or --summary [default: the number of CPUs, at most 8]"),
         )
         .arg(
             Arg::new("verify")
@@ -163,6 +172,8 @@ struct Settings {
     strict: bool,
     /// Inputs; none means standard input.
     files: Vec<PathBuf>,
+    /// Threads for an mbox (`--threads`, else the CPUs, at most 8).
+    threads: usize,
     /// `--verify` and its flags.
     verify: Option<VerifySettings>,
 }
@@ -191,6 +202,10 @@ impl Settings {
                 Mode::Table
             },
             strict: m.get_flag("strict"),
+            threads: m.get_one::<u16>("threads").map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+                |&n| usize::from(n),
+            ),
             files: m
                 .get_many::<PathBuf>("file")
                 .map(|v| v.cloned().collect())
@@ -225,11 +240,13 @@ struct State {
     relays: summary::Relays,
     /// stdout went away: stop.
     stopped: bool,
-    /// The `--json` line being built, reused from message to message.
-    json: Vec<u8>,
-    /// Work space for the trace fields (the hops borrow from it), reused
-    /// from message to message.
-    buffers: crate::trace::Buffers,
+    /// Threads for an mbox read with `--json` or `--summary`.
+    threads: usize,
+    /// The `--json` line and the trace fields' work space, reused from
+    /// message to message.
+    work: pieces::Work,
+    /// What one message gave, for [`pieces::Out::emit`]; reused.
+    out: pieces::Out,
     /// `--verify`: the verifier and its settings.
     verify: Option<verify::Run>,
 }
@@ -246,8 +263,9 @@ pub fn run(m: &ArgMatches, ctx: &mut Ctx) -> Result<()> {
         printed: 0,
         relays: summary::Relays::default(),
         stopped: false,
-        json: Vec::new(),
-        buffers: crate::trace::Buffers::default(),
+        threads: s.threads,
+        work: pieces::Work::default(),
+        out: pieces::Out::default(),
         verify: match &s.verify {
             Some(v) => Some(verify::Run::start(v)?),
             None => None,
@@ -355,18 +373,11 @@ fn trace_stream<R: BufRead>(name: &str, r: R, st: &mut State, ctx: &mut Ctx) -> 
     };
     let err = |e: io::Error| Error::new(Kind::Data, format!("reading {}", what()), describe_io(&e));
     match read::open_stream(r, extent(st)).map_err(err)? {
+        Stream::Mbox(mbox) if st.threads > 1 && st.verify.is_none() && st.mode != Mode::Table => {
+            pieces::trace(name, mbox, st, ctx).map_err(err)?;
+        }
         Stream::Mbox(mut mbox) => {
-            let mut n = 0;
-            let mut source = String::new();
-            while !st.stopped {
-                let Some(entry) = mbox.next_entry().map_err(err)? else {
-                    break;
-                };
-                n += 1;
-                source.clear();
-                let _ = write!(source, "{name}[{n}]");
-                handle(&source, entry.data, st, ctx);
-            }
+            trace_entries(name, &mut mbox, 0, st, ctx).map_err(err)?;
         }
         Stream::Message(msg) => {
             warn_if_cut(&what(), &msg, ctx);
@@ -376,20 +387,57 @@ fn trace_stream<R: BufRead>(name: &str, r: R, st: &mut State, ctx: &mut Ctx) -> 
     Ok(())
 }
 
+/// The messages of an mbox one at a time on this thread, numbered from
+/// `n + 1`.
+fn trace_entries<R: BufRead>(
+    name: &str,
+    mbox: &mut read::MboxReader<R>,
+    mut n: usize,
+    st: &mut State,
+    ctx: &mut Ctx,
+) -> io::Result<()> {
+    let mut source = String::new();
+    while !st.stopped {
+        let Some(entry) = mbox.next_entry()? else {
+            break;
+        };
+        n += 1;
+        source.clear();
+        let _ = write!(source, "{name}[{n}]");
+        handle(&source, entry.data, st, ctx);
+    }
+    Ok(())
+}
+
+/// The warning for a header block with no fields, unless it is an empty
+/// standard input.
+fn no_fields(source: &str, msg: &crate::message::Message) -> Option<String> {
+    (!msg.bytes().trim_ascii().is_empty() || source != "-")
+        .then(|| format!("{source}: no header fields"))
+}
+
 /// Trace one header block and print it the way `st.mode` asks.
 fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
+    if st.verify.is_none() && st.mode != Mode::Table {
+        // The same work as a thread's (see `pieces`), printed at once.
+        let mut out = std::mem::take(&mut st.out);
+        pieces::trace_one(source, block, st.mode, st.strict, &mut st.work, &mut out);
+        out.emit(st, ctx);
+        st.out = out;
+        return;
+    }
     // Normalising only adds a final newline and turns CRLF into LF, so the
     // block is blank after it exactly when it was blank before.
     let msg = crate::message::Message::new(crate::message::normalize(block));
     let fields = msg.fields();
     if fields.is_empty() {
-        if !msg.bytes().trim_ascii().is_empty() || source != "-" {
-            ctx.warn(&format!("{source}: no header fields"));
+        if let Some(w) = no_fields(source, &msg) {
+            ctx.warn(&w);
         }
         return;
     }
     st.traced += 1;
-    let c = chain::analyse_message(&msg, &fields, &mut st.buffers);
+    let c = chain::analyse_message(&msg, &fields, &mut st.work.buffers);
     if st.strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
         ctx.check_failed();
     }
@@ -399,8 +447,8 @@ fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
         .map(|v| v.message(source, &msg, &fields, &c, st.strict, ctx));
     let ok = match st.mode {
         Mode::Json => {
-            json::line(source, &c, verified.as_ref(), &mut st.json);
-            ctx.line_bytes(&st.json)
+            json::line(source, &c, verified.as_ref(), &mut st.work.json);
+            ctx.line_bytes(&st.work.json)
         }
         Mode::Table => {
             let mut ok = true;

@@ -46,6 +46,21 @@ impl Relays {
         }
     }
 
+    /// Add another tally (a piece of the same input read on another
+    /// thread): counts add up, delays join (the median sorts them).
+    pub(super) fn merge(&mut self, other: Relays) {
+        for (by, (count, delays)) in other.0 {
+            let e = self.0.entry(by).or_default();
+            e.0 += count;
+            e.1.extend(delays);
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Print the table, busiest relay first.
     pub(super) fn print(&self, ctx: &mut Ctx) {
         let mut rows: Vec<(&String, &(usize, Vec<f64>))> = self.0.iter().collect();
