@@ -1,12 +1,10 @@
 //! Maildir delivery (the qmail Maildir spec, plus Maildir++ folders).
 //!
 //! Guarantee: a message appears in `new/` only complete and durable. Each
-//! one is written under a unique name in `tmp/` (created with `O_EXCL`, or
-//! made nameless and linked there before its sync, which spares a directory
-//! write: see `create_tmp_unannounced`), fsynced, then hard-linked into
-//! `new/` (link never overwrites) and the `new/` directory fsynced; only
-//! then is its path reported. A crash at any point leaves at worst a file
-//! in `tmp/`, which readers ignore. Batches write
+//! one is written under a unique name in `tmp/` (created with `O_EXCL`),
+//! fsynced, then hard-linked into `new/` (link never overwrites) and the
+//! `new/` directory fsynced; only then is its path reported. A crash at any
+//! point leaves at worst a file in `tmp/`, which readers ignore. Batches write
 //! every file first, make them all durable with one `syncfs`, link them all
 //! and fsync `new/` once: the same guarantee for a group, with two syncs
 //! instead of two per message.
@@ -17,9 +15,7 @@
 //! replaced atomically and durably (`durable::replace`) before a message
 //! naming a new letter is stored, so a letter on disk always has its name.
 //!
-//! Files are only ever created with `O_EXCL` or without a name
-//! (`O_TMPFILE`, then named with `linkat`, which never follows or replaces
-//! an existing name), never through a link; the
+//! Files are only ever created with `O_EXCL` (never through a link); the
 //! Maildir and its `tmp/`, `new/`, `cur/` are followed when they are links,
 //! except that root refuses a link another user planted (see
 //! `refuse_foreign_link`).
@@ -300,7 +296,7 @@ impl Maildir {
     fn deliver_one(&self, data: &[u8], sub: &str, info: &str) -> Result<PathBuf> {
         let tmp_dir = self.root.join("tmp");
         let dest_dir = self.root.join(sub);
-        let (file, tmp, name) = create_tmp_unannounced(&tmp_dir, data)?;
+        let (file, tmp, name) = create_tmp(&tmp_dir, data)?;
         if let Err(e) = file.sync_data() {
             drop(file);
             let _ = fs::remove_file(&tmp);
@@ -395,61 +391,6 @@ impl Maildir {
 fn syncfs(dir: &Path) -> io::Result<()> {
     let f = File::open(dir)?;
     nix::unistd::syncfs(&f).map_err(io::Error::from)
-}
-
-/// [`create_tmp`] for one message that its caller syncs on its own
-/// (`fdatasync`): the file is made without a name (`O_TMPFILE`), written,
-/// then named in `tmp/` with `linkat` through `/proc/self/fd`, all before
-/// the sync.
-///
-/// Why: on ext4 without a journal (as on the machines measured here) the
-/// first fsync of a file created by name also writes its parent directory
-/// (the kernel's `ext4_sync_parent`), a write nothing here needs, since a
-/// name in `tmp/` is worthless after a crash. A file that gets its name by
-/// `linkat` is not marked that way, so its sync writes its data and inode
-/// only: one metadata write less per delivery (0.59 vs 0.39 ms a message in
-/// bench/fsyncbench-style timing on this disk). The name comes before the
-/// sync so the inode goes to disk with a link count of one: a sync while
-/// it had none would leave an inode the kernel refuses to read after a
-/// crash, once it is linked into `new/`. Where there is no `O_TMPFILE`
-/// (other file systems) or no `/proc`, this is [`create_tmp`].
-fn create_tmp_unannounced(tmp_dir: &Path, data: &[u8]) -> Result<(File, PathBuf, String)> {
-    use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
-    use std::os::fd::AsRawFd;
-    let opened = OpenOptions::new()
-        .write(true)
-        .custom_flags(OFlag::O_TMPFILE.bits())
-        .mode(0o600)
-        .open(tmp_dir);
-    let Ok(mut file) = opened else {
-        return create_tmp(tmp_dir, data);
-    };
-    if let Err(e) = file.write_all(data) {
-        // Nameless: closing it frees it.
-        return Err(Error::io(format!("writing in {}", tmp_dir.display()), &e));
-    }
-    let me = format!("/proc/self/fd/{}", file.as_raw_fd());
-    for _ in 0..100 {
-        let name = unique_name(data.len());
-        let path = tmp_dir.join(&name);
-        match nix::unistd::linkat(
-            AT_FDCWD,
-            me.as_str(),
-            AT_FDCWD,
-            &path,
-            AtFlags::AT_SYMLINK_FOLLOW,
-        ) {
-            Ok(()) => return Ok((file, path, name)),
-            Err(nix::errno::Errno::EEXIST) => continue,
-            // No /proc (a chroot) or a file system that cannot link it.
-            Err(_) => return create_tmp(tmp_dir, data),
-        }
-    }
-    Err(Error::new(
-        Kind::Temporary,
-        tmp_dir.display().to_string(),
-        "could not find a unique file name",
-    ))
 }
 
 /// Write `data` to a fresh unique file in `tmp`, not synced; the file
