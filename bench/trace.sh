@@ -11,10 +11,11 @@
 #      files bench/deliver.sh uses, cached by seed and generator hash), and
 #      one of N/10 messages (the first N/10 of the same set).
 #   2. Builds mail-trace (release) unless MAIL_TRACE=path is given.
-#   3. Reads the file once (warm page cache), then times with hyperfine
-#      (--warmup 1 --runs RUNS) `mail-trace --json FILE > /dev/null` beside
-#      `cat FILE > /dev/null`, and checks that mail-trace printed one JSON
-#      line per message.
+#   3. Reads the file once (warm page cache), checks that mail-trace
+#      prints one JSON line per message and the same bytes with -j 1 (one
+#      thread) as by default (one thread per CPU), then times with hyperfine
+#      (--warmup 1 --runs RUNS) `mail-trace --json FILE > /dev/null`, the
+#      same with -j 1, and `cat FILE > /dev/null`.
 #   4. Peak RSS (/usr/bin/time -f %M) of mail-trace on N and on N/10 messages:
 #      the two should be about equal (memory does not grow with the mailbox).
 #   5. Prints messages per second, the ratio to cat (wall and CPU: on a
@@ -82,14 +83,18 @@ SMALL=$(mkmbox "$SMALL_N")
 BYTES=$(wc -c < "$BIG")
 cat "$BIG" "$SMALL" > /dev/null   # warm the page cache
 
-# A correctness check before timing: one JSON line per message, no errors.
+# A correctness check before timing: one JSON line per message, no errors,
+# and the same bytes on one thread as on the default (one per CPU).
 lines=$("$MT" --json "$BIG" | wc -l)
 [ "$lines" = "$N" ] || die "mail-trace printed $lines JSON lines for $N messages"
+cmp -s <("$MT" --json "$BIG") <("$MT" --json -j 1 "$BIG") \
+  || die "mail-trace --json -j 1 printed other bytes than on $(nproc) threads"
 
 # ----------------------------------------------------------------- timing ---
 hyperfine --warmup 1 --runs "$RUNS" --export-json "$RES/hyperfine.json" \
   -n cat "cat $BIG > /dev/null" \
-  -n mail-trace "$MT --json $BIG > /dev/null"
+  -n mail-trace "$MT --json $BIG > /dev/null" \
+  -n mail-trace-j1 "$MT --json -j 1 $BIG > /dev/null"
 
 med() {  # med NAME -> median seconds from the hyperfine JSON
   python3 -c 'import json, sys
@@ -99,6 +104,7 @@ for r in json.load(open(sys.argv[1]))["results"]:
 }
 T_CAT=$(med cat)
 T_MT=$(med mail-trace)
+T_J1=$(med mail-trace-j1)
 cpu() {  # cpu NAME -> mean user+system seconds from the hyperfine JSON
   python3 -c 'import json, sys
 for r in json.load(open(sys.argv[1]))["results"]:
@@ -107,6 +113,7 @@ for r in json.load(open(sys.argv[1]))["results"]:
 }
 C_CAT=$(cpu cat)
 C_MT=$(cpu mail-trace)
+C_J1=$(cpu mail-trace-j1)
 
 rss() {  # rss FILE -> peak RSS in KB of mail-trace --json FILE
   /usr/bin/time -f '%M' -o "$RES/rss.tmp" "$MT" --json "$1" > /dev/null
@@ -121,6 +128,10 @@ RATE=$(calc "printf \"%.0f\", $N / $T_MT")
 CAT_RATE=$(calc "printf \"%.0f\", $N / $T_CAT")
 RATIO=$(calc "printf \"%.2f\", $T_MT / $T_CAT")
 CPU_RATIO=$(calc "printf \"%.2f\", $C_MT / $C_CAT")
+RATE_J1=$(calc "printf \"%.0f\", $N / $T_J1")
+RATIO_J1=$(calc "printf \"%.2f\", $T_J1 / $T_CAT")
+CPU_RATIO_J1=$(calc "printf \"%.2f\", $C_J1 / $C_CAT")
+MBS_J1=$(calc "printf \"%.0f\", $BYTES / $T_J1 / 1e6")
 MBS_MT=$(calc "printf \"%.0f\", $BYTES / $T_MT / 1e6")
 MBS_CAT=$(calc "printf \"%.0f\", $BYTES / $T_CAT / 1e6")
 MB=$(calc "printf \"%.0f\", $BYTES / 1e6")
@@ -130,12 +141,14 @@ TABLE=$RES/table.md
   echo "| command | messages | input | median s | msg/s | MB/s | vs cat | user+sys s | vs cat (CPU) | peak RSS |"
   echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
   echo "| \`cat FILE > /dev/null\` | $N | $MB MB | $T_CAT | $CAT_RATE | $MBS_CAT | 1.00x | $C_CAT | 1.00x | $RSS_CAT KB |"
-  echo "| \`mail-trace --json FILE > /dev/null\` | $N | $MB MB | $T_MT | $RATE | $MBS_MT | ${RATIO}x | $C_MT | ${CPU_RATIO}x | $RSS_BIG KB |"
+  echo "| \`mail-trace --json FILE > /dev/null\` ($(nproc) CPUs: default threads) | $N | $MB MB | $T_MT | $RATE | $MBS_MT | ${RATIO}x | $C_MT | ${CPU_RATIO}x | $RSS_BIG KB |"
+  echo "| \`mail-trace --json -j 1 FILE > /dev/null\` (one thread) | $N | $MB MB | $T_J1 | $RATE_J1 | $MBS_J1 | ${RATIO_J1}x | $C_J1 | ${CPU_RATIO_J1}x | |"
   echo "| \`mail-trace --json\` on the first N/10 | $SMALL_N | | | | | | | | $RSS_SMALL KB |"
 } > "$TABLE"
 echo
 echo "# mail-trace --json: $RATE msg/s ($MBS_MT MB/s) over $N messages ($MB MB); cat: $T_CAT s ($MBS_CAT MB/s)"
 echo "# mail-trace takes ${RATIO}x the time of cat (goal: within 3x); ${CPU_RATIO}x its user+system CPU time"
+echo "# on one thread (-j 1): ${RATIO_J1}x the time of cat, ${CPU_RATIO_J1}x its CPU time"
 echo "# peak RSS: $RSS_BIG KB for $N messages, $RSS_SMALL KB for $SMALL_N"
 echo
 cat "$TABLE"
