@@ -253,13 +253,13 @@ pub fn analyse_message<'a>(
     let mut warnings = Vec::new();
     for f in fields {
         if f.is("Date") && date_header.is_none() {
-            let t = f.text();
+            let t = field_text(f);
             date_header = date::parse(&t);
             if date_header.is_none() {
                 warnings.push(format!("Date header not understood: {t}"));
             }
         } else if f.is("From") && from_header.is_none() {
-            from_header = Some(f.text());
+            from_header = Some(field_text(f));
         }
     }
     if let Some((n, line)) = msg.stray_line() {
@@ -281,6 +281,18 @@ pub fn analyse_message<'a>(
     warnings.append(&mut c.warnings);
     c.warnings = warnings;
     c
+}
+
+/// [`crate::message::Field::text`], borrowing the value when it is one
+/// line of valid UTF-8 (nearly every `Date:` and `From:`): unfolding
+/// changes nothing there, so only the trim is left.
+fn field_text<'f>(f: &crate::message::Field<'f>) -> std::borrow::Cow<'f, str> {
+    if memchr::memchr2(b'\n', b'\r', f.value).is_none()
+        && let Ok(s) = std::str::from_utf8(f.value)
+    {
+        return std::borrow::Cow::Borrowed(s.trim());
+    }
+    std::borrow::Cow::Owned(f.text())
 }
 
 /// A header line as text a terminal shows safely: control characters
@@ -408,8 +420,11 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
     let mut out = Vec::new();
     let mut largest: Option<(usize, f64)> = None;
     let mut runner_up = f64::NEG_INFINITY;
+    // The previous hop's single recipient, carried to the next hop.
+    let mut prev_rcpt: Option<&str> = None;
     for (i, h) in hops.iter().enumerate() {
         let n = i + 1;
+        let rcpt = h.for_addr.as_deref().and_then(single_rcpt);
         match delays[i] {
             Some(d) if d < 0.0 && i == 0 => out.push(Anomaly {
                 kind: DATE_AFTER_FIRST_HOP,
@@ -480,9 +495,8 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
                 ),
             });
         }
-        if i > 0
-            && let Some(prev) = hops[i - 1].for_addr.as_deref().and_then(single_rcpt)
-            && let Some(cur) = h.for_addr.as_deref().and_then(single_rcpt)
+        if let Some(prev) = std::mem::replace(&mut prev_rcpt, rcpt)
+            && let Some(cur) = rcpt
             && !prev.eq_ignore_ascii_case(cur)
         {
             out.push(Anomaly {
@@ -576,7 +590,10 @@ fn same_org(a: &str, b: &str) -> bool {
     // it needs no copy and no look-up in the list.
     fn tld(n: &str) -> Option<&str> {
         let n = trim(n).trim_end_matches('.');
-        let l = n.rsplit('.').next()?;
+        let l = match memchr::memrchr(b'.', n.as_bytes()) {
+            Some(k) => n.get(k + 1..)?,
+            None => n,
+        };
         (l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
             && l.bytes().any(|c| c.is_ascii_alphabetic()))
         .then_some(l)
@@ -637,21 +654,59 @@ fn gap(n: usize, by: &str, prev: &Hop, h: &Hop) -> Option<String> {
     if h.ip.as_deref().is_some_and(is_loopback) {
         return None;
     }
-    Some(format!(
-        "hop {n} comes from {} but the previous hop was received by {by}",
-        names.join(" / ")
-    ))
+    // Written piece by piece: this is the anomaly nearly every message
+    // with a gap has, and `format!` with a joined list costs several
+    // times as much.
+    const A: &str = " comes from ";
+    const B: &str = " but the previous hop was received by ";
+    let len = names.iter().map(|m| m.len() + 3).sum::<usize>() + by.len();
+    let mut text = String::with_capacity(4 + 20 + A.len() + B.len() + len);
+    text.push_str("hop ");
+    push_decimal(&mut text, n);
+    text.push_str(A);
+    for (k, name) in names.iter().enumerate() {
+        if k > 0 {
+            text.push_str(" / ");
+        }
+        text.push_str(name);
+    }
+    text.push_str(B);
+    text.push_str(by);
+    Some(text)
+}
+
+/// `n` in decimal, appended to `out` (what `{n}` writes).
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// A `for` value naming one recipient (not `multiple recipients`), bare.
 fn single_rcpt(f: &str) -> Option<&str> {
-    let f = trim(trim(f).trim_start_matches('<').trim_end_matches('>'));
+    // `trim_start_matches('<')` and `trim_end_matches('>')` byte by byte.
+    let t = trim(f);
+    let b = t.as_bytes();
+    let a = b.iter().take_while(|&&c| c == b'<').count();
+    let z = b.len() - b[a..].iter().rev().take_while(|&&c| c == b'>').count();
+    let f = trim(t.get(a..z)?);
     let spaced = if f.is_ascii() {
         f.bytes().any(|c| matches!(c, b'\t'..=b'\r' | b' '))
     } else {
         f.contains(char::is_whitespace)
     };
-    (f.contains('@') && !spaced).then_some(f)
+    (memchr::memchr(b'@', f.as_bytes()).is_some() && !spaced).then_some(f)
 }
 
 /// Words that name a content filter in a Received field.
@@ -730,7 +785,7 @@ fn is_loopback(ip: &str) -> bool {
 
 /// The domain of an address (`Name <a@b.example>`, `a@b`), lower case.
 pub fn address_domain(s: &str) -> Option<String> {
-    let bare = crate::message::bare_address(s);
+    let bare = bare_address(s);
     let (_, d) = bare.rsplit_once('@')?;
     let d = d.trim().trim_end_matches('>').trim_end_matches('.');
     if d.is_empty() {
@@ -738,6 +793,17 @@ pub fn address_domain(s: &str) -> Option<String> {
     } else {
         Some(d.to_ascii_lowercase())
     }
+}
+
+/// [`crate::message::bare_address`] without the copy.
+fn bare_address(s: &str) -> &str {
+    let s = s.trim();
+    if let (Some(l), Some(r)) = (s.rfind('<'), s.rfind('>'))
+        && l < r
+    {
+        return s.get(l + 1..r).unwrap_or("").trim();
+    }
+    s
 }
 
 fn verdicts(ar: &AuthResults) -> Vec<Verdict> {
@@ -981,7 +1047,10 @@ fn auth_anomalies(
         }
     }
     // dmarc=pass that the receiver's own verdicts do not support.
-    if let Some(fd) = from_header.and_then(address_domain) {
+    // (With no Authentication-Results there is nothing to check.)
+    if !trace.auth_results.is_empty()
+        && let Some(fd) = from_header.and_then(address_domain)
+    {
         for (ar, e) in trace.auth_results.iter().zip(auth) {
             if !e
                 .verdicts
