@@ -272,7 +272,10 @@ pub fn analyse_message<'a>(
     }
     // `collect` normalises again. That changes nothing unless a CR is left
     // before a newline (from `\r\r\n`), so only then is the copy needed.
-    let trace = if memchr::memmem::find(msg.bytes(), b"\r\n").is_some() {
+    // (A CR is looked for, then its newline: cheaper than setting up a
+    // two-byte searcher per message.)
+    let b = msg.bytes();
+    let trace = if memchr::memchr_iter(b'\r', b).any(|k| b.get(k + 1) == Some(&b'\n')) {
         super::collect(msg.bytes())
     } else {
         super::collect_fields_in(fields, bufs)
@@ -589,21 +592,61 @@ fn same_org(a: &str, b: &str) -> bool {
     // them; addresses are their own organisation and never pass), since
     // it needs no copy and no look-up in the list.
     fn tld(n: &str) -> Option<&str> {
-        let n = trim(n).trim_end_matches('.');
-        let l = match memchr::memrchr(b'.', n.as_bytes()) {
-            Some(k) => n.get(k + 1..)?,
-            None => n,
-        };
-        (l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-            && l.bytes().any(|c| c.is_ascii_alphabetic()))
-        .then_some(l)
+        // The last label after trailing dots, read backwards in one pass.
+        let n = trim(n);
+        let b = n.as_bytes();
+        let mut end = b.len();
+        while end > 0 && b[end - 1] == b'.' {
+            end -= 1;
+        }
+        let mut start = end;
+        let mut letter = false;
+        while start > 0 && b[start - 1] != b'.' {
+            let c = b[start - 1];
+            if !(c.is_ascii_alphanumeric() || c == b'-') {
+                return None;
+            }
+            letter |= c.is_ascii_alphabetic();
+            start -= 1;
+        }
+        letter.then(|| n.get(start..end)).flatten()
     }
     if let (Some(x), Some(y)) = (tld(a), tld(b))
         && !x.eq_ignore_ascii_case(y)
     {
         return false;
     }
-    org_domain(a) == org_domain(b)
+    let (mut x, mut y) = ([0u8; 256], [0u8; 256]);
+    match (org_domain_in(a, &mut x), org_domain_in(b, &mut y)) {
+        (Some(x), Some(y)) => x == y,
+        _ => org_domain(a) == org_domain(b),
+    }
+}
+
+/// [`org_domain`] of an ASCII name of up to 256 bytes, lower-cased into
+/// `buf` (the same steps as [`crate::trace::psl::org_domain`], without a
+/// `String`); `None` for any other name.
+fn org_domain_in<'b>(name: &str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
+    let n = name.trim().trim_end_matches('.').as_bytes();
+    let low = buf.get_mut(..n.len())?;
+    if !n.is_ascii() {
+        return None;
+    }
+    low.copy_from_slice(n);
+    low.make_ascii_lowercase();
+    let name = std::str::from_utf8(low).ok()?;
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare.strip_prefix("ipv6:").unwrap_or(bare);
+    // Only hex digits, `.` and `:` make an address: a host name skips the
+    // parser.
+    if bare
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
+        && bare.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Some(bare);
+    }
+    Some(::psl::domain_str(name).unwrap_or(name))
 }
 
 /// Why hop `n` does not continue from the previous hop's `by`, if it does not.
@@ -742,35 +785,26 @@ fn filter_word(raw: &[u8]) -> Option<&'static str> {
     // Every filter word contains one of four keys (`spam`, `clam`,
     // `amavis`, `mimedefang`): a field with none of them (nearly every
     // field) is turned away by one pass, before the eight searches.
-    // Lower-cased on the stack when short (most fields are).
-    let mut short = [0u8; 512];
-    let long;
-    let low: &[u8] = match short.get_mut(..raw.len()) {
-        Some(s) => {
-            s.copy_from_slice(raw);
-            s.make_ascii_lowercase();
-            s
-        }
-        None => {
-            long = raw.to_ascii_lowercase();
-            &long
-        }
-    };
-    // Each key has an `m` at a known place: one pass for the `m`s, and
-    // the keys compared only there.
+    // Each key has an `m` at a known place: one pass for the `m`s (either
+    // case), and the keys compared only there, ignoring case, so that
+    // only a field that has one is lower-cased.
     let key_at = |p: usize| {
-        let at = |from: usize, key: &[u8]| low.get(from..from + key.len()) == Some(key);
+        let at = |from: usize, key: &[u8]| {
+            raw.get(from..from + key.len())
+                .is_some_and(|r| r.eq_ignore_ascii_case(key))
+        };
         (p >= 3 && (at(p - 3, b"spam") || at(p - 3, b"clam")))
             || (p >= 1 && at(p - 1, b"amavis"))
             || at(p, b"mimedefang")
     };
-    if !memchr::memchr_iter(b'm', low).any(key_at) {
+    if !memchr::memchr2_iter(b'm', b'M', raw).any(key_at) {
         return None;
     }
+    let low = raw.to_ascii_lowercase();
     FILTER_WORDS
         .iter()
         .copied()
-        .find(|w| memchr::memmem::find(low, w.as_bytes()).is_some())
+        .find(|w| memchr::memmem::find(&low, w.as_bytes()).is_some())
 }
 
 fn is_loopback(ip: &str) -> bool {
@@ -786,7 +820,8 @@ fn is_loopback(ip: &str) -> bool {
 /// The domain of an address (`Name <a@b.example>`, `a@b`), lower case.
 pub fn address_domain(s: &str) -> Option<String> {
     let bare = bare_address(s);
-    let (_, d) = bare.rsplit_once('@')?;
+    let at = memchr::memrchr(b'@', bare.as_bytes())?;
+    let d = bare.get(at + 1..)?;
     let d = d.trim().trim_end_matches('>').trim_end_matches('.');
     if d.is_empty() {
         None
@@ -1277,6 +1312,9 @@ From: x@news.example.co.uk\n\n",
         }
         let long = format!("{} spamd", "x".repeat(600));
         assert_eq!(filter_word(long.as_bytes()), Some("spamd"));
+        assert_eq!(filter_word(b"by X (AMaViSd-new)"), Some("amavis"));
+        assert_eq!(filter_word(b"SPAMASSASSIN"), Some("spamassassin"));
+        let long_name = format!("{}.example.com", "a".repeat(300));
         let names = [
             "mail.example.com",
             "example.com.",
@@ -1295,6 +1333,19 @@ From: x@news.example.co.uk\n\n",
             " spaced.example.com ",
             "xn--p1ai",
             "a.xn--p1ai",
+            "EXAMPLE.COM..",
+            "[IPv6:2001:DB8::1]",
+            "ipv6:::1",
+            "[10.0.0.1",
+            "deadbeef.com",
+            "cafe",
+            "mail.example.co.uk.",
+            "\u{a0}mail.example.com",
+            "h\u{e9}.example.com",
+            "H\u{c9}.EXAMPLE.COM",
+            "x-y.example.c0m",
+            "ex ample.com",
+            &long_name,
         ];
         for a in names {
             for b in names {

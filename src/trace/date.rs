@@ -261,7 +261,7 @@ fn rfc_form_fast(c: &mut Cursor<'_>) -> Option<Parts> {
     if !name.iter().all(u8::is_ascii_alphabetic) {
         return None;
     }
-    let month = month_number(std::str::from_utf8(name).ok()?)?;
+    let month = month_number(name)?;
     let n = |k: usize| digit(at + k);
     let year = n(5)? * 1000 + n(6)? * 100 + n(7)? * 10 + n(8)?;
     let hour = n(10)? * 10 + n(11)?;
@@ -445,7 +445,7 @@ fn zone(c: &mut Cursor<'_>) -> Zone {
             Some(inner) if zone_comment(inner) => {
                 if zone == Zone::Missing || zone == Zone::Unknown {
                     let word = inner.trim();
-                    if let Some(z @ Zone::Known(_)) = alpha_zone(word) {
+                    if let Some(z @ Zone::Known(_)) = alpha_zone(word.as_bytes()) {
                         zone = z;
                     }
                 }
@@ -489,12 +489,12 @@ fn numeric_zone(c: &mut Cursor<'_>) -> Option<Zone> {
 }
 
 /// RFC 5322 4.3 zones plus UTC; military letters (but `Z`) are `-0000`.
-fn alpha_zone(w: &str) -> Option<Zone> {
+fn alpha_zone(w: &[u8]) -> Option<Zone> {
     let hours = |h: i32| Some(Zone::Known(h * 60));
     // Every zone known is one to three letters: upper-cased on the stack.
     let mut up = [0u8; 3];
     let u = up.get_mut(..w.len())?;
-    u.copy_from_slice(w.as_bytes());
+    u.copy_from_slice(w);
     u.make_ascii_uppercase();
     match &*u {
         b"UT" | b"GMT" | b"UTC" | b"Z" => hours(0),
@@ -513,11 +513,11 @@ fn alpha_zone(w: &str) -> Option<Zone> {
 
 /// An alphabetic word we take for an unknown zone (`CEST`, `JST`): short,
 /// and not one of the Received keywords that may follow a date.
-fn plausible_unknown_zone(w: &str) -> bool {
+fn plausible_unknown_zone(w: &[u8]) -> bool {
     (2..=5).contains(&w.len())
         && !["from", "by", "via", "with", "id", "for"]
             .iter()
-            .any(|k| k.eq_ignore_ascii_case(w))
+            .any(|k| k.as_bytes().eq_ignore_ascii_case(w))
 }
 
 /// A comment after a date that only names a zone: short, one leading
@@ -533,17 +533,32 @@ fn zone_comment(inner: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b" +-:.".contains(&b))
 }
 
+/// The first three letters of `w`, lower case, as one number (`None`
+/// when `w` is shorter or they are not all ASCII letters).
+fn key3(w: &[u8]) -> Option<u32> {
+    match w {
+        [a, b, c, ..]
+            if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() && c.is_ascii_alphabetic() =>
+        {
+            Some(u32::from_le_bytes([a | 0x20, b | 0x20, c | 0x20, 0]))
+        }
+        _ => None,
+    }
+}
+
+/// [`key3`] of a lower-case name, at compile time.
+const fn key3_of(name: &str) -> u32 {
+    let b = name.as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], 0])
+}
+
 /// Which of `names` (lower case, first three letters unique) `w` is,
 /// whole or as its three-letter abbreviation, ASCII case ignored: the
 /// first three letters pick the only candidate, with no lower-cased copy.
-fn name_index(names: &[&str], w: &str) -> Option<usize> {
-    let key = w.as_bytes().get(..3)?;
-    let i = names.iter().position(|n| {
-        n.as_bytes()
-            .get(..3)
-            .is_some_and(|a| a.eq_ignore_ascii_case(key))
-    })?;
-    (w.len() == 3 || names.get(i)?.eq_ignore_ascii_case(w)).then_some(i)
+fn name_index(names: &[&str], keys: &[u32], w: &[u8]) -> Option<usize> {
+    let key = key3(w)?;
+    let i = keys.iter().position(|&k| k == key)?;
+    (w.len() == 3 || names.get(i)?.as_bytes().eq_ignore_ascii_case(w)).then_some(i)
 }
 
 const DAYS: [&str; 7] = [
@@ -556,26 +571,47 @@ const DAYS: [&str; 7] = [
     "sunday",
 ];
 
-fn day_name(w: &str) -> bool {
-    name_index(&DAYS, w).is_some()
+const DAY_KEYS: [u32; 7] = {
+    let mut k = [0; 7];
+    let mut i = 0;
+    while i < 7 {
+        k[i] = key3_of(DAYS[i]);
+        i += 1;
+    }
+    k
+};
+
+fn day_name(w: &[u8]) -> bool {
+    name_index(&DAYS, &DAY_KEYS, w).is_some()
 }
 
-fn month_number(w: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ];
-    let i = name_index(&MONTHS, w)?;
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+const MONTH_KEYS: [u32; 12] = {
+    let mut k = [0; 12];
+    let mut i = 0;
+    while i < 12 {
+        k[i] = key3_of(MONTHS[i]);
+        i += 1;
+    }
+    k
+};
+
+fn month_number(w: &[u8]) -> Option<u32> {
+    let i = name_index(&MONTHS, &MONTH_KEYS, w)?;
     u32::try_from(i + 1).ok()
 }
 
@@ -670,15 +706,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// ASCII letters at the cursor (possibly none).
-    fn alpha_word(&mut self) -> &'a str {
+    fn alpha_word(&mut self) -> &'a [u8] {
         let start = self.pos;
         while self.peek().is_some_and(|b| b.is_ascii_alphabetic()) {
             self.pos += 1;
         }
-        self.b
-            .get(start..self.pos)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .unwrap_or("")
+        self.b.get(start..self.pos).unwrap_or(&[])
     }
 
     /// Digits at the cursor: value and count; `None` if none or more than 9.
@@ -1048,7 +1081,7 @@ mod tests {
             ("Thu", true),
             ("thurs", false),
         ] {
-            assert_eq!(day_name(w), want, "{w}");
+            assert_eq!(day_name(w.as_bytes()), want, "{w}");
         }
         for (w, want) in [
             ("Nov", Some(11)),
@@ -1061,7 +1094,7 @@ mod tests {
             ("de", None),
             ("", None),
         ] {
-            assert_eq!(month_number(w), want, "{w}");
+            assert_eq!(month_number(w.as_bytes()), want, "{w}");
         }
         for (w, want) in [
             ("gmt", Some(Zone::Known(0))),
@@ -1073,7 +1106,7 @@ mod tests {
             ("CEST", None),
             ("", None),
         ] {
-            assert_eq!(alpha_zone(w), want, "{w}");
+            assert_eq!(alpha_zone(w.as_bytes()), want, "{w}");
         }
     }
 

@@ -301,23 +301,8 @@ fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: 
                 });
             }
             b'(' => {
-                open.clear();
-                let mut closed = false;
-                while let Some(&d) = b.get(i) {
-                    i += 1;
-                    match d {
-                        b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
-                        b'(' => open.push(i - 1),
-                        b')' => {
-                            open.pop();
-                            if open.is_empty() {
-                                closed = true;
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                let closed;
+                (i, closed) = comment_end(b, i, open);
                 if closed || rescans == MAX_RESCANS {
                     toks.push(Tok {
                         kind: Kind::Comment,
@@ -370,7 +355,7 @@ fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: 
                     }
                 }
                 while let Some(&d) = b.get(i) {
-                    if matches!(d, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b';') {
+                    if WORD_END[usize::from(d)] {
                         break;
                     }
                     i += 1;
@@ -386,6 +371,46 @@ fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: 
         }
     }
 }
+
+/// Where the comment opening at `b[start]` (a `(`) ends, and whether it
+/// closed (else it runs to the end); `open` is left holding the
+/// parentheses still open, innermost last.
+fn comment_end(b: &[u8], start: usize, open: &mut Vec<usize>) -> (usize, bool) {
+    open.clear();
+    let mut i = start;
+    // Only `\`, `(` and `)` matter inside a comment: jump from one to
+    // the next.
+    while let Some(k) = b
+        .get(i..)
+        .and_then(|r| memchr::memchr3(b'\\', b'(', b')', r))
+    {
+        i += k + 1;
+        match b[i - 1] {
+            b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
+            b'(' => open.push(i - 1),
+            b')' => {
+                open.pop();
+                if open.is_empty() {
+                    return (i, true);
+                }
+            }
+            _ => {}
+        }
+    }
+    (b.len(), false)
+}
+
+/// The bytes that end a word: whitespace, `(` and `;`.
+const WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'(' as usize] = true;
+    t[b';' as usize] = true;
+    t
+};
 
 fn slice(s: &str, a: usize, b: usize) -> &str {
     s.get(a..b).unwrap_or("")
@@ -1203,22 +1228,45 @@ fn hostname_like_not_ip(w: &str) -> bool {
 /// The characters of a host name: letters, digits, `-._` and non-ASCII,
 /// at least one letter or digit.
 fn hostname_chars(w: &str) -> bool {
-    // One pass over the bytes while they are ASCII (the usual case).
-    let mut alnum = false;
-    for c in w.bytes() {
-        if c.is_ascii_alphanumeric() {
-            alnum = true;
-        } else if !c.is_ascii() {
-            return w.chars().any(|c| c.is_alphanumeric())
-                && w.chars().all(|c| {
-                    c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii()
-                });
-        } else if !matches!(c, b'-' | b'.' | b'_') {
-            return false;
-        }
+    // One pass over the bytes that only gathers their classes (the usual
+    // case is all ASCII); characters are decoded only when one is not.
+    let seen = w
+        .bytes()
+        .fold(0u8, |acc, c| acc | HOST_CLASS[usize::from(c)]);
+    if seen & NON_ASCII != 0 {
+        return w.chars().any(|c| c.is_alphanumeric())
+            && w.chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii());
     }
-    alnum
+    seen & OTHER == 0 && seen & ALNUM != 0
 }
+
+/// [`HOST_CLASS`] bits: an ASCII letter or digit, `-._`, another ASCII
+/// byte, a byte of a non-ASCII character.
+const ALNUM: u8 = 1;
+const PUNCT: u8 = 2;
+const OTHER: u8 = 4;
+const NON_ASCII: u8 = 8;
+
+/// The class of each byte for [`hostname_chars`].
+const HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_alphanumeric() {
+            ALNUM
+        } else if c == b'-' || c == b'.' || c == b'_' {
+            PUNCT
+        } else if c.is_ascii() {
+            OTHER
+        } else {
+            NON_ASCII
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Normalise an address: `IPv6:` prefix and zone id dropped, IPv4-mapped
 /// IPv6 written as IPv4.
@@ -2301,6 +2349,81 @@ mod tests {
                 let want = old_port_form(w).map(|(ip, p)| (ip, Some(p)));
                 assert_eq!(got, want, "{w:?}");
             }
+        }
+    }
+
+    /// The comment scan that jumps between `\`, `(` and `)` ends where
+    /// the byte-by-byte scan it replaced ended.
+    #[test]
+    fn comment_end_matches_the_byte_scan() {
+        fn reference(b: &[u8], start: usize, open: &mut Vec<usize>) -> (usize, bool) {
+            open.clear();
+            let mut i = start;
+            while let Some(&d) = b.get(i) {
+                i += 1;
+                match d {
+                    b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
+                    b'(' => open.push(i - 1),
+                    b')' => {
+                        open.pop();
+                        if open.is_empty() {
+                            return (i, true);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (i, false)
+        }
+        for t in [
+            "(a)",
+            "(a [1.2.3.4]) by x",
+            "((a) b) c)",
+            "(a \\) b) c",
+            "(a \\\\) b",
+            "(\\",
+            "(\\\u{e9})",
+            "(((",
+            "(a (b",
+            "()",
+            "( ) )",
+            "(a\\(b) c)",
+        ] {
+            for start in t.match_indices('(').map(|(k, _)| k) {
+                let (mut o1, mut o2) = (Vec::new(), Vec::new());
+                let got = comment_end(t.as_bytes(), start, &mut o1);
+                let want = reference(t.as_bytes(), start, &mut o2);
+                assert_eq!(got, want, "{t:?} at {start}");
+                assert_eq!(o1, o2, "{t:?} at {start}");
+            }
+        }
+        for b in 0..=255u8 {
+            assert_eq!(
+                WORD_END[usize::from(b)],
+                matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b';'),
+                "{b}"
+            );
+        }
+        for w in [
+            "",
+            "a",
+            "a-b.c_d",
+            "-",
+            "x!",
+            "h\u{e9}te",
+            "\u{e9}!",
+            "UNKNOWN",
+        ] {
+            let want = if w.is_ascii() {
+                w.bytes().any(|c| c.is_ascii_alphanumeric())
+                    && w.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
+            } else {
+                w.chars().any(char::is_alphanumeric)
+                    && w.chars()
+                        .all(|c| c.is_alphanumeric() || "-._".contains(c) || !c.is_ascii())
+            };
+            assert_eq!(hostname_chars(w), want, "{w:?}");
         }
     }
 
