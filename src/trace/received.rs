@@ -475,6 +475,29 @@ impl Seen {
     }
 }
 
+/// [`COMMENT_CLASS`] bits: whitespace, `=`, `:`, and what only the
+/// tokenizer splits right (`(`, `;`, `<`, `"`).
+const C_SPACE: u8 = 1;
+const C_EQ: u8 = 2;
+const C_COLON: u8 = 4;
+const C_SPECIAL: u8 = 8;
+
+/// The class of each byte of a comment for [`words`].
+const COMMENT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = C_SPACE;
+    t[b'\t' as usize] = C_SPACE;
+    t[b'\r' as usize] = C_SPACE;
+    t[b'\n' as usize] = C_SPACE;
+    t[b'=' as usize] = C_EQ;
+    t[b':' as usize] = C_COLON;
+    t[b'(' as usize] = C_SPECIAL;
+    t[b';' as usize] = C_SPECIAL;
+    t[b'<' as usize] = C_SPECIAL;
+    t[b'"' as usize] = C_SPECIAL;
+    t
+};
+
 /// The words of a comment's inner text, at its top level, in the
 /// scratch's word list (taken out of it: put it back when done), and what
 /// the pass over its bytes saw.
@@ -485,17 +508,13 @@ fn words<'a>(inner: &'a str, sc: &mut Scratch) -> (Vec<&'a str>, Seen) {
     // Split at spaces while nothing the tokenizer treats specially
     // (comments, `;`, angle addresses, quotes) turns up; if something
     // does, the tokenizer gives the words instead.
-    let mut special = false;
     let mut start = None;
+    let mut marks = 0u8;
     for (i, &c) in b.iter().enumerate() {
         seen.letters |= letter_bit(c);
-        match c {
-            b'=' => seen.eq = true,
-            b':' => seen.colon = true,
-            b'(' | b';' | b'<' | b'"' => special = true,
-            _ => {}
-        }
-        let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+        let class = COMMENT_CLASS[usize::from(c)];
+        marks |= class;
+        let space = class & C_SPACE != 0;
         match (start, space) {
             (None, false) => start = Some(i),
             (Some(s), true) => {
@@ -508,7 +527,9 @@ fn words<'a>(inner: &'a str, sc: &mut Scratch) -> (Vec<&'a str>, Seen) {
     if let Some(s) = start {
         ws.push(slice(inner, s, b.len()));
     }
-    if special {
+    seen.eq = marks & C_EQ != 0;
+    seen.colon = marks & C_COLON != 0;
+    if marks & C_SPECIAL != 0 {
         ws.clear();
         tokenize_into(inner, &mut sc.ctoks, &mut sc.open, &mut sc.unclosed);
         ws.extend(
@@ -1153,12 +1174,25 @@ fn short(w: &str) -> String {
 /// `str::trim`, with the usual case (nothing to trim) found without
 /// decoding characters: an ASCII byte that is not whitespace at each end.
 pub(crate) fn trim(s: &str) -> &str {
-    let maybe_space = |c: &u8| matches!(c, b'\t'..=b'\r' | b' ') || !c.is_ascii();
+    let maybe_space = |c: &u8| MAYBE_SPACE[usize::from(*c)];
     match (s.as_bytes().first(), s.as_bytes().last()) {
         (Some(a), Some(z)) if !maybe_space(a) && !maybe_space(z) => s,
         _ => s.trim(),
     }
 }
+
+/// The bytes that may be (part of) whitespace `str::trim` removes: ASCII
+/// tab to carriage return, space, and every non-ASCII byte.
+const MAYBE_SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = matches!(c, b'\t'..=b'\r' | b' ') || !c.is_ascii();
+        i += 1;
+    }
+    t
+};
 
 /// `w` starts with the ASCII text `prefix`, ignoring case.
 fn starts_ci(w: &str, prefix: &str) -> bool {
@@ -2398,6 +2432,11 @@ mod tests {
             }
         }
         for b in 0..=255u8 {
+            assert_eq!(
+                MAYBE_SPACE[usize::from(b)],
+                matches!(b, b'\t'..=b'\r' | b' ') || !b.is_ascii(),
+                "{b}"
+            );
             assert_eq!(
                 WORD_END[usize::from(b)],
                 matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b';'),
