@@ -1327,6 +1327,9 @@ pub(crate) fn normalize_ip_cow(s: &str) -> Option<Cow<'_, str>> {
         Some(_) => return None,
         None => s,
     };
+    if canonical_ipv4(s) {
+        return Some(Cow::Borrowed(s));
+    }
     match s.parse::<IpAddr>().ok()? {
         // The parser takes only the canonical dotted quad (no leading
         // zeros, no spaces), so the text is already what `to_string` gives.
@@ -1336,6 +1339,36 @@ pub(crate) fn normalize_ip_cow(s: &str) -> Option<Cow<'_, str>> {
             None => v6.to_string(),
         })),
     }
+}
+
+/// Whether `s` is a dotted quad as `Ipv4Addr`'s parser takes it (and
+/// writes it): four decimal numbers up to 255, each `0` or without a
+/// leading zero. The usual address is checked here without the parser;
+/// anything else goes to it.
+fn canonical_ipv4(s: &str) -> bool {
+    let mut parts = 0;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &c in s.as_bytes() {
+        if c.is_ascii_digit() {
+            if digits > 0 && value == 0 {
+                // A leading zero.
+                return false;
+            }
+            value = value * 10 + u32::from(c - b'0');
+            digits += 1;
+            if value > 255 {
+                return false;
+            }
+        } else if c == b'.' && digits > 0 && parts < 3 {
+            parts += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            return false;
+        }
+    }
+    parts == 3 && digits > 0
 }
 
 /// An address with optional port: `[a]`, `[a]:port`, `[IPv6:a%z]`, a bare
@@ -2339,6 +2372,41 @@ mod tests {
             }
             a.parse::<std::net::Ipv4Addr>().ok()?;
             Some((a.to_string(), p.parse().ok()?))
+        }
+        // The dotted quads taken without the parser are the parser's.
+        let mut quads: Vec<String> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3",
+            "1..2.3",
+            "01.2.3.4",
+            "1.2.3.00",
+            "1.2.3.0",
+            "10.0.0.1",
+            "1.2.3.4.5",
+            "",
+            "1234.1.1.1",
+            "1.2.3.999",
+            "1.2.3.4a",
+            "00.0.0.0",
+            "0.0.0.01",
+            "4294967296.1.1.1",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        for a in [0u32, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 300] {
+            quads.push(format!("{a}.{a}.0.{a}"));
+            quads.push(format!("0{a}.1.1.1"));
+        }
+        for q in &quads {
+            assert_eq!(
+                canonical_ipv4(q),
+                q.parse::<std::net::Ipv4Addr>().is_ok(),
+                "{q:?}"
+            );
         }
         for w in [
             "edge.example.com",

@@ -258,9 +258,16 @@ fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>, days: &mut Day) {
     buf.extend_from_slice(b",\"by_ip\":");
     opt_str(buf, h.by_ip.as_deref());
     buf.extend_from_slice(b",\"with\":");
+    let with_at = buf.len();
     opt_str(buf, h.with.as_deref());
+    let with_end = buf.len();
     buf.extend_from_slice(b",\"protocol\":");
-    opt_str(buf, h.protocol.as_deref());
+    // The protocol is often the WITH value as written (`ESMTPS`).
+    if same(h.protocol.as_deref(), h.with.as_deref()) {
+        buf.extend_from_within(with_at..with_end);
+    } else {
+        opt_str(buf, h.protocol.as_deref());
+    }
     buf.extend_from_slice(b",\"tls_version\":");
     opt_str(buf, h.tls_version.as_deref());
     buf.extend_from_slice(b",\"tls_cipher\":");
