@@ -561,7 +561,12 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
 
 /// An address literal (`[1.2.3.4]`, `1.2.3.4`, `[IPv6:...]`), normalised.
 fn literal_ip(s: &str) -> Option<String> {
-    let t = trim(s).trim_start_matches('[').trim_end_matches(']');
+    // `trim_start_matches('[')` and `trim_end_matches(']')` byte by byte.
+    let t = trim(s);
+    let b = t.as_bytes();
+    let a = b.iter().take_while(|&&c| c == b'[').count();
+    let z = b.len() - b[a..].iter().rev().take_while(|&&c| c == b']').count();
+    let t = t.get(a..z)?;
     let t = t
         .strip_prefix("IPv6:")
         .or_else(|| t.strip_prefix("ipv6:"))
@@ -573,6 +578,20 @@ fn literal_ip(s: &str) -> Option<String> {
         .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
         || t.parse::<std::net::IpAddr>().is_err()
     {
+        return None;
+    }
+    normalize_ip(t)
+}
+
+/// [`literal_ip`] as it was written before the byte trims (for the test).
+#[cfg(test)]
+fn literal_ip_reference(s: &str) -> Option<String> {
+    let t = trim(s).trim_start_matches('[').trim_end_matches(']');
+    let t = t
+        .strip_prefix("IPv6:")
+        .or_else(|| t.strip_prefix("ipv6:"))
+        .unwrap_or(t);
+    if t.parse::<std::net::IpAddr>().is_err() {
         return None;
     }
     normalize_ip(t)
@@ -1355,6 +1374,25 @@ From: x@news.example.co.uk\n\n",
                     "{a:?} {b:?}"
                 );
             }
+        }
+        for s in [
+            "[192.0.2.1]",
+            "[[192.0.2.1]]",
+            "192.0.2.1]",
+            "[IPv6:2001:DB8::1]",
+            "[ipv6:::1]",
+            "[IPV6:::1]",
+            " [10.0.0.1] ",
+            "[]",
+            "[",
+            "]",
+            "",
+            "mx.example.com",
+            "[\u{e9}]",
+            "\u{a0}[192.0.2.1]",
+            "[::ffff:192.0.2.1]",
+        ] {
+            assert_eq!(literal_ip(s), literal_ip_reference(s), "{s:?}");
         }
         for ip in [
             "127.0.0.1",

@@ -1109,9 +1109,11 @@ impl<'a, 's> Parser<'a, 's> {
         // Protocol, and what a `PROTO/TLS/CIPHER` value says.
         if let Some(with) = self.hop.with.clone() {
             let w: &str = &with;
+            // (Split only when there is a `/`: most values have none.)
             let mut parts = w.splitn(3, '/');
-            let first = parts.next().unwrap_or("");
-            let second = parts.next();
+            let slash = memchr::memchr(b'/', w.as_bytes()).is_some();
+            let first = if slash { parts.next().unwrap_or("") } else { w };
+            let second = if slash { parts.next() } else { None };
             let base = if second.is_some_and(|p| p.eq_ignore_ascii_case("tls")) {
                 self.tls_flag = true;
                 // The parts after the second `/`, as written.
@@ -1526,8 +1528,12 @@ fn tls_info<'a>(inner: &'a str, ws: &[&'a str], seen: Seen) -> Option<TlsInfo<'a
     }
     if let [w] = ws {
         // Exim before 4.95, old OpenSMTPD: `TLSv1.3:TLS_AES_256_GCM_SHA384:256`
+        // (Only a comment with a `:` can have this form.)
         let mut parts = w.split(':');
-        let (first, second) = (parts.next().unwrap_or(""), parts.next());
+        let (first, second) = match colon {
+            true => (parts.next().unwrap_or(""), parts.next()),
+            false => (*w, None),
+        };
         if let Some(second) = second
             && is_tls_version(first)
         {
