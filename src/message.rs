@@ -244,18 +244,24 @@ fn find_header_end(data: &[u8]) -> usize {
 /// printable ASCII except colon; we also refuse spaces before the colon
 /// beyond the obsolete trailing-WSP form).
 fn field_name(line: &[u8]) -> Option<&[u8]> {
+    field_name_at(line).map(|(name, _)| name)
+}
+
+/// [`field_name`] and where its colon is.
+fn field_name_at(line: &[u8]) -> Option<(&[u8], usize)> {
     let colon = memchr::memchr(b':', line)?;
     let name = &line[..colon];
     let trimmed = name.trim_ascii_end();
     if trimmed.is_empty() || !trimmed.iter().all(|&c| (33..=126).contains(&c)) {
         return None;
     }
-    Some(trimmed)
+    Some((trimmed, colon))
 }
 
 /// Parse the fields of a header block (LF line endings).
 pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
-    let mut out: Vec<Field<'_>> = Vec::new();
+    // Room for a usual header block's fields, so that it grows once or never.
+    let mut out: Vec<Field<'_>> = Vec::with_capacity(16);
     let mut pos = 0;
     while pos < block.len() {
         let end = memchr::memchr(b'\n', &block[pos..]).map_or(block.len(), |i| pos + i + 1);
@@ -271,8 +277,7 @@ pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
                 let vstart = last.value.as_ptr() as usize - block.as_ptr() as usize;
                 last.value = trim_newline(&block[vstart..end]);
             }
-        } else if let Some(name) = field_name(line) {
-            let colon = line.iter().position(|&c| c == b':').unwrap_or(0);
+        } else if let Some((name, colon)) = field_name_at(line) {
             out.push(Field {
                 name,
                 value: trim_newline(&block[pos + colon + 1..end]),

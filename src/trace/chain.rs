@@ -253,13 +253,13 @@ pub fn analyse_message<'a>(
     let mut warnings = Vec::new();
     for f in fields {
         if f.is("Date") && date_header.is_none() {
-            let t = f.text();
+            let t = field_text(f);
             date_header = date::parse(&t);
             if date_header.is_none() {
                 warnings.push(format!("Date header not understood: {t}"));
             }
         } else if f.is("From") && from_header.is_none() {
-            from_header = Some(f.text());
+            from_header = Some(field_text(f));
         }
     }
     if let Some((n, line)) = msg.stray_line() {
@@ -272,7 +272,10 @@ pub fn analyse_message<'a>(
     }
     // `collect` normalises again. That changes nothing unless a CR is left
     // before a newline (from `\r\r\n`), so only then is the copy needed.
-    let trace = if memchr::memmem::find(msg.bytes(), b"\r\n").is_some() {
+    // (A CR is looked for, then its newline: cheaper than setting up a
+    // two-byte searcher per message.)
+    let b = msg.bytes();
+    let trace = if memchr::memchr_iter(b'\r', b).any(|k| b.get(k + 1) == Some(&b'\n')) {
         super::collect(msg.bytes())
     } else {
         super::collect_fields_in(fields, bufs)
@@ -281,6 +284,18 @@ pub fn analyse_message<'a>(
     warnings.append(&mut c.warnings);
     c.warnings = warnings;
     c
+}
+
+/// [`crate::message::Field::text`], borrowing the value when it is one
+/// line of valid UTF-8 (nearly every `Date:` and `From:`): unfolding
+/// changes nothing there, so only the trim is left.
+fn field_text<'f>(f: &crate::message::Field<'f>) -> std::borrow::Cow<'f, str> {
+    if memchr::memchr2(b'\n', b'\r', f.value).is_none()
+        && let Ok(s) = std::str::from_utf8(f.value)
+    {
+        return std::borrow::Cow::Borrowed(s.trim());
+    }
+    std::borrow::Cow::Owned(f.text())
 }
 
 /// A header line as text a terminal shows safely: control characters
@@ -408,8 +423,11 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
     let mut out = Vec::new();
     let mut largest: Option<(usize, f64)> = None;
     let mut runner_up = f64::NEG_INFINITY;
+    // The previous hop's single recipient, carried to the next hop.
+    let mut prev_rcpt: Option<&str> = None;
     for (i, h) in hops.iter().enumerate() {
         let n = i + 1;
+        let rcpt = h.for_addr.as_deref().and_then(single_rcpt);
         match delays[i] {
             Some(d) if d < 0.0 && i == 0 => out.push(Anomaly {
                 kind: DATE_AFTER_FIRST_HOP,
@@ -480,9 +498,8 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
                 ),
             });
         }
-        if i > 0
-            && let Some(prev) = hops[i - 1].for_addr.as_deref().and_then(single_rcpt)
-            && let Some(cur) = h.for_addr.as_deref().and_then(single_rcpt)
+        if let Some(prev) = std::mem::replace(&mut prev_rcpt, rcpt)
+            && let Some(cur) = rcpt
             && !prev.eq_ignore_ascii_case(cur)
         {
             out.push(Anomaly {
@@ -544,7 +561,12 @@ fn anomalies(hops: &[Hop], delays: &[Option<f64>], date_header: Option<MailDate>
 
 /// An address literal (`[1.2.3.4]`, `1.2.3.4`, `[IPv6:...]`), normalised.
 fn literal_ip(s: &str) -> Option<String> {
-    let t = trim(s).trim_start_matches('[').trim_end_matches(']');
+    // `trim_start_matches('[')` and `trim_end_matches(']')` byte by byte.
+    let t = trim(s);
+    let b = t.as_bytes();
+    let a = b.iter().take_while(|&&c| c == b'[').count();
+    let z = b.len() - b[a..].iter().rev().take_while(|&&c| c == b']').count();
+    let t = t.get(a..z)?;
     let t = t
         .strip_prefix("IPv6:")
         .or_else(|| t.strip_prefix("ipv6:"))
@@ -556,6 +578,20 @@ fn literal_ip(s: &str) -> Option<String> {
         .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
         || t.parse::<std::net::IpAddr>().is_err()
     {
+        return None;
+    }
+    normalize_ip(t)
+}
+
+/// [`literal_ip`] as it was written before the byte trims (for the test).
+#[cfg(test)]
+fn literal_ip_reference(s: &str) -> Option<String> {
+    let t = trim(s).trim_start_matches('[').trim_end_matches(']');
+    let t = t
+        .strip_prefix("IPv6:")
+        .or_else(|| t.strip_prefix("ipv6:"))
+        .unwrap_or(t);
+    if t.parse::<std::net::IpAddr>().is_err() {
         return None;
     }
     normalize_ip(t)
@@ -575,18 +611,61 @@ fn same_org(a: &str, b: &str) -> bool {
     // them; addresses are their own organisation and never pass), since
     // it needs no copy and no look-up in the list.
     fn tld(n: &str) -> Option<&str> {
-        let n = trim(n).trim_end_matches('.');
-        let l = n.rsplit('.').next()?;
-        (l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-            && l.bytes().any(|c| c.is_ascii_alphabetic()))
-        .then_some(l)
+        // The last label after trailing dots, read backwards in one pass.
+        let n = trim(n);
+        let b = n.as_bytes();
+        let mut end = b.len();
+        while end > 0 && b[end - 1] == b'.' {
+            end -= 1;
+        }
+        let mut start = end;
+        let mut letter = false;
+        while start > 0 && b[start - 1] != b'.' {
+            let c = b[start - 1];
+            if !(c.is_ascii_alphanumeric() || c == b'-') {
+                return None;
+            }
+            letter |= c.is_ascii_alphabetic();
+            start -= 1;
+        }
+        letter.then(|| n.get(start..end)).flatten()
     }
     if let (Some(x), Some(y)) = (tld(a), tld(b))
         && !x.eq_ignore_ascii_case(y)
     {
         return false;
     }
-    org_domain(a) == org_domain(b)
+    let (mut x, mut y) = ([0u8; 256], [0u8; 256]);
+    match (org_domain_in(a, &mut x), org_domain_in(b, &mut y)) {
+        (Some(x), Some(y)) => x == y,
+        _ => org_domain(a) == org_domain(b),
+    }
+}
+
+/// [`org_domain`] of an ASCII name of up to 256 bytes, lower-cased into
+/// `buf` (the same steps as [`crate::trace::psl::org_domain`], without a
+/// `String`); `None` for any other name.
+fn org_domain_in<'b>(name: &str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
+    let n = name.trim().trim_end_matches('.').as_bytes();
+    let low = buf.get_mut(..n.len())?;
+    if !n.is_ascii() {
+        return None;
+    }
+    low.copy_from_slice(n);
+    low.make_ascii_lowercase();
+    let name = std::str::from_utf8(low).ok()?;
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare.strip_prefix("ipv6:").unwrap_or(bare);
+    // Only hex digits, `.` and `:` make an address: a host name skips the
+    // parser.
+    if bare
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
+        && bare.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Some(bare);
+    }
+    Some(::psl::domain_str(name).unwrap_or(name))
 }
 
 /// Why hop `n` does not continue from the previous hop's `by`, if it does not.
@@ -637,21 +716,59 @@ fn gap(n: usize, by: &str, prev: &Hop, h: &Hop) -> Option<String> {
     if h.ip.as_deref().is_some_and(is_loopback) {
         return None;
     }
-    Some(format!(
-        "hop {n} comes from {} but the previous hop was received by {by}",
-        names.join(" / ")
-    ))
+    // Written piece by piece: this is the anomaly nearly every message
+    // with a gap has, and `format!` with a joined list costs several
+    // times as much.
+    const A: &str = " comes from ";
+    const B: &str = " but the previous hop was received by ";
+    let len = names.iter().map(|m| m.len() + 3).sum::<usize>() + by.len();
+    let mut text = String::with_capacity(4 + 20 + A.len() + B.len() + len);
+    text.push_str("hop ");
+    push_decimal(&mut text, n);
+    text.push_str(A);
+    for (k, name) in names.iter().enumerate() {
+        if k > 0 {
+            text.push_str(" / ");
+        }
+        text.push_str(name);
+    }
+    text.push_str(B);
+    text.push_str(by);
+    Some(text)
+}
+
+/// `n` in decimal, appended to `out` (what `{n}` writes).
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// A `for` value naming one recipient (not `multiple recipients`), bare.
 fn single_rcpt(f: &str) -> Option<&str> {
-    let f = trim(trim(f).trim_start_matches('<').trim_end_matches('>'));
+    // `trim_start_matches('<')` and `trim_end_matches('>')` byte by byte.
+    let t = trim(f);
+    let b = t.as_bytes();
+    let a = b.iter().take_while(|&&c| c == b'<').count();
+    let z = b.len() - b[a..].iter().rev().take_while(|&&c| c == b'>').count();
+    let f = trim(t.get(a..z)?);
     let spaced = if f.is_ascii() {
         f.bytes().any(|c| matches!(c, b'\t'..=b'\r' | b' '))
     } else {
         f.contains(char::is_whitespace)
     };
-    (f.contains('@') && !spaced).then_some(f)
+    (memchr::memchr(b'@', f.as_bytes()).is_some() && !spaced).then_some(f)
 }
 
 /// Words that name a content filter in a Received field.
@@ -687,35 +804,26 @@ fn filter_word(raw: &[u8]) -> Option<&'static str> {
     // Every filter word contains one of four keys (`spam`, `clam`,
     // `amavis`, `mimedefang`): a field with none of them (nearly every
     // field) is turned away by one pass, before the eight searches.
-    // Lower-cased on the stack when short (most fields are).
-    let mut short = [0u8; 512];
-    let long;
-    let low: &[u8] = match short.get_mut(..raw.len()) {
-        Some(s) => {
-            s.copy_from_slice(raw);
-            s.make_ascii_lowercase();
-            s
-        }
-        None => {
-            long = raw.to_ascii_lowercase();
-            &long
-        }
-    };
-    // Each key has an `m` at a known place: one pass for the `m`s, and
-    // the keys compared only there.
+    // Each key has an `m` at a known place: one pass for the `m`s (either
+    // case), and the keys compared only there, ignoring case, so that
+    // only a field that has one is lower-cased.
     let key_at = |p: usize| {
-        let at = |from: usize, key: &[u8]| low.get(from..from + key.len()) == Some(key);
+        let at = |from: usize, key: &[u8]| {
+            raw.get(from..from + key.len())
+                .is_some_and(|r| r.eq_ignore_ascii_case(key))
+        };
         (p >= 3 && (at(p - 3, b"spam") || at(p - 3, b"clam")))
             || (p >= 1 && at(p - 1, b"amavis"))
             || at(p, b"mimedefang")
     };
-    if !memchr::memchr_iter(b'm', low).any(key_at) {
+    if !memchr::memchr2_iter(b'm', b'M', raw).any(key_at) {
         return None;
     }
+    let low = raw.to_ascii_lowercase();
     FILTER_WORDS
         .iter()
         .copied()
-        .find(|w| memchr::memmem::find(low, w.as_bytes()).is_some())
+        .find(|w| memchr::memmem::find(&low, w.as_bytes()).is_some())
 }
 
 fn is_loopback(ip: &str) -> bool {
@@ -730,14 +838,26 @@ fn is_loopback(ip: &str) -> bool {
 
 /// The domain of an address (`Name <a@b.example>`, `a@b`), lower case.
 pub fn address_domain(s: &str) -> Option<String> {
-    let bare = crate::message::bare_address(s);
-    let (_, d) = bare.rsplit_once('@')?;
+    let bare = bare_address(s);
+    let at = memchr::memrchr(b'@', bare.as_bytes())?;
+    let d = bare.get(at + 1..)?;
     let d = d.trim().trim_end_matches('>').trim_end_matches('.');
     if d.is_empty() {
         None
     } else {
         Some(d.to_ascii_lowercase())
     }
+}
+
+/// [`crate::message::bare_address`] without the copy.
+fn bare_address(s: &str) -> &str {
+    let s = s.trim();
+    if let (Some(l), Some(r)) = (s.rfind('<'), s.rfind('>'))
+        && l < r
+    {
+        return s.get(l + 1..r).unwrap_or("").trim();
+    }
+    s
 }
 
 fn verdicts(ar: &AuthResults) -> Vec<Verdict> {
@@ -981,7 +1101,10 @@ fn auth_anomalies(
         }
     }
     // dmarc=pass that the receiver's own verdicts do not support.
-    if let Some(fd) = from_header.and_then(address_domain) {
+    // (With no Authentication-Results there is nothing to check.)
+    if !trace.auth_results.is_empty()
+        && let Some(fd) = from_header.and_then(address_domain)
+    {
         for (ar, e) in trace.auth_results.iter().zip(auth) {
             if !e
                 .verdicts
@@ -1208,6 +1331,9 @@ From: x@news.example.co.uk\n\n",
         }
         let long = format!("{} spamd", "x".repeat(600));
         assert_eq!(filter_word(long.as_bytes()), Some("spamd"));
+        assert_eq!(filter_word(b"by X (AMaViSd-new)"), Some("amavis"));
+        assert_eq!(filter_word(b"SPAMASSASSIN"), Some("spamassassin"));
+        let long_name = format!("{}.example.com", "a".repeat(300));
         let names = [
             "mail.example.com",
             "example.com.",
@@ -1226,6 +1352,19 @@ From: x@news.example.co.uk\n\n",
             " spaced.example.com ",
             "xn--p1ai",
             "a.xn--p1ai",
+            "EXAMPLE.COM..",
+            "[IPv6:2001:DB8::1]",
+            "ipv6:::1",
+            "[10.0.0.1",
+            "deadbeef.com",
+            "cafe",
+            "mail.example.co.uk.",
+            "\u{a0}mail.example.com",
+            "h\u{e9}.example.com",
+            "H\u{c9}.EXAMPLE.COM",
+            "x-y.example.c0m",
+            "ex ample.com",
+            &long_name,
         ];
         for a in names {
             for b in names {
@@ -1235,6 +1374,25 @@ From: x@news.example.co.uk\n\n",
                     "{a:?} {b:?}"
                 );
             }
+        }
+        for s in [
+            "[192.0.2.1]",
+            "[[192.0.2.1]]",
+            "192.0.2.1]",
+            "[IPv6:2001:DB8::1]",
+            "[ipv6:::1]",
+            "[IPV6:::1]",
+            " [10.0.0.1] ",
+            "[]",
+            "[",
+            "]",
+            "",
+            "mx.example.com",
+            "[\u{e9}]",
+            "\u{a0}[192.0.2.1]",
+            "[::ffff:192.0.2.1]",
+        ] {
+            assert_eq!(literal_ip(s), literal_ip_reference(s), "{s:?}");
         }
         for ip in [
             "127.0.0.1",

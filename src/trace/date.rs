@@ -149,6 +149,7 @@ pub fn parse_prefix(s: &str) -> Option<(MailDate, usize)> {
 }
 
 /// What a form yields before validation.
+#[derive(Debug, PartialEq)]
 struct Parts {
     year: i64,
     month: u32,
@@ -161,7 +162,7 @@ struct Parts {
 }
 
 /// The zone as written.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Zone {
     /// A known offset in minutes.
     Known(i32),
@@ -205,6 +206,11 @@ impl Parts {
 
 /// RFC 5322 from the day of month on: `day month year time [zone]`.
 fn rfc_form(c: &mut Cursor<'_>) -> Option<Parts> {
+    rfc_form_fast(c).or_else(|| rfc_form_general(c))
+}
+
+/// [`rfc_form`] for any layout.
+fn rfc_form_general(c: &mut Cursor<'_>) -> Option<Parts> {
     let (day, nd) = c.number()?;
     if nd > 2 {
         return None;
@@ -225,6 +231,59 @@ fn rfc_form(c: &mut Cursor<'_>) -> Option<Parts> {
         minute,
         second,
         nanos,
+        zone,
+    })
+}
+
+/// [`rfc_form`] for the layout nearly every MTA writes, `1 Jan 2024
+/// 10:00:00` (one or two day digits, single spaces, seconds, no
+/// fraction), read at fixed offsets; then the zone as [`rfc_form`] reads
+/// it. `None`, with the cursor where it was, for anything else: the
+/// general reader then decides, so both give the same answer.
+fn rfc_form_fast(c: &mut Cursor<'_>) -> Option<Parts> {
+    let b = c.b.get(c.pos..)?;
+    let digit = |k: usize| {
+        b.get(k)
+            .filter(|x| x.is_ascii_digit())
+            .map(|x| u32::from(x - b'0'))
+    };
+    let d0 = digit(0)?;
+    let (day, at) = match digit(1) {
+        Some(d1) => (d0 * 10 + d1, 2),
+        None => (d0, 1),
+    };
+    // ` Mmm YYYY HH:MM:SS` after the day: 18 bytes.
+    let t = b.get(at..at + 18)?;
+    if t[0] != b' ' || t[4] != b' ' || t[9] != b' ' || t[12] != b':' || t[15] != b':' {
+        return None;
+    }
+    let name = t.get(1..4)?;
+    if !name.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let month = month_number(name)?;
+    let n = |k: usize| digit(at + k);
+    let year = n(5)? * 1000 + n(6)? * 100 + n(7)? * 10 + n(8)?;
+    let hour = n(10)? * 10 + n(11)?;
+    let minute = n(13)? * 10 + n(14)?;
+    let second = n(16)? * 10 + n(17)?;
+    // What follows the seconds must end them: no more digits, no fraction.
+    if year == 0
+        || b.get(at + 18)
+            .is_some_and(|x| x.is_ascii_digit() || *x == b'.' || *x == b',')
+    {
+        return None;
+    }
+    c.pos += at + 18;
+    let zone = zone(c);
+    Some(Parts {
+        year: i64::from(year),
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        nanos: 0,
         zone,
     })
 }
@@ -386,7 +445,7 @@ fn zone(c: &mut Cursor<'_>) -> Zone {
             Some(inner) if zone_comment(inner) => {
                 if zone == Zone::Missing || zone == Zone::Unknown {
                     let word = inner.trim();
-                    if let Some(z @ Zone::Known(_)) = alpha_zone(word) {
+                    if let Some(z @ Zone::Known(_)) = alpha_zone(word.as_bytes()) {
                         zone = z;
                     }
                 }
@@ -430,30 +489,35 @@ fn numeric_zone(c: &mut Cursor<'_>) -> Option<Zone> {
 }
 
 /// RFC 5322 4.3 zones plus UTC; military letters (but `Z`) are `-0000`.
-fn alpha_zone(w: &str) -> Option<Zone> {
+fn alpha_zone(w: &[u8]) -> Option<Zone> {
     let hours = |h: i32| Some(Zone::Known(h * 60));
-    match w.to_ascii_uppercase().as_str() {
-        "UT" | "GMT" | "UTC" | "Z" => hours(0),
-        "EST" => hours(-5),
-        "EDT" => hours(-4),
-        "CST" => hours(-6),
-        "CDT" => hours(-5),
-        "MST" => hours(-7),
-        "MDT" => hours(-6),
-        "PST" => hours(-8),
-        "PDT" => hours(-7),
-        u if u.len() == 1 && u != "J" => Some(Zone::UtcUnknownLocal),
+    // Every zone known is one to three letters: upper-cased on the stack.
+    let mut up = [0u8; 3];
+    let u = up.get_mut(..w.len())?;
+    u.copy_from_slice(w);
+    u.make_ascii_uppercase();
+    match &*u {
+        b"UT" | b"GMT" | b"UTC" | b"Z" => hours(0),
+        b"EST" => hours(-5),
+        b"EDT" => hours(-4),
+        b"CST" => hours(-6),
+        b"CDT" => hours(-5),
+        b"MST" => hours(-7),
+        b"MDT" => hours(-6),
+        b"PST" => hours(-8),
+        b"PDT" => hours(-7),
+        [l] if *l != b'J' => Some(Zone::UtcUnknownLocal),
         _ => None,
     }
 }
 
 /// An alphabetic word we take for an unknown zone (`CEST`, `JST`): short,
 /// and not one of the Received keywords that may follow a date.
-fn plausible_unknown_zone(w: &str) -> bool {
+fn plausible_unknown_zone(w: &[u8]) -> bool {
     (2..=5).contains(&w.len())
         && !["from", "by", "via", "with", "id", "for"]
             .iter()
-            .any(|k| k.eq_ignore_ascii_case(w))
+            .any(|k| k.as_bytes().eq_ignore_ascii_case(w))
 }
 
 /// A comment after a date that only names a zone: short, one leading
@@ -469,53 +533,85 @@ fn zone_comment(inner: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b" +-:.".contains(&b))
 }
 
-/// `w` is the lower-case `name` or its three-letter abbreviation, ASCII
-/// case ignored.
-fn name_or_abbrev(name: &str, w: &str) -> bool {
-    // The first letters differ for nearly every pair (and for every word
-    // that is no name, like a protocol's): compared before the rest.
-    name.as_bytes().first() == w.as_bytes().first().map(u8::to_ascii_lowercase).as_ref()
-        && (name.eq_ignore_ascii_case(w)
-            || (w.len() == 3
-                && name
-                    .as_bytes()
-                    .get(..3)
-                    .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))))
-}
-
-fn day_name(w: &str) -> bool {
-    const DAYS: [&str; 7] = [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ];
-    // Compared ignoring ASCII case: no lower-cased copy per word.
-    w.len() >= 3 && DAYS.iter().any(|d| name_or_abbrev(d, w))
-}
-
-fn month_number(w: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ];
-    if w.len() < 3 {
-        return None;
+/// The first three letters of `w`, lower case, as one number (`None`
+/// when `w` is shorter or they are not all ASCII letters).
+fn key3(w: &[u8]) -> Option<u32> {
+    match w {
+        [a, b, c, ..]
+            if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() && c.is_ascii_alphabetic() =>
+        {
+            Some(u32::from_le_bytes([a | 0x20, b | 0x20, c | 0x20, 0]))
+        }
+        _ => None,
     }
-    let i = MONTHS.iter().position(|m| name_or_abbrev(m, w))?;
+}
+
+/// [`key3`] of a lower-case name, at compile time.
+const fn key3_of(name: &str) -> u32 {
+    let b = name.as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], 0])
+}
+
+/// Which of `names` (lower case, first three letters unique) `w` is,
+/// whole or as its three-letter abbreviation, ASCII case ignored: the
+/// first three letters pick the only candidate, with no lower-cased copy.
+fn name_index(names: &[&str], keys: &[u32], w: &[u8]) -> Option<usize> {
+    let key = key3(w)?;
+    let i = keys.iter().position(|&k| k == key)?;
+    (w.len() == 3 || names.get(i)?.as_bytes().eq_ignore_ascii_case(w)).then_some(i)
+}
+
+const DAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+const DAY_KEYS: [u32; 7] = {
+    let mut k = [0; 7];
+    let mut i = 0;
+    while i < 7 {
+        k[i] = key3_of(DAYS[i]);
+        i += 1;
+    }
+    k
+};
+
+fn day_name(w: &[u8]) -> bool {
+    name_index(&DAYS, &DAY_KEYS, w).is_some()
+}
+
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+const MONTH_KEYS: [u32; 12] = {
+    let mut k = [0; 12];
+    let mut i = 0;
+    while i < 12 {
+        k[i] = key3_of(MONTHS[i]);
+        i += 1;
+    }
+    k
+};
+
+fn month_number(w: &[u8]) -> Option<u32> {
+    let i = name_index(&MONTHS, &MONTH_KEYS, w)?;
     u32::try_from(i + 1).ok()
 }
 
@@ -610,15 +706,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// ASCII letters at the cursor (possibly none).
-    fn alpha_word(&mut self) -> &'a str {
+    fn alpha_word(&mut self) -> &'a [u8] {
         let start = self.pos;
         while self.peek().is_some_and(|b| b.is_ascii_alphabetic()) {
             self.pos += 1;
         }
-        self.b
-            .get(start..self.pos)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .unwrap_or("")
+        self.b.get(start..self.pos).unwrap_or(&[])
     }
 
     /// Digits at the cursor: value and count; `None` if none or more than 9.
@@ -908,6 +1001,113 @@ mod tests {
         let s = "Mon, 6 Jul 2015 09:01:20 +0000 (UTC)\n\t(envelope-from x@y)";
         let (_, used) = parse_prefix(s).unwrap();
         assert_eq!(s[used..].trim(), "(envelope-from x@y)");
+    }
+
+    /// The fixed-layout reader gives what the general one gives, and
+    /// leaves the cursor alone when it declines.
+    #[test]
+    fn the_fast_rfc_form_agrees_with_the_general_one() {
+        let mut n = 0;
+        for day in ["1", "01", "31", "0", "001", "9"] {
+            for sp in [" ", "  ", "-", "\t"] {
+                for month in ["Jan", "jan", "MAY", "Foo", "Sept", "Ja1", "é"] {
+                    for year in ["2024", "0000", "0001", "99", "12003", "2024 "] {
+                        for time in [
+                            "10:00:00",
+                            "23:59:60",
+                            "24:00:00",
+                            "10:00",
+                            "10:00:00.5",
+                            "10:00:00,25",
+                            "10:00:001",
+                            "1:00:00",
+                            "10 :00:00",
+                            "10:0:00",
+                        ] {
+                            for zone in [
+                                "",
+                                " +0000",
+                                " -0000",
+                                " +2400",
+                                "+0100",
+                                " GMT",
+                                " (PDT)",
+                                " +0200 (CEST)",
+                                " x",
+                                ".",
+                                ",",
+                                "0",
+                                " +00001",
+                            ] {
+                                let s = format!("{day}{sp}{month} {year} {time}{zone}");
+                                let mut fast = Cursor {
+                                    b: s.as_bytes(),
+                                    pos: 0,
+                                };
+                                let mut general = Cursor {
+                                    b: s.as_bytes(),
+                                    pos: 0,
+                                };
+                                let want = rfc_form_general(&mut general);
+                                match rfc_form_fast(&mut fast) {
+                                    Some(p) => {
+                                        n += 1;
+                                        assert_eq!(Some(p), want, "{s:?}");
+                                        assert_eq!(fast.pos, general.pos, "{s:?}");
+                                    }
+                                    None => assert_eq!(fast.pos, 0, "{s:?}"),
+                                }
+                                let mut c = Cursor {
+                                    b: s.as_bytes(),
+                                    pos: 0,
+                                };
+                                assert_eq!(rfc_form(&mut c), want, "{s:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The usual stamps did take the fast path.
+        assert!(n > 500, "{n}");
+        // Names of days and months, whole or abbreviated, any case.
+        for (w, want) in [
+            ("Sun", true),
+            ("sunday", true),
+            ("SUNDAY", true),
+            ("sund", false),
+            ("su", false),
+            ("ESMTPS", false),
+            ("Thu", true),
+            ("thurs", false),
+        ] {
+            assert_eq!(day_name(w.as_bytes()), want, "{w}");
+        }
+        for (w, want) in [
+            ("Nov", Some(11)),
+            ("november", Some(11)),
+            ("MAY", Some(5)),
+            ("june", Some(6)),
+            ("jun", Some(6)),
+            ("juni", None),
+            ("Sept", None),
+            ("de", None),
+            ("", None),
+        ] {
+            assert_eq!(month_number(w.as_bytes()), want, "{w}");
+        }
+        for (w, want) in [
+            ("gmt", Some(Zone::Known(0))),
+            ("Pdt", Some(Zone::Known(-420))),
+            ("a", Some(Zone::UtcUnknownLocal)),
+            ("j", None),
+            ("J", None),
+            ("z", Some(Zone::Known(0))),
+            ("CEST", None),
+            ("", None),
+        ] {
+            assert_eq!(alpha_zone(w.as_bytes()), want, "{w}");
+        }
     }
 
     #[test]

@@ -301,23 +301,8 @@ fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: 
                 });
             }
             b'(' => {
-                open.clear();
-                let mut closed = false;
-                while let Some(&d) = b.get(i) {
-                    i += 1;
-                    match d {
-                        b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
-                        b'(' => open.push(i - 1),
-                        b')' => {
-                            open.pop();
-                            if open.is_empty() {
-                                closed = true;
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                let closed;
+                (i, closed) = comment_end(b, i, open);
                 if closed || rescans == MAX_RESCANS {
                     toks.push(Tok {
                         kind: Kind::Comment,
@@ -370,7 +355,7 @@ fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: 
                     }
                 }
                 while let Some(&d) = b.get(i) {
-                    if matches!(d, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b';') {
+                    if WORD_END[usize::from(d)] {
                         break;
                     }
                     i += 1;
@@ -386,6 +371,46 @@ fn tokenize_into(s: &str, toks: &mut Vec<Tok>, open: &mut Vec<usize>, unclosed: 
         }
     }
 }
+
+/// Where the comment opening at `b[start]` (a `(`) ends, and whether it
+/// closed (else it runs to the end); `open` is left holding the
+/// parentheses still open, innermost last.
+fn comment_end(b: &[u8], start: usize, open: &mut Vec<usize>) -> (usize, bool) {
+    open.clear();
+    let mut i = start;
+    // Only `\`, `(` and `)` matter inside a comment: jump from one to
+    // the next.
+    while let Some(k) = b
+        .get(i..)
+        .and_then(|r| memchr::memchr3(b'\\', b'(', b')', r))
+    {
+        i += k + 1;
+        match b[i - 1] {
+            b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
+            b'(' => open.push(i - 1),
+            b')' => {
+                open.pop();
+                if open.is_empty() {
+                    return (i, true);
+                }
+            }
+            _ => {}
+        }
+    }
+    (b.len(), false)
+}
+
+/// The bytes that end a word: whitespace, `(` and `;`.
+const WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'(' as usize] = true;
+    t[b';' as usize] = true;
+    t
+};
 
 fn slice(s: &str, a: usize, b: usize) -> &str {
     s.get(a..b).unwrap_or("")
@@ -411,39 +436,110 @@ fn recycle<'b>(v: Vec<&str>) -> Vec<&'b str> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
+/// What one pass over a comment's text saw: which ASCII letters (case
+/// ignored), and whether it has a `=` or a `:`. The readings of a
+/// comment that look for a text first ask whether its letters are there
+/// at all, which turns most comments away without a search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    /// Bit `k` for the letter `a + k`, either case.
+    letters: u32,
+    eq: bool,
+    colon: bool,
+}
+
+/// The bit of an ASCII letter in [`Seen::letters`] (0 for any other byte).
+const fn letter_bit(c: u8) -> u32 {
+    // `| 0x20` maps exactly the ASCII letters, and no other byte, into `a..=z`.
+    let l = (c | 0x20).wrapping_sub(b'a');
+    if l < 26 { 1 << l } else { 0 }
+}
+
+/// The letters of `s`, as [`Seen::letters`] holds them.
+const fn letters_of(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut m = 0;
+    let mut i = 0;
+    while i < b.len() {
+        m |= letter_bit(b[i]);
+        i += 1;
+    }
+    m
+}
+
+impl Seen {
+    /// Whether the text may contain `needle` ignoring ASCII case: `false`
+    /// when one of its letters is missing (then it cannot).
+    fn may_contain(&self, needle_letters: u32) -> bool {
+        self.letters & needle_letters == needle_letters
+    }
+}
+
+/// [`COMMENT_CLASS`] bits: whitespace, `=`, `:`, and what only the
+/// tokenizer splits right (`(`, `;`, `<`, `"`).
+const C_SPACE: u8 = 1;
+const C_EQ: u8 = 2;
+const C_COLON: u8 = 4;
+const C_SPECIAL: u8 = 8;
+
+/// The class of each byte of a comment for [`words`].
+const COMMENT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = C_SPACE;
+    t[b'\t' as usize] = C_SPACE;
+    t[b'\r' as usize] = C_SPACE;
+    t[b'\n' as usize] = C_SPACE;
+    t[b'=' as usize] = C_EQ;
+    t[b':' as usize] = C_COLON;
+    t[b'(' as usize] = C_SPECIAL;
+    t[b';' as usize] = C_SPECIAL;
+    t[b'<' as usize] = C_SPECIAL;
+    t[b'"' as usize] = C_SPECIAL;
+    t
+};
+
 /// The words of a comment's inner text, at its top level, in the
-/// scratch's word list (taken out of it: put it back when done).
-fn words<'a>(inner: &'a str, sc: &mut Scratch) -> Vec<&'a str> {
+/// scratch's word list (taken out of it: put it back when done), and what
+/// the pass over its bytes saw.
+fn words<'a>(inner: &'a str, sc: &mut Scratch) -> (Vec<&'a str>, Seen) {
     let mut ws = recycle(std::mem::take(&mut sc.words));
     let b = inner.as_bytes();
-    if !b.iter().any(|c| matches!(c, b'(' | b';' | b'<' | b'"')) {
-        // Nothing the tokenizer treats specially (comments, `;`, angle
-        // addresses, quotes): its words are the runs between spaces.
-        let mut start = None;
-        for (i, c) in b.iter().enumerate() {
-            let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
-            match (start, space) {
-                (None, false) => start = Some(i),
-                (Some(s), true) => {
-                    ws.push(slice(inner, s, i));
-                    start = None;
-                }
-                _ => {}
+    let mut seen = Seen::default();
+    // Split at spaces while nothing the tokenizer treats specially
+    // (comments, `;`, angle addresses, quotes) turns up; if something
+    // does, the tokenizer gives the words instead.
+    let mut start = None;
+    let mut marks = 0u8;
+    for (i, &c) in b.iter().enumerate() {
+        seen.letters |= letter_bit(c);
+        let class = COMMENT_CLASS[usize::from(c)];
+        marks |= class;
+        let space = class & C_SPACE != 0;
+        match (start, space) {
+            (None, false) => start = Some(i),
+            (Some(s), true) => {
+                ws.push(slice(inner, s, i));
+                start = None;
             }
+            _ => {}
         }
-        if let Some(s) = start {
-            ws.push(slice(inner, s, b.len()));
-        }
-        return ws;
     }
-    tokenize_into(inner, &mut sc.ctoks, &mut sc.open, &mut sc.unclosed);
-    ws.extend(
-        sc.ctoks
-            .iter()
-            .filter(|t| t.kind == Kind::Word)
-            .map(|t| slice(inner, t.start, t.end)),
-    );
-    ws
+    if let Some(s) = start {
+        ws.push(slice(inner, s, b.len()));
+    }
+    seen.eq = marks & C_EQ != 0;
+    seen.colon = marks & C_COLON != 0;
+    if marks & C_SPECIAL != 0 {
+        ws.clear();
+        tokenize_into(inner, &mut sc.ctoks, &mut sc.open, &mut sc.unclosed);
+        ws.extend(
+            sc.ctoks
+                .iter()
+                .filter(|t| t.kind == Kind::Word)
+                .map(|t| slice(inner, t.start, t.end)),
+        );
+    }
+    (ws, seen)
 }
 
 // ---------------------------------------------------------------- parser
@@ -793,14 +889,14 @@ impl<'a, 's> Parser<'a, 's> {
         let inner = trim(comment_inner(self.s, t));
         // Split once, for every reading below; the list goes back into
         // the scratch at the end.
-        let ws = words(inner, self.scratch);
-        self.comment_words(inner, &ws);
+        let (ws, seen) = words(inner, self.scratch);
+        self.comment_words(inner, &ws, seen);
         self.scratch.words = recycle(ws);
     }
 
     /// [`Parser::comment`] given the comment's words. Case is ignored
     /// with ASCII comparisons, never through a lower-cased copy.
-    fn comment_words(&mut self, inner: &'a str, ws: &[&'a str]) {
+    fn comment_words(&mut self, inner: &'a str, ws: &[&'a str], seen: Seen) {
         if self.ctx == Ctx::Start {
             // Sendmail's local submission: `(from user@localhost)`; qmail's
             // `(qmail 123 invoked by uid 89)`.
@@ -816,7 +912,8 @@ impl<'a, 's> Parser<'a, 's> {
             }
             return;
         }
-        if contains_ci(inner, "may be forged") {
+        const FORGED: &str = "may be forged";
+        if seen.may_contain(letters_of(FORGED)) && contains_ci(inner, FORGED) {
             self.hop.may_be_forged = true;
         }
         let auth_colon = starts_ci(inner, "auth:");
@@ -829,7 +926,7 @@ impl<'a, 's> Parser<'a, 's> {
                 }
             }
         }
-        if let Some((v, c)) = tls_info(inner, ws) {
+        if let Some((v, c)) = tls_info(inner, ws, seen) {
             self.tls_flag = true;
             if self.hop.tls_version.is_none() {
                 self.hop.tls_version = v;
@@ -867,7 +964,8 @@ impl<'a, 's> Parser<'a, 's> {
             }
             return;
         }
-        if contains_ci(inner, "authenticated") {
+        const AUTHENTICATED: &str = "authenticated";
+        if seen.may_contain(letters_of(AUTHENTICATED)) && contains_ci(inner, AUTHENTICATED) {
             let pos = ws.iter().position(|w| starts_ci(w, "authenticated"));
             let user = pos.and_then(|p| {
                 let next = ws.get(p + 1)?;
@@ -912,16 +1010,19 @@ impl<'a, 's> Parser<'a, 's> {
     fn tcp_info_comment(&mut self, ws: &[&'a str]) {
         let first = self.from.comments == 0;
         self.from.comments += 1;
+        // The tests that need no address parser first: usually a `[`
+        // decides, and the words' addresses are read once, in the loop.
         let tcp = ws.len() <= 1
-            || ws
-                .iter()
-                .any(|w| w.starts_with('[') || any_ip(w).is_some() || ident_ip(w).is_some())
             || ws.iter().any(|w| {
-                starts_ci(w, "helo=")
+                w.starts_with('[')
+                    || starts_ci(w, "helo=")
                     || w.eq_ignore_ascii_case("helo")
                     || w.eq_ignore_ascii_case("account")
                     || starts_ci(w, "ident=")
-            });
+            })
+            || ws
+                .iter()
+                .any(|w| any_ip(w).is_some() || ident_ip(w).is_some());
         if !tcp {
             return;
         }
@@ -960,7 +1061,9 @@ impl<'a, 's> Parser<'a, 's> {
                 // `[local]`, `[UNAVAILABLE]`: no address
             } else if is("unknown") {
                 self.from.named = true;
-            } else if k == 0 && !self.from.named && hostname_like(w) {
+            } else if k == 0 && !self.from.named && hostname_chars(w) {
+                // (`hostname_like`: the branches above found it is no
+                // address and not `unknown`.)
                 let name = w.trim_end_matches('.');
                 if first && self.from.glued {
                     self.from.glued_named = true;
@@ -979,7 +1082,7 @@ impl<'a, 's> Parser<'a, 's> {
             let value = f.value;
             let value_ip = value.and_then(any_ip);
             let value_host = value
-                .filter(|v| hostname_like(v))
+                .filter(|v| value_ip.is_none() && hostname_like_not_ip(v))
                 .map(|v| v.trim_end_matches('.'));
             if let Some(h) = f.explicit_helo {
                 self.hop.helo = Some(Cow::Borrowed(h));
@@ -1006,9 +1109,11 @@ impl<'a, 's> Parser<'a, 's> {
         // Protocol, and what a `PROTO/TLS/CIPHER` value says.
         if let Some(with) = self.hop.with.clone() {
             let w: &str = &with;
+            // (Split only when there is a `/`: most values have none.)
             let mut parts = w.splitn(3, '/');
-            let first = parts.next().unwrap_or("");
-            let second = parts.next();
+            let slash = memchr::memchr(b'/', w.as_bytes()).is_some();
+            let first = if slash { parts.next().unwrap_or("") } else { w };
+            let second = if slash { parts.next() } else { None };
             let base = if second.is_some_and(|p| p.eq_ignore_ascii_case("tls")) {
                 self.tls_flag = true;
                 // The parts after the second `/`, as written.
@@ -1071,12 +1176,25 @@ fn short(w: &str) -> String {
 /// `str::trim`, with the usual case (nothing to trim) found without
 /// decoding characters: an ASCII byte that is not whitespace at each end.
 pub(crate) fn trim(s: &str) -> &str {
-    let maybe_space = |c: &u8| matches!(c, b'\t'..=b'\r' | b' ') || !c.is_ascii();
+    let maybe_space = |c: &u8| MAYBE_SPACE[usize::from(*c)];
     match (s.as_bytes().first(), s.as_bytes().last()) {
         (Some(a), Some(z)) if !maybe_space(a) && !maybe_space(z) => s,
         _ => s.trim(),
     }
 }
+
+/// The bytes that may be (part of) whitespace `str::trim` removes: ASCII
+/// tab to carriage return, space, and every non-ASCII byte.
+const MAYBE_SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = matches!(c, b'\t'..=b'\r' | b' ') || !c.is_ascii();
+        i += 1;
+    }
+    t
+};
 
 /// `w` starts with the ASCII text `prefix`, ignoring case.
 fn starts_ci(w: &str, prefix: &str) -> bool {
@@ -1130,20 +1248,61 @@ fn strip_angle(v: &str) -> &str {
     trim(v)
 }
 
-/// A host name: letters, digits, `-._` (and non-ASCII), not an address, not `unknown`.
+/// A host name: letters, digits, `-._` (and non-ASCII), not an address, not
+/// `unknown`. (The parser asks [`hostname_like_not_ip`] or
+/// [`hostname_chars`] once it has read the word's address.)
+#[cfg(test)]
 fn hostname_like(w: &str) -> bool {
-    let chars_ok = if w.is_ascii() {
-        // The same test byte by byte (the usual case).
-        w.bytes().any(|c| c.is_ascii_alphanumeric())
-            && w.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
-    } else {
-        w.chars().any(|c| c.is_alphanumeric())
-            && w.chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii())
-    };
-    chars_ok && !w.eq_ignore_ascii_case("unknown") && any_ip(w).is_none()
+    hostname_like_not_ip(w) && any_ip(w).is_none()
 }
+
+/// [`hostname_like`] for a word known not to be an address.
+fn hostname_like_not_ip(w: &str) -> bool {
+    hostname_chars(w) && !w.eq_ignore_ascii_case("unknown")
+}
+
+/// The characters of a host name: letters, digits, `-._` and non-ASCII,
+/// at least one letter or digit.
+fn hostname_chars(w: &str) -> bool {
+    // One pass over the bytes that only gathers their classes (the usual
+    // case is all ASCII); characters are decoded only when one is not.
+    let seen = w
+        .bytes()
+        .fold(0u8, |acc, c| acc | HOST_CLASS[usize::from(c)]);
+    if seen & NON_ASCII != 0 {
+        return w.chars().any(|c| c.is_alphanumeric())
+            && w.chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii());
+    }
+    seen & OTHER == 0 && seen & ALNUM != 0
+}
+
+/// [`HOST_CLASS`] bits: an ASCII letter or digit, `-._`, another ASCII
+/// byte, a byte of a non-ASCII character.
+const ALNUM: u8 = 1;
+const PUNCT: u8 = 2;
+const OTHER: u8 = 4;
+const NON_ASCII: u8 = 8;
+
+/// The class of each byte for [`hostname_chars`].
+const HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_alphanumeric() {
+            ALNUM
+        } else if c == b'-' || c == b'.' || c == b'_' {
+            PUNCT
+        } else if c.is_ascii() {
+            OTHER
+        } else {
+            NON_ASCII
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Normalise an address: `IPv6:` prefix and zone id dropped, IPv4-mapped
 /// IPv6 written as IPv4.
@@ -1159,17 +1318,19 @@ pub(crate) fn normalize_ip_cow(s: &str) -> Option<Cow<'_, str>> {
         Some(p) if p.eq_ignore_ascii_case("ipv6:") => s.get(5..).unwrap_or(""),
         _ => s,
     };
-    let s = match memchr::memchr(b'%', s.as_bytes()) {
-        Some(k) => s.get(..k).unwrap_or(""),
+    // Only hex digits, `.` and `:` can make an address (up to a `%` and
+    // its zone id, dropped): a host name is turned away at its first
+    // other byte, before the two parsers try it.
+    let s = match s
+        .bytes()
+        .position(|c| !(c.is_ascii_hexdigit() || c == b'.' || c == b':'))
+    {
+        Some(k) if s.as_bytes()[k] == b'%' => s.get(..k).unwrap_or(""),
+        Some(_) => return None,
         None => s,
     };
-    // Only these bytes can make an address: a host name is turned away
-    // before the two parsers try it.
-    if !s
-        .bytes()
-        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
-    {
-        return None;
+    if canonical_ipv4(s) {
+        return Some(Cow::Borrowed(s));
     }
     match s.parse::<IpAddr>().ok()? {
         // The parser takes only the canonical dotted quad (no leading
@@ -1180,6 +1341,36 @@ pub(crate) fn normalize_ip_cow(s: &str) -> Option<Cow<'_, str>> {
             None => v6.to_string(),
         })),
     }
+}
+
+/// Whether `s` is a dotted quad as `Ipv4Addr`'s parser takes it (and
+/// writes it): four decimal numbers up to 255, each `0` or without a
+/// leading zero. The usual address is checked here without the parser;
+/// anything else goes to it.
+fn canonical_ipv4(s: &str) -> bool {
+    let mut parts = 0;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &c in s.as_bytes() {
+        if c.is_ascii_digit() {
+            if digits > 0 && value == 0 {
+                // A leading zero.
+                return false;
+            }
+            value = value * 10 + u32::from(c - b'0');
+            digits += 1;
+            if value > 255 {
+                return false;
+            }
+        } else if c == b'.' && digits > 0 && parts < 3 {
+            parts += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            return false;
+        }
+    }
+    parts == 3 && digits > 0
 }
 
 /// An address with optional port: `[a]`, `[a]:port`, `[IPv6:a%z]`, a bare
@@ -1210,8 +1401,9 @@ pub fn any_ip(w: &str) -> Option<(Cow<'_, str>, Option<u16>)> {
     if let Some(ip) = normalize_ip_cow(w) {
         return Some((ip, None));
     }
-    let (a, p) = w.rsplit_once(':')?;
-    if a.contains(':') {
+    let colon = memchr::memrchr(b':', w.as_bytes())?;
+    let (a, p) = (w.get(..colon)?, w.get(colon + 1..)?);
+    if memchr::memchr(b':', a.as_bytes()).is_some() {
         return None;
     }
     a.parse::<std::net::Ipv4Addr>().ok()?;
@@ -1283,8 +1475,8 @@ type TlsInfo<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>);
 /// TLS version and cipher from a comment, in every MTA's syntax; `None`
 /// when the comment is not about TLS.
 ///
-/// `inner` is trimmed; `ws` are its [`words`].
-fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
+/// `inner` is trimmed; `ws` are its [`words`] and `seen` what they saw.
+fn tls_info<'a>(inner: &'a str, ws: &[&'a str], seen: Seen) -> Option<TlsInfo<'a>> {
     let t = inner;
     let ver = |w: &'a str| is_tls_version(w).then(|| normalize_tls_version_cow(w));
     // Postfix, Stalwart: `using TLSv1.3 with cipher X (256/256 bits) ...`
@@ -1298,9 +1490,7 @@ fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
         return Some((version, cipher));
     }
     // The next two forms need a `=` or a `:`; most comments have neither.
-    let (eq, colon) = t
-        .bytes()
-        .fold((false, false), |(e, c), b| (e || b == b'=', c || b == b':'));
+    let (eq, colon) = (seen.eq, seen.colon);
     // Sendmail, Gmail, OpenSMTPD, Exchange: `version=X cipher=Y`, maybe comma separated
     if eq && (contains_ci(t, "cipher=") || contains_ci(t, "version=")) {
         let mut version = None;
@@ -1338,8 +1528,12 @@ fn tls_info<'a>(inner: &'a str, ws: &[&'a str]) -> Option<TlsInfo<'a>> {
     }
     if let [w] = ws {
         // Exim before 4.95, old OpenSMTPD: `TLSv1.3:TLS_AES_256_GCM_SHA384:256`
+        // (Only a comment with a `:` can have this form.)
         let mut parts = w.split(':');
-        let (first, second) = (parts.next().unwrap_or(""), parts.next());
+        let (first, second) = match colon {
+            true => (parts.next().unwrap_or(""), parts.next()),
+            false => (*w, None),
+        };
         if let Some(second) = second
             && is_tls_version(first)
         {
@@ -2062,6 +2256,287 @@ mod tests {
             for tls in [false, true] {
                 assert_eq!(normalize_protocol(w, tls), old_protocol(w, tls), "{w:?}");
             }
+        }
+    }
+
+    /// The one pass over a comment gives the words the tokenizer gives
+    /// (or the split at spaces when it has nothing special), and letters,
+    /// `=` and `:` that rule out only what is not there; the address and
+    /// host-name tests give what the code they replaced gave.
+    #[test]
+    fn comment_pass_and_word_tests_match_their_references() {
+        fn old_words(inner: &str) -> Vec<String> {
+            let b = inner.as_bytes();
+            if !b.iter().any(|c| matches!(c, b'(' | b';' | b'<' | b'"')) {
+                return inner
+                    .split([' ', '\t', '\r', '\n'])
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            let (mut toks, mut open, mut unclosed) = (Vec::new(), Vec::new(), Vec::new());
+            tokenize_into(inner, &mut toks, &mut open, &mut unclosed);
+            toks.iter()
+                .filter(|t| t.kind == Kind::Word)
+                .map(|t| slice(inner, t.start, t.end).to_string())
+                .collect()
+        }
+        let texts = [
+            "",
+            "edge.example.com [192.0.2.1]",
+            "Postfix",
+            "may be forged",
+            "MAY BE Forged",
+            "authenticated sender: a@b",
+            "using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+            "version=TLS1_2 cipher=X bits=256",
+            "TLS: TLSv1.2,128bits,C",
+            "envelope-from <a@b>",
+            "ORCPT <rfc822;user@example.net>",
+            "a\t b\r\nc",
+            "\"quoted word\" x",
+            "x (nested) y",
+            "unclosed ( z",
+            "Z[\\]^_`{|}~@ \u{e9}t\u{e9} \u{1f600}",
+            " lead and trail ",
+            "qmail 123 invoked by uid 89",
+        ];
+        let mut sc = Scratch::default();
+        for t in texts {
+            let (ws, seen) = words(t, &mut sc);
+            let got: Vec<String> = ws.iter().map(|w| w.to_string()).collect();
+            sc.words = recycle(ws);
+            assert_eq!(got, old_words(t), "{t:?}");
+            assert_eq!(seen.eq, t.contains('='), "{t:?}");
+            assert_eq!(seen.colon, t.contains(':'), "{t:?}");
+            for c in b'a'..=b'z' {
+                let has = t.bytes().any(|b| b.to_ascii_lowercase() == c);
+                assert_eq!(
+                    seen.letters & letter_bit(c) != 0,
+                    has,
+                    "{t:?} {}",
+                    c as char
+                );
+            }
+            for n in [
+                "may be forged",
+                "authenticated",
+                "cipher=",
+                "version=",
+                "using ",
+            ] {
+                if contains_ci(t, n) {
+                    assert!(seen.may_contain(letters_of(n)), "{t:?} {n:?}");
+                }
+            }
+        }
+        for b in 0..=255u8 {
+            assert_eq!(letter_bit(b) != 0, b.is_ascii_alphabetic(), "{b}");
+        }
+        // Host names and addresses, against the code before the one pass.
+        fn old_chars(w: &str) -> bool {
+            if w.is_ascii() {
+                w.bytes().any(|c| c.is_ascii_alphanumeric())
+                    && w.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
+            } else {
+                w.chars().any(|c| c.is_alphanumeric())
+                    && w.chars().all(|c| {
+                        c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii()
+                    })
+            }
+        }
+        fn old_normalize(s: &str) -> Option<String> {
+            let s = s.trim();
+            let s = match s.get(..5) {
+                Some(p) if p.eq_ignore_ascii_case("ipv6:") => s.get(5..).unwrap_or(""),
+                _ => s,
+            };
+            let s = match s.find('%') {
+                Some(k) => &s[..k],
+                None => s,
+            };
+            if !s
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':')
+            {
+                return None;
+            }
+            match s.parse::<IpAddr>().ok()? {
+                IpAddr::V4(_) => Some(s.to_string()),
+                IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
+                    Some(v4) => v4.to_string(),
+                    None => v6.to_string(),
+                }),
+            }
+        }
+        fn old_port_form(w: &str) -> Option<(String, u16)> {
+            let w = w.trim().trim_end_matches(',');
+            let (a, p) = w.rsplit_once(':')?;
+            if a.contains(':') {
+                return None;
+            }
+            a.parse::<std::net::Ipv4Addr>().ok()?;
+            Some((a.to_string(), p.parse().ok()?))
+        }
+        // The dotted quads taken without the parser are the parser's.
+        let mut quads: Vec<String> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3",
+            "1..2.3",
+            "01.2.3.4",
+            "1.2.3.00",
+            "1.2.3.0",
+            "10.0.0.1",
+            "1.2.3.4.5",
+            "",
+            "1234.1.1.1",
+            "1.2.3.999",
+            "1.2.3.4a",
+            "00.0.0.0",
+            "0.0.0.01",
+            "4294967296.1.1.1",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        for a in [0u32, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 300] {
+            quads.push(format!("{a}.{a}.0.{a}"));
+            quads.push(format!("0{a}.1.1.1"));
+        }
+        for q in &quads {
+            assert_eq!(
+                canonical_ipv4(q),
+                q.parse::<std::net::Ipv4Addr>().is_ok(),
+                "{q:?}"
+            );
+        }
+        for w in [
+            "edge.example.com",
+            "EDGE.example.com.",
+            "unknown",
+            "UNKNOWN",
+            "a_b-c",
+            "-",
+            "...",
+            "",
+            "h\u{e9}te.example",
+            "\u{e9}",
+            "x!y",
+            "\u{e9}!",
+            "192.0.2.1",
+            "192.0.2.1:25",
+            "192.0.2.1:+25",
+            "192.0.2.1:x",
+            "1:2.3.4.5:6",
+            "IPv6:2001:DB8::1",
+            "ipv6:::1",
+            "fe80::1%eth0",
+            "fe80::1%",
+            "%1",
+            "dead:beef::1",
+            "deadbeef",
+            "::ffff:192.0.2.1",
+            "[192.0.2.1]",
+            "192.0.2.1,",
+            "abc.def",
+            "cafe",
+        ] {
+            assert_eq!(hostname_chars(w), old_chars(w), "{w:?}");
+            assert_eq!(
+                hostname_like(w),
+                old_chars(w) && !w.eq_ignore_ascii_case("unknown") && any_ip(w).is_none(),
+                "{w:?}"
+            );
+            assert_eq!(normalize_ip(w), old_normalize(w), "{w:?}");
+            if !w.starts_with('[') && old_normalize(w.trim().trim_end_matches(',')).is_none() {
+                let got = any_ip(w).map(|(ip, p)| (ip.into_owned(), p));
+                let want = old_port_form(w).map(|(ip, p)| (ip, Some(p)));
+                assert_eq!(got, want, "{w:?}");
+            }
+        }
+    }
+
+    /// The comment scan that jumps between `\`, `(` and `)` ends where
+    /// the byte-by-byte scan it replaced ended.
+    #[test]
+    fn comment_end_matches_the_byte_scan() {
+        fn reference(b: &[u8], start: usize, open: &mut Vec<usize>) -> (usize, bool) {
+            open.clear();
+            let mut i = start;
+            while let Some(&d) = b.get(i) {
+                i += 1;
+                match d {
+                    b'\\' if b.get(i).is_some_and(u8::is_ascii) => i += 1,
+                    b'(' => open.push(i - 1),
+                    b')' => {
+                        open.pop();
+                        if open.is_empty() {
+                            return (i, true);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (i, false)
+        }
+        for t in [
+            "(a)",
+            "(a [1.2.3.4]) by x",
+            "((a) b) c)",
+            "(a \\) b) c",
+            "(a \\\\) b",
+            "(\\",
+            "(\\\u{e9})",
+            "(((",
+            "(a (b",
+            "()",
+            "( ) )",
+            "(a\\(b) c)",
+        ] {
+            for start in t.match_indices('(').map(|(k, _)| k) {
+                let (mut o1, mut o2) = (Vec::new(), Vec::new());
+                let got = comment_end(t.as_bytes(), start, &mut o1);
+                let want = reference(t.as_bytes(), start, &mut o2);
+                assert_eq!(got, want, "{t:?} at {start}");
+                assert_eq!(o1, o2, "{t:?} at {start}");
+            }
+        }
+        for b in 0..=255u8 {
+            assert_eq!(
+                MAYBE_SPACE[usize::from(b)],
+                matches!(b, b'\t'..=b'\r' | b' ') || !b.is_ascii(),
+                "{b}"
+            );
+            assert_eq!(
+                WORD_END[usize::from(b)],
+                matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b';'),
+                "{b}"
+            );
+        }
+        for w in [
+            "",
+            "a",
+            "a-b.c_d",
+            "-",
+            "x!",
+            "h\u{e9}te",
+            "\u{e9}!",
+            "UNKNOWN",
+        ] {
+            let want = if w.is_ascii() {
+                w.bytes().any(|c| c.is_ascii_alphanumeric())
+                    && w.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
+            } else {
+                w.chars().any(char::is_alphanumeric)
+                    && w.chars()
+                        .all(|c| c.is_alphanumeric() || "-._".contains(c) || !c.is_ascii())
+            };
+            assert_eq!(hostname_chars(w), want, "{w:?}");
         }
     }
 

@@ -27,15 +27,15 @@ const ESCAPE: [bool; 256] = {
     t
 };
 
-/// Whether any of the eight bytes in `w` is below 0x20, `"` or `\`
+/// Nonzero when any of the eight bytes in `w` is below 0x20, `"` or `\\`
 /// (the classic "has a byte less than / equal to" bit tricks: exact, no
 /// false negatives; a false positive only sends the bytes one by one).
-fn word_needs_escape(w: u64) -> bool {
+fn escape_bits(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) != 0
+    below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))
 }
 
 /// `s` as a JSON string, appended to `buf`: the runs that need no
@@ -68,15 +68,20 @@ fn string(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
-/// The first byte at or after `from` that needs escaping: eight bytes at
-/// a time while none does (most text), then byte by byte within the word
-/// that has one.
+/// The first byte at or after `from` that needs escaping: sixteen, then
+/// eight bytes at a time while none does (most text), then byte by byte
+/// from the word that has one.
 fn next_escape(b: &[u8], from: usize) -> Option<usize> {
+    let word = |c: &[u8; 8]| escape_bits(u64::from_le_bytes(*c));
     let mut i = from;
-    while let Some(c) = b.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        if word_needs_escape(u64::from_le_bytes(w)) {
+    while let Some(c) = b.get(i..i + 16) {
+        match (c.first_chunk::<8>(), c.last_chunk::<8>()) {
+            (Some(lo), Some(hi)) if word(lo) | word(hi) == 0 => i += 16,
+            _ => break,
+        }
+    }
+    while let Some(c) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        if word(c) != 0 {
             break;
         }
         i += 8;
@@ -143,28 +148,53 @@ fn two(buf: &mut Vec<u8>, n: u32) {
     buf.push(b'0' + (n % 10) as u8);
 }
 
+/// The `YYYY-MM-DD` of the day last written by [`date`]: a message's
+/// dates are nearly always one or two days, so the calendar is worked out
+/// once for each.
+#[derive(Default)]
+struct Day {
+    /// Days since 1970-01-01 and their text, once one is written.
+    last: Option<(i64, [u8; 10])>,
+}
+
 /// A date as [`MailDate::to_rfc3339_utc`] writes it, without building a
 /// `String` for the common years 0-9999.
-fn date(buf: &mut Vec<u8>, d: Option<MailDate>) {
+fn date(buf: &mut Vec<u8>, d: Option<MailDate>, cache: &mut Day) {
     let Some(d) = d else {
         buf.extend_from_slice(b"null");
         return;
     };
     let t = d.unix;
-    let (y, mo, day) = crate::calendar::civil_from_days(t.div_euclid(86_400));
-    if !(0..=9999).contains(&y) {
-        string(buf, &d.to_rfc3339_utc());
-        return;
-    }
+    let days = t.div_euclid(86_400);
+    let ymd = match cache.last {
+        Some((n, text)) if n == days => text,
+        _ => {
+            let (y, mo, day) = crate::calendar::civil_from_days(days);
+            if !(0..=9999).contains(&y) {
+                string(buf, &d.to_rfc3339_utc());
+                return;
+            }
+            let digit = |n: u32| b'0' + (n % 10) as u8;
+            let y = y as u32;
+            let text = [
+                digit(y / 1000),
+                digit(y / 100),
+                digit(y / 10),
+                digit(y),
+                b'-',
+                digit(mo / 10),
+                digit(mo),
+                b'-',
+                digit(day / 10),
+                digit(day),
+            ];
+            cache.last = Some((days, text));
+            text
+        }
+    };
     let secs = t.rem_euclid(86_400) as u32;
-    let y = y as u32;
     buf.push(b'"');
-    two(buf, y / 100);
-    two(buf, y % 100);
-    buf.push(b'-');
-    two(buf, mo);
-    buf.push(b'-');
-    two(buf, day);
+    buf.extend_from_slice(&ymd);
     buf.push(b'T');
     two(buf, secs / 3600);
     buf.push(b':');
@@ -199,7 +229,7 @@ fn auth(buf: &mut Vec<u8>, a: Option<&Auth>) {
 
 /// A hop, keys in the documented order. Each key goes out with the comma
 /// before it as one literal.
-fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>) {
+fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>, days: &mut Day) {
     // The connecting host's names are often one name three times: its
     // JSON is escaped once and copied.
     buf.extend_from_slice(b"{\"from\":");
@@ -228,9 +258,16 @@ fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>) {
     buf.extend_from_slice(b",\"by_ip\":");
     opt_str(buf, h.by_ip.as_deref());
     buf.extend_from_slice(b",\"with\":");
+    let with_at = buf.len();
     opt_str(buf, h.with.as_deref());
+    let with_end = buf.len();
     buf.extend_from_slice(b",\"protocol\":");
-    opt_str(buf, h.protocol.as_deref());
+    // The protocol is often the WITH value as written (`ESMTPS`).
+    if same(h.protocol.as_deref(), h.with.as_deref()) {
+        buf.extend_from_within(with_at..with_end);
+    } else {
+        opt_str(buf, h.protocol.as_deref());
+    }
     buf.extend_from_slice(b",\"tls_version\":");
     opt_str(buf, h.tls_version.as_deref());
     buf.extend_from_slice(b",\"tls_cipher\":");
@@ -246,7 +283,7 @@ fn hop(buf: &mut Vec<u8>, h: &Hop, delay: Option<f64>) {
     buf.extend_from_slice(b",\"envelope_from\":");
     opt_str(buf, h.envelope_from.as_deref());
     buf.extend_from_slice(b",\"date\":");
-    date(buf, h.date);
+    date(buf, h.date, days);
     buf.extend_from_slice(b",\"tz_assumed\":");
     boolean(buf, h.tz_assumed);
     buf.extend_from_slice(b",\"delay_s\":");
@@ -319,20 +356,21 @@ pub(super) fn line(
     buf: &mut Vec<u8>,
 ) {
     buf.clear();
+    let mut days = Day::default();
     buf.extend_from_slice(b"{\"version\":1,");
     key(buf, "source");
     string(buf, source);
     buf.push(b',');
     key(buf, "hops");
     list(buf, c.hops.iter().zip(&c.delays), |buf, (h, d)| {
-        hop(buf, h, *d)
+        hop(buf, h, *d, &mut days)
     });
     buf.push(b',');
     key(buf, "x_received");
-    list(buf, &c.x_received, |buf, h| hop(buf, h, None));
+    list(buf, &c.x_received, |buf, h| hop(buf, h, None, &mut days));
     buf.push(b',');
     key(buf, "date");
-    date(buf, c.date);
+    date(buf, c.date, &mut days);
     buf.push(b',');
     key(buf, "total_transit_s");
     opt_f64(buf, c.total_transit_s);
@@ -483,6 +521,35 @@ mod tests {
         }
     }
 
+    /// The word-at-a-time search finds the first byte to escape wherever
+    /// it is: in a 16-byte block, an 8-byte word or the tail.
+    #[test]
+    fn next_escape_finds_every_position() {
+        for len in 0..40 {
+            for fill in [b'a', 0x7f, 0xc3, b' '] {
+                for esc in [
+                    None,
+                    Some(b'"'),
+                    Some(b'\\'),
+                    Some(b'\n'),
+                    Some(0x01),
+                    Some(0x1f),
+                ] {
+                    for at in 0..len.max(1) {
+                        let mut b = vec![fill; len];
+                        if let (Some(e), Some(slot)) = (esc, b.get_mut(at)) {
+                            *slot = e;
+                        }
+                        for from in 0..=len {
+                            let want = (from..len).find(|&k| ESCAPE[usize::from(b[k])]);
+                            assert_eq!(next_escape(&b, from), want, "{b:?} {from}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn numbers_and_dates_as_before() {
         for n in [0u64, 7, 10, 99, 100, 65535, u64::MAX] {
@@ -495,6 +562,7 @@ mod tests {
             opt_f64(&mut buf, Some(f));
             assert_eq!(buf, serde_json::to_vec(&f).unwrap(), "{f}");
         }
+        let mut kept = Day::default();
         let mut unix = -70_000_000_000i64;
         while unix < 300_000_000_000 {
             for nanos in [0, 1, 500_000_000, 123_456_789, 999_999_999] {
@@ -504,14 +572,33 @@ mod tests {
                     offset_minutes: None,
                     tz_assumed: false,
                 };
+                // With a fresh cache, and with the one kept from the
+                // dates before (same day, next day or far away).
+                let want = serde_json::to_string(&d.to_rfc3339_utc()).unwrap();
+                for cache in [&mut Day::default(), &mut kept] {
+                    let mut buf = Vec::new();
+                    date(&mut buf, Some(d), cache);
+                    assert_eq!(String::from_utf8(buf).unwrap(), want);
+                }
+            }
+            unix += 7_919_993;
+        }
+        // Second by second over day boundaries, one cache throughout.
+        for day in [-719_529i64, -1, 0, 1, 20_000, 2_932_896] {
+            for unix in day * 86_400 - 3..day * 86_400 + 3 {
+                let d = MailDate {
+                    unix,
+                    nanos: 0,
+                    offset_minutes: None,
+                    tz_assumed: false,
+                };
                 let mut buf = Vec::new();
-                date(&mut buf, Some(d));
+                date(&mut buf, Some(d), &mut kept);
                 assert_eq!(
                     String::from_utf8(buf).unwrap(),
                     serde_json::to_string(&d.to_rfc3339_utc()).unwrap()
                 );
             }
-            unix += 7_919_993;
         }
     }
 }
