@@ -570,15 +570,27 @@ enum Kw {
 
 fn keyword(w: &str) -> Option<Kw> {
     // By length first: most words are no keyword and are turned away
-    // without a comparison.
-    let kw = match w.len() {
-        2 if w.eq_ignore_ascii_case("by") => Kw::By,
-        2 if w.eq_ignore_ascii_case("id") => Kw::Id,
-        3 if w.eq_ignore_ascii_case("via") => Kw::Via,
-        3 if w.eq_ignore_ascii_case("for") => Kw::For,
-        4 if w.eq_ignore_ascii_case("from") => Kw::From,
-        4 if w.eq_ignore_ascii_case("with") => Kw::With,
-        13 if w.eq_ignore_ascii_case("envelope-from") => Kw::EnvFrom,
+    // without a comparison. The short keywords are all letters, and a
+    // byte `| 0x20` is a given lower-case letter exactly when it is that
+    // letter in either case: compared without a call.
+    let l = |c: &u8| c | 0x20;
+    let kw = match w.as_bytes() {
+        [a, b] => match [l(a), l(b)] {
+            [b'b', b'y'] => Kw::By,
+            [b'i', b'd'] => Kw::Id,
+            _ => return None,
+        },
+        [a, b, c] => match [l(a), l(b), l(c)] {
+            [b'v', b'i', b'a'] => Kw::Via,
+            [b'f', b'o', b'r'] => Kw::For,
+            _ => return None,
+        },
+        [a, b, c, d] => match [l(a), l(b), l(c), l(d)] {
+            [b'f', b'r', b'o', b'm'] => Kw::From,
+            [b'w', b'i', b't', b'h'] => Kw::With,
+            _ => return None,
+        },
+        b if b.len() == 13 && b.eq_ignore_ascii_case(b"envelope-from") => Kw::EnvFrom,
         _ => return None,
     };
     Some(kw)
@@ -2457,6 +2469,57 @@ mod tests {
                 let want = old_port_form(w).map(|(ip, p)| (ip, Some(p)));
                 assert_eq!(got, want, "{w:?}");
             }
+        }
+    }
+
+    /// The keyword test without calls answers as `eq_ignore_ascii_case`
+    /// does, for every byte in every position of every keyword.
+    #[test]
+    fn keywords_match_their_reference() {
+        fn reference(w: &str) -> Option<Kw> {
+            [
+                ("by", Kw::By),
+                ("id", Kw::Id),
+                ("via", Kw::Via),
+                ("for", Kw::For),
+                ("from", Kw::From),
+                ("with", Kw::With),
+                ("envelope-from", Kw::EnvFrom),
+            ]
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(w))
+            .map(|(_, kw)| kw)
+        }
+        for k in [
+            "by",
+            "id",
+            "via",
+            "for",
+            "from",
+            "with",
+            "envelope-from",
+            "BY",
+            "x",
+        ] {
+            for at in 0..k.len() {
+                for c in 0..=255u8 {
+                    let mut b = k.as_bytes().to_vec();
+                    b[at] = c;
+                    let w = String::from_utf8_lossy(&b);
+                    assert_eq!(keyword(&w), reference(&w), "{w:?}");
+                }
+            }
+        }
+        for w in [
+            "",
+            "b",
+            "byy",
+            "From",
+            "WITH",
+            "Envelope-From",
+            "envelope\rfrom",
+        ] {
+            assert_eq!(keyword(w), reference(w), "{w:?}");
         }
     }
 
