@@ -491,9 +491,36 @@ const FROM_LINE_MAX: usize = 64 << 10;
 pub fn header_blocks<'a>(data: &'a [u8], starts: &'a [usize]) -> impl Iterator<Item = Entry> + 'a {
     starts.iter().enumerate().filter_map(move |(i, &a)| {
         let b = starts.get(i + 1).copied().unwrap_or(data.len());
-        let mut one = Splitter::new(data.get(a..b).unwrap_or(&[]), Format::Mboxrd).headers_only();
-        one.one_message = true;
-        one.next_entry().ok().flatten()
+        let msg = data.get(a..b).unwrap_or(&[]);
+        plain_header_block(msg).or_else(|| {
+            let mut one = Splitter::new(msg, Format::Mboxrd).headers_only();
+            one.one_message = true;
+            one.next_entry().ok().flatten()
+        })
+    })
+}
+
+/// The header block of one mbox message (`From ` line first) taken as one
+/// slice, when nothing in it needs the splitter's line-by-line reading: no
+/// CR, no line starting with `>` (so no mboxrd quoting to undo), a short
+/// `From ` line and a blank line ending the block within [`HEADER_LIMIT`].
+/// Then the splitter would give exactly these bytes; otherwise `None`.
+fn plain_header_block(msg: &[u8]) -> Option<Entry> {
+    let f = memchr::memchr(b'\n', msg.get(..FROM_LINE_MAX.min(msg.len()))?)? + 1;
+    let rest = msg.get(f..)?;
+    let e = if rest.first() == Some(&b'\n') {
+        1
+    } else {
+        memchr::memmem::find(rest, b"\n\n")? + 2
+    };
+    let block = rest.get(..e)?;
+    let plain = e < HEADER_LIMIT
+        && block.first() != Some(&b'>')
+        && memchr::memchr(b'\r', msg.get(..f + e)?).is_none()
+        && memchr::memmem::find(block, b"\n>").is_none();
+    plain.then(|| Entry {
+        sender: crate::message::from_line_sender(msg.get(..f).unwrap_or(&[])),
+        data: block.to_vec(),
     })
 }
 
@@ -876,6 +903,27 @@ mod tests {
                     String::from_utf8_lossy(input)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_plain_header_block_is_one_slice_and_what_the_splitter_reads() {
+        for (msg, plain) in [
+            (&b"From a x\nS: 1\nT: 2\n\nbody\n>From q\n"[..], true),
+            (b"From a x\n\nbody\n", true),
+            (b"From a x\nS: 1\n>From q\n\nbody\n", false),
+            (b"From a x\n>From S\n\n", false),
+            (b"From a x\r\nS: 1\r\n\r\nbody\r\n", false),
+            (b"From a x\nS: 1\r\n\nbody\n", false),
+            (b"From a x\nS: 1\n", false),
+        ] {
+            let want = whole(msg).into_iter().next();
+            let got = plain_header_block(msg);
+            assert_eq!(got.is_some(), plain, "{:?}", String::from_utf8_lossy(msg));
+            if plain {
+                assert_eq!(got, want);
+            }
+            assert_eq!(header_blocks(msg, &[0]).next(), want);
         }
     }
 
