@@ -140,29 +140,7 @@ fn field_value(v: &str) -> String {
     let v = if v.is_ascii() {
         v
     } else {
-        use base64::Engine;
-        // Encoded words of at most 45 input bytes, cut at characters.
-        let mut words = Vec::new();
-        let mut cur = String::new();
-        for ch in v.chars() {
-            if cur.len() + ch.len_utf8() > 45 {
-                words.push(std::mem::take(&mut cur));
-            }
-            cur.push(ch);
-        }
-        if !cur.is_empty() {
-            words.push(cur);
-        }
-        words
-            .iter()
-            .map(|w| {
-                format!(
-                    "=?UTF-8?B?{}?=",
-                    base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n\t")
+        super::super::mime::encode_2047(&v, "\n\t")
     };
     let mut out = String::with_capacity(v.len());
     for (i, line) in v.split('\n').enumerate() {

@@ -1,6 +1,7 @@
 //! What the Sieve tests read from a message: header values decoded per
 //! RFC 2047, addresses split into parts, the text of a body (RFC 5173
-//! `:text`/`:content`, MIME parts walked to a bounded depth) and dates.
+//! `:text`/`:content`, MIME parts walked to a bounded depth) and dates;
+//! and, the other way, RFC 2047 words for what Sieve writes into a field.
 //!
 //! Guarantee: never panics on any input; work is linear in the message
 //! (MIME nesting bounded by [`MAX_MIME_DEPTH`], parts by [`MAX_PARTS`]).
@@ -13,6 +14,35 @@ use crate::message::{self, Field};
 pub const MAX_MIME_DEPTH: usize = 8;
 /// Most MIME parts looked at by one body test.
 pub const MAX_PARTS: usize = 256;
+
+/// `s` as RFC 2047 encoded words (UTF-8, base64) of at most 45 input
+/// bytes each, cut between characters, joined by `fold` (a newline and
+/// the white space that continues the field): what the header fields
+/// Sieve writes (editheader, vacation) carry for text that is not plain
+/// ASCII.
+pub fn encode_2047(s: &str, fold: &str) -> String {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    for c in s.chars() {
+        if cur.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut cur));
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(fold)
+}
 
 /// Decode RFC 2047 encoded words (`=?charset?B|Q?text?=`) in a header value.
 /// UTF-8, US-ASCII and ISO-8859-1 are decoded; other charsets are read as

@@ -139,28 +139,7 @@ pub fn encode_header(s: &str) -> String {
     if s.chars().all(|c| (' '..='~').contains(&c)) {
         return s.to_string();
     }
-    use base64::Engine;
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    for c in s.chars() {
-        if cur.len() + c.len_utf8() > 45 {
-            words.push(std::mem::take(&mut cur));
-        }
-        cur.push(c);
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
-        .iter()
-        .map(|w| {
-            format!(
-                "=?UTF-8?B?{}?=",
-                base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n ")
+    super::mime::encode_2047(s, "\n ")
 }
 
 /// Whether to reply, and the reply; `Err` says why not.
