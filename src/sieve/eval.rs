@@ -873,20 +873,6 @@ impl<'a> Run<'a> {
                 }
                 self.matches(t.pos, *m, &values, keys)?
             }
-            TestKind::HasFlag { m, vars, keys } if !matches!(m.kind, MatchKind::Count(_)) => {
-                // RFC 5232 3.2: a key is a list of flags too ("b A").
-                let keys = flag_list(&self.expand_all(keys));
-                let values = if vars.is_empty() {
-                    self.flags.clone()
-                } else {
-                    let all: Vec<String> = vars
-                        .iter()
-                        .map(|v| self.var(v).unwrap_or_default().to_string())
-                        .collect();
-                    flag_list(&all)
-                };
-                self.matches(t.pos, *m, &values, &keys)?
-            }
             TestKind::HasFlag { m, vars, keys } => {
                 let values = if vars.is_empty() {
                     self.flags.clone()
@@ -897,7 +883,13 @@ impl<'a> Run<'a> {
                         .collect();
                     flag_list(&all)
                 };
-                self.matches(t.pos, *m, &values, keys)?
+                if matches!(m.kind, MatchKind::Count(_)) {
+                    self.matches(t.pos, *m, &values, keys)?
+                } else {
+                    // RFC 5232 3.2: a key is a list of flags too ("b A").
+                    let keys = flag_list(&self.expand_all(keys));
+                    self.matches(t.pos, *m, &values, &keys)?
+                }
             }
             TestKind::Duplicate(d) => {
                 // RFC 7352: the id is :uniqueid, else the first field named
