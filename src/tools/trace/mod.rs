@@ -409,11 +409,28 @@ fn trace_entries<R: BufRead>(
     Ok(())
 }
 
-/// The warning for a header block with no fields, unless it is an empty
-/// standard input.
-fn no_fields(source: &str, msg: &crate::message::Message) -> Option<String> {
-    (!msg.bytes().trim_ascii().is_empty() || source != "-")
-        .then(|| format!("{source}: no header fields"))
+/// Read one header block, analyse it and give it to `f` with whether
+/// `--strict` fails on it (an anomaly that is not informational): the
+/// work every view and thread shares. A block with no header fields is
+/// `Err` with the warning to print (none for an empty standard input).
+pub(super) fn analyse<R>(
+    source: &str,
+    block: Vec<u8>,
+    strict: bool,
+    buffers: &mut crate::trace::Buffers,
+    f: impl FnOnce(&crate::message::Message, &[crate::message::Field<'_>], &chain::Chain<'_>, bool) -> R,
+) -> std::result::Result<R, Option<String>> {
+    // Normalising only adds a final newline and turns CRLF into LF, so the
+    // block is blank after it exactly when it was blank before.
+    let msg = crate::message::Message::new(crate::message::normalize(block));
+    let fields = msg.fields();
+    if fields.is_empty() {
+        return Err((!msg.bytes().trim_ascii().is_empty() || source != "-")
+            .then(|| format!("{source}: no header fields")));
+    }
+    let c = chain::analyse_message(&msg, &fields, buffers);
+    let failed = strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind));
+    Ok(f(&msg, &fields, &c, failed))
 }
 
 /// Trace one header block and print it the way `st.mode` asks.
@@ -426,43 +443,52 @@ fn handle(source: &str, block: Vec<u8>, st: &mut State, ctx: &mut Ctx) {
         st.out = out;
         return;
     }
-    // Normalising only adds a final newline and turns CRLF into LF, so the
-    // block is blank after it exactly when it was blank before.
-    let msg = crate::message::Message::new(crate::message::normalize(block));
-    let fields = msg.fields();
-    if fields.is_empty() {
-        if let Some(w) = no_fields(source, &msg) {
-            ctx.warn(&w);
-        }
-        return;
-    }
-    st.traced += 1;
-    let c = chain::analyse_message(&msg, &fields, &mut st.work.buffers);
-    if st.strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
-        ctx.check_failed();
-    }
-    let verified = st
-        .verify
-        .as_mut()
-        .map(|v| v.message(source, &msg, &fields, &c, st.strict, ctx));
-    let ok = match st.mode {
-        Mode::Json => {
-            json::line(source, &c, verified.as_ref(), &mut st.work.json);
-            ctx.line_bytes(&st.work.json)
-        }
-        Mode::Table => {
-            let mut ok = true;
-            if st.printed > 0 {
-                ok = ctx.line("");
+    let State {
+        mode,
+        strict,
+        colour,
+        traced,
+        printed,
+        work,
+        verify,
+        ..
+    } = st;
+    let printed_ok = analyse(
+        source,
+        block,
+        *strict,
+        &mut work.buffers,
+        |msg, fields, c, failed| {
+            *traced += 1;
+            if failed {
+                ctx.check_failed();
             }
-            st.printed += 1;
-            ok && table::print(source, &c, st.colour, ctx)
-                && verified
-                    .as_ref()
-                    .is_none_or(|v| verify::print(v, st.colour, ctx))
-        }
-        Mode::Summary => {
-            st.relays.add(&c);
+            let verified = verify
+                .as_mut()
+                .map(|v| v.message(source, msg, fields, c, *strict, ctx));
+            if *mode == Mode::Table {
+                let mut ok = true;
+                if *printed > 0 {
+                    ok = ctx.line("");
+                }
+                *printed += 1;
+                ok && table::print(source, c, *colour, ctx)
+                    && verified
+                        .as_ref()
+                        .is_none_or(|v| verify::print(v, *colour, ctx))
+            } else {
+                // `--json --verify` (`--summary` never comes with `--verify`).
+                json::line(source, c, verified.as_ref(), &mut work.json);
+                ctx.line_bytes(&work.json)
+            }
+        },
+    );
+    let ok = match printed_ok {
+        Ok(ok) => ok,
+        Err(warning) => {
+            if let Some(w) = warning {
+                ctx.warn(&w);
+            }
             true
         }
     };

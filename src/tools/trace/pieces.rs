@@ -19,10 +19,9 @@ use std::fmt::Write as _;
 use std::io::{self, BufRead};
 use std::sync::{Mutex, PoisonError, mpsc};
 
-use super::{Mode, State, json, no_fields, summary};
+use super::{Mode, State, analyse, json, summary};
 use crate::store::read::{self, MboxReader, Piece};
 use crate::tools::Ctx;
-use crate::trace::chain;
 
 /// About how many bytes of mbox one piece holds: large enough that
 /// handing pieces around costs nothing next to tracing them, small enough
@@ -85,27 +84,27 @@ pub(super) fn trace_one(
     work: &mut Work,
     out: &mut Out,
 ) {
-    // Normalising only adds a final newline and turns CRLF into LF, so the
-    // block is blank after it exactly when it was blank before.
-    let msg = crate::message::Message::new(crate::message::normalize(block));
-    let fields = msg.fields();
-    if fields.is_empty() {
-        out.warnings.extend(no_fields(source, &msg));
-        return;
-    }
-    out.traced += 1;
-    let c = chain::analyse_message(&msg, &fields, &mut work.buffers);
-    if strict && c.anomalies.iter().any(|a| !chain::is_informational(a.kind)) {
-        out.check_failed = true;
-    }
-    match mode {
-        Mode::Json => {
-            json::line(source, &c, None, &mut work.json);
-            out.text.extend_from_slice(&work.json);
-            out.text.push(b'\n');
-        }
-        Mode::Summary => out.relays.add(&c),
-        Mode::Table => {}
+    let traced = analyse(
+        source,
+        block,
+        strict,
+        &mut work.buffers,
+        |_, _, c, failed| {
+            out.traced += 1;
+            out.check_failed |= failed;
+            match mode {
+                Mode::Json => {
+                    json::line(source, c, None, &mut work.json);
+                    out.text.extend_from_slice(&work.json);
+                    out.text.push(b'\n');
+                }
+                Mode::Summary => out.relays.add(c),
+                Mode::Table => {}
+            }
+        },
+    );
+    if let Err(warning) = traced {
+        out.warnings.extend(warning);
     }
 }
 
