@@ -184,6 +184,12 @@ pub fn read_line_limited<R: BufRead>(
     Ok(consumed)
 }
 
+/// What a separator looks like from the newline before it, for memmem
+/// over a buffer (built once, not at every buffer); whether it is one
+/// depends on that line being blank ([`ends_blank_line`]).
+static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\nFrom "));
+
 /// Whether the line ending with the newline at `buf[j]` is blank (`\n` or
 /// `\r\n`), `buf` starting at the start of a line.
 fn ends_blank_line(buf: &[u8], j: usize) -> bool {
@@ -318,9 +324,6 @@ impl<R: BufRead> Splitter<R> {
                 if prev_blank && buf.starts_with(b"From ") {
                     (0, true)
                 } else {
-                    // The searcher is built once, not at every buffer.
-                    static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-                        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\nFrom "));
                     let mut found = None;
                     for j in SEPARATOR.find_iter(buf) {
                         if ends_blank_line(buf, j) {
@@ -581,8 +584,6 @@ impl<R: io::Read> Pieces<R> {
     /// ends the skip: the bytes before it are dropped and the search
     /// starts again at the new message.
     fn scan(&mut self) {
-        static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\nFrom "));
         loop {
             let from = self.scanned;
             let mut restart = None;
