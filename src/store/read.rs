@@ -192,6 +192,8 @@ pub fn piece_headers<'a>(data: &'a [u8], starts: &'a [usize]) -> impl Iterator<I
 /// The rest of a stream after [`Piece::Rest`], read by one splitter, as
 /// [`MboxReader`] reads it.
 pub fn mbox_rest<R: BufRead>(pieces: Pieces<R>) -> MboxReader<Chain<Cursor<Vec<u8>>, R>> {
+    // The empty prefix gives the reader the one shape every MboxReader
+    // has (what `open_stream` had read ahead, then the stream).
     let input =
         BufReader::with_capacity(1 << 16, Cursor::new(Vec::new()).chain(pieces.into_rest()));
     MboxReader {
